@@ -1,0 +1,110 @@
+"""A *bundle* is everything serving needs about one trained model, as files on disk.
+
+Training writes the champion's bundle to ``artifacts/champion/`` (and logs the same files to
+the MLflow run); serving loads it from the registry alias ``champion`` and falls back to this
+folder when the tracking store is unreachable.
+
+Layout of a bundle folder::
+
+    model/                   an MLflow sklearn model (the whole fitted Pipeline)
+    metadata.json            model name/version/run id, task, classes, resolved features, metrics
+    reference_profile.json   the drift reference built from the training split
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METADATA_FILE = "metadata.json"
+REFERENCE_FILE = "reference_profile.json"
+MODEL_DIR = "model"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded model with the facts serving and monitoring need about it."""
+
+    pipeline: Any
+    metadata: dict[str, Any]
+    reference: dict[str, Any]
+    source: str = "file"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.metadata["task"]
+
+    @property
+    def features(self) -> list[dict[str, Any]]:
+        """The raw input features a request carries, as resolved at training time."""
+        return self.metadata["features"]
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.metadata.get("classes")
+
+    @property
+    def model_name(self) -> str:
+        return str(self.metadata.get("model_name", "model"))
+
+    @property
+    def model_version(self) -> str:
+        return str(self.metadata.get("model_version", "0"))
+
+
+def save_bundle(
+    directory: Path,
+    pipeline: Any,
+    metadata: dict[str, Any],
+    reference: dict[str, Any],
+    model_saver: Any = None,
+) -> Path:
+    """Write a bundle folder atomically (a temporary sibling, then a rename).
+
+    ``model_saver(pipeline, path)`` writes the model folder; the default saves an MLflow
+    sklearn model.
+    """
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    saver = model_saver or _save_mlflow_model
+    saver(pipeline, tmp / MODEL_DIR)
+    (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+    (tmp / REFERENCE_FILE).write_text(json.dumps(reference, sort_keys=True))
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)
+    return directory
+
+
+def load_bundle_dir(directory: Path, source: str = "file") -> Bundle:
+    """Load a bundle folder written by :func:`save_bundle` (or downloaded from a run)."""
+    directory = Path(directory)
+    missing = [
+        name
+        for name in (MODEL_DIR, METADATA_FILE, REFERENCE_FILE)
+        if not (directory / name).exists()
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"Model bundle at {directory} is incomplete (missing {', '.join(missing)}). "
+            "Run `make train` to train and export a champion."
+        )
+    import mlflow.sklearn
+
+    pipeline = mlflow.sklearn.load_model(str(directory / MODEL_DIR))
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    reference = json.loads((directory / REFERENCE_FILE).read_text())
+    return Bundle(pipeline=pipeline, metadata=metadata, reference=reference, source=source)
+
+
+def _save_mlflow_model(pipeline: Any, path: Path) -> None:
+    import mlflow.sklearn
+
+    mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
