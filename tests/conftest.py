@@ -1,0 +1,172 @@
+"""Shared fixtures: render the template from this checkout and run rendered services.
+
+Rendered services share ONE virtualenv per test session (``service_venv``): the service
+dependencies are installed once, then each rendered service is installed into it with
+``--no-deps``. The venv is cached between sessions under ``~/.cache/mlgen-tests`` keyed by a
+hash of the service's dependency list, so a developer pays the install once; CI on a fresh
+machine builds it once per run. ``MLGEN_TEST_VENV`` points the tests at another folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE_PYPROJECT = REPO / "template" / "pyproject.toml.jinja"
+# Tools the repo's tests run against rendered services, beside the service's own dev extra.
+TEST_TOOLS = ["schemathesis>=4,<5"]
+
+
+def render(dst: Path, answers: dict[str, Any] | None = None) -> Path:
+    """Render the template in this checkout (working tree, committed or not) into ``dst``."""
+    import copier
+
+    with warnings.catch_warnings():
+        # Copier warns that a dirty checkout is rendered as it is: exactly what tests want.
+        warnings.simplefilter("ignore")
+        copier.run_copy(
+            str(REPO),
+            str(dst),
+            data=answers or {},
+            defaults=True,
+            unsafe=False,
+            quiet=True,
+            overwrite=True,
+            vcs_ref="HEAD",
+        )
+    return dst
+
+
+@dataclass(frozen=True)
+class Venv:
+    """A virtualenv that rendered services are installed into."""
+
+    path: Path
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    @property
+    def bin(self) -> Path:
+        return self.path / "bin"
+
+    def run(self, *args: str, cwd: Path, timeout: float = 900, env: dict | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command with this venv first on PATH; fail the test with its output."""
+        full_env = {**os.environ, **service_env(cwd), **(env or {})}
+        full_env["PATH"] = f"{self.bin}{os.pathsep}{full_env.get('PATH', '')}"
+        full_env.pop("PYTHONPATH", None)
+        proc = subprocess.run(
+            list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(
+                f"`{' '.join(args)}` exited {proc.returncode} in {cwd}\n"
+                f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+            )
+        return proc
+
+    def install_service(self, service: Path) -> None:
+        """Install a rendered service into the shared venv without touching its deps."""
+        self.run(str(self.python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(service),
+                 cwd=service)
+
+
+def service_env(root: Path) -> dict[str, str]:
+    """Environment for running a service's commands: no telemetry, no stray tracking URI."""
+    return {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": "",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def _deps_key() -> str:
+    digest = hashlib.sha256(TEMPLATE_PYPROJECT.read_bytes())
+    digest.update(" ".join(TEST_TOOLS).encode())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def service_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """One virtualenv with the rendered services' dependencies, built once per session."""
+    override = os.environ.get("MLGEN_TEST_VENV")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlgen-tests"
+    path = Path(override) if override else cache / f"venv-{_deps_key()}"
+    venv = Venv(path)
+    marker = path / ".mlgen-deps-ready"
+    if marker.exists() and venv.python.exists():
+        return venv
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    seed = render(tmp_path_factory.mktemp("venv-seed") / "svc")
+    venv.run(str(venv.python), "-m", "pip", "install", "-q", "-U", "pip", cwd=seed)
+    venv.run(str(venv.python), "-m", "pip", "install", "-q", f"{seed}[dev]", *TEST_TOOLS,
+             cwd=seed, timeout=1800)
+    # The seed service itself is not kept installed: only its dependencies are shared.
+    venv.run(str(venv.python), "-m", "pip", "uninstall", "-q", "-y", "my-ml-service", cwd=seed)
+    marker.write_text(_deps_key())
+    return venv
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(venv: Venv, service: Path, package: str, env: dict | None = None,
+                   timeout: float = 90) -> Iterator[str]:
+    """Start the service's API with uvicorn on 127.0.0.1 and yield its base URL."""
+    port = free_port()
+    full_env = {**os.environ, **service_env(service), **(env or {})}
+    full_env["PATH"] = f"{venv.bin}{os.pathsep}{full_env.get('PATH', '')}"
+    log = service / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(venv.python), "-m", "uvicorn", f"{package}.serving.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=service, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-6000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /health in {timeout}s:\n{log.read_text()[-6000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,156 @@
+"""The template renders cleanly over its option matrix, validates answers, and lints."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, render
+
+TASKS = ["binary_classification", "multiclass_classification", "regression"]
+FAMILIES = ["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+QUESTIONS = [k for k in yaml.safe_load((REPO / "copier.yml").read_text()) if not k.startswith("_")]
+# Jinja that should have been rendered: a block tag, or an expression naming one of our answers.
+# Grafana legends and Prometheus annotations legitimately keep `{{ $labels.x }}` / `{{feature}}`.
+LEFTOVER = re.compile(r"\{%|%\}|\{\{-?\s*(_copier\w*|" + "|".join(map(re.escape, QUESTIONS)) + r")\b")
+
+OPTION_SETS = {
+    "time_split": {"time_column": "event_time", "id_column": "row_id"},
+    "group_split": {"group_column": "customer_id", "split_strategy": "group"},
+    "balanced_tuned": {"class_weight": "balanced", "tuning_trials": 5, "primary_metric": "pr_auc"},
+    "explicit_features": {
+        "features": [
+            {"name": "age", "type": "numeric", "encoding": "scale"},
+            {"name": "plan", "type": "categorical", "encoding": "onehot"},
+            {"name": "city code", "type": "categorical", "encoding": "target"},
+            {"name": "is_active", "type": "boolean"},
+            {"name": "signup_date", "type": "datetime"},
+        ],
+        "exclude_columns": ["email"],
+        "latency_budget_ms": 20,
+        "max_batch_size": 50,
+    },
+}
+
+
+def _matrix() -> list[tuple[str, dict]]:
+    cases = [
+        (f"{task}-{family}", {"task": task, "model_family": family})
+        for task, family in itertools.product(TASKS, FAMILIES)
+    ]
+    cases += [(name, {"task": "binary_classification", **opts}) for name, opts in OPTION_SETS.items()]
+    return cases
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("matrix")
+    out = {}
+    for name, answers in _matrix():
+        pkg = "svc_" + re.sub(r"\W", "_", name)
+        out[name] = render(root / name, {"project_name": name, "package_name": pkg, **answers})
+    return out
+
+
+def _text_files(root: Path):
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix not in {".png", ".parquet", ".db"}:
+            try:
+                yield path, path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+
+
+@pytest.mark.parametrize("case", [name for name, _ in _matrix()])
+def test_render_leaves_no_jinja_behind(rendered: dict[str, Path], case: str) -> None:
+    root = rendered[case]
+    problems = []
+    for path, text in _text_files(root):
+        rel = path.relative_to(root)
+        if "{{" in str(rel) or "{%" in str(rel) or path.suffix == ".jinja":
+            problems.append(f"{rel}: unrendered path")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if LEFTOVER.search(line):
+                problems.append(f"{rel}:{lineno}: {line.strip()}")
+    assert not problems, "Jinja left behind:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", [name for name, _ in _matrix()])
+def test_rendered_config_carries_the_answers(rendered: dict[str, Path], case: str) -> None:
+    answers = dict(_matrix())[case]
+    config = yaml.safe_load((rendered[case] / "configs" / "config.yaml").read_text())
+    stored = yaml.safe_load((rendered[case] / ".copier-answers.yml").read_text())
+    assert config["task"] == answers["task"] == stored["task"]
+    assert config["model"]["family"] == answers.get("model_family", "hist_gradient_boosting")
+    assert stored["_src_path"] and stored["_commit"], "an answers file that can be updated"
+    for key in ("time_column", "group_column", "id_column"):
+        if key in answers:
+            assert config["data"][key] == answers[key]
+    if "features" in answers:
+        assert config["features"] == answers["features"]
+        assert config["data"]["exclude_columns"] == answers["exclude_columns"]
+    if answers["task"] == "regression":
+        assert config["metric"]["primary"] == "rmse"
+        assert config["model"]["class_weight"] == "none"
+
+
+def test_every_rendered_project_passes_ruff(rendered: dict[str, Path]) -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is part of the dev extra"
+    proc = subprocess.run([ruff, "check", *map(str, rendered.values())],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-2000:]
+
+
+def test_default_render_ships_a_working_sample(rendered: dict[str, Path], tmp_path: Path) -> None:
+    default = render(tmp_path / "default")
+    assert (default / "data" / "sample.csv").exists()
+    # A service pointed at its own data gets no bundled sample that could mislead its tests.
+    custom = rendered["time_split"]
+    assert not (custom / "data" / "sample.csv").exists() or (
+        yaml.safe_load((custom / "configs" / "config.yaml").read_text())["data"]["path"]
+        == "data/sample.csv"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"package_name": "2fast"}, "not a valid package name"),
+        ({"task": "regression", "primary_metric": "roc_auc"}, "does not fit regression"),
+        ({"data_path": "data/train.xlsx"}, ".csv, .parquet or .pq"),
+        ({"split_strategy": "time"}, "needs time_column"),
+        ({"features": [{"name": "x", "type": "vector"}]}, 'unknown type "vector"'),
+        ({"test_size": 0.9}, "between 0.05 and 0.5"),
+    ],
+)
+def test_invalid_answers_are_refused_with_a_reason(tmp_path: Path, answers: dict,
+                                                   message: str) -> None:
+    with pytest.raises(Exception) as excinfo:
+        render(tmp_path / "bad", answers)
+    assert message in str(excinfo.value)
+    assert not (tmp_path / "bad" / "configs").exists(), "a refused render writes nothing"
+
+
+def test_copier_cli_copies_without_trust(tmp_path: Path) -> None:
+    copier = Path(sys.executable).parent / "copier"
+    data = tmp_path / "penguins.csv"
+    data.write_text("species,island,bill_length_mm\nAdelie,Torgersen,39.1\n")
+    proc = subprocess.run(
+        [str(copier), "copy", "--defaults", "--vcs-ref", "HEAD",
+         "--data", "project_name=penguin-api", "--data", "task=multiclass_classification",
+         "--data", f"data_path={data}", "--data", "target=species",
+         str(REPO), str(tmp_path / "penguin-api")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    config = yaml.safe_load((tmp_path / "penguin-api" / "configs" / "config.yaml").read_text())
+    assert config["data"]["target"] == "species"
+    assert config["metric"]["primary"] == "f1_macro"
+    assert (tmp_path / "penguin-api" / "src" / "penguin_api" / "bundle.py").exists()
