@@ -17,8 +17,12 @@ TASKS = ["binary_classification", "multiclass_classification", "regression"]
 FAMILIES = ["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
 QUESTIONS = [k for k in yaml.safe_load((REPO / "copier.yml").read_text()) if not k.startswith("_")]
 # Jinja that should have been rendered: a block tag, or an expression naming one of our answers.
-# Grafana legends and Prometheus annotations legitimately keep `{{ $labels.x }}` / `{{feature}}`.
-LEFTOVER = re.compile(r"\{%|%\}|\{\{-?\s*(_copier\w*|" + "|".join(map(re.escape, QUESTIONS)) + r")\b")
+# Grafana legends and Prometheus annotations legitimately keep `{{ $labels.x }}` / `{{feature}}`,
+# and Python f-strings such as `{share:.1%}` contain `%}`.
+LEFTOVER = re.compile(
+    r"\{%-?\s*(if|elif|else|endif|for|endfor|set|raw|endraw|macro|include|import)\b"
+    r"|\{\{-?\s*(_copier\w*|" + "|".join(map(re.escape, QUESTIONS)) + r")\b"
+)
 
 OPTION_SETS = {
     "time_split": {"time_column": "event_time", "id_column": "row_id"},
