@@ -1,0 +1,166 @@
+"""The service's Prometheus metrics: one :class:`ServiceMetrics` per app, exposed at ``/metrics``.
+
+The names and labels are a contract with ``deploy/`` (alert rules, Grafana dashboard); see
+``docs/internals.md`` in mlgen. Each app registers its metrics in its own
+``CollectorRegistry`` so that tests can build many apps in one process.
+
+With several worker processes (gunicorn), set ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder
+before the service starts: every worker then writes its values to files there and a scrape of
+any worker reports the sum over all of them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Probabilities live in [0, 1]. Regression outputs have no known scale: decades, with every
+# value <= 0 in the first bucket, because prometheus_client drops the histogram's _sum (the
+# mean prediction on dashboards) as soon as one bucket bound is negative.
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+VALUE_BUCKETS = (0.0, *(10.0**power for power in range(-2, 7)))
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess folder when several workers share metrics, else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class ServiceMetrics:
+    """The metrics of one serving app.
+
+    ``regression`` chooses the buckets of ``model_prediction_score`` (predicted values instead
+    of probabilities).
+    """
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, regression: bool = False) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from request start to the end of the response, by route template.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "model_predictions_total",
+            "Predictions served, by model version and predicted class ('value' for regression).",
+            ["model_version", "outcome"],
+            registry=registry,
+        )
+        self.prediction_score = Histogram(
+            "model_prediction_score",
+            "Positive-class probability (binary), winning-class probability (multiclass) "
+            "or predicted value (regression).",
+            ["model_version"],
+            buckets=VALUE_BUCKETS if regression else PROBABILITY_BUCKETS,
+            registry=registry,
+        )
+        self.validation_errors = Counter(
+            "model_validation_errors_total",
+            "Requests rejected because their body did not match the model's input schema.",
+            ["route"],
+            registry=registry,
+        )
+        self.out_of_range = Counter(
+            "model_out_of_range_total",
+            "Numeric feature values outside the training minimum/maximum (accepted, flagged).",
+            ["feature"],
+            registry=registry,
+        )
+        # Gauges describe the live state of each worker: with several workers a scrape reports
+        # the highest (flags) or the most recent (drift) value among the live ones.
+        self.model_info = Gauge(
+            "model_info",
+            "The model being served (value is always 1).",
+            ["name", "version", "source", "serving_path"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.feature_drift = Gauge(
+            "model_feature_drift",
+            "Distance between recent requests and the training data, per feature.",
+            ["feature", "measure"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.feature_drift_alert = Gauge(
+            "model_feature_drift_alert",
+            "1 when a feature's drift score exceeds its threshold.",
+            ["feature"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.drift_window_rows = Gauge(
+            "model_drift_window_rows",
+            "Requests rows currently in the online drift window.",
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.fallback_active = Gauge(
+            "model_fallback_active",
+            "1 when the model was loaded from the exported bundle because the registry failed.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_duration.labels(route, method).observe(seconds)
+
+    def observe_predictions(
+        self, model_version: str, outcomes: list[str], scores: list[float]
+    ) -> None:
+        for outcome in outcomes:
+            self.predictions.labels(model_version, outcome).inc()
+        histogram = self.prediction_score.labels(model_version)
+        for score in scores:
+            histogram.observe(score)
+
+    def observe_out_of_range(self, features: list[str]) -> None:
+        for feature in features:
+            self.out_of_range.labels(feature).inc()
+
+    def set_model(self, name: str, version: str, source: str, serving_path: str) -> None:
+        self.model_info.labels(name, version, source, serving_path).set(1)
+
+    def set_drift(self, scores: Mapping[str, Mapping[str, Any]], window_rows: int) -> None:
+        """Copy the online drift monitor's latest scores into the drift gauges."""
+        self.drift_window_rows.set(window_rows)
+        for feature, score in scores.items():
+            # A feature with no values in the window has no score: NaN, not a fake zero.
+            value = math.nan if score["score"] is None else float(score["score"])
+            self.feature_drift.labels(feature, str(score["measure"])).set(value)
+            self.feature_drift_alert.labels(feature).set(1 if score["alert"] else 0)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric (of all workers in multiprocess mode)."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(merged, path=directory)
+        return generate_latest(merged)

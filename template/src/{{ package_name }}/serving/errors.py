@@ -1,0 +1,166 @@
+"""API *errors*: every failure becomes a JSON :class:`~.schemas.ErrorResponse`.
+
+Bad input is a 422 naming each field and what is wrong with it (413 for a batch over the size
+limit), a missing model is a 503, and nothing a client sends can crash the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .schemas import BATCH_TOO_LARGE
+
+log = logging.getLogger(__name__)
+
+# Listing every expected feature in an error about an unknown one helps, up to a point.
+MAX_LISTED_FEATURES = 20
+
+
+class ApiError(Exception):
+    """A request that cannot be answered, with a stable code and a message saying what to do."""
+
+    def __init__(self, status_code: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = error
+        self.message = message
+
+
+def error_body(
+    error: str, message: str, request_id: str, fields: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    return {"error": error, "message": message, "fields": fields or [], "request_id": request_id}
+
+
+def request_id_of(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """``("body", "records", 3, "age")`` -> ``records[3].age``; the whole body is ``body``."""
+    path = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def _problem(error: dict[str, Any], feature_names: list[str]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        listed = ", ".join(feature_names[:MAX_LISTED_FEATURES])
+        more = " ..." if len(feature_names) > MAX_LISTED_FEATURES else ""
+        return f"unknown field; the model takes: {listed}{more}"
+    if kind == "finite_number":
+        return "NaN and infinity are not accepted; send null for a missing value"
+    if kind == "missing" and tuple(error["loc"]) == ("body",):
+        return "the request body is empty; send a JSON object"
+    if kind in ("less_than_equal", "greater_than_equal"):
+        return (
+            f"{error['msg']}: a value this far outside the training range is almost surely a "
+            "unit or encoding error"
+        )
+    if kind == "json_invalid":
+        detail = error.get("ctx", {}).get("error", "parse error")
+        return f"the body is not valid JSON ({detail} at character {error['loc'][-1]})"
+    return str(error["msg"])
+
+
+def validation_problems(
+    exc: RequestValidationError, feature_names: list[str]
+) -> list[dict[str, str]]:
+    return [
+        {
+            # A JSON syntax error's location is a character offset, not a field.
+            "field": "body"
+            if error["type"] == "json_invalid"
+            else _field_path(tuple(error["loc"])),
+            "problem": _problem(error, feature_names),
+        }
+        for error in exc.errors()
+    ]
+
+
+def _batch_too_large(exc: RequestValidationError) -> dict[str, Any] | None:
+    return next((error for error in exc.errors() if error["type"] == BATCH_TOO_LARGE), None)
+
+
+def install_error_handlers(
+    app: FastAPI,
+    feature_names: Callable[[], list[str]],
+    on_validation_error: Callable[[Request], None],
+) -> None:
+    """Answer every error with the JSON error shape.
+
+    ``feature_names()`` lists the served model's features for messages about unknown fields;
+    ``on_validation_error(request)`` counts rejected requests.
+    """
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.error, exc.message, request_id_of(request)),
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        on_validation_error(request)
+        request_id = request_id_of(request)
+        too_large = _batch_too_large(exc)
+        if too_large is not None:
+            return JSONResponse(
+                error_body(
+                    BATCH_TOO_LARGE,
+                    f"A batch takes at most {too_large['ctx']['limit']} records "
+                    "(serving.max_batch_size). Split it into smaller batches.",
+                    request_id,
+                    [{"field": "records", "problem": too_large["msg"]}],
+                ),
+                status_code=413,
+            )
+        fields = validation_problems(exc, feature_names())
+        summary = "; ".join(f"{f['field']}: {f['problem']}" for f in fields[:5])
+        return JSONResponse(
+            error_body(
+                "validation_error",
+                f"The request does not match the model's input schema ({summary}). "
+                "GET /metadata or /docs lists the expected fields and types.",
+                request_id,
+                fields,
+            ),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            error_body(
+                codes.get(exc.status_code, "http_error"), str(exc.detail), request_id_of(request)
+            ),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("Unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body(
+                "internal_error",
+                "The service failed unexpectedly; the error is in its log under this "
+                "request_id.",
+                request_id_of(request),
+            ),
+            status_code=500,
+        )
