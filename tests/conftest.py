@@ -161,7 +161,9 @@ def running_server(venv: Venv, service: Path, package: str, env: dict | None = N
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer /health in {timeout}s:\n{log.read_text()[-6000:]}")
+                pytest.fail(
+                    f"server did not answer /health in {timeout}s:\n{log.read_text()[-6000:]}"
+                )
             time.sleep(0.3)
         yield url
     finally:

@@ -48,7 +48,9 @@ def _matrix() -> list[tuple[str, dict]]:
         (f"{task}-{family}", {"task": task, "model_family": family})
         for task, family in itertools.product(TASKS, FAMILIES)
     ]
-    cases += [(name, {"task": "binary_classification", **opts}) for name, opts in OPTION_SETS.items()]
+    cases += [
+        (name, {"task": "binary_classification", **opts}) for name, opts in OPTION_SETS.items()
+    ]
     return cases
 
 

@@ -1,0 +1,8 @@
+"""mlgen: turn a short brief about a tabular prediction problem into a working ML service."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("mlgen")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0.1.0"

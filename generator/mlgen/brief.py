@@ -1,0 +1,273 @@
+"""A *brief* is a short Markdown description of a prediction problem, with optional front matter.
+
+The YAML front matter (between ``---`` lines) states facts outright (``data``, ``target``,
+``task``, ``metric``, ``id``, ``time``, ``group``, ``latency_ms``, ``model``, ``exclude`` or any
+Plan field); the prose below it is read for hints when a fact is not stated: a data file name,
+"predict <column>", and words such as churn, price, forecast or imbalanced.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlgen.errors import BriefError, TargetNotFoundError
+from mlgen.plan import PLAN_FIELDS
+
+# Short front-matter keys -> Plan fields (or project settings the CLI uses).
+ALIASES = {
+    "data": "data",
+    "data_path": "data",
+    "target": "target",
+    "metric": "primary_metric",
+    "id": "id_column",
+    "time": "time_column",
+    "group": "group_column",
+    "latency_ms": "latency_budget_ms",
+    "model": "model_family",
+    "family": "model_family",
+    "exclude": "exclude_columns",
+    "name": "project_name",
+    "trials": "tuning_trials",
+}
+PROJECT_KEYS = frozenset({"project_name", "package_name", "description", "author"})
+TASK_WORDS = {
+    "binary": "binary_classification",
+    "multiclass": "multiclass_classification",
+    "classification": "classification",
+    "regression": "regression",
+}
+TIME_WORDS = (
+    "forecast",
+    "over time",
+    "time series",
+    "time-series",
+    "future",
+    "next month",
+    "next week",
+    "next year",
+    "temporal",
+    "trend",
+)
+IMBALANCE_WORDS = ("imbalanced", "imbalance", "rare", "fraud", "anomal")
+REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
+DATA_FILE = re.compile(r"[\w./\\~-]+\.(?:csv|parquet|pq)\b", re.IGNORECASE)
+PREDICT = re.compile(
+    r"\b(?:predict|predicts|predicting|forecast|forecasting|estimate|estimating|classify)\s+"
+    r"(?:the\s+|whether\s+|if\s+|a\s+|an\s+|which\s+)?[`\"']?([^\n.,;:()`\"']{1,80})",
+    re.IGNORECASE,
+)
+TARGET_IS = re.compile(r"\btarget(?:\s+column)?\s*(?:is|=|:)\s*[`\"']?([\w .-]{1,64})", re.I)
+FIX_EXAMPLE = "---\ndata: data.csv\ntarget: churned\n---\nPredict which customers churn."
+
+
+@dataclass(frozen=True)
+class Brief:
+    """A parsed brief: front matter (normalised keys) and prose."""
+
+    text: str
+    front: dict[str, Any] = field(default_factory=dict)
+    prose: str = ""
+    folder: Path = field(default_factory=Path.cwd)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> Brief:
+        """Read and parse a brief file; relative data paths resolve against its folder."""
+        path = Path(path)
+        if not path.is_file():
+            raise BriefError(
+                f"Brief {path} does not exist. Write a Markdown file such as:\n{FIX_EXAMPLE}"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BriefError(f"Cannot read brief {path} as UTF-8 text: {exc}") from exc
+        return cls.parse(text, folder=path.resolve().parent, path=path.resolve())
+
+    @classmethod
+    def parse(cls, text: str, folder: Path | None = None, path: Path | None = None) -> Brief:
+        where = path or "the brief"
+        if not text.strip():
+            raise BriefError(
+                f"{where} is empty. Start it with front matter such as:\n{FIX_EXAMPLE}"
+            )
+        front_text, prose = _split_front_matter(text, where)
+        try:
+            raw = yaml.safe_load(front_text) if front_text else {}
+        except yaml.YAMLError as exc:
+            raise BriefError(f"The front matter of {where} is not valid YAML: {exc}") from exc
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise BriefError(
+                f"The front matter of {where} must be 'key: value' lines, got {type(raw).__name__}"
+            )
+        return cls(
+            text=text,
+            front=_normalise(raw, where),
+            prose=prose,
+            folder=folder or Path.cwd(),
+            path=path,
+        )
+
+    @cached_property
+    def lowered(self) -> str:
+        return self.prose.lower()
+
+    def says(self, words: Sequence[str]) -> str | None:
+        """The first of ``words`` the prose contains (case-insensitive), if any."""
+        return next((word for word in words if word in self.lowered), None)
+
+    @property
+    def plan_overrides(self) -> dict[str, Any]:
+        """Front-matter values for Plan fields (everything except data, target and project)."""
+        skip = {"data", "target", "task"} | PROJECT_KEYS
+        return {key: value for key, value in self.front.items() if key not in skip}
+
+    @property
+    def project(self) -> dict[str, str]:
+        """project_name / package_name / description / author given in the front matter."""
+        return {key: str(self.front[key]) for key in PROJECT_KEYS if key in self.front}
+
+    @property
+    def task(self) -> str | None:
+        """binary_classification, multiclass_classification, regression, classification or None."""
+        return self.front.get("task")
+
+    @cached_property
+    def title(self) -> str:
+        heading = re.search(r"^#\s+(.+)$", self.prose, re.MULTILINE)
+        return heading.group(1).strip() if heading else ""
+
+    @cached_property
+    def summary(self) -> str:
+        """The first prose paragraph that is not a heading, on one line."""
+        text = "\n".join(line for line in self.prose.splitlines() if not line.startswith("#"))
+        for block in re.split(r"\n\s*\n", text):
+            if block.strip():
+                return " ".join(block.split())
+        return ""
+
+    def data_path(self, override: Path | None = None) -> Path:
+        """The data file: ``override``, else front matter ``data``, else a file named in prose."""
+        if override is not None:
+            candidate = Path(override).expanduser()
+        elif "data" in self.front:
+            candidate = Path(str(self.front["data"])).expanduser()
+        else:
+            mention = DATA_FILE.search(self.prose)
+            if not mention:
+                raise BriefError(
+                    "The brief does not name a data file. Add this front-matter line (or pass "
+                    "--data PATH):\n  data: path/to/your_data.csv"
+                )
+            candidate = Path(mention.group(0)).expanduser()
+        return candidate if candidate.is_absolute() else (self.folder / candidate)
+
+    def find_target(self, columns: Sequence[str]) -> str:
+        """The column to predict: front matter ``target``, else what the prose says to predict."""
+        if "target" in self.front:
+            wanted = str(self.front["target"])
+            found = _match_column(wanted, columns)
+            if found is None:
+                raise TargetNotFoundError(_not_found(wanted, columns))
+            return found
+        for pattern in (TARGET_IS, PREDICT):
+            for match in pattern.finditer(self.prose):
+                found = _longest_column_prefix(match.group(1), columns)
+                if found is not None:
+                    return found
+        shown = ", ".join(list(columns)[:30])
+        raise BriefError(
+            "The brief does not say which column to predict. Add this front-matter line:\n"
+            f"  target: <one of: {shown}>"
+        )
+
+
+def _split_front_matter(text: str, where: object) -> tuple[str, str]:
+    lines = text.lstrip("\ufeff").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return "", text
+    for index, line in enumerate(lines[1:], start=1):
+        if line.strip() in ("---", "..."):
+            return "\n".join(lines[1:index]), "\n".join(lines[index + 1 :])
+    raise BriefError(
+        f"The front matter of {where} starts with '---' but never ends: add a '---' line."
+    )
+
+
+def _normalise(raw: dict[Any, Any], where: object) -> dict[str, Any]:
+    known = set(ALIASES) | PLAN_FIELDS | PROJECT_KEYS | {"task"}
+    front: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).strip().lower().replace("-", "_")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise BriefError(f'Unknown front-matter key "{key}" in {where}.{hint}')
+        name = ALIASES.get(name, name)
+        if name == "task":
+            value = _task(value, where)
+        elif name == "exclude_columns" and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        elif value is None:
+            continue
+        front[name] = value
+    return front
+
+
+def _task(value: Any, where: object) -> str:
+    text = str(value).strip().lower().replace(" ", "_")
+    if text in TASK_WORDS.values():
+        return text
+    for word, task in TASK_WORDS.items():
+        if text.startswith(word):
+            return task
+    raise BriefError(
+        f'Unknown task "{value}" in {where}: use binary, multiclass, classification or regression.'
+    )
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "_", name.strip().lower())
+
+
+def _match_column(wanted: str, columns: Sequence[str]) -> str | None:
+    if wanted in columns:
+        return wanted
+    by_key = {_key(c): c for c in columns}
+    return by_key.get(_key(wanted))
+
+
+def _longest_column_prefix(phrase: str, columns: Sequence[str]) -> str | None:
+    """The column named by a run of words near the start of ``phrase``, longest run first.
+
+    "whether a customer churned next month" finds "churned"; "monthly charges next year"
+    finds "monthly_charges".
+    """
+    words = phrase.strip().split()
+    for start in range(min(len(words), 4)):
+        for size in range(min(len(words) - start, 6), 0, -1):
+            found = _match_column(" ".join(words[start : start + size]), columns)
+            if found is not None:
+                return found
+    return None
+
+
+def _not_found(wanted: str, columns: Sequence[str]) -> str:
+    lowered = {c.lower(): c for c in columns}
+    close = difflib.get_close_matches(wanted.lower(), list(lowered), n=3, cutoff=0.5)
+    message = f'The target column "{wanted}" is not in the data.'
+    if close:
+        message += " Did you mean: " + ", ".join(lowered[c] for c in close) + "?"
+    shown = ", ".join(list(columns)[:30])
+    example = lowered[close[0]] if close else (list(columns) or ["<column>"])[0]
+    return f"{message}\nColumns: {shown}\nFix the front-matter line, e.g.  target: {example}"

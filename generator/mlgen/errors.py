@@ -1,0 +1,39 @@
+"""Every failure a user can cause or fix, as one named error class with an actionable message.
+
+The CLI prints ``str(error)`` and exits with ``error.exit_code``: 2 for bad input (brief, data,
+target folder), 1 when a rendered service fails verification.
+"""
+
+from __future__ import annotations
+
+
+class MlgenError(Exception):
+    """Base class: the message says what is wrong and how to fix it."""
+
+    exit_code = 2
+
+
+class BriefError(MlgenError):
+    """The brief is missing, empty, unreadable, or does not say enough to plan."""
+
+
+class DataError(MlgenError):
+    """The data file is missing, unreadable, empty, or unusable for the stated problem."""
+
+
+class TargetNotFoundError(DataError):
+    """The target the brief names is not a column of the data."""
+
+
+class PlanError(MlgenError):
+    """A plan (from a planner or a brief's front matter) is inconsistent or invalid."""
+
+
+class RenderError(MlgenError):
+    """The service could not be rendered into the requested folder."""
+
+
+class VerifyError(MlgenError):
+    """A step of verifying the rendered service failed; the message carries its output tail."""
+
+    exit_code = 1

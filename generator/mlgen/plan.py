@@ -1,0 +1,315 @@
+"""A *plan* is every problem-specific answer to the template's questions, with the reasons.
+
+`Plan` mirrors the problem-specific questions of ``copier.yml`` field by field (names, choices,
+defaults and validators; ``tests/test_plan_matches_copier.py`` keeps them in step). Planners fill
+it, the CLI shows it, :meth:`Plan.to_answers` hands it to Copier, and its JSON schema is the
+contract an LLM planner must satisfy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
+
+from mlgen.errors import PlanError
+
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
+Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
+SplitStrategy = Literal["stratified", "random", "time", "group"]
+ModelFamily = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+Metric = Literal[
+    "roc_auc",
+    "pr_auc",
+    "f1",
+    "log_loss",
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "roc_auc_ovr",
+    "rmse",
+    "mae",
+    "r2",
+]
+ClassWeight = Literal["none", "balanced"]
+
+METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
+    "binary_classification": (
+        "roc_auc",
+        "pr_auc",
+        "f1",
+        "log_loss",
+        "accuracy",
+        "balanced_accuracy",
+    ),
+    "multiclass_classification": (
+        "f1_macro",
+        "accuracy",
+        "balanced_accuracy",
+        "log_loss",
+        "roc_auc_ovr",
+    ),
+    "regression": ("rmse", "mae", "r2"),
+}
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+class Feature(BaseModel):
+    """One input column of the model and how it is encoded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Column name, exactly as in the data header")
+    type: FeatureType = Field(default="numeric", description="Semantic type of the column")
+    encoding: Encoding = Field(
+        default="auto",
+        description="auto lets the service choose (scale numerics, one-hot small categoricals)",
+    )
+
+
+class ExcludedColumn(BaseModel):
+    """A column deliberately kept out of the features, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(min_length=1, description="Column name")
+    reason: str = Field(min_length=1, description="Why it must not be a feature (one sentence)")
+
+
+class Plan(BaseModel):
+    """The problem-specific answers to the template's questions, plus a reason for each."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    task: Task = Field(default="binary_classification", description="What kind of prediction")
+    data_path: str = Field(
+        default="data/sample.csv",
+        min_length=1,
+        description="Training data (CSV or Parquet), absolute or relative to the service folder",
+    )
+    target: str = Field(default="target", min_length=1, description="Column to predict")
+    id_column: str = Field(default="", description="Row-id column, never a feature ('' for none)")
+    time_column: str = Field(
+        default="", description="Timestamp column; set it for a time-ordered split ('' for none)"
+    )
+    group_column: str = Field(
+        default="", description="Group column whose rows must stay in one split ('' for none)"
+    )
+    features: list[Feature] = Field(
+        default_factory=list,
+        description="Model inputs with type and encoding; empty means infer at training time",
+    )
+    split_strategy: SplitStrategy | None = Field(
+        default=None,
+        description="time needs time_column, group needs group_column, stratified needs a "
+        "classification task; null picks the template's default for the task",
+    )
+    test_size: float = Field(default=0.2, ge=0.05, le=0.5, description="Share held out for test")
+    validation_size: float = Field(
+        default=0.2, ge=0.05, le=0.5, description="Share of the rest used for validation"
+    )
+    model_family: ModelFamily = Field(
+        default="hist_gradient_boosting",
+        description="linear means logistic regression (classification) or ridge (regression)",
+    )
+    primary_metric: Metric | None = Field(
+        default=None,
+        description="Selects and promotes models; must fit the task (see METRICS_BY_TASK); "
+        "null picks the template's default for the task",
+    )
+    class_weight: ClassWeight = Field(
+        default="none", description="balanced reweights rare classes (classification only)"
+    )
+    seed: int = Field(default=42, description="The one seed for splits, models and tuning")
+    tuning_trials: int = Field(
+        default=0, ge=0, le=500, description="Optuna trials (0 = the family's sensible defaults)"
+    )
+    latency_budget_ms: int = Field(
+        default=0, ge=0, description="Target p50 latency of /predict in ms (0 = none)"
+    )
+    max_batch_size: int = Field(
+        default=1000, ge=1, le=100000, description="Largest batch /predict/batch accepts"
+    )
+    drift_numeric_threshold: float = Field(
+        default=0.1, gt=0, description="Alert above this normalised Wasserstein distance"
+    )
+    drift_categorical_threshold: float = Field(
+        default=0.05, gt=0, description="Alert above this Jensen-Shannon distance"
+    )
+    drift_window: int = Field(default=1000, ge=50, description="Requests kept for online drift")
+    excluded: list[ExcludedColumn] = Field(
+        default_factory=list, description="Columns kept out of the features, each with a reason"
+    )
+    rationale: dict[str, str] = Field(
+        default_factory=dict, description="Plan field name -> one sentence saying why"
+    )
+
+    @computed_field(description="Names of the excluded columns (the Copier answer)")
+    @property
+    def exclude_columns(self) -> list[str]:
+        return [item.column for item in self.excluded]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_exclude_columns(cls, data: Any) -> Any:
+        # Answers files and dumped plans carry the plain list: fold it into `excluded` so a
+        # dumped plan validates again and Copier answers read back into a Plan.
+        if isinstance(data, dict) and "exclude_columns" in data:
+            data = dict(data)
+            names = data.pop("exclude_columns") or []
+            excluded = list(data.get("excluded") or [])
+            known = {item["column"] if isinstance(item, dict) else item.column for item in excluded}
+            excluded += [
+                {"column": str(name), "reason": "listed in exclude_columns"}
+                for name in names
+                if str(name) not in known
+            ]
+            data["excluded"] = excluded
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Plan:
+        # Fill the defaults Copier computes from other answers, the same way copier.yml does.
+        if self.split_strategy is None:
+            self.split_strategy = _default_split(self)
+        if self.primary_metric is None:
+            self.primary_metric = METRICS_BY_TASK[self.task][0]
+        problems = _problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @classmethod
+    def build(cls, data: dict[str, Any]) -> Plan:
+        """Validate ``data`` into a Plan, turning pydantic's report into a :class:`PlanError`."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                where = ".".join(str(part) for part in err["loc"]) or "plan"
+                lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
+            raise PlanError("The plan is not valid:\n" + "\n".join(lines)) from exc
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """Refuse a plan naming columns the data does not have (e.g. from an LLM or a typo)."""
+        named = [self.target, self.id_column, self.time_column, self.group_column]
+        named += [f.name for f in self.features] + self.exclude_columns
+        unknown = [name for name in dict.fromkeys(named) if name and name not in columns]
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, list(columns), n=2, cutoff=0.6)
+                hints.append(
+                    f'"{name}"' + (f" (did you mean {' or '.join(close)}?)" if close else "")
+                )
+            raise PlanError(f"The plan names columns the data does not have: {', '.join(hints)}.")
+
+    def to_answers(
+        self,
+        project_name: str,
+        package_name: str | None = None,
+        description: str | None = None,
+        author: str | None = None,
+    ) -> dict[str, Any]:
+        """The answers Copier needs (``run_copy(data=...)``) to render this plan."""
+        answers: dict[str, Any] = {"project_name": project_name}
+        optional = {"package_name": package_name, "description": description, "author": author}
+        answers.update({key: value for key, value in optional.items() if value})
+        answers.update(self.model_dump(mode="json", exclude={"rationale", "excluded"}))
+        if self.task == "regression":
+            # The question is only asked for classifiers; Copier does not store it otherwise.
+            answers.pop("class_weight")
+        return answers
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(field, value, why) for every decision, in question order, for tables."""
+        rows = []
+        for name in [*_ANSWER_FIELDS, "exclude_columns"]:
+            if name == "class_weight" and self.task == "regression":
+                continue
+            value = getattr(self, name)
+            rows.append((name, _show(value), self.rationale.get(name, "")))
+        return rows
+
+    def to_markdown(self) -> str:
+        """The plan as Markdown: decisions with reasons, then excluded columns."""
+        lines = ["| setting | value | why |", "| --- | --- | --- |"]
+        lines += [f"| {f} | {_md(v)} | {_md(why)} |" for f, v, why in self.rows()]
+        if self.excluded:
+            lines += ["", "### Excluded columns", "", "| column | reason |", "| --- | --- |"]
+            lines += [f"| {_md(item.column)} | {_md(item.reason)} |" for item in self.excluded]
+        return "\n".join(lines) + "\n"
+
+
+_ANSWER_FIELDS = [name for name in Plan.model_fields if name not in ("excluded", "rationale")]
+PLAN_FIELDS = frozenset([*_ANSWER_FIELDS, "exclude_columns"])
+
+
+def _default_split(plan: Plan) -> str:
+    if plan.time_column:
+        return "time"
+    if plan.group_column:
+        return "group"
+    return "random" if plan.task == "regression" else "stratified"
+
+
+def _problems(plan: Plan) -> list[str]:
+    problems = []
+    if not plan.data_path.lower().endswith(DATA_SUFFIXES):
+        problems.append(f'data_path must end in .csv, .parquet or .pq (got "{plan.data_path}")')
+    if plan.primary_metric not in METRICS_BY_TASK[plan.task]:
+        allowed = ", ".join(METRICS_BY_TASK[plan.task])
+        problems.append(
+            f'"{plan.primary_metric}" does not fit {plan.task}: choose one of {allowed}'
+        )
+    if plan.split_strategy == "time" and not plan.time_column:
+        problems.append("a time split needs time_column")
+    if plan.split_strategy == "group" and not plan.group_column:
+        problems.append("a grouped split needs group_column")
+    if plan.split_strategy == "stratified" and plan.task == "regression":
+        problems.append("a stratified split needs a classification task: use random")
+    if plan.class_weight == "balanced" and plan.task == "regression":
+        problems.append("class_weight balanced only applies to classification: use none")
+    names = [f.name for f in plan.features]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        problems.append(f"features listed twice: {', '.join(duplicated)}")
+    roles = {
+        "id_column": plan.id_column,
+        "time_column": plan.time_column,
+        "group_column": plan.group_column,
+    }
+    clashes = [role for role, column in roles.items() if column == plan.target]
+    clashes += ["features"] if plan.target in names else []
+    clashes += ["exclude_columns"] if plan.target in plan.exclude_columns else []
+    if clashes:
+        problems.append(f'the target "{plan.target}" cannot also be in {", ".join(clashes)}')
+    in_both = sorted(set(names) & set(plan.exclude_columns))
+    if in_both:
+        problems.append(f"columns both used and excluded: {', '.join(in_both)}")
+    role_features = [f"{role} {column}" for role, column in roles.items() if column in names]
+    if role_features:
+        problems.append(f"{', '.join(role_features)} cannot also be a feature")
+    unknown = sorted(set(plan.rationale) - PLAN_FIELDS)
+    if unknown:
+        problems.append(f"rationale for unknown fields: {', '.join(unknown)}")
+    return problems
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        shown = [f"{v.name} ({v.type})" if isinstance(v, Feature) else str(v) for v in value]
+        return ", ".join(shown)
+    if value == "":
+        return "-"
+    return str(value)
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")

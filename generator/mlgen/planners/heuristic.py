@@ -1,0 +1,373 @@
+"""The heuristic planner: the decisions a careful ML engineer makes from a brief and a profile.
+
+Offline and deterministic. Every decision records one sentence of rationale; anything the
+brief's front matter states wins over the heuristics.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
+from mlgen.errors import PlanError
+from mlgen.plan import Plan
+from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
+
+RARE_POSITIVES = 0.10
+LOW_LATENCY_MS = 5
+SMALL_DATA = 2_000
+LARGE_DATA = 100_000
+TIME_NAME = re.compile(r"date|time|timestamp|^(year|month|week|day|period|quarter)$", re.I)
+GROUP_PHRASE = re.compile(r"\b(?:per|grouped by|group by|for each)\s+[`\"']?([\w .-]{1,64})", re.I)
+DEFAULT_REASONS = {
+    "id_column": "no column has a different value on every row",
+    "time_column": "no date column, and the brief does not ask for a forecast",
+    "group_column": "no repeated entity id, so rows are independent",
+    "latency_budget_ms": "no latency stated in the brief",
+    "max_batch_size": "the template's default",
+}
+
+
+class HeuristicPlanner:
+    """Rules of thumb over the profile, overridden by whatever the brief states."""
+
+    name = "heuristic"
+
+    def plan(self, brief: Brief, profile: Profile) -> Plan:
+        target = brief.find_target(profile.column_names)
+        draft = _Draft(brief, profile, target)
+        draft.decide()
+        plan = Plan.build(draft.values | {"rationale": draft.why})
+        plan.check_columns(profile.column_names)
+        return plan
+
+
+class _Draft:
+    """Decisions in progress: ``values`` (Plan fields) and ``why`` (one sentence per field)."""
+
+    def __init__(self, brief: Brief, profile: Profile, target: str) -> None:
+        self.brief, self.profile, self.target = brief, profile, target
+        self.target_profile: TargetProfile = profile.target(target)
+        self.values: dict[str, Any] = {"target": target, "data_path": str(profile.source)}
+        self.why: dict[str, str] = {}
+        self.excluded: dict[str, str] = {}
+
+    def set(self, field: str, value: Any, why: str) -> None:
+        self.values[field] = value
+        self.why[field] = why
+
+    def decide(self) -> None:
+        self.why["target"] = (
+            "named in the brief"
+            if "target" in self.brief.front
+            else "what the brief says to predict"
+        )
+        self.why["data_path"] = "the brief's data file, read in place (absolute path)"
+        self._task()
+        self._roles()
+        self._exclusions()
+        self._family()
+        self._features()
+        self._split()
+        self._metric()
+        self._tuning()
+        self._serving_and_drift()
+        self._apply_brief()
+        for field, why in DEFAULT_REASONS.items():
+            self.why.setdefault(field, why)
+        self.values["excluded"] = [{"column": c, "reason": r} for c, r in self.excluded.items()]
+        if self.excluded:
+            self.why["exclude_columns"] = "ids, constants, empty columns and leakage suspects"
+
+    def _task(self) -> None:
+        kind = self.target_profile.kind
+        stated = self.brief.task
+        counts = self.target_profile.class_counts
+        by_kind = {
+            "binary": "binary_classification",
+            "multiclass": "multiclass_classification",
+            "regression": "regression",
+        }
+        if stated == "classification":
+            if kind == "regression":
+                raise PlanError(
+                    f'The brief asks for classification but "{self.target}" is a continuous '
+                    "number. Use `task: regression`, or choose a column holding classes."
+                )
+            self.set(
+                "task",
+                by_kind[kind],
+                f"classification stated; the target has {len(counts)} classes",
+            )
+        elif stated:
+            if stated != "regression" and kind == "regression":
+                raise PlanError(
+                    f'The brief says {stated} but "{self.target}" is a continuous number. '
+                    "Use `task: regression`, or choose a column holding classes."
+                )
+            if stated == "regression" and not self._numeric(self.target):
+                raise PlanError(
+                    f'The brief says regression but "{self.target}" is not numeric. '
+                    "Use `task: classification`."
+                )
+            if stated == "binary_classification" and len(counts) > 2:
+                raise PlanError(
+                    f'The brief says binary but "{self.target}" has {len(counts)} classes. '
+                    "Use `task: multiclass`."
+                )
+            self.set("task", stated, "stated in the brief")
+        elif (
+            kind == "multiclass"
+            and self._numeric(self.target)
+            and self.brief.says(REGRESSION_WORDS)
+        ):
+            word = self.brief.says(REGRESSION_WORDS)
+            self.set("task", "regression", f'a small-integer target and the brief says "{word}"')
+        elif kind == "regression":
+            self.set("task", "regression", f'"{self.target}" is a continuous number')
+        else:
+            self.set("task", by_kind[kind], f'"{self.target}" takes {len(counts)} values')
+
+    def _numeric(self, name: str) -> bool:
+        return self.profile.column(name).kind in ("numeric", "boolean")
+
+    def _candidates(self) -> list[ColumnProfile]:
+        return [c for c in self.profile.columns if c.name != self.target]
+
+    def _roles(self) -> None:
+        front = self.brief.front
+        ids = [c for c in self._candidates() if c.id_like]
+        if "id_column" not in front and ids:
+            chosen = next((c for c in ids if ID_NAME.search(c.name)), ids[0])
+            self.set("id_column", chosen.name, "a different value on every row: the row id")
+        for col in ids:
+            if col.name != self.values.get("id_column"):
+                self.excluded[col.name] = "a different value on every row: an identifier"
+        if "time_column" not in front:
+            self._time_column()
+        if "group_column" not in front and not self.values.get("time_column"):
+            self._group_column()
+
+    def _time_column(self) -> None:
+        usable = [c for c in self._candidates() if not c.constant and not c.mostly_missing]
+        dates = [c for c in usable if c.kind == "datetime"]
+        if dates:
+            chosen = next((c for c in dates if TIME_NAME.search(c.name)), dates[0])
+            self.set(
+                "time_column",
+                chosen.name,
+                "holds dates: training on the past and "
+                "testing on the future is how the model will be used",
+            )
+            return
+        word = self.brief.says(TIME_WORDS)
+        periods = [
+            c for c in usable if c.kind == "numeric" and c.integer and TIME_NAME.search(c.name)
+        ]
+        if word and periods:
+            self.set(
+                "time_column",
+                periods[0].name,
+                f'the brief says "{word}" and this column orders the rows in time',
+            )
+
+    def _group_column(self) -> None:
+        names = self.profile.column_names
+        for match in GROUP_PHRASE.finditer(self.brief.prose):
+            words = match.group(1).split()
+            found = next(
+                (
+                    c
+                    for size in range(len(words), 0, -1)
+                    for c in [_find(" ".join(words[:size]), names)]
+                    if c
+                ),
+                None,
+            )
+            if found and found != self.target and self.profile.column(found).n_unique > 1:
+                self.set(
+                    "group_column",
+                    found,
+                    "the brief predicts per group: rows of one group stay in one split",
+                )
+                return
+        rows = self.profile.n_sampled
+        for col in self._candidates():
+            if ID_NAME.search(col.name) and not col.id_like and 10 <= col.n_unique <= rows / 2:
+                self.set(
+                    "group_column",
+                    col.name,
+                    "an id repeated across rows (an entity): "
+                    "its rows stay in one split so the test set has unseen entities",
+                )
+                return
+
+    def _exclusions(self) -> None:
+        roles = {self.values.get(k) for k in ("id_column", "time_column", "group_column")}
+        leaks = self.profile.leakage_suspects(self.target, self.values.get("time_column", ""))
+        rows = self.profile.n_sampled
+        for col in self._candidates():
+            if col.name in roles or col.name in self.excluded:
+                continue
+            if col.constant:
+                self.excluded[col.name] = "the same value on every row"
+            elif col.mostly_missing:
+                self.excluded[col.name] = f"{col.missing_rate:.0%} of values missing"
+            elif col.name in leaks:
+                self.excluded[col.name] = f"leakage suspect: {leaks[col.name]}"
+            elif col.kind == "categorical" and col.n_unique > max(50, 0.5 * rows):
+                self.excluded[col.name] = f"{col.n_unique} distinct labels: nearly one per row"
+            elif col.kind == "text":
+                self.excluded[col.name] = "free text: the service's pipeline does not use it"
+            elif col.notes:
+                # The service reads the file with plain pandas, which leaves these as strings.
+                self.excluded[col.name] = f"{col.notes[0]}: clean the file to use it as a number"
+
+    def _feature_columns(self) -> list[ColumnProfile]:
+        roles = {self.values.get(k) for k in ("id_column", "time_column", "group_column")}
+        return [
+            c for c in self._candidates() if c.name not in roles and c.name not in self.excluded
+        ]
+
+    def _family(self) -> None:
+        rows = self.profile.n_rows
+        width = len(self._feature_columns())
+        latency = int(self.brief.front.get("latency_budget_ms") or 0)
+        if latency and latency <= LOW_LATENCY_MS:
+            self.set(
+                "model_family",
+                "linear",
+                f"a {latency} ms latency budget: the linear model is the cheapest to serve",
+            )
+        elif rows < SMALL_DATA and width <= 100:
+            self.set(
+                "model_family",
+                "linear",
+                f"{rows} rows: a regularised linear model is hard "
+                "to beat on little data and least likely to overfit",
+            )
+        elif rows >= LARGE_DATA:
+            self.set(
+                "model_family", "lightgbm", f"{rows:,} rows: LightGBM trains fastest at this size"
+            )
+        else:
+            self.set(
+                "model_family",
+                "hist_gradient_boosting",
+                f"{rows:,} rows x {width} "
+                "columns: gradient-boosted trees are the strong default for tabular data",
+            )
+
+    def _features(self) -> None:
+        linear = self.values["model_family"] == "linear"
+        features = []
+        for col in self._feature_columns():
+            kind = col.kind  # profile kinds are the Plan's feature types
+            if kind == "numeric":
+                encoding = "scale" if linear else "passthrough"
+            elif kind == "categorical":
+                encoding = "onehot" if col.cardinality == "low" else "target"
+            else:
+                encoding = "auto"
+            features.append({"name": col.name, "type": kind, "encoding": encoding})
+        numbers = "numbers scaled for the linear model" if linear else "numbers as-is for trees"
+        why = f"{len(features)} columns: {numbers}, one-hot for few categories, target encoding"
+        self.set("features", features, why + " for many")
+
+    def _split(self) -> None:
+        if self.values.get("time_column"):
+            self.set("split_strategy", "time", f'ordered by "{self.values["time_column"]}"')
+        elif self.values.get("group_column"):
+            self.set("split_strategy", "group", f'grouped by "{self.values["group_column"]}"')
+        elif self.values["task"] == "regression":
+            self.set("split_strategy", "random", "regression without time order or groups")
+        else:
+            self.set("split_strategy", "stratified", "keeps class shares equal across splits")
+        rows = self.profile.n_rows
+        size, why = (0.1, f"{rows:,} rows: 10% is plenty") if rows > 200_000 else (0.2, "20%")
+        self.set("test_size", size, why)
+        self.set("validation_size", size, why)
+
+    def _metric(self) -> None:
+        task, target = self.values["task"], self.target_profile
+        if task == "binary_classification":
+            share = target.minority_share
+            word = self.brief.says(IMBALANCE_WORDS)
+            if share < RARE_POSITIVES or (word and share < 2 * RARE_POSITIVES):
+                self.set(
+                    "primary_metric",
+                    "pr_auc",
+                    f"rare positives ({share:.1%}): PR-AUC measures what ROC-AUC hides",
+                )
+                self.set("class_weight", "balanced", f"the minority class is {share:.1%} of rows")
+            else:
+                self.set("primary_metric", "roc_auc", f"balanced enough ({share:.0%} minority)")
+                self.set("class_weight", "none", f"the minority class is {share:.0%} of rows")
+        elif task == "multiclass_classification":
+            share, k = target.minority_share, len(target.class_counts)
+            self.set("primary_metric", "f1_macro", f"{k} classes, each counted equally")
+            if share < 0.5 / k:
+                self.set("class_weight", "balanced", f"the rarest class is {share:.1%} of rows")
+            else:
+                self.set("class_weight", "none", f"the rarest class is {share:.0%} of rows")
+        elif abs(target.skew) > 2:
+            self.set(
+                "primary_metric",
+                "mae",
+                f"a heavy-tailed target (skew {target.skew:.1f}): "
+                "MAE is not dominated by a few large values",
+            )
+        else:
+            self.set("primary_metric", "rmse", "in the target's units, penalising large errors")
+
+    def _tuning(self) -> None:
+        rows = self.profile.n_rows
+        if self.values["model_family"] == "linear":
+            self.set("tuning_trials", 10, "a linear model has one regularisation strength to tune")
+        elif rows <= 50_000:
+            self.set("tuning_trials", 20, f"{rows:,} rows: 20 cross-validated trials are cheap")
+        else:
+            self.set("tuning_trials", 10, f"{rows:,} rows: 10 trials keep training time bounded")
+
+    def _serving_and_drift(self) -> None:
+        rows = self.profile.n_rows
+        window = 1000 if rows >= 10_000 else max(100, (rows // 10) // 50 * 50)
+        self.set("drift_window", window, "recent requests compared with the training data")
+        # These are floors: the drift reference also stores the noise level of each distance at
+        # each window size, and an alert needs both. A category share moving 20% -> 27% scores
+        # a Jensen-Shannon distance of ~0.068, so the categorical floor sits below that.
+        why = "a floor above negligible shifts; small windows are guarded by the noise limit"
+        self.set("drift_numeric_threshold", 0.1, why)
+        self.set("drift_categorical_threshold", 0.05, why)
+        self.set("seed", 42, "one seed for splits, models and tuning")
+
+    def _apply_brief(self) -> None:
+        for field, value in self.brief.plan_overrides.items():
+            if field == "exclude_columns":
+                for column in value:
+                    self.excluded[str(column)] = "excluded in the brief"
+                features = [f for f in self.values["features"] if f["name"] not in value]
+                self.values["features"] = features
+                continue
+            self.set(field, value, "stated in the brief")
+        roles = {self.values.get(k) for k in ("id_column", "time_column", "group_column")} - {""}
+        # A role named in the brief is never also a feature or an excluded column.
+        self.values["features"] = [
+            f
+            for f in self.values["features"]
+            if (f["name"] if isinstance(f, dict) else f) not in roles
+        ]
+        for role in roles:
+            self.excluded.pop(role, None)
+        front = self.brief.front
+        if {"time_column", "group_column"} & set(front) and "split_strategy" not in front:
+            self._split()
+        if self.values["task"] == "regression":
+            self.values.pop("class_weight", None)
+            self.why.pop("class_weight", None)
+
+
+def _find(name: str, columns: list[str]) -> str | None:
+    lowered = {c.lower(): c for c in columns}
+    return lowered.get(name.strip().lower())

@@ -1,0 +1,110 @@
+"""The brief: front matter, prose hints, and clear errors when it does not say enough."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlgen.brief import Brief
+from mlgen.errors import BriefError, TargetNotFoundError
+
+COLUMNS = ["customer_id", "tenure_months", "monthly_charges", "contract", "churned"]
+
+
+def test_front_matter_keys_are_normalised_to_plan_fields():
+    brief = Brief.parse(
+        "---\ndata: d.csv\ntarget: churned\ntask: binary\nmetric: pr_auc\nid: customer_id\n"
+        "latency_ms: 20\nmodel: lightgbm\nexclude: a, b\n---\nSome prose."
+    )
+    assert brief.task == "binary_classification"
+    assert brief.plan_overrides == {
+        "primary_metric": "pr_auc",
+        "id_column": "customer_id",
+        "latency_budget_ms": 20,
+        "model_family": "lightgbm",
+        "exclude_columns": ["a", "b"],
+    }
+    assert brief.prose.strip() == "Some prose."
+
+
+def test_unknown_front_matter_key_suggests_the_right_one():
+    with pytest.raises(BriefError, match="Did you mean: target"):
+        Brief.parse("---\ntargte: churned\n---\n")
+
+
+def test_unterminated_front_matter_is_reported():
+    with pytest.raises(BriefError, match="never ends"):
+        Brief.parse("---\ntarget: churned\nPredict churn.")
+
+
+def test_front_matter_must_be_a_mapping():
+    with pytest.raises(BriefError, match="key: value"):
+        Brief.parse("---\n- a\n- b\n---\n")
+
+
+def test_unknown_task_lists_the_choices():
+    with pytest.raises(BriefError, match="binary, multiclass, classification or regression"):
+        Brief.parse("---\ntask: clustering\n---\n")
+
+
+@pytest.mark.parametrize(
+    "prose, target",
+    [
+        ("We want to predict churned for each customer.", "churned"),
+        ("Predict whether a customer churned next month.", "churned"),
+        ("Predict the monthly charges of new customers.", "monthly_charges"),
+        ("The target column is `contract`.", "contract"),
+    ],
+)
+def test_prose_names_the_target(prose, target):
+    assert Brief.parse(prose).find_target(COLUMNS) == target
+
+
+def test_front_matter_target_matches_case_and_separators():
+    assert Brief.parse("---\ntarget: Monthly Charges\n---\n").find_target(COLUMNS) == (
+        "monthly_charges"
+    )
+
+
+def test_target_not_found_suggests_close_column_names():
+    with pytest.raises(TargetNotFoundError) as caught:
+        Brief.parse("---\ntarget: churn\n---\n").find_target(COLUMNS)
+    message = str(caught.value)
+    assert "Did you mean: churned" in message
+    assert "target: churned" in message
+
+
+def test_no_target_anywhere_shows_the_front_matter_line_to_add():
+    with pytest.raises(BriefError, match="target: <one of: customer_id"):
+        Brief.parse("Customers come and go.").find_target(COLUMNS)
+
+
+def test_data_path_from_front_matter_resolves_against_the_brief_folder(tmp_path: Path):
+    (tmp_path / "brief.md").write_text("---\ndata: sub/d.csv\ntarget: y\n---\n")
+    assert Brief.load(tmp_path / "brief.md").data_path() == tmp_path / "sub" / "d.csv"
+
+
+def test_data_path_found_in_prose_and_overridden_by_the_caller(tmp_path: Path):
+    brief = Brief.parse("The customers are in exports/customers.csv.", folder=tmp_path)
+    assert brief.data_path() == tmp_path / "exports" / "customers.csv"
+    assert brief.data_path(Path("/elsewhere/x.parquet")) == Path("/elsewhere/x.parquet")
+
+
+def test_no_data_file_shows_the_front_matter_line_to_add():
+    with pytest.raises(BriefError, match="data: path/to/your_data.csv"):
+        Brief.parse("Predict churned.").data_path()
+
+
+def test_missing_and_empty_briefs_are_refused(tmp_path: Path):
+    with pytest.raises(BriefError, match="does not exist"):
+        Brief.load(tmp_path / "nope.md")
+    (tmp_path / "empty.md").write_text("  \n\n")
+    with pytest.raises(BriefError, match="is empty"):
+        Brief.load(tmp_path / "empty.md")
+
+
+def test_title_summary_and_keywords():
+    brief = Brief.parse("# Churn radar\n\nForecast which customers leave.\nMore.\n\nLater.")
+    assert brief.title == "Churn radar"
+    assert brief.summary == "Forecast which customers leave. More."
+    assert brief.says(("price", "forecast")) == "forecast"

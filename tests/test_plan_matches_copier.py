@@ -1,0 +1,145 @@
+"""The Plan mirrors copier.yml: same question names, choices, defaults and validators, so the
+questions live in one place in effect."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from jinja2 import Environment
+from jinja2_ansible_filters import AnsibleCoreFiltersExtension
+from mlgen.errors import PlanError
+from mlgen.plan import PLAN_FIELDS, Plan
+
+COPIER_YML = Path(__file__).resolve().parents[1] / "copier.yml"
+PROJECT_QUESTIONS = {"project_name", "package_name", "description", "author"}
+QUESTIONS = {
+    name: spec
+    for name, spec in yaml.safe_load(COPIER_YML.read_text()).items()
+    if not name.startswith("_")
+}
+PROBLEM_QUESTIONS = {n: s for n, s in QUESTIONS.items() if n not in PROJECT_QUESTIONS}
+JINJA = Environment(extensions=[AnsibleCoreFiltersExtension])
+VALID = {"task": "binary_classification", "time_column": "", "group_column": ""}
+
+
+def _is_jinja(text: object) -> bool:
+    return isinstance(text, str) and ("{{" in text or "{%" in text)
+
+
+def _literal_values(name: str) -> set:
+    annotation = Plan.model_fields[name].annotation
+    options = (
+        [annotation]
+        if typing.get_origin(annotation) is typing.Literal
+        else [
+            arg for arg in typing.get_args(annotation) if typing.get_origin(arg) is typing.Literal
+        ]
+    )
+    return {value for option in options for value in typing.get_args(option)}
+
+
+def _copier_says(question: str, **answers) -> str:
+    """The message copier.yml's validator for ``question`` gives for ``answers`` ('' = valid)."""
+    context = {**VALID, **answers}
+    return JINJA.from_string(QUESTIONS[question]["validator"]).render(**context).strip()
+
+
+def test_plan_fields_are_exactly_the_problem_specific_questions():
+    assert set(PROBLEM_QUESTIONS) == PLAN_FIELDS
+    extra = set(Plan.model_fields) - PLAN_FIELDS
+    assert extra == {"excluded", "rationale"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in PROBLEM_QUESTIONS.items() if "choices" in s))
+def test_choices_match(name):
+    assert _literal_values(name) == set(PROBLEM_QUESTIONS[name]["choices"].values())
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in PROBLEM_QUESTIONS.items() if not _is_jinja(s.get("default")))
+)
+def test_static_defaults_match(name):
+    spec = PROBLEM_QUESTIONS[name]
+    default = spec["default"]
+    if spec["type"] == "yaml":
+        default = yaml.safe_load(default)
+    assert getattr(Plan(), name) == default
+
+
+@pytest.mark.parametrize(
+    "task, time_column, group_column",
+    [
+        (task, time, group)
+        for task in ("binary_classification", "multiclass_classification", "regression")
+        for time, group in (("", ""), ("ts", ""), ("", "customer"), ("ts", "customer"))
+    ],
+)
+def test_computed_defaults_match(task, time_column, group_column):
+    context = {"task": task, "time_column": time_column, "group_column": group_column}
+    plan = Plan(task=task, time_column=time_column, group_column=group_column)
+    for name in ("split_strategy", "primary_metric"):
+        expected = JINJA.from_string(PROBLEM_QUESTIONS[name]["default"]).render(**context).strip()
+        assert getattr(plan, name) == expected
+
+
+@pytest.mark.parametrize(
+    "question, answers",
+    [
+        ("test_size", {"test_size": 0.6}),
+        ("validation_size", {"validation_size": 0.01}),
+        ("tuning_trials", {"tuning_trials": 501}),
+        ("max_batch_size", {"max_batch_size": 0}),
+        ("drift_window", {"drift_window": 10}),
+        ("data_path", {"data_path": "data.xlsx"}),
+        ("target", {"target": ""}),
+        ("primary_metric", {"task": "regression", "primary_metric": "roc_auc"}),
+        ("primary_metric", {"task": "binary_classification", "primary_metric": "f1_macro"}),
+        ("split_strategy", {"split_strategy": "time"}),
+        ("split_strategy", {"split_strategy": "group"}),
+        ("split_strategy", {"task": "regression", "split_strategy": "stratified"}),
+    ],
+)
+def test_copier_and_plan_refuse_the_same_answers(question, answers):
+    assert _copier_says(question, **answers), "copier.yml accepts it"
+    with pytest.raises(PlanError):
+        Plan.build(answers)
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"test_size": 0.5, "validation_size": 0.05, "tuning_trials": 500, "drift_window": 50},
+        {"task": "regression", "primary_metric": "mae", "split_strategy": "random"},
+        {"time_column": "ts", "split_strategy": "time", "data_path": "/abs/x.PARQUET"},
+    ],
+)
+def test_copier_and_plan_accept_the_same_edge_answers(answers):
+    plan = Plan.build(answers)
+    for question in answers:
+        if "validator" in QUESTIONS[question]:
+            assert _copier_says(question, **plan.to_answers("p")) == ""
+
+
+def test_class_weight_is_only_answered_for_classifiers():
+    assert "class_weight" in Plan(task="binary_classification").to_answers("p")
+    assert "class_weight" not in Plan(task="regression").to_answers("p")
+    assert PROBLEM_QUESTIONS["class_weight"]["when"] == "{{ task != 'regression' }}"
+
+
+def test_plan_schema_is_clean_for_an_llm_to_fill():
+    schema = Plan.model_json_schema()
+    assert set(schema["properties"]) == (PLAN_FIELDS - {"exclude_columns"}) | {
+        "excluded",
+        "rationale",
+    }
+    for name, prop in schema["properties"].items():
+        assert prop.get("description"), f"{name} has no description"
+    assert schema["properties"]["model_family"]["enum"] == [
+        "linear",
+        "random_forest",
+        "hist_gradient_boosting",
+        "lightgbm",
+    ]

