@@ -15,10 +15,11 @@ from mlgen.plan import PLAN_FIELDS, Plan
 
 COPIER_YML = Path(__file__).resolve().parents[1] / "copier.yml"
 PROJECT_QUESTIONS = {"project_name", "package_name", "description", "author"}
+# Questions with `when: false` are computed values, never asked nor stored: not Plan fields.
 QUESTIONS = {
     name: spec
     for name, spec in yaml.safe_load(COPIER_YML.read_text()).items()
-    if not name.startswith("_")
+    if not name.startswith("_") and spec.get("when") is not False
 }
 PROBLEM_QUESTIONS = {n: s for n, s in QUESTIONS.items() if n not in PROJECT_QUESTIONS}
 JINJA = Environment(extensions=[AnsibleCoreFiltersExtension])

@@ -1,0 +1,220 @@
+"""Training *data*: loading a table, checking it fits the config, and splitting it.
+
+Every check raises :class:`DataValidationError` naming the column and the problem, so a user
+can fix the file or the config without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+MIN_ROWS = 30
+# A stratified three-way split needs a few rows of every class in each part.
+MIN_ROWS_PER_CLASS = 5
+
+
+class DataValidationError(ValueError):
+    """The training data does not fit the configuration."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+
+def load_data(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(
+            f"Data file {path} does not exist. Set data.path in configs/local.yaml or pass --data."
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise DataValidationError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet.")
+
+
+def file_hash(path: str | Path) -> str:
+    """The sha256 of a data file, recorded with every run so results can be traced to data."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def validate(df: pd.DataFrame, config: Config) -> None:
+    """Raise :class:`DataValidationError` if ``df`` cannot train the configured model."""
+    target = config.data.target
+    if target not in df.columns:
+        raise DataValidationError(
+            f"Target column {target!r} is missing from the data "
+            f"(columns: {', '.join(map(str, df.columns[:20]))})."
+        )
+    named = {
+        "id_column": config.data.id_column,
+        "time_column": config.data.time_column,
+        "group_column": config.data.group_column,
+    }
+    for setting, column in named.items():
+        if column and column not in df.columns:
+            raise DataValidationError(f"data.{setting} {column!r} is not a column of the data.")
+    for spec in config.features:
+        if spec.name not in df.columns:
+            raise DataValidationError(
+                f"Configured feature column {spec.name!r} is not in the data. Remove it from "
+                "features in the config or add the column."
+            )
+        if spec.type == "numeric" and not _is_numeric_like(df[spec.name]):
+            raise DataValidationError(
+                f"Feature column {spec.name!r} is configured as numeric but holds non-numeric "
+                f"values (e.g. {_example(df[spec.name])!r}). Fix the data or set its type."
+            )
+    y = df[target]
+    if y.isna().all():
+        raise DataValidationError(f"Target column {target!r} is empty (all values are null).")
+    labelled = y.dropna()
+    if len(labelled) < MIN_ROWS:
+        raise DataValidationError(
+            f"Only {len(labelled)} rows have a value in target column {target!r}; "
+            f"at least {MIN_ROWS} are needed to train and test a model."
+        )
+    if config.task == "regression":
+        if not _is_numeric_like(y):
+            raise DataValidationError(
+                f"Target column {target!r} must be numeric for regression "
+                f"(found e.g. {_example(y)!r})."
+            )
+        return
+    counts = labelled.value_counts()
+    if len(counts) < 2:
+        raise DataValidationError(
+            f"Target column {target!r} has a single class ({_label(counts.index[0])!r}); "
+            "classification needs at least two."
+        )
+    if config.task == "binary_classification" and len(counts) > 2:
+        raise DataValidationError(
+            f"Target column {target!r} has {len(counts)} classes but the task is "
+            "binary_classification; set task: multiclass_classification."
+        )
+    rare = counts[counts < MIN_ROWS_PER_CLASS]
+    if len(rare):
+        raise DataValidationError(
+            f"Target column {target!r}: class {_label(rare.index[0])!r} has only "
+            f"{rare.iloc[0]} rows; each class needs at least {MIN_ROWS_PER_CLASS}. "
+            "Merge or drop rare classes."
+        )
+
+
+def split(df: pd.DataFrame, config: Config) -> Splits:
+    """Split labelled rows into train/validation/test as ``split.strategy`` says, seeded."""
+    df = df[df[config.data.target].notna()].reset_index(drop=True)
+    strategy = config.split.strategy
+    test_size, validation_size, seed = (
+        config.split.test_size,
+        config.split.validation_size,
+        config.seed,
+    )
+    if strategy == "time":
+        return _time_split(df, config.data.time_column, test_size, validation_size)
+    if strategy == "group":
+        return _group_split(df, config.data.group_column, test_size, validation_size, seed)
+    if strategy == "stratified" and not config.is_classification:
+        raise DataValidationError(
+            "split.strategy 'stratified' needs a classification task; use 'random'."
+        )
+    stratify = config.data.target if strategy == "stratified" else None
+    rest, test = _shuffle_split(df, test_size, seed, stratify)
+    train, validation = _shuffle_split(rest, validation_size, seed, stratify)
+    return Splits(train, validation, test)
+
+
+def _shuffle_split(
+    df: pd.DataFrame, size: float, seed: int, stratify: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    first, second = train_test_split(
+        df, test_size=size, random_state=seed, stratify=df[stratify] if stratify else None
+    )
+    return first.reset_index(drop=True), second.reset_index(drop=True)
+
+
+def _time_split(
+    df: pd.DataFrame, column: str | None, test_size: float, validation_size: float
+) -> Splits:
+    if not column:
+        raise DataValidationError("split.strategy 'time' needs data.time_column.")
+    times = pd.to_datetime(df[column], errors="coerce", format="mixed")
+    if times.isna().any():
+        raise DataValidationError(
+            f"Time column {column!r} has {int(times.isna().sum())} missing or unparseable "
+            f"values (e.g. {_example(df[column][times.isna()])!r}); a time split needs them all."
+        )
+    # A stable sort keeps ties in file order, so the split is the same on every run.
+    ordered = df.iloc[np.argsort(times.to_numpy(), kind="stable")].reset_index(drop=True)
+    n_test = max(1, round(len(ordered) * test_size))
+    rest = ordered.iloc[: len(ordered) - n_test]
+    n_validation = max(1, round(len(rest) * validation_size))
+    return Splits(
+        train=rest.iloc[: len(rest) - n_validation].reset_index(drop=True),
+        validation=rest.iloc[len(rest) - n_validation :].reset_index(drop=True),
+        test=ordered.iloc[len(ordered) - n_test :].reset_index(drop=True),
+    )
+
+
+def _group_split(
+    df: pd.DataFrame, column: str | None, test_size: float, validation_size: float, seed: int
+) -> Splits:
+    if not column:
+        raise DataValidationError("split.strategy 'group' needs data.group_column.")
+    if df[column].isna().any():
+        raise DataValidationError(
+            f"Group column {column!r} has missing values; every row needs a group."
+        )
+    if df[column].nunique() < 3:
+        raise DataValidationError(
+            f"Group column {column!r} has fewer than 3 groups; a grouped split needs more."
+        )
+
+    def cut(frame: pd.DataFrame, size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+        keep, held = next(splitter.split(frame, groups=frame[column]))
+        return frame.iloc[keep].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
+
+    rest, test = cut(df, test_size)
+    train, validation = cut(rest, validation_size)
+    return Splits(train, validation, test)
+
+
+def _is_numeric_like(series: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return True
+    values = series.dropna()
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def _example(series: pd.Series) -> object:
+    values = series.dropna()
+    numeric = pd.to_numeric(values, errors="coerce")
+    odd = values[numeric.isna()]
+    return (odd if len(odd) else values).iloc[0] if len(values) else None
+
+
+def _label(value: object) -> object:
+    # Plain Python values, so messages read "class 1", not "class np.int64(1)".
+    return value.item() if isinstance(value, np.generic) else value

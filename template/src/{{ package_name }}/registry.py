@@ -1,0 +1,321 @@
+"""The model *registry*: MLflow set-up, the logged run, aliases, the promotion gate, loading.
+
+Every trained model becomes a registered version with the alias ``challenger``. It becomes
+``champion`` only through the gate (:func:`decide`): it must beat its own Dummy baseline and
+the current champion on the primary metric of the test split. The champion is also exported
+as a bundle folder (``paths.artifacts``/champion) so serving survives a tracking-store outage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import lightgbm
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import sklearn
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from .bundle import METADATA_FILE, REFERENCE_FILE, Bundle, load_bundle_dir, save_bundle
+from .config import TRACKING_ENV, Config
+from .evaluate import is_better
+from .fallback import keep_previous
+from .model_card import write_model_card
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PLOTS_DIR = "plots"
+
+
+class RegistryError(Exception):
+    """A registry operation cannot be done as asked."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The promotion gate's verdict on one model version."""
+
+    promote: bool
+    reason: str
+
+
+def use_store(config: Config) -> str:
+    """Point MLflow at the configured tracking store; returns its URI."""
+    uri = config.tracking_uri
+    before = os.environ.get(TRACKING_ENV)
+    mlflow.set_tracking_uri(uri)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI, which the config reads as the user's
+    # override: left there, the first store used would capture every later config.
+    if before is None:
+        os.environ.pop(TRACKING_ENV, None)
+    else:
+        os.environ[TRACKING_ENV] = before
+    return uri
+
+
+def setup(config: Config) -> str:
+    """Point MLflow at the configured store; create the experiment if needed; its id."""
+    use_store(config)
+    name = config.tracking.experiment
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        # An explicit location: MLflow's default is ./mlruns under whatever the cwd happens to be.
+        experiment_id = mlflow.create_experiment(name, artifact_location=config.artifact_location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def git_commit(root: Path) -> str:
+    """The service's current git commit, or "unknown" when it is not a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def log_candidate(
+    config: Config,
+    pipeline: Any,
+    example: pd.DataFrame,
+    metadata: dict[str, Any],
+    reference: dict[str, Any],
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    plots_dir: Path,
+) -> dict[str, Any]:
+    """Log a trained pipeline as an MLflow run and a registered ``challenger`` version.
+
+    Returns ``metadata`` completed with ``run_id`` and ``model_version``.
+    """
+    setup(config)
+    name = config.tracking.registered_model
+    # Any feature may be null in a request: declare integer columns as floats in the schema.
+    integers = example.select_dtypes("integer").columns
+    example = example.astype(dict.fromkeys(integers, "float64"))
+    with mlflow.start_run() as run:
+        mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags(
+            {
+                "git_commit": metadata["git_commit"],
+                "data_hash": metadata["data_hash"],
+                "seed": str(config.seed),
+                "task": config.task,
+            }
+        )
+        mlflow.log_artifacts(str(plots_dir), artifact_path=PLOTS_DIR)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            # cloudpickle: the skops default refuses estimators it does not know (e.g. HGB).
+            serialization_format="cloudpickle",
+            # Listing requirements skips MLflow's ~3 s environment inference.
+            pip_requirements=_requirements(),
+            signature=infer_signature(example, _output_example(pipeline, example)),
+            input_example=example,
+            registered_model_name=name,
+        )
+        version = str(info.registered_model_version)
+        metadata = {**metadata, "run_id": run.info.run_id, "model_version": version}
+        mlflow.log_dict(metadata, METADATA_FILE)
+        mlflow.log_dict(reference, REFERENCE_FILE)
+    MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
+    return metadata
+
+
+def champion_version(config: Config) -> Any | None:
+    """The registered version that holds the ``champion`` alias, or None if there is none."""
+    client = MlflowClient()
+    try:
+        return client.get_model_version_by_alias(config.tracking.registered_model, CHAMPION)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def decide(
+    metric: str, candidate: float, baseline: float, champion: float | None, champion_label: str
+) -> Decision:
+    """The promotion gate: beat the Dummy baseline, then beat the champion (strictly)."""
+    if not is_better(metric, candidate, baseline):
+        return Decision(
+            False, f"{metric} {candidate:.4f} does not beat the Dummy baseline ({baseline:.4f})"
+        )
+    if champion is None:
+        return Decision(
+            True, f"first model; {metric} {candidate:.4f} beats baseline {baseline:.4f}"
+        )
+    if is_better(metric, candidate, champion):
+        return Decision(
+            True, f"{metric} {candidate:.4f} beats champion {champion_label} ({champion:.4f})"
+        )
+    return Decision(
+        False, f"{metric} {candidate:.4f} does not beat champion {champion_label} ({champion:.4f})"
+    )
+
+
+def promote(config: Config, version: str | int, reason: str = "", force: bool = False) -> Decision:
+    """Make ``version`` the champion if the gate allows it (or ``force``); export its bundle.
+
+    Without ``force`` the gate compares the test-split metrics logged with each version's run.
+    """
+    setup(config)
+    client = MlflowClient()
+    name = config.tracking.registered_model
+    candidate = _model_version(client, name, str(version))
+    if force:
+        decision = Decision(True, f"forced: {reason or 'no reason given'}")
+    else:
+        metric = config.metric.primary
+        logged = client.get_run(candidate.run_id).data.metrics
+        current = champion_version(config)
+        if current is not None and current.version == candidate.version:
+            return Decision(False, f"version {candidate.version} is already the champion")
+        champion = None
+        if current is not None:
+            champion = client.get_run(current.run_id).data.metrics.get(f"test_{metric}")
+        decision = decide(
+            metric,
+            _logged(logged, f"test_{metric}", candidate.version),
+            _logged(logged, f"baseline_{metric}", candidate.version),
+            champion,
+            f"v{current.version}" if current is not None else "",
+        )
+        if reason:
+            decision = Decision(decision.promote, f"{decision.reason}; {reason}")
+    if decision.promote:
+        apply_promotion(config, candidate.version, decision.reason)
+    return decision
+
+
+def apply_promotion(config: Config, version: str, reason: str) -> Path:
+    """Move the ``champion`` alias to ``version``, export its bundle and model card."""
+    client = MlflowClient()
+    name = config.tracking.registered_model
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    bundle = _registry_bundle(client, name, version)
+    # The outgoing champion becomes the serving fallback (fallback.py).
+    keep_previous(config, version)
+    folder = save_bundle(champion_dir(config), bundle.pipeline, bundle.metadata, bundle.reference)
+    write_model_card(config, bundle.metadata, config.resolve(config.paths.model_card))
+    return folder
+
+
+def champion_dir(config: Config) -> Path:
+    return config.resolve(config.paths.artifacts) / CHAMPION
+
+
+def load_champion(config: Config) -> Bundle:
+    """The champion from the registry; the exported folder if the store cannot be reached."""
+    # A tracking server that is down should fail over in seconds, not after MLflow's default
+    # seven retries with exponential back-off; an explicit setting still wins.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        return load_registered(config, CHAMPION)
+    except Exception as exc:  # any failure of the store means: serve the exported copy
+        folder = champion_dir(config)
+        log.warning(
+            "Cannot load the champion from the registry at %s (%s); using the exported "
+            "bundle in %s.",
+            config.tracking_uri,
+            str(exc).splitlines()[0][:300],
+            folder,
+        )
+        return load_bundle_dir(folder, source="file")
+
+
+def load_registered(config: Config, reference: str | int) -> Bundle:
+    """A registered model as a Bundle: ``reference`` is an alias or a version number."""
+    use_store(config)
+    client = MlflowClient()
+    name = config.tracking.registered_model
+    reference = str(reference)
+    if reference.isdigit():
+        return _registry_bundle(client, name, reference)
+    try:
+        version = client.get_model_version_by_alias(name, reference).version
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"Model {name!r} has no version with alias {reference!r}.") from exc
+    return _registry_bundle(client, name, str(version))
+
+
+def _registry_bundle(client: MlflowClient, name: str, version: str) -> Bundle:
+    model_version = client.get_model_version(name, version)
+    pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {
+            artifact: json.loads(
+                Path(
+                    mlflow.artifacts.download_artifacts(
+                        run_id=model_version.run_id, artifact_path=artifact, dst_path=tmp
+                    )
+                ).read_text()
+            )
+            for artifact in (METADATA_FILE, REFERENCE_FILE)
+        }
+    return Bundle(
+        pipeline=pipeline,
+        metadata=files[METADATA_FILE],
+        reference=files[REFERENCE_FILE],
+        source="registry",
+    )
+
+
+def _model_version(client: MlflowClient, name: str, version: str) -> Any:
+    try:
+        return client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(
+            f"Model {name!r} has no version {version}. List versions with the MLflow UI "
+            "(`mlflow ui --backend-store-uri <tracking uri>`)."
+        ) from exc
+
+
+def _logged(metrics: dict[str, float], key: str, version: str) -> float:
+    if key not in metrics:
+        raise RegistryError(
+            f"Version {version} has no logged metric {key!r} (was it trained with a different "
+            "primary metric?). Use --force to promote it anyway."
+        )
+    return metrics[key]
+
+
+def _requirements() -> list[str]:
+    return [
+        f"scikit-learn=={sklearn.__version__}",
+        f"lightgbm=={lightgbm.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+
+
+def _output_example(pipeline: Any, example: pd.DataFrame) -> Any:
+    if hasattr(pipeline, "predict_proba"):
+        return pipeline.predict_proba(example)
+    return pipeline.predict(example)
