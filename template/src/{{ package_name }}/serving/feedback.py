@@ -1,0 +1,145 @@
+"""Ground-truth *feedback*: ``POST /feedback`` joins an observed outcome to its prediction.
+
+A client that later learns the true label (or value) of a prediction sends it with the
+prediction's ``request_id`` (the ``X-Request-ID`` header or the ``request_id`` of the response;
+``index`` picks a record of a batch). The pair feeds the live performance gauges
+(``model_live_performance``) that the alert ``ModelLivePerformanceDegraded`` compares with
+the model's test-split quality (``model_test_performance``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+
+from ..bundle import Bundle
+from ..config import Config
+from ..monitoring.metrics import ServiceMetrics
+from ..monitoring.performance import (
+    FeedbackError,
+    LivePerformance,
+    LoggedPrediction,
+    Outcome,
+    PredictionLog,
+)
+from .errors import ApiError
+from .predictor import Scored
+
+log = logging.getLogger(__name__)
+
+# Defaults of the serving settings that size the feedback loop (configs/config.yaml, serving).
+DEFAULT_LOG_SIZE = 100_000
+DEFAULT_WINDOW = 1000
+DEFAULT_MIN_ROWS = 30
+
+
+class FeedbackRequest(BaseModel):
+    """The observed outcome of one prediction: ``label`` for classifiers, ``value`` else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128, description="The prediction's id.")
+    index: int = Field(0, ge=0, description="Position of the record in a batch (0 otherwise).")
+    label: str | int | bool | None = Field(None, description="The true class (classifiers).")
+    value: FiniteFloat | None = Field(None, description="The true value (regression).")
+
+
+class FeedbackReceipt(BaseModel):
+    request_id: str
+    index: int
+    model_version: str
+    prediction: Any
+    correct: bool | None = Field(description="Whether the predicted class was right.")
+    error: float | None = Field(description="Observed minus predicted value (regression).")
+
+
+class FeedbackLoop:
+    """Remembers served predictions and turns feedback into live performance metrics."""
+
+    def __init__(self, bundle: Bundle, config: Config, metrics: ServiceMetrics) -> None:
+        serving = config.serving
+        self.metrics = metrics
+        self.regression = bundle.task == "regression"
+        self.classes = bundle.classes
+        self.log = PredictionLog(getattr(serving, "feedback_log_size", DEFAULT_LOG_SIZE))
+        self.performance = LivePerformance(
+            bundle.task,
+            bundle.classes,
+            window=getattr(serving, "feedback_window", DEFAULT_WINDOW),
+            min_rows=getattr(serving, "feedback_min_rows", DEFAULT_MIN_ROWS),
+        )
+        self.tested = _tested(bundle.metadata.get("metrics") or {}, self.performance.names)
+
+    def remember(self, request_id: str, model_version: str, scored: list[Scored]) -> None:
+        self.log.record(
+            request_id,
+            [LoggedPrediction(model_version, s.prediction, s.score) for s in scored],
+        )
+
+    def receive(self, feedback: FeedbackRequest) -> FeedbackReceipt:
+        """Join ``feedback`` to its prediction; 422 for a wrong outcome, 404/409 for the id."""
+        try:
+            truth = self._truth(feedback)
+            logged = self.log.claim(feedback.request_id, feedback.index)
+        except ApiError:
+            self.metrics.feedback.labels("invalid").inc()
+            raise
+        except FeedbackError as exc:
+            self.metrics.feedback.labels(exc.kind).inc()
+            raise ApiError(404 if exc.kind == "unknown" else 409, exc.kind, str(exc)) from exc
+        self.performance.add(
+            Outcome(
+                feedback.request_id,
+                feedback.index,
+                logged.model_version,
+                logged.prediction,
+                logged.score,
+                truth,
+            )
+        )
+        self.metrics.feedback.labels("joined").inc()
+        return FeedbackReceipt(
+            request_id=feedback.request_id,
+            index=feedback.index,
+            model_version=logged.model_version,
+            prediction=logged.prediction,
+            correct=None if self.regression else str(truth) == str(logged.prediction),
+            error=float(truth - logged.prediction) if self.regression else None,
+        )
+
+    def refresh_gauges(self) -> None:
+        self.metrics.set_performance(
+            self.performance.metrics(), self.performance.rows, self.tested
+        )
+
+    def _truth(self, feedback: FeedbackRequest) -> Any:
+        if self.regression:
+            if feedback.value is None or feedback.label is not None:
+                raise _invalid("send the observed number as `value` (this model predicts values)")
+            return feedback.value
+        if feedback.label is None or feedback.value is not None:
+            raise _invalid("send the observed class as `label` (this model predicts classes)")
+        # The class as the model knows it, whether the client sent 1 or "1".
+        known = {str(c): c for c in self.classes or []}
+        if str(feedback.label) not in known:
+            raise _invalid(
+                f"label {feedback.label!r} is not a class of this model "
+                f"({', '.join(known)})"
+            )
+        return known[str(feedback.label)]
+
+
+def _invalid(problem: str) -> ApiError:
+    return ApiError(422, "invalid_feedback", f"The feedback cannot be used: {problem}.")
+
+
+def _tested(metrics: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, float]:
+    """The test-split values of the live metrics, as logged at training time."""
+    return {
+        name: float(metrics[name])
+        for name in names
+        if isinstance(metrics.get(name), int | float)
+    }
