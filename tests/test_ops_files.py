@@ -166,6 +166,7 @@ def test_alert_rules_use_only_documented_metrics_and_labels(service: Path) -> No
         "ModelHighLatencyP99",
         "ModelServingFallback",
         "ModelNoTraffic",
+        "ModelLivePerformanceDegraded",
     }
     for rule in rules:
         assert_documented(rule["expr"], f"alert {rule['alert']}")
@@ -301,11 +302,14 @@ def test_docker_copies_only_files_the_build_context_sends(service: Path) -> None
         words = shlex.split(args)
         if op in {"COPY", "ADD"} and not any(w.startswith("--from") for w in words):
             sources += [w for w in words if not w.startswith("--")][:-1]
-    assert {"pyproject.toml", "src", "configs", CHAMPION} <= set(sources)
+    assert {"pyproject.toml", "src", "configs", "artifacts"} <= set(sources)
+    for bundle in ("champion", "previous", "baseline"):
+        kept = f"artifacts/{bundle}/metadata.json"
+        assert not dockerignored(kept, patterns), f".dockerignore drops {kept}"
     for source in sources:
-        assert not dockerignored(source, patterns), f".dockerignore drops {source}"
-        if source == CHAMPION:
+        if source == "artifacts":
             continue  # written by `make train`; make docker-build refuses to run without it
+        assert not dockerignored(source, patterns), f".dockerignore drops {source}"
         assert (service / source).exists(), f"COPY {source}: not in the rendered service"
     for path in (service / "src").rglob("*.py"):
         assert not dockerignored(path.relative_to(service).as_posix(), patterns)
@@ -464,6 +468,8 @@ MAKE_TARGETS = [
     "lint",
     "format",
     "drift",
+    "compare",
+    "retrain",
     "promote",
     "mlflow-ui",
     "docker-build",
