@@ -34,3 +34,29 @@ def test_drift_benchmark_quick(tmp_path, capsys):
     assert cells[("mean", 10_000)]["rate"] == 1.0
     assert results["speed"]["rows"] == 5000 and results["speed"]["columns"] == 20
     assert results["table"] in capsys.readouterr().out
+
+
+def test_serving_benchmark_tiny(tmp_path, capsys, service_venv):
+    serving = load_benchmark("serving")
+    output, plot = tmp_path / "serving.json", tmp_path / "serving.png"
+    args = ["--tiny", "--venv", str(service_venv.path), "--work", str(tmp_path / "work")]
+    assert serving.main([*args, "--output", str(output), "--plot", str(plot)]) == 0
+    results = json.loads(output.read_text())
+    datasets = results["datasets"]
+    assert {d["task"] for d in datasets} == {"binary_classification", "regression"}
+    for data in datasets:
+        # Both servers gave the same predictions, and the service served the fast path that
+        # passed training's parity check (ONNX trees may miss it on a tiny model: compiled).
+        assert data["agreement"] is True
+        assert data["serving_path"] == data["export_check"]["path"]
+        assert data["serving_path"] in ("onnx", "compiled")
+        runs = [*data["sequential"].values(), *data["concurrent"].values(), data["batch"]]
+        runs += [data["soak"]] if "soak" in data else []
+        assert all(run["requests"] > 0 and run["errors"] == 0 for run in runs)
+        assert set(data["ratios"]) == {
+            "throughput_vs_mlflow", "p50_vs_health", "batch_vs_inprocess_sklearn",
+            "batch_vs_inprocess_fast_path", "metrics_and_drift_cost",
+        }
+    assert "soak" in datasets[0] and datasets[0]["soak"]["rss_last_mb"] > 0
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert results["table"] in capsys.readouterr().out

@@ -59,8 +59,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("matrix")
     out = {}
     for name, answers in _matrix():
-        pkg = "svc_" + re.sub(r"\W", "_", name)
-        out[name] = render(root / name, {"project_name": name, "package_name": pkg, **answers})
+        # Long names on purpose (40 characters is the most the questions allow): imports of the
+        # package must still fit ruff's line length.
+        pkg = ("svc_" + re.sub(r"\W", "_", name) + "_pkg" * 10)[:40].rstrip("_")
+        project = pkg.replace("_", "-")
+        out[name] = render(root / name, {"project_name": project, "package_name": pkg, **answers})
     return out
 
 
@@ -129,6 +132,7 @@ def test_default_render_ships_a_working_sample(rendered: dict[str, Path], tmp_pa
     ("answers", "message"),
     [
         ({"package_name": "2fast"}, "not a valid package name"),
+        ({"package_name": "trailing_"}, "not ending with"),
         ({"task": "regression", "primary_metric": "roc_auc"}, "does not fit regression"),
         ({"data_path": "data/train.xlsx"}, ".csv, .parquet or .pq"),
         ({"split_strategy": "time"}, "needs time_column"),

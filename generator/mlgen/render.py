@@ -220,5 +220,6 @@ def project_answers(plan: Plan, brief: Brief, name: str | None = None) -> dict:
 def _slug(text: str) -> str:
     """A valid project name from free text: letters, digits, '-' only, starting with a letter."""
     words = re.findall(r"[A-Za-z0-9]+", text.lower())
-    slug = "-".join(words).lstrip("-0123456789")[:64].rstrip("-")
+    # 40 characters at most, like copier.yml's validator: imports of the package still fit a line.
+    slug = "-".join(words).lstrip("-0123456789")[:40].rstrip("-")
     return slug

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -51,17 +50,11 @@ def _evaluate(config: Config, args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
-    import uvicorn
+    # Imported here: prometheus_client must not be imported before serving.run() sets up the
+    # multiprocess folder for several workers.
+    from .serving import run
 
-    # Worker processes load the config themselves: tell them where the service lives.
-    os.environ[ROOT_ENV] = str(config.root)
-    uvicorn.run(
-        f"{PACKAGE}.serving.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-    )
+    run(config, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

@@ -249,25 +249,32 @@ def prepare_frame(df: pd.DataFrame, features: list[dict[str, Any]]) -> pd.DataFr
     return pd.DataFrame(out, index=df.index)
 
 
+def category_text(value: Any) -> str | None:
+    """One category value as a string (1.0 and 1 become "1"); None when missing."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def as_category(series: pd.Series) -> pd.Series:
-    """Category values as strings (1.0 and 1 become "1"), missing values as NaN."""
+    """Category values as strings (see :func:`category_text`), missing values as NaN."""
+    texts = [category_text(value) for value in series]
+    return pd.Series(
+        [np.nan if text is None else text for text in texts], index=series.index, dtype=object
+    )
 
-    def text(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-            return np.nan
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
 
-    return pd.Series([text(value) for value in series], index=series.index, dtype=object)
+def boolean_value(value: Any) -> float:
+    """1.0 for a true word (true, yes, 1, ...), 0.0 for a false one, NaN otherwise."""
+    word = str(value).strip().lower()
+    return 1.0 if word in TRUE_WORDS else 0.0 if word in FALSE_WORDS else np.nan
 
 
 def _as_boolean(series: pd.Series) -> pd.Series:
-    words = series.astype(object).map(lambda value: str(value).strip().lower())
-    result = pd.Series(np.nan, index=series.index, dtype=float)
-    result[words.isin(TRUE_WORDS)] = 1.0
-    result[words.isin(FALSE_WORDS)] = 0.0
-    return result
+    values = [boolean_value(value) for value in series.astype(object)]
+    return pd.Series(values, index=series.index, dtype=float)
 
 
 def _is_boolean_words(values: pd.Series) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import mlflow.sklearn
 from sklearn.pipeline import Pipeline
 
+from .bundle import Bundle
 from .config import Config, ConfigError
 from .data import Splits, file_hash, load_data, split, validate
 from .evaluate import METRICS, metrics_for, predict, score, write_plots
@@ -33,6 +34,7 @@ from .registry import (
     log_candidate,
     setup,
 )
+from .serving.fastpath import export_check
 from .tuning import tune
 
 log = logging.getLogger(__name__)
@@ -129,11 +131,16 @@ def train(
         "git_commit": git_commit(config.root),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    # Which fast serving path (compiled encoder + ONNX or native model) matches the pipeline.
+    metadata["serving"] = export_check(Bundle(pipeline, metadata, {}), splits.validation)
     logged_metrics = {
         **{f"test_{name}": value for name, value in metrics.items()},
         **{f"baseline_{name}": value for name, value in baseline_metrics.items()},
         f"validation_{primary}": METRICS[primary].value(validation),
     }
+    onnx_error = (metadata["serving"].get("onnx") or {}).get("max_error")
+    if onnx_error is not None:
+        logged_metrics["serving_onnx_max_error"] = onnx_error
     if tuned.cv_score is not None:
         logged_metrics[f"cv_{primary}"] = tuned.cv_score
     params = {
@@ -144,6 +151,7 @@ def train(
         "n_features": len(features),
         "n_derived_features": len(derived),
         "tuning_trials": tuned.trials,
+        "serving_path": metadata["serving"]["path"],
         **{f"model.{key}": value for key, value in metadata["params"].items()},
     }
     reference = build_reference(splits.train, features, seed=config.seed)

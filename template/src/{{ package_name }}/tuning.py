@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from sklearn.metrics import average_precision_score, f1_score, make_scorer
 from sklearn.model_selection import (
     GroupKFold,
     KFold,
@@ -81,13 +82,14 @@ def tune(
     if n_trials <= 0:
         return TuningResult(params={}, cv_score=None, trials=0)
     metric = METRICS[config.metric.primary]
+    scoring = _scoring(metric.scorer, y, config.task)
     folds = _folds(config)
 
     def objective(trial: optuna.Trial) -> float:
         pipeline = make_pipeline(search_space(trial, config.model.family, config.task))
         # One job: parallel folds would finish in varying order and are no faster on 2 cores.
         scores = cross_val_score(
-            pipeline, x, y, groups=groups, cv=folds, scoring=metric.scorer, n_jobs=1
+            pipeline, x, y, groups=groups, cv=folds, scoring=scoring, n_jobs=1
         )
         return float(np.mean(scores))
 
@@ -109,6 +111,23 @@ def tune(
     if config.model.family == "lightgbm":
         params["subsample_freq"] = 1
     return TuningResult(params=params, cv_score=float(study.best_value), trials=completed)
+
+
+def _scoring(name: str, y: pd.Series, task: str) -> Any:
+    """The cross-validation scorer for a metric.
+
+    scikit-learn's named f1 and average_precision scorers take the label 1 as the
+    positive class and fail on labels such as "No"/"Yes". Like evaluate.py, the positive class
+    is the second of the sorted labels (an estimator's classes_[1]).
+    """
+    if task != "binary_classification" or name not in {"f1", "average_precision"}:
+        return name
+    positive = np.unique(y.dropna())[1]
+    if name == "f1":
+        return make_scorer(f1_score, pos_label=positive)
+    return make_scorer(
+        average_precision_score, response_method="predict_proba", pos_label=positive
+    )
 
 
 def _folds(config: Config) -> Any:

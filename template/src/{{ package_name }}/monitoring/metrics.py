@@ -11,11 +11,13 @@ any worker reports the sum over all of them.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,6 +35,26 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 VALUE_BUCKETS = (0.0, *(10.0**power for power in range(-2, 7)))
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def observe_many(histogram: Histogram, values: list[float]) -> None:
+    """``histogram.observe(value)`` for every value, as one increment per bucket.
+
+    Uses the child's ``_upper_bounds``/``_buckets``/``_sum``, the same fields ``observe``
+    updates (prometheus-client 0.21-0.26), so single and multiprocess values stay exact.
+    """
+    if len(values) <= 1:
+        for value in values:
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose upper bound is >= the value.
+    slots = np.searchsorted(histogram._upper_bounds, values, side="left")
+    counts = np.bincount(slots, minlength=len(histogram._upper_bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
+    # Rounding aside, the same _sum as one observe() per value.
+    histogram._sum.inc(sum(values))
 
 
 def multiprocess_dir() -> str | None:
@@ -122,8 +144,67 @@ class ServiceMetrics:
         )
         self.fallback_active = Gauge(
             "model_fallback_active",
-            "1 when the model was loaded from the exported bundle because the registry failed.",
+            "1 when the fallback model answers because the champion failed to load or to predict.",
             multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.fallback_predictions = Counter(
+            "model_fallback_predictions_total",
+            "Records answered by the fallback model, by why the champion did not answer.",
+            ["reason"],
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "model_feedback_total",
+            "Ground-truth feedback received, by result (joined, unknown, duplicate, invalid).",
+            ["result"],
+            registry=registry,
+        )
+        self.live_performance = Gauge(
+            "model_live_performance",
+            "Model quality over the recent predictions whose outcome was fed back.",
+            ["metric"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.live_performance_rows = Gauge(
+            "model_live_performance_rows",
+            "Predictions with feedback in the live performance window.",
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.test_performance = Gauge(
+            "model_test_performance",
+            "The served model's quality on its test split at training time, per metric.",
+            ["metric"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+
+        # Champion/challenger rollout (serving/rollout.py): `served` is "false" for shadow
+        # predictions, which are recorded but never returned.
+        self.variant_predictions = Counter(
+            "model_variant_predictions_total",
+            "Predictions per rollout variant (champion/challenger) and model version.",
+            ["variant", "model_version", "served"],
+            registry=registry,
+        )
+        self.variant_score = Histogram(
+            "model_variant_prediction_score",
+            "model_prediction_score per rollout variant, shadow predictions included.",
+            ["variant"],
+            buckets=VALUE_BUCKETS if regression else PROBABILITY_BUCKETS,
+            registry=registry,
+        )
+        self.challenger_failures = Counter(
+            "model_challenger_failures_total",
+            "Challenger predictions that raised (the champion answered instead).",
+            registry=registry,
+        )
+        self.challenger_active = Gauge(
+            "model_challenger_active",
+            "1 while a challenger is loaded and its circuit breaker is closed.",
+            multiprocess_mode="livemin",
             registry=registry,
         )
 
@@ -134,11 +215,18 @@ class ServiceMetrics:
     def observe_predictions(
         self, model_version: str, outcomes: list[str], scores: list[float]
     ) -> None:
-        for outcome in outcomes:
-            self.predictions.labels(model_version, outcome).inc()
-        histogram = self.prediction_score.labels(model_version)
-        for score in scores:
-            histogram.observe(score)
+        # One increment per distinct outcome and per bucket: a 1,000-record batch costs the
+        # same few microseconds as one record instead of 2 ms.
+        for outcome, count in collections.Counter(outcomes).items():
+            self.predictions.labels(model_version, outcome).inc(count)
+        observe_many(self.prediction_score.labels(model_version), scores)
+
+    def observe_variant(self, variant: str, version: str, served: bool, scored: list) -> None:
+        """Count a rollout variant's predictions (``scored``: ``Scored`` items) and scores."""
+        self.variant_predictions.labels(variant, version, str(served).lower()).inc(len(scored))
+        histogram = self.variant_score.labels(variant)
+        for item in scored:
+            histogram.observe(item.score)
 
     def observe_out_of_range(self, features: list[str]) -> None:
         for feature in features:
@@ -155,6 +243,16 @@ class ServiceMetrics:
             value = math.nan if score["score"] is None else float(score["score"])
             self.feature_drift.labels(feature, str(score["measure"])).set(value)
             self.feature_drift_alert.labels(feature).set(1 if score["alert"] else 0)
+
+    def set_performance(
+        self, live: Mapping[str, float], rows: int, tested: Mapping[str, float]
+    ) -> None:
+        """Copy live and test-split quality into their gauges (metrics absent stay absent)."""
+        self.live_performance_rows.set(rows)
+        for metric, value in live.items():
+            self.live_performance.labels(metric).set(value)
+        for metric, value in tested.items():
+            self.test_performance.labels(metric).set(value)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (of all workers in multiprocess mode)."""

@@ -1,16 +1,16 @@
 """The *predictor* scores validated request records with the bundle's fitted pipeline.
 
-Two functions form the seam a faster serving path (e.g. a compiled ONNX graph) replaces:
-:meth:`Predictor.model_input` turns records into what the model takes, and
-:meth:`Predictor.predictions` turns what the model returns into API predictions. Everything
-else in the API (schemas, metrics, drift, errors) stays the same.
+:meth:`Predictor.model_output` is the seam a faster serving path replaces
+(:class:`.fastpath.FastPredictor`: compiled encoder + ONNX): records in, class probabilities
+or values out. :meth:`Predictor.model_input` is the DataFrame the pipeline itself takes, and
+:meth:`Predictor.predictions` turns model output into API predictions for every path.
+Everything else in the API (schemas, metrics, drift, errors) stays the same.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,14 +19,16 @@ from threadpoolctl import ThreadpoolController
 from ..bundle import Bundle
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One record's prediction, plus what monitoring needs to know about it."""
+class Scored(NamedTuple):
+    """One record's prediction, plus what monitoring needs to know about it.
+
+    A tuple because a 1,000-record batch builds 1,000 of them (3x faster than a dataclass).
+    """
 
     prediction: Any
     probabilities: dict[str, float] | None
-    outcome: str = field(repr=False)
-    score: float = field(repr=False)
+    outcome: str
+    score: float
 
 
 def _python_value(value: Any) -> Any:
@@ -73,41 +75,45 @@ class Predictor:
 
     def predictions(self, output: np.ndarray) -> list[Scored]:
         """API predictions from the model's output: probabilities, or regression values."""
+        # Whole-array numpy, then plain Python per row: a 1,000-row batch stays ~1 ms.
         if self.regression:
             return [
-                Scored(prediction=float(v), probabilities=None, outcome="value", score=float(v))
-                for v in np.ravel(output)
+                Scored(prediction=value, probabilities=None, outcome="value", score=value)
+                for value in np.ravel(output).astype(float).tolist()
             ]
         labels = [_python_value(label) for label in self.classes]
         keys = [str(label) for label in labels]
-        binary = len(labels) == 2
-        scored = []
-        for row in np.asarray(output, dtype=float):
-            # The most probable class is what sklearn classifiers' predict() returns.
-            best = int(np.argmax(row))
-            scored.append(
-                Scored(
-                    prediction=labels[best],
-                    probabilities=dict(zip(keys, row.tolist(), strict=True)),
-                    outcome=keys[best],
-                    score=float(row[1] if binary else row[best]),
-                )
+        output = np.asarray(output, dtype=float)
+        # The most probable class is what sklearn classifiers' predict() returns.
+        best = np.argmax(output, axis=1)
+        # Binary: the positive class's probability; multiclass: the winner's.
+        scores = output[:, 1] if len(labels) == 2 else output[np.arange(len(output)), best]
+        return [
+            Scored(
+                prediction=labels[index],
+                probabilities=dict(zip(keys, row, strict=True)),
+                outcome=keys[index],
+                score=score,
             )
-        return scored
+            for row, index, score in zip(
+                output.tolist(), best.tolist(), scores.tolist(), strict=True
+            )
+        ]
 
-    def predict(self, records: list[dict[str, Any]]) -> list[Scored]:
+    def model_output(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """What the model returns for ``records``: class probabilities, or values."""
         frame = self.model_input(records)
         # OpenMP models (HistGradientBoosting, LightGBM) spread even one row over every core;
         # thread start-up and spin-waits then cost far more than the work, and collapse under
         # load (a 100-tree model: 1.5 ms on one thread, 10-170 ms on all of a busy machine).
         # A service scales with worker processes instead.
         with self.threadpools.limit(limits=1, user_api="openmp"):
-            output = (
-                self.pipeline.predict(frame)
-                if self.regression
-                else self.pipeline.predict_proba(frame)
-            )
-        return self.predictions(output)
+            if self.regression:
+                return self.pipeline.predict(frame)
+            return self.pipeline.predict_proba(frame)
+
+    def predict(self, records: list[dict[str, Any]]) -> list[Scored]:
+        return self.predictions(self.model_output(records))
 
     def out_of_range(self, record: dict[str, Any]) -> list[str]:
         """Numeric features of ``record`` outside the training minimum/maximum."""

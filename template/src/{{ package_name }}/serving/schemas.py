@@ -179,7 +179,8 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
+    # degraded: the fallback model answers because the champion failed (see /ready).
+    status: Literal["ready", "degraded", "not_ready"]
     reason: str | None = None
     model_version: str | None = None
 

@@ -1,0 +1,444 @@
+"""The *fast path*: scores validated records without pandas, compiled from the fitted pipeline.
+
+Per request, a scikit-learn pipeline fed a one-row DataFrame spends milliseconds on pandas
+indexing and per-call validation and microseconds on the model. At load, :class:`RecordEncoder`
+reads the fitted preprocessing (``prepare_frame`` + the ``ColumnTransformer``'s imputers,
+scalers and encoders) into plain lookup tables and arithmetic, so records become the model's
+input matrix directly; the final estimator then runs natively or as an ONNX graph
+(:mod:`.onnx_export`).
+
+Nothing is trusted blindly: :func:`build_predictor` checks the fast path against the full
+pipeline on probe records spanning every feature's range, categories, missing and unseen
+values, and serves with the pipeline itself when anything differs. The chosen path is
+reported in ``/metadata`` and the ``serving_path`` label of ``model_info``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+    TargetEncoder,
+)
+
+from ..bundle import Bundle
+from ..features import DATETIME_PARTS, boolean_value, category_text
+from .predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+# Largest difference between the fast path and the pipeline a served model may show (see
+# parity_error).
+PARITY_TOLERANCE = 1e-5
+# Encoded inputs are float64 arithmetic on both sides: only rounding may differ.
+ENCODING_TOLERANCE = 1e-9
+PROBE_RANDOM_ROWS = 64
+UNSEEN_CATEGORY = "\x00unseen category"
+# pandas timestamps (nanoseconds since 1970) cover only these years; outside them
+# prepare_frame sees a missing value.
+PANDAS_YEARS = (1678, 2261)
+
+Column = np.ndarray | list
+Block = Callable[[list[Column]], np.ndarray]
+
+
+class NotCompilable(Exception):
+    """The pipeline has a step the fast path does not reproduce; serve it as it is."""
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    # prepare_frame parses with utc=True: naive times are UTC, aware ones are converted.
+    stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    return stamp if PANDAS_YEARS[0] <= stamp.year <= PANDAS_YEARS[1] else None
+
+
+def _datetime_part(stamp: datetime | None, part: str) -> float:
+    if stamp is None:
+        return math.nan
+    return float(stamp.weekday() if part == "day_of_week" else getattr(stamp, part))
+
+
+def _typed_readers(features: list[dict[str, Any]]) -> dict[str, Callable[[list[dict]], Column]]:
+    """One reader per column of ``prepare_frame``'s output: records -> that column's values."""
+    readers: dict[str, Callable[[list[dict]], Column]] = {}
+    for feature in features:
+        name, kind = feature["name"], feature["type"]
+        if kind == "numeric":
+            readers[name] = lambda rs, n=name: np.array([_number(r.get(n)) for r in rs])
+        elif kind == "boolean":
+            readers[name] = lambda rs, n=name: np.array([boolean_value(r.get(n)) for r in rs])
+        elif kind == "datetime":
+            for part in DATETIME_PARTS:
+                readers[f"{name}__{part}"] = lambda rs, n=name, p=part: np.array(
+                    [_datetime_part(_timestamp(r.get(n)), p) for r in rs]
+                )
+        else:
+            readers[name] = lambda rs, n=name: [category_text(r.get(n)) for r in rs]
+    return readers
+
+
+def _numeric_block(transformer: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The arithmetic of a fitted imputer / scaler (or a Pipeline of them) on a float matrix."""
+    if transformer == "passthrough":
+        return lambda X: X
+    if isinstance(transformer, Pipeline):
+        stages = [_numeric_block(step) for _, step in transformer.steps]
+
+        def chained(X: np.ndarray) -> np.ndarray:
+            for stage in stages:
+                X = stage(X)
+            return X
+
+        return chained
+    if isinstance(transformer, SimpleImputer):
+        missing_value = transformer.missing_values
+        if not (isinstance(missing_value, float) and np.isnan(missing_value)):
+            raise NotCompilable("an imputer whose missing value is not NaN")
+        fill = np.asarray(transformer.statistics_, dtype=float)
+        indicator = transformer.indicator_.features_ if transformer.add_indicator else None
+
+        def impute(X: np.ndarray) -> np.ndarray:
+            missing = np.isnan(X)
+            filled = np.where(missing, fill, X)
+            if indicator is None or len(indicator) == 0:
+                return filled
+            return np.hstack([filled, missing[:, indicator].astype(float)])
+
+        return impute
+    if isinstance(transformer, StandardScaler):
+        mean = transformer.mean_ if transformer.with_mean else 0.0
+        scale = transformer.scale_ if transformer.with_std else 1.0
+        return lambda X: (X - mean) / scale
+    raise NotCompilable(f"no fast path for {type(transformer).__name__}")
+
+
+class _CategoryTable:
+    """One categorical column's encoding: a row of outputs per training category.
+
+    The rows are produced by the fitted encoder itself, so unseen, missing and infrequent
+    categories are encoded exactly as sklearn does.
+    """
+
+    def __init__(self, categories: Sequence[Any], encoded: np.ndarray) -> None:
+        # encoded rows: each category in order, then missing, then an unseen value.
+        self.index = {value: row for row, value in enumerate(categories)}
+        self.missing = len(categories)
+        self.unseen = len(categories) + 1
+        self.encoded = encoded
+
+    def __call__(self, values: list[str | None]) -> np.ndarray:
+        rows = [
+            self.missing if value is None else self.index.get(value, self.unseen)
+            for value in values
+        ]
+        return self.encoded[rows]
+
+
+def _output_widths(encoder: Any, n_columns: int) -> list[int]:
+    if isinstance(encoder, OrdinalEncoder):
+        return [1] * n_columns
+    if isinstance(encoder, OneHotEncoder):
+        if encoder.drop is not None:
+            raise NotCompilable("a one-hot encoder that drops categories")
+        return list(encoder._n_features_outs)
+    if isinstance(encoder, TargetEncoder):
+        width = len(encoder.classes_) if encoder.target_type_ == "multiclass" else 1
+        return [width] * n_columns
+    raise NotCompilable(f"no fast path for {type(encoder).__name__}")
+
+
+def _category_block(encoder: Any, names: list[str]) -> Block:
+    widths = _output_widths(encoder, len(names))
+    known = [
+        [value for value in categories if isinstance(value, str)]
+        for categories in encoder.categories_
+    ]
+    length = max(len(values) for values in known) + 2
+    probe = {}
+    for name, values in zip(names, known, strict=True):
+        column = [*values, np.nan, UNSEEN_CATEGORY]
+        probe[name] = column + [column[-1]] * (length - len(column))
+    with warnings.catch_warnings():
+        # One-hot encoders warn about the unseen probe value, which is the point of it.
+        warnings.simplefilter("ignore", UserWarning)
+        encoded = encoder.transform(pd.DataFrame(probe, dtype=object))
+    encoded = np.asarray(encoded, dtype=float)
+    if encoded.shape[1] != sum(widths):
+        raise NotCompilable(f"{type(encoder).__name__} output is not one block per column")
+    starts = np.cumsum([0, *widths])
+    tables = [
+        _CategoryTable(values, encoded[: len(values) + 2, start:end])
+        for values, start, end in zip(known, starts[:-1], starts[1:], strict=True)
+    ]
+
+    def encode(columns: list[Column]) -> np.ndarray:
+        return np.hstack([table(column) for table, column in zip(tables, columns, strict=True)])
+
+    return encode
+
+
+def _block(transformer: Any, names: list[str]) -> Block:
+    if isinstance(transformer, OrdinalEncoder | OneHotEncoder | TargetEncoder):
+        return _category_block(transformer, names)
+    numeric = _numeric_block(transformer)
+    return lambda columns: numeric(np.column_stack(columns))
+
+
+def _flat_steps(pipeline: Pipeline) -> list[Any]:
+    """Every step of ``pipeline``, nested Pipelines flattened, the final estimator last."""
+    steps: list[Any] = []
+    for _, step in pipeline.steps:
+        steps.extend(_flat_steps(step) if isinstance(step, Pipeline) else [step])
+    return steps
+
+
+class RecordEncoder:
+    """Validated request records -> the float64 matrix the pipeline's final estimator takes."""
+
+    def __init__(self, pipeline: Pipeline, features: list[dict[str, Any]]) -> None:
+        steps = _flat_steps(pipeline)[:-1]
+        functions = [getattr(getattr(step, "func", None), "__name__", "") for step in steps]
+        if (
+            len(steps) not in (2, 3)
+            or not isinstance(steps[-1], ColumnTransformer)
+            or functions[-2] != "prepare_frame"
+            or (len(steps) == 3 and functions[0] != "apply_custom_features")
+            or not all(isinstance(step, FunctionTransformer) for step in steps[:-1])
+        ):
+            raise NotCompilable(
+                "the pipeline is not custom features -> prepare_frame -> ColumnTransformer"
+            )
+        typed = steps[-2].kw_args["features"]
+        if [f["name"] for f in typed] != [f["name"] for f in features]:
+            # Derived columns exist only after the user's custom_features runs on a DataFrame.
+            raise NotCompilable("custom_features adds derived features")
+        readers = _typed_readers(typed)
+        encode: ColumnTransformer = steps[-1]
+        self.width = max(where.stop for where in encode.output_indices_.values())
+        self.blocks: list[tuple[slice, list[Callable], Block]] = []
+        for name, transformer, columns in encode.transformers_:
+            if transformer == "drop" or len(columns) == 0:
+                continue
+            if not all(isinstance(column, str) for column in columns):
+                raise NotCompilable("ColumnTransformer columns are not selected by name")
+            self.blocks.append(
+                (
+                    encode.output_indices_[name],
+                    [readers[column] for column in columns],
+                    _block(transformer, list(columns)),
+                )
+            )
+
+    def __call__(self, records: list[dict[str, Any]]) -> np.ndarray:
+        matrix = np.empty((len(records), self.width))
+        for where, readers, block in self.blocks:
+            matrix[:, where] = block([read(records) for read in readers])
+        return matrix
+
+
+class FastPredictor(Predictor):
+    """A :class:`Predictor` whose records go through a :class:`RecordEncoder` to ``model``.
+
+    ``model(matrix)`` returns class probabilities (columns in ``classes`` order) or values.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        encoder: RecordEncoder,
+        model: Callable[[np.ndarray], np.ndarray],
+        serving_path: str,
+    ) -> None:
+        super().__init__(bundle)
+        self.encoder = encoder
+        self.model = model
+        self.serving_path = serving_path
+
+    def model_output(self, records: list[dict[str, Any]]) -> np.ndarray:
+        return self.model(self.encoder(records))
+
+
+def native_model(predictor: Predictor) -> Callable[[np.ndarray], np.ndarray]:
+    """The pipeline's fitted final estimator on an encoded matrix, on one OpenMP thread."""
+    estimator = predictor.pipeline.steps[-1][1]
+    method = estimator.predict if predictor.regression else estimator.predict_proba
+
+    def score(matrix: np.ndarray) -> np.ndarray:
+        # One thread: see Predictor.predict.
+        with predictor.threadpools.limit(limits=1, user_api="openmp"):
+            return method(matrix)
+
+    return score
+
+
+def probe_records(features: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """Records that reach every branch of the encoders: each category, missing and unseen
+    values, range ends and beyond, then random values within the training ranges."""
+    rng = np.random.default_rng(seed)
+    columns: dict[str, list[Any]] = {}
+    for feature in features:
+        kind = feature["type"]
+        if kind == "numeric":
+            low, high = feature.get("min"), feature.get("max")
+            low, high = (0.0, 1.0) if low is None or high is None else (low, high)
+            span = high - low or 1.0
+            fixed = [low, high, (low + high) / 2, None, low - span, high + span]
+            random = rng.uniform(low, high, PROBE_RANDOM_ROWS).tolist()
+        elif kind == "boolean":
+            fixed = [True, False, None]
+            random = rng.choice([True, False], PROBE_RANDOM_ROWS).tolist()
+        elif kind == "datetime":
+            fixed = ["2024-05-01T13:45:00", "2023-12-31T23:30:00+02:00", "2021-02-28", None]
+            days = rng.integers(0, 3650, PROBE_RANDOM_ROWS)
+            random = [
+                datetime.fromtimestamp(1.5e9 + int(d) * 86400 + int(d) * 1234, UTC).isoformat()
+                for d in days
+            ]
+        else:
+            categories = [c for c in feature.get("categories") or [] if c is not None]
+            fixed = [*categories, None, "unseen value"]
+            random = (
+                rng.choice(categories, PROBE_RANDOM_ROWS).tolist() if categories else []
+            )
+        columns[feature["name"]] = fixed + random
+    count = max(len(values) for values in columns.values())
+    records = [
+        {name: values[row % len(values)] for name, values in columns.items()}
+        for row in range(count)
+    ]
+    return [*records, {}]
+
+
+def parity_error(expected: np.ndarray, got: np.ndarray) -> float:
+    """Largest difference, relative to the largest |expected| when that exceeds 1.
+
+    Probabilities are compared absolutely. Regression values are compared on their own scale:
+    ONNX trees add up in float32, ~1e-7 of the largest value (2e-3 on prices of 18,000).
+    """
+    expected = np.asarray(expected, dtype=float)
+    got = np.asarray(got, dtype=float).reshape(expected.shape)
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    return float(np.max(np.abs(got - expected), initial=0.0)) / scale
+
+
+def _check(native: Predictor, fast: FastPredictor, records: list[dict[str, Any]]) -> float:
+    """How far ``fast`` is from the pipeline itself on ``records`` (raises when unusable)."""
+    encoded = native.pipeline[:-1].transform(native.model_input(records))
+    mine = fast.encoder(records)
+    if not np.allclose(
+        mine, encoded, rtol=ENCODING_TOLERANCE, atol=ENCODING_TOLERANCE, equal_nan=True
+    ):
+        raise NotCompilable("the compiled encoding differs from the pipeline's")
+    return parity_error(native.model_output(records), fast.model(mine))
+
+
+def build_predictor(bundle: Bundle, onnx: bool = True) -> Predictor:
+    """The fastest predictor that matches the pipeline: ONNX, then compiled, then sklearn.
+
+    ONNX is skipped when ``onnx`` is false; a path training found off on the validation split
+    (``metadata["serving"][path]["ok"]``, see :func:`export_check`) is skipped too.
+    """
+    native = Predictor(bundle)
+    try:
+        encoder = RecordEncoder(bundle.pipeline, bundle.features)
+    except NotCompilable as exc:
+        log.info("Serving with the sklearn pipeline: %s", exc)
+        return native
+    except Exception:
+        log.exception("Compiling the fast path failed; serving with the sklearn pipeline")
+        return native
+    records = probe_records(bundle.features)
+    # What training found on the validation split (export_check), when it was recorded.
+    exported = bundle.metadata.get("serving") or {}
+    candidates: list[tuple[str, Callable[[], Callable[[np.ndarray], np.ndarray]]]] = [
+        ("onnx", lambda: onnx_model(native)),
+        ("compiled", lambda: native_model(native)),
+    ]
+    if not onnx:
+        candidates.pop(0)
+    for path, make_model in candidates:
+        if not (exported.get(path) or {}).get("ok", True):
+            log.info("No %s fast path: it failed the export check %s", path, exported[path])
+            continue
+        try:
+            fast = FastPredictor(bundle, encoder, make_model(), path)
+            error = _check(native, fast, records)
+        except NotCompilable as exc:
+            log.info("No %s fast path: %s", path, exc)
+            continue
+        except Exception:
+            log.exception("The %s fast path failed its check", path)
+            continue
+        if error <= PARITY_TOLERANCE:
+            log.info("Serving with the %s fast path (max difference %.2g)", path, error)
+            return fast
+        log.info("No %s fast path: predictions differ by %.2g", path, error)
+    return native
+
+
+def onnx_model(predictor: Predictor) -> Callable[[np.ndarray], np.ndarray]:
+    """The final estimator as an ONNX Runtime session (raises NotCompilable when it cannot)."""
+    # Imported here: ONNX is optional, and its import costs a second only ONNX serving pays.
+    from .onnx_export import OnnxModel, estimator_to_onnx
+
+    estimator = predictor.pipeline.steps[-1][1]
+    graph = estimator_to_onnx(estimator, estimator.n_features_in_)
+    return OnnxModel(graph, classify=not predictor.regression)
+
+
+def request_records(frame: pd.DataFrame, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``frame`` as request records of ``features`` (missing values are None)."""
+    names = [feature["name"] for feature in features]
+    columns = frame.reindex(columns=names).astype(object)
+    return columns.where(columns.notna(), None).to_dict("records")
+
+
+def export_check(bundle: Bundle, validation: pd.DataFrame) -> dict[str, Any]:
+    """How each fast path matches the pipeline on the validation split (``metadata["serving"]``).
+
+    ``build_predictor`` keeps a path that failed here out of serving; ``path`` is the one it
+    will choose unless the serving environment's converters differ.
+    """
+    native = Predictor(bundle)
+    records = request_records(validation, bundle.features)
+    report: dict[str, Any] = {"rows": len(records), "tolerance": PARITY_TOLERANCE}
+    try:
+        encoder = RecordEncoder(bundle.pipeline, bundle.features)
+    except NotCompilable as exc:
+        return {**report, "path": "sklearn", "reason": str(exc)}
+    expected = native.model_output(records)
+    encoded = encoder(records)
+    compiled_error = parity_error(expected, native_model(native)(encoded))
+    report["compiled"] = {"ok": compiled_error <= PARITY_TOLERANCE, "max_error": compiled_error}
+    try:
+        error = parity_error(expected, onnx_model(native)(encoded))
+        report["onnx"] = {"ok": error <= PARITY_TOLERANCE, "max_error": error}
+    except NotCompilable as exc:
+        report["onnx"] = {"ok": False, "max_error": None, "reason": str(exc)}
+    passed = [path for path in ("onnx", "compiled") if report[path]["ok"]]
+    report["path"] = passed[0] if passed else "sklearn"
+    return report
