@@ -28,7 +28,15 @@ from mlgen.verify import read_verification
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = ["penguins", "breast-cancer", "diabetes"]
+# (case, example folder, planner flags). "penguins-llm" replays the recorded Claude answer
+# through the real SDK: the LLM plan and its validated feature slot must verify too.
+EXAMPLES = [
+    ("penguins", "penguins", ["--no-llm"]),
+    ("breast-cancer", "breast-cancer", ["--no-llm"]),
+    ("diabetes", "diabetes", ["--no-llm"]),
+    ("penguins-llm", "penguins",
+     ["--llm-replay", str(REPO / "examples" / "penguins" / "llm-recording.json")]),
+]
 
 
 @dataclass(frozen=True)
@@ -42,27 +50,36 @@ class Service:
     output: str
 
 
-@pytest.fixture(scope="module", params=EXAMPLES)
+@pytest.fixture(scope="module", params=EXAMPLES, ids=[case for case, _, _ in EXAMPLES])
 def trained(request: pytest.FixtureRequest, service_venv: Venv,
             tmp_path_factory: pytest.TempPathFactory) -> Service:
-    example = REPO / "examples" / request.param
-    out = tmp_path_factory.mktemp(request.param) / "service"
+    case, folder, planner = request.param
+    example = REPO / "examples" / folder
+    out = tmp_path_factory.mktemp(case) / "service"
     # The README's first command, with the shared test venv instead of a fresh one.
     proc = subprocess.run(
         [sys.executable, "-m", "mlgen", "new", "--brief", str(example / "brief.md"),
-         "--out", str(out), "--verify", "--venv", str(service_venv.path), "--no-llm"],
+         "--out", str(out), "--verify", "--venv", str(service_venv.path), *planner],
         capture_output=True, text=True, timeout=3000,
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     config = yaml.safe_load((out / "configs" / "config.yaml").read_text())
     frame = pd.read_csv(config["data"]["path"])
-    return Service(request.param, out, config["project"]["package"], config["task"],
-                   config["data"]["target"], frame, proc.stdout)
+    if case == "penguins-llm":
+        manifest = json.loads((out / ".mlgen" / "manifest.json").read_text())
+        assert not manifest["fallback"], manifest
+        assert "bill_ratio" in {f["name"] for f in _metadata_at(out)["derived_features"]}
+    return Service(case, out, config["project"]["package"], config["task"],
+                   config["data"]["target"], frame, proc.stdout + proc.stderr)
+
+
+def _metadata_at(root: Path) -> dict:
+    return json.loads((root / "artifacts" / "champion" / "metadata.json").read_text())
 
 
 def _metadata(service: Service) -> dict:
-    return json.loads((service.root / "artifacts" / "champion" / "metadata.json").read_text())
+    return _metadata_at(service.root)
 
 
 def test_verified_service_beats_its_dummy_baseline_on_the_test_split(trained: Service) -> None:

@@ -337,7 +337,7 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
         "/feedback",
         response_model=FeedbackReceipt,
         responses={
-            **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 422, 503)},
+            **{k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 413, 422, 503)},
             404: {"model": ErrorResponse, "description": "No remembered prediction has this id."},
             409: {"model": ErrorResponse, "description": "This prediction already has feedback."},
         },

@@ -33,8 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..bundle import Bundle, load_bundle_dir
 from ..config import Config, ConfigError
-from .fastpath import build_predictor
-from .predictor import Scored
+from .predictor import Predictor, Scored
 
 if TYPE_CHECKING:
     from ..monitoring.metrics import ServiceMetrics
@@ -209,7 +208,7 @@ class Rollout:
         self.champion_version = champion_version
         self.metrics = metrics
         self.challenger = challenger
-        self.predictor = build_predictor(challenger) if challenger is not None else None
+        self.predictor = Predictor(challenger) if challenger is not None else None
         self.breaker = CircuitBreaker(settings.max_failures)
         self.log = PredictionLog(log_file) if log_file is not None and self.active else None
         metrics.challenger_active.set(1 if self.active else 0)
