@@ -134,6 +134,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float, what: str) -> None:
+    """Poll ``url`` until it answers 200; fail the test with the log if ``proc`` dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log.read_text()[-6000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer {url} in {timeout}s:\n{log.read_text()[-6000:]}")
+        time.sleep(0.2)
+
+
 @contextmanager
 def running_server(venv: Venv, service: Path, package: str, env: dict | None = None,
                    timeout: float = 90) -> Iterator[str]:
@@ -150,21 +167,7 @@ def running_server(venv: Venv, service: Path, package: str, env: dict | None = N
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-6000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"server did not answer /health in {timeout}s:\n{log.read_text()[-6000:]}"
-                )
-            time.sleep(0.3)
+        wait_until_up(proc, f"{url}/health", log, timeout, "the service")
         yield url
     finally:
         proc.terminate()

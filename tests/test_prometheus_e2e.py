@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import Venv, free_port, render, running_server
+from conftest import Venv, free_port, render, running_server, wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -81,19 +81,7 @@ def prometheus_scraping(target: str, folder: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus was not ready in {SETTLE_SECONDS}s:\n{log.read_text()}")
-            time.sleep(0.2)
+        wait_until_up(process, f"{url}/-/ready", log, SETTLE_SECONDS, "prometheus")
         yield url
     finally:
         process.terminate()
