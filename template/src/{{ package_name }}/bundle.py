@@ -99,9 +99,14 @@ def load_bundle_dir(directory: Path, source: str = "file") -> Bundle:
     import mlflow.sklearn
 
     pipeline = mlflow.sklearn.load_model(str(directory / MODEL_DIR))
-    metadata = json.loads((directory / METADATA_FILE).read_text())
+    metadata = load_metadata(directory)
     reference = json.loads((directory / REFERENCE_FILE).read_text())
     return Bundle(pipeline=pipeline, metadata=metadata, reference=reference, source=source)
+
+
+def load_metadata(directory: Path) -> dict[str, Any]:
+    """A bundle folder's ``metadata.json``, without loading its model."""
+    return json.loads((Path(directory) / METADATA_FILE).read_text())
 
 
 def _save_mlflow_model(pipeline: Any, path: Path) -> None:

@@ -15,13 +15,12 @@ because the registry is unreachable is *not* a fallback: that is still the champ
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-from .bundle import METADATA_FILE, Bundle, load_bundle_dir, save_bundle
+from .bundle import METADATA_FILE, Bundle, load_bundle_dir, load_metadata, save_bundle
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -76,10 +75,6 @@ def keep_previous(config: Config, new_version: str) -> Path | None:
     shutil.rmtree(previous, ignore_errors=True)
     staging.rename(previous)
     return previous
-
-
-def load_metadata(directory: Path) -> dict[str, Any]:
-    return json.loads((directory / METADATA_FILE).read_text())
 
 
 def load_fallback(config: Config) -> Bundle | None:

@@ -30,7 +30,7 @@ from mlflow.models import infer_signature
 from .bundle import METADATA_FILE, REFERENCE_FILE, Bundle, load_bundle_dir, save_bundle
 from .config import TRACKING_ENV, Config
 from .evaluate import is_better
-from .fallback import keep_previous
+from .fallback import CHAMPION_DIR, fallback_dir, keep_previous
 from .model_card import write_model_card
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,8 @@ def apply_promotion(config: Config, version: str, reason: str) -> Path:
 
 
 def champion_dir(config: Config) -> Path:
-    return config.resolve(config.paths.artifacts) / CHAMPION
+    # fallback.py owns the layout of the artifacts folder (champion, previous, baseline).
+    return fallback_dir(config, CHAMPION_DIR)
 
 
 def load_champion(config: Config) -> Bundle:
