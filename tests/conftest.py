@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlgen.verify import build_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE_PYPROJECT = REPO / "template" / "pyproject.toml.jinja"
@@ -120,8 +121,10 @@ def service_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     seed = render(tmp_path_factory.mktemp("venv-seed") / "svc")
     venv.run(str(venv.python), "-m", "pip", "install", "-q", "-U", "pip", cwd=seed)
+    # With the service's build backend in the venv, installing a service into it needs no
+    # network (verify uses --no-build-isolation there).
     venv.run(str(venv.python), "-m", "pip", "install", "-q", f"{seed}[dev]", *TEST_TOOLS,
-             cwd=seed, timeout=1800)
+             *build_requirements(seed), cwd=seed, timeout=1800)
     # The seed service itself is not kept installed: only its dependencies are shared.
     venv.run(str(venv.python), "-m", "pip", "uninstall", "-q", "-y", "my-ml-service", cwd=seed)
     marker.write_text(_deps_key())

@@ -90,10 +90,14 @@ def test_verification_reads_the_champion_metric_and_the_baseline(tmp_path: Path)
         "primary_metric": "rmse",
         "metrics": {"rmse": 52.1, "rmse_ci_low": 48.0, "rmse_ci_high": 57.0, "mae": 42.0},
         "baseline_metrics": {"rmse": 77.9, "mae": 66.3},
+        "higher_is_better": False,
     }
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     result = read_verification(tmp_path / "metadata.json")
     assert (result.metric, result.baseline) == (52.1, 77.9)
     assert result.beats_baseline  # lower is better for rmse
+    metadata["higher_is_better"] = True
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    assert not read_verification(tmp_path / "metadata.json").beats_baseline
     with pytest.raises(VerifyError, match="could not be read"):
         read_verification(tmp_path / "missing.json")

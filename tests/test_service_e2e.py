@@ -56,12 +56,13 @@ def trained(request: pytest.FixtureRequest, service_venv: Venv,
     case, folder, planner = request.param
     example = REPO / "examples" / folder
     out = tmp_path_factory.mktemp(case) / "service"
-    # The README's first command, with the shared test venv instead of a fresh one.
+    # The README's first command, with the shared test venv instead of a fresh one. A reused venv
+    # must need no package index (PIP_NO_INDEX): verify installs with the venv's own setuptools.
     proc = subprocess.run(
         [sys.executable, "-m", "mlgen", "new", "--brief", str(example / "brief.md"),
          "--out", str(out), "--verify", "--venv", str(service_venv.path), *planner],
         capture_output=True, text=True, timeout=3000,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     config = yaml.safe_load((out / "configs" / "config.yaml").read_text())

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,6 @@ from mlgen.errors import VerifyError
 
 STEP_TIMEOUT_SECONDS = 3600
 TAIL_LINES = 40
-# Metrics where lower is better; every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 
 
 @dataclass(frozen=True)
@@ -32,12 +31,13 @@ class Verification:
     baseline: float
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
+    higher_is_better: bool
 
     @property
     def beats_baseline(self) -> bool:
-        if self.primary_metric in LOWER_IS_BETTER:
-            return self.metric < self.baseline
-        return self.metric > self.baseline
+        if self.higher_is_better:
+            return self.metric > self.baseline
+        return self.metric < self.baseline
 
 
 def verify_service(
@@ -51,20 +51,34 @@ def verify_service(
     venv = Path(venv).absolute() if venv else service / ".venv"
     python = venv / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "-q"]
+    on_step("install the service")
     if python.exists():
-        # A reused venv already holds the dependencies: install only the service itself.
-        install = [*pip, "--no-deps", "-e", str(service)]
+        # A reused venv already holds the dependencies: install only the service itself, with
+        # the venv's own setuptools, so that a reuse needs no network. A venv without setuptools
+        # (Python 3.12+ venvs have none) makes pip fetch the build backend after all.
+        try:
+            _run("install", [*pip, "--no-deps", "--no-build-isolation", "-e", str(service)],
+                 service, venv)
+        except VerifyError:
+            _run("install", [*pip, "--no-deps", "-e", str(service)], service, venv)
     else:
         on_step(f"create virtualenv {venv}")
         _run("create virtualenv", [sys.executable, "-m", "venv", str(venv)], service, venv)
-        install = [*pip, "-e", f"{service}[dev]"]
-    on_step("install the service")
-    _run("install", install, service, venv)
+        # The build backend goes into the venv itself, so that installing the next service
+        # into this venv (mlgen new --venv, mlgen update --verify) works offline.
+        _run("install", [*pip, *build_requirements(service)], service, venv)
+        _run("install", [*pip, "--no-build-isolation", "-e", f"{service}[dev]"], service, venv)
     on_step("run the service's tests")
     _run("tests", [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], service, venv)
     on_step("train on your data")
     _run("train", [str(python), "-m", package, "train"], service, venv)
     return read_verification(service / "artifacts" / "champion" / "metadata.json")
+
+
+def build_requirements(service: Path) -> list[str]:
+    """The service's build backend requirements (``[build-system] requires``)."""
+    pyproject = tomllib.loads((Path(service) / "pyproject.toml").read_text())
+    return list(pyproject.get("build-system", {}).get("requires", ["setuptools"]))
 
 
 def read_verification(metadata_file: Path) -> Verification:
@@ -78,6 +92,8 @@ def read_verification(metadata_file: Path) -> Verification:
             baseline=float(metadata["baseline_metrics"][primary]),
             metrics=metadata["metrics"],
             baseline_metrics=metadata["baseline_metrics"],
+            # The service states the metric's direction; mlgen keeps no second list of metrics.
+            higher_is_better=bool(metadata["higher_is_better"]),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VerifyError(

@@ -122,6 +122,8 @@ def train(
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,
         "primary_metric": primary,
+        # Readers outside the service (mlgen verify) compare with the baseline by this.
+        "higher_is_better": METRICS[primary].higher_is_better,
         "model_family": config.model.family,
         "params": {key: str(value) for key, value in pipeline[-1].get_params().items()},
         "seed": config.seed,
