@@ -21,19 +21,6 @@ FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
 SplitStrategy = Literal["stratified", "random", "time", "group"]
 ModelFamily = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
-Metric = Literal[
-    "roc_auc",
-    "pr_auc",
-    "f1",
-    "log_loss",
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "roc_auc_ovr",
-    "rmse",
-    "mae",
-    "r2",
-]
 ClassWeight = Literal["none", "balanced"]
 
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
@@ -54,6 +41,8 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     ),
     "regression": ("rmse", "mae", "r2"),
 }
+# Every metric of every task, in order: the one list the plan's field accepts.
+Metric = Literal[tuple(dict.fromkeys(m for ms in METRICS_BY_TASK.values() for m in ms))]
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
