@@ -247,21 +247,28 @@ def test_a_folder_that_is_not_a_service_gets_a_clear_error(tmp_path: Path) -> No
         update_service(tmp_path)
 
 
-def test_a_renamed_template_file_takes_the_users_edits_along(
-    tmp_path: Path, versions: tuple[Path, Path]
-) -> None:
+@pytest.fixture
+def renamed_bundle(tmp_path: Path, versions: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A 0.1.0 service whose bundle.py carries a user edit, and a 0.2.0 that renames the file
+    (and changes its first line, far from the user's edit). Returns (service, old bundle.py)."""
     v1, v2 = versions
     store, _ = ensure_store(v1, "0.1.0")
     service = render_service(store, "v0.1.0", tmp_path / "svc")
     bundle = service / "src" / PKG / "bundle.py"
     bundle.write_text(bundle.read_text() + "\n\nOWNER = 'fraud team'  # our addition\n")
     commit_all(service, "Tag bundles with the owning team")
-    # Version N+1 renames bundle.py and changes its first line (far from the user's edit).
     package = v2 / "template" / "src" / "{{ package_name }}"
     renamed = package / "model_bundle.py"
     (package / "bundle.py").rename(renamed)
     renamed.write_text("# Renamed from bundle.py in 0.2.0.\n" + renamed.read_text())
     ensure_store(v2, "0.2.0")
+    return service, bundle
+
+
+def test_a_renamed_template_file_takes_the_users_edits_along(
+    renamed_bundle: tuple[Path, Path],
+) -> None:
+    service, bundle = renamed_bundle
     rename = Rename("0.2.0", "src/{package_name}/bundle.py", "src/{package_name}/model_bundle.py")
 
     report = update_service(service, to="v0.2.0", migrations=[rename])
@@ -278,18 +285,10 @@ def test_a_renamed_template_file_takes_the_users_edits_along(
 
 
 def test_without_the_migration_copier_alone_would_drop_those_edits(
-    tmp_path: Path, versions: tuple[Path, Path]
+    renamed_bundle: tuple[Path, Path],
 ) -> None:
     """Why migrations exist: the same rename, updated by Copier alone."""
-    v1, v2 = versions
-    store, _ = ensure_store(v1, "0.1.0")
-    service = render_service(store, "v0.1.0", tmp_path / "svc")
-    bundle = service / "src" / PKG / "bundle.py"
-    bundle.write_text(bundle.read_text() + "\n\nOWNER = 'fraud team'  # our addition\n")
-    commit_all(service, "Tag bundles with the owning team")
-    package = v2 / "template" / "src" / "{{ package_name }}"
-    (package / "bundle.py").rename(package / "model_bundle.py")
-    ensure_store(v2, "0.2.0")
+    service, bundle = renamed_bundle
 
     update_service(service, to="v0.2.0", migrations=[])
 
