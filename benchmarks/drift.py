@@ -16,12 +16,16 @@ shift is applied to one feature, and the template's ``compare`` says which featu
 Shifted populations are sampled, not pinned: a window of n rows holds Binomial(n, share) rows of
 the shifted kind. Trials rotate over the training/held-out splits and over every feature the
 shift applies to. The detection rate counts trials where the shifted feature alerts; the false
-alarm rate counts no-shift trials where any feature alerts. A speed test times ``compare`` on
-1M rows x 20 columns resampled from the same data.
+alarm rate counts no-shift trials where any feature alerts. A false alarm rate depends on the
+reference drawn as well as on the windows, so it is averaged over 8 splits (each split's own
+rate is in the JSON) and measured on 5,000 trials per window: enough for a 95% interval of
+about +-0.3 points at 1%. A speed test times ``compare`` on 1M rows x 20 columns resampled
+from the same data, ``build_reference`` on the 20 columns, and ``OnlineDrift.observe_columns``
+on 1,000 rows x 10 features.
 
 The drift module is imported straight from the template's source file, so no render is needed.
 
-Usage: python benchmarks/drift.py [--quick] [--trials 200] [--null-trials 1000] [--output PATH]
+Usage: python benchmarks/drift.py [--quick] [--trials 200] [--null-trials 5000] [--output PATH]
 """
 
 from __future__ import annotations
@@ -194,6 +198,7 @@ def run_cell(drift, splits, shift: Shift, n: int, trials: int, seed: int) -> dic
     rng = np.random.default_rng([seed, SHIFTS.index(shift), n])
     hits = 0
     by_feature: dict[str, list[int]] = {f: [0, 0] for f in shift.features}
+    by_split = [[0, 0] for _ in splits]
     alarms: dict[str, int] = {}
     for trial in range(trials):
         split = splits[trial % len(splits)]
@@ -203,8 +208,9 @@ def run_cell(drift, splits, shift: Shift, n: int, trials: int, seed: int) -> dic
             alarms[name] = alarms.get(name, 0) + 1
         hit = report.drifted if shift.name == "none" else feature in report.drifted_features
         hits += hit
-        by_feature[feature][0] += hit
-        by_feature[feature][1] += 1
+        for counts in (by_feature[feature], by_split[trial % len(splits)]):
+            counts[0] += hit
+            counts[1] += 1
     rates = {f: round(h / t, 4) for f, (h, t) in by_feature.items() if t}
     return {
         "shift": shift.name,
@@ -215,6 +221,7 @@ def run_cell(drift, splits, shift: Shift, n: int, trials: int, seed: int) -> dic
         "ci95": wilson(hits, trials),
         "worst_feature_rate": min(rates.values()),
         "by_feature": rates,
+        "by_split": [round(h / t, 4) for h, t in by_split if t],
         "alerting_features": alarms,
     }
 
@@ -254,13 +261,30 @@ def run_speed(drift, data: pd.DataFrame, features: list[dict], rows: int) -> dic
     current = wide_frame(data, rows, seed=2)
     started = time.perf_counter()
     report = drift.compare(reference, current)
+    compare_seconds = time.perf_counter() - started
     return {
         "rows": rows,
         "columns": len(wide_features),
-        "compare_seconds": round(time.perf_counter() - started, 3),
+        "compare_seconds": round(compare_seconds, 3),
         "build_reference_seconds": round(build_seconds, 3),
         "drifted": report.drifted_features,
+        "observe_columns_ms": round(observe_seconds(drift, data, features) * 1000, 3),
     }
+
+
+def observe_seconds(drift, data: pd.DataFrame, features: list[dict], rows: int = 1000) -> float:
+    """Best of 20 ``OnlineDrift.observe_columns`` calls on ``rows`` rows of the 10 features.
+
+    The columns are Python lists, as a service has them after validating a request.
+    """
+    online = drift.OnlineDrift(drift.build_reference(data, features), window=rows)
+    columns = {name: data[name].iloc[:rows].tolist() for name in data.columns}
+    best = math.inf
+    for _ in range(20):
+        started = time.perf_counter()
+        online.observe_columns(columns)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 # --------------------------------------------------------------------------- output
@@ -273,7 +297,11 @@ def table(cells: list[dict], windows) -> str:
     for shift in SHIFTS:
         row = [c for c in cells if c["shift"] == shift.name]
         if shift.name == "none":
-            values = [f"{c['rate']:.1%} false alarms ({c['trials']} trials)" for c in row]
+            values = [
+                f"{c['rate']:.2%} false alarms (95%: {c['ci95'][0]:.2%}-{c['ci95'][1]:.2%}, "
+                f"{c['trials']:,} trials)"
+                for c in row
+            ]
         else:
             values = [f"{c['rate']:.1%} (worst {c['worst_feature_rate']:.0%})" for c in row]
         lines.append(f"| {shift.description} | " + " | ".join(values) + " |")
@@ -281,14 +309,17 @@ def table(cells: list[dict], windows) -> str:
 
 
 def goal(cells: list[dict]) -> dict:
+    """The issue's goal: detection at GOAL_WINDOW rows, false alarms at every window."""
     at_goal = [c for c in cells if c["window"] == GOAL_WINDOW]
     misses = [c["shift"] for c in at_goal if c["shift"] != "none" and c["rate"] < GOAL_DETECTION]
-    false_alarms = next((c["rate"] for c in at_goal if c["shift"] == "none"), None)
+    nulls = [c for c in cells if c["shift"] == "none"]
+    too_many = [c["window"] for c in nulls if c["rate"] > GOAL_FALSE_ALARMS]
     return {
         "window": GOAL_WINDOW,
         "detection_below_goal": misses,
-        "false_alarm_rate": false_alarms,
-        "met": bool(at_goal) and not misses and (false_alarms or 0) <= GOAL_FALSE_ALARMS,
+        "false_alarm_rates": {c["window"]: c["rate"] for c in nulls},
+        "false_alarms_above_goal_at_windows": too_many,
+        "met": bool(at_goal) and not misses and bool(nulls) and not too_many,
     }
 
 
@@ -300,6 +331,8 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "numpy": np.__version__,
         "pandas": pd.__version__,
+        # The machine is shared: other work running beside the benchmark slows the timings.
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -341,12 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a CI smoke run (under a minute)")
     parser.add_argument("--trials", type=int, help="trials per shift and window (default 200)")
-    parser.add_argument("--null-trials", type=int, help="no-shift trials per window (1000)")
-    parser.add_argument("--splits", type=int, help="training/held-out splits (default 4)")
+    parser.add_argument("--null-trials", type=int, help="no-shift trials per window (5000)")
+    parser.add_argument("--splits", type=int, help="training/held-out splits (default 8)")
     parser.add_argument("--speed-rows", type=int, help="rows of the speed test (1,000,000)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
-    defaults = (20, 50, 1, 100_000) if args.quick else (200, 1000, 4, 1_000_000)
+    defaults = (20, 50, 1, 100_000) if args.quick else (200, 5000, 8, 1_000_000)
     chosen = [args.trials, args.null_trials, args.splits, args.speed_rows]
     trials, null_trials, splits, speed_rows = (
         d if c is None else c for c, d in zip(chosen, defaults, strict=True)
@@ -359,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\ncompare() on {speed['rows']:,} rows x {speed['columns']} columns: "
         f"{speed['compare_seconds']:.2f} s "
-        f"(build_reference {speed['build_reference_seconds']:.1f} s)"
+        f"(build_reference {speed['build_reference_seconds']:.1f} s); "
+        f"observe_columns on 1,000 rows x 10 features: {speed['observe_columns_ms']:.3f} ms"
     )
     print(f"goal at window {GOAL_WINDOW:,}: {results['goal']}")
     print(f"results: {args.output}")
