@@ -156,16 +156,23 @@ def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float, w
 
 @contextmanager
 def running_server(venv: Venv, service: Path, package: str, env: dict | None = None,
-                   timeout: float = 90) -> Iterator[str]:
-    """Start the service's API with uvicorn on 127.0.0.1 and yield its base URL."""
+                   timeout: float = 90, workers: int = 1) -> Iterator[str]:
+    """Start the service's API on 127.0.0.1 and yield its base URL.
+
+    One worker: uvicorn in one process. Several: the service's own ``serve --workers N``
+    (gunicorn with uvicorn workers, shared metrics and feedback store).
+    """
     port = free_port()
     full_env = {**os.environ, **service_env(service), **(env or {})}
     full_env["PATH"] = f"{venv.bin}{os.pathsep}{full_env.get('PATH', '')}"
     log = service / "server.log"
+    if workers > 1:
+        command = ["-m", package, "serve", "--workers", str(workers)]
+    else:
+        command = ["-m", "uvicorn", f"{package}.serving.app:create_app", "--factory"]
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [str(venv.python), "-m", "uvicorn", f"{package}.serving.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port)],
+            [str(venv.python), *command, "--host", "127.0.0.1", "--port", str(port)],
             cwd=service, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"

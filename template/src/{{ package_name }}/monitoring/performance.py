@@ -1,25 +1,36 @@
 """Live *performance*: the served model's quality measured on ground truth sent back later.
 
-Every prediction is remembered by request id in a :class:`PredictionLog`; when the observed
+Every served prediction is kept by request id in a :class:`FeedbackStore`; when the observed
 outcome arrives (``POST /feedback``) it is joined to its prediction as an :class:`Outcome`, and
-the most recent outcomes form the window of :class:`LivePerformance`: accuracy and ROC AUC
-(binary), accuracy (multiclass), or MAE and RMSE (regression). Memory is bounded twice: the log
-forgets the oldest requests once it holds more than ``capacity`` records, the window keeps
-the last ``window`` outcomes.
+the most recent outcomes are scored by :class:`LivePerformance`: accuracy and ROC AUC
+(binary), accuracy (multiclass), or MAE and RMSE (regression). Memory is bounded twice: the
+store forgets the oldest predictions beyond ``capacity`` records, and keeps the last ``window``
+outcomes.
 
-Both live in the serving process. With several workers, feedback must reach the worker that
-made the prediction; otherwise it is answered 404 like an expired request id.
+One store serves every worker process: ``serve --workers N`` points them all at one SQLite file
+(WAL mode), so feedback joins whichever worker made the prediction, and every worker scores the
+same outcomes. A single process keeps its store in memory. Predictions reach SQLite off the
+request path: the request thread only appends to a :class:`Spool`, whose thread inserts them in
+batches.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import sqlite3
 import threading
-from collections import OrderedDict, deque
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Metric names exported in model_live_performance{metric=...}, per task; evaluate.py computes
 # the same metrics on the test split, which model_test_performance exports for comparison.
@@ -28,16 +39,15 @@ LIVE_METRICS = {
     "multiclass_classification": ("accuracy",),
     "regression": ("mae", "rmse"),
 }
-
-
-@dataclass(frozen=True)
-class LoggedPrediction:
-    """What is kept of one served prediction until its outcome is known."""
-
-    model_version: str
-    prediction: Any
-    # Positive-class probability (binary), winning-class probability, or the predicted value.
-    score: float
+# SQLite's name for a database private to one connection.
+MEMORY = ":memory:"
+# How long a spool's thread lets rows gather before one insert (a worker's predictions are
+# visible to the other workers this much later).
+SPOOL_DELAY_SECONDS = 0.005
+# Feedback for an id no worker has written yet waits this long for the other workers' spools
+# before it is answered 404: a client may send it right after the prediction's response.
+JOIN_GRACE_SECONDS = 0.25
+JOIN_POLL_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Outcome:
     index: int
     model_version: str
     prediction: Any
+    # Positive-class probability (binary), winning-class probability, or the predicted value.
     score: float
     truth: Any
 
@@ -60,92 +71,256 @@ class FeedbackError(Exception):
         self.kind = kind
 
 
-class PredictionLog:
-    """Recent requests' predictions by request id, at most ``capacity`` records in all.
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection shared by threads (under the caller's lock) and, for a file, processes."""
+    db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+    if str(path) != MEMORY:
+        # WAL: writers in several processes, readers never blocked; NORMAL never corrupts the
+        # file, a power cut may only lose the last transactions.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
-    A batch is one request; the newest request is kept even when it alone exceeds ``capacity``.
+
+class Spool:
+    """Items appended on the request path, inserted into SQLite by a background thread.
+
+    :meth:`put` costs a deque append. The thread wakes on the first item of a batch, waits
+    ``delay`` for more, and inserts the rows of all of them (``rows_of(item)``) in one
+    transaction; ``after_write(db)`` runs in the same transaction. :meth:`flush` does the same
+    in the caller's thread: items leave the deque only under the lock, so once it returns every
+    item put before it is in the database.
     """
 
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"the prediction log needs a capacity of at least 1, got {capacity}")
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        lock: threading.Lock,
+        statement: str,
+        rows_of: Callable[[Any], Iterable[tuple]],
+        after_write: Callable[[sqlite3.Connection], None] | None = None,
+        delay: float = SPOOL_DELAY_SECONDS,
+    ) -> None:
+        self._db = db
+        self._lock = lock
+        self._statement = statement
+        self._rows_of = rows_of
+        self._after_write = after_write
+        self._delay = delay
+        self._items: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="sqlite-spool", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            rows = []
+            while self._items:
+                rows.extend(self._rows_of(self._items.popleft()))
+            if not rows:
+                return
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(self._statement, rows)
+                if self._after_write is not None:
+                    self._after_write(self._db)
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                # Losing log rows must not stop serving; the log says how many.
+                log.exception("Could not write %d row(s) with %r", len(rows), self._statement)
+
+    def close(self) -> None:
+        """Write what is pending and stop the thread."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            time.sleep(self._delay)
+            # Cleared before flushing: an item put meanwhile wakes the next round.
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("The spool thread failed to write a batch; it carries on")
+
+
+class FeedbackStore:
+    """Served predictions by ``(request id, row)`` and the outcomes joined to them.
+
+    ``path`` is a SQLite file shared by the worker processes, or ``:memory:`` for one process.
+    A record whose request id is used again is replaced by the newer one.
+    """
+
+    def __init__(self, path: str | Path, capacity: int, window: int) -> None:
+        if capacity < 1 or window < 1:
+            raise ValueError(
+                f"the feedback store needs a capacity and a window of at least 1, got "
+                f"{capacity} and {window} (serving.feedback_log_size, serving.feedback_window)"
+            )
+        self.path = str(path)
         self.capacity = capacity
-        self._entries: OrderedDict[str, list[LoggedPrediction | None]] = OrderedDict()
-        self._records = 0
+        self.window = window
+        self.shared = self.path != MEMORY
+        if self.shared:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._db = connect(self.path)
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS predictions (
+                seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL,
+                model_version TEXT NOT NULL, prediction TEXT NOT NULL, score REAL NOT NULL,
+                claimed INTEGER NOT NULL DEFAULT 0, UNIQUE (request_id, row));
+            CREATE TABLE IF NOT EXISTS outcomes (
+                seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL,
+                model_version TEXT NOT NULL, prediction TEXT NOT NULL, score REAL NOT NULL,
+                truth TEXT NOT NULL);
+            """
+        )
+        self._spool = Spool(
+            self._db,
+            self._lock,
+            "INSERT OR REPLACE INTO predictions "
+            "(request_id, row, model_version, prediction, score) VALUES (?, ?, ?, ?, ?)",
+            _prediction_rows,
+            after_write=self._forget_oldest,
+        )
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def record(self, request_id: str, model_version: str, scored: Sequence[Any]) -> None:
+        """Remember a request's predictions: ``scored`` items have ``prediction`` and ``score``.
 
-    def record(self, request_id: str, predictions: list[LoggedPrediction]) -> None:
+        Only queued here; the spool's thread encodes and writes them.
+        """
+        self._spool.put((request_id, model_version, scored))
+
+    def claim(self, request_id: str, index: int, truth: Any) -> Outcome:
+        """Join ``truth`` to the prediction at ``index`` of ``request_id``, once."""
+        self._spool.flush()
+        joined = self._try_claim(request_id, index, truth)
+        deadline = time.monotonic() + JOIN_GRACE_SECONDS
+        while joined == "unknown" and self.shared and time.monotonic() < deadline:
+            time.sleep(JOIN_POLL_SECONDS)
+            joined = self._try_claim(request_id, index, truth)
+        if isinstance(joined, Outcome):
+            return joined
+        if joined == "duplicate":
+            raise FeedbackError(
+                "duplicate",
+                f"Feedback for record {index} of request {request_id!r} was already "
+                "received; each prediction takes one outcome.",
+            )
         with self._lock:
-            replaced = self._entries.pop(request_id, None)
-            self._records -= len(replaced) if replaced is not None else 0
-            self._entries[request_id] = list(predictions)
-            self._records += len(predictions)
-            while self._records > self.capacity and len(self._entries) > 1:
-                _, forgotten = self._entries.popitem(last=False)
-                self._records -= len(forgotten)
+            known = self._db.execute(
+                "SELECT 1 FROM predictions WHERE request_id = ? LIMIT 1", (request_id,)
+            ).fetchone()
+        where = f"record {index} of request" if known else "request"
+        raise FeedbackError(
+            "unknown",
+            f"No prediction for {where} {request_id!r}: the id is wrong, or the prediction is "
+            f"older than the last {self.capacity} records the service remembers "
+            "(serving.feedback_log_size).",
+        )
 
-    def claim(self, request_id: str, index: int) -> LoggedPrediction:
-        """The prediction at ``index`` of ``request_id``, which then takes no more feedback."""
+    def outcomes(self) -> list[Outcome]:
+        """The last ``window`` outcomes, oldest first."""
         with self._lock:
-            entry = self._entries.get(request_id)
-            if entry is None or not 0 <= index < len(entry):
-                where = f"record {index} of request" if entry is not None else "request"
-                raise FeedbackError(
-                    "unknown",
-                    f"No prediction for {where} {request_id!r}: the id is wrong, or the "
-                    f"prediction is older than the last {self.capacity} records this process "
-                    "remembers (serving.feedback_log_size).",
+            rows = self._db.execute(
+                "SELECT request_id, row, model_version, prediction, score, truth FROM outcomes "
+                "ORDER BY seq DESC LIMIT ?",
+                (self.window,),
+            ).fetchall()
+        return [
+            Outcome(rid, row, version, json.loads(prediction), score, json.loads(truth))
+            for rid, row, version, prediction, score, truth in reversed(rows)
+        ]
+
+    def flush(self) -> None:
+        """Write the predictions still waiting in this process's spool."""
+        self._spool.flush()
+
+    def close(self) -> None:
+        self._spool.close()
+        with self._lock:
+            self._db.close()
+
+    def _try_claim(self, request_id: str, index: int, truth: Any) -> Outcome | str:
+        with self._lock:
+            db = self._db
+            # IMMEDIATE: two workers claiming one record cannot both see it unclaimed.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                found = db.execute(
+                    "UPDATE predictions SET claimed = 1 "
+                    "WHERE request_id = ? AND row = ? AND claimed = 0 "
+                    "RETURNING model_version, prediction, score",
+                    (request_id, index),
+                ).fetchone()
+                if found is None:
+                    exists = db.execute(
+                        "SELECT 1 FROM predictions WHERE request_id = ? AND row = ?",
+                        (request_id, index),
+                    ).fetchone()
+                    db.execute("COMMIT")
+                    return "duplicate" if exists else "unknown"
+                version, prediction, score = found
+                db.execute(
+                    "INSERT INTO outcomes (request_id, row, model_version, prediction, score, "
+                    "truth) VALUES (?, ?, ?, ?, ?, ?)",
+                    (request_id, index, version, prediction, score, json.dumps(truth)),
                 )
-            logged = entry[index]
-            if logged is None:
-                raise FeedbackError(
-                    "duplicate",
-                    f"Feedback for record {index} of request {request_id!r} was already "
-                    "received; each prediction takes one outcome.",
+                db.execute(
+                    "DELETE FROM outcomes WHERE seq <= (SELECT MAX(seq) FROM outcomes) - ?",
+                    (self.window,),
                 )
-            entry[index] = None
-            if all(item is None for item in entry):
-                del self._entries[request_id]
-                self._records -= len(entry)
-            return logged
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return Outcome(request_id, index, version, json.loads(prediction), score, truth)
+
+    def _forget_oldest(self, db: sqlite3.Connection) -> None:
+        db.execute(
+            "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
+            (self.capacity,),
+        )
+
+
+def _prediction_rows(item: tuple[str, str, Sequence[Any]]) -> Iterable[tuple]:
+    request_id, version, scored = item
+    return [
+        (request_id, row, version, json.dumps(s.prediction), float(s.score))
+        for row, s in enumerate(scored)
+    ]
 
 
 class LivePerformance:
-    """Rolling quality metrics over the last ``window`` outcomes of one task."""
+    """Quality metrics of one task over a window of outcomes."""
 
-    def __init__(
-        self, task: str, classes: list[Any] | None, window: int, min_rows: int
-    ) -> None:
+    def __init__(self, task: str, classes: list[Any] | None, min_rows: int) -> None:
         if task not in LIVE_METRICS:
             raise ValueError(f"unknown task {task!r}: expected one of {', '.join(LIVE_METRICS)}")
         self.task = task
         self.classes = classes
         self.min_rows = min_rows
-        self._outcomes: deque[Outcome] = deque(maxlen=window)
-        self._lock = threading.Lock()
 
     @property
     def names(self) -> tuple[str, ...]:
         return LIVE_METRICS[self.task]
 
-    @property
-    def rows(self) -> int:
-        return len(self._outcomes)
-
-    def add(self, outcome: Outcome) -> None:
-        with self._lock:
-            self._outcomes.append(outcome)
-
-    def outcomes(self) -> list[Outcome]:
-        with self._lock:
-            return list(self._outcomes)
-
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, outcomes: list[Outcome]) -> dict[str, float]:
         """The live metrics; empty below ``min_rows`` outcomes (too few to mean anything)."""
-        outcomes = self.outcomes()
         if len(outcomes) < max(self.min_rows, 1):
             return {}
         if self.task == "regression":

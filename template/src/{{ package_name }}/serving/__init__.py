@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ROOT_ENV = "MLSERVICE_ROOT"
+# The SQLite file in which every worker keeps its predictions for POST /feedback (see
+# feedback.py); unset, each process keeps its own in memory.
+FEEDBACK_DB_ENV = "MLSERVICE_FEEDBACK_DB"
 APP_FACTORY = f"{__name__}.app:create_app"
 
 
@@ -54,13 +57,27 @@ def _prepare_multiprocess_dir() -> Path:
     return folder
 
 
+def _prepare_feedback_db() -> Path | None:
+    """The workers' shared feedback store: a new temporary file unless one is configured.
+
+    Returns the temporary folder to remove at exit. A configured file is kept across restarts,
+    so feedback still joins predictions made before one.
+    """
+    if os.environ.get(FEEDBACK_DB_ENV):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="mlservice-feedback-"))
+    os.environ[FEEDBACK_DB_ENV] = str(folder / "feedback.sqlite")
+    return folder
+
+
 def run(config: Config, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve the API until interrupted.
 
     One worker runs uvicorn in this process. Several workers share their metrics through
-    ``PROMETHEUS_MULTIPROC_DIR`` and run under gunicorn with uvicorn workers when
-    ``uvicorn-worker`` is installed, else under uvicorn's own process manager; workers build
-    the app from ``config.root`` (so overrides given only in memory do not reach them).
+    ``PROMETHEUS_MULTIPROC_DIR`` and their feedback store through ``MLSERVICE_FEEDBACK_DB``,
+    and run under gunicorn with uvicorn workers when ``uvicorn-worker`` is installed, else
+    under uvicorn's own process manager; workers build the app from ``config.root`` (so
+    overrides given only in memory do not reach them).
     """
     import uvicorn
 
@@ -71,12 +88,22 @@ def run(config: Config, host: str = "127.0.0.1", port: int = 8000, workers: int 
         return
     _prepare_multiprocess_dir()
     os.environ[ROOT_ENV] = str(config.root)
-    if _installed("gunicorn") and _installed("uvicorn_worker"):
-        _run_gunicorn(config, host, port, workers)
-        return
-    uvicorn.run(
-        APP_FACTORY, factory=True, host=host, port=port, workers=workers, **_fast_loop_options()
-    )
+    temporary = _prepare_feedback_db()
+    try:
+        if _installed("gunicorn") and _installed("uvicorn_worker"):
+            _run_gunicorn(config, host, port, workers)
+        else:
+            uvicorn.run(
+                APP_FACTORY,
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                **_fast_loop_options(),
+            )
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _run_gunicorn(config: Config, host: str, port: int, workers: int) -> None:

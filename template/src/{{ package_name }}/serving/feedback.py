@@ -4,13 +4,19 @@ A client that later learns the true label (or value) of a prediction sends it wi
 prediction's ``request_id`` (the ``X-Request-ID`` header or the ``request_id`` of the response;
 ``index`` picks a record of a batch). The pair feeds the live performance gauges
 (``model_live_performance``) that the alert ``ModelLivePerformanceDegraded`` compares with
-the model's test-split quality (``model_test_performance``).
+the model's test-split quality (``model_test_performance``). During a rollout the outcomes
+fed back to the rollout log also measure each variant (``model_variant_live_performance``).
+
+With several workers (``serve --workers N``) every worker uses the one store named by
+``MLSERVICE_FEEDBACK_DB`` (set by ``serve``): feedback joins whichever worker made the
+prediction, and the gauges, computed at scrape time from the shared outcomes, agree.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
@@ -18,15 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 from ..bundle import Bundle
 from ..config import Config
 from ..monitoring.metrics import ServiceMetrics
-from ..monitoring.performance import (
-    FeedbackError,
-    LivePerformance,
-    LoggedPrediction,
-    Outcome,
-    PredictionLog,
-)
+from ..monitoring.performance import MEMORY, FeedbackError, FeedbackStore, LivePerformance
+from . import FEEDBACK_DB_ENV
 from .errors import ApiError
 from .predictor import Scored
+from .rollout import PredictionLog, RolloutSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,56 +66,67 @@ class FeedbackLoop:
         self.metrics = metrics
         self.regression = bundle.task == "regression"
         self.classes = bundle.classes
-        self.log = PredictionLog(getattr(serving, "feedback_log_size", DEFAULT_LOG_SIZE))
+        self.window = getattr(serving, "feedback_window", DEFAULT_WINDOW)
+        self.store = FeedbackStore(
+            os.environ.get(FEEDBACK_DB_ENV) or MEMORY,
+            capacity=getattr(serving, "feedback_log_size", DEFAULT_LOG_SIZE),
+            window=self.window,
+        )
         self.performance = LivePerformance(
             bundle.task,
             bundle.classes,
-            window=getattr(serving, "feedback_window", DEFAULT_WINDOW),
             min_rows=getattr(serving, "feedback_min_rows", DEFAULT_MIN_ROWS),
         )
         self.tested = _tested(bundle.metadata.get("metrics") or {}, self.performance.names)
-
-    def remember(self, request_id: str, model_version: str, scored: list[Scored]) -> None:
-        self.log.record(
-            request_id,
-            [LoggedPrediction(model_version, s.prediction, s.score) for s in scored],
+        rollout = RolloutSettings.of(config)
+        # Read when the rollout has written it (never created here: `compare` tells a missing
+        # log from an empty one).
+        self.rollout_log_path = (
+            config.resolve(rollout.log_path) if rollout.mode != "off" else None
         )
+        self._rollout_log: PredictionLog | None = None
+
+    def remember(self, request_id: str, model_version: str, scored: Sequence[Scored]) -> None:
+        self.store.record(request_id, model_version, scored)
 
     def receive(self, feedback: FeedbackRequest) -> FeedbackReceipt:
         """Join ``feedback`` to its prediction; 422 for a wrong outcome, 404/409 for the id."""
         try:
             truth = self._truth(feedback)
-            logged = self.log.claim(feedback.request_id, feedback.index)
+            joined = self.store.claim(feedback.request_id, feedback.index, truth)
         except ApiError:
             self.metrics.feedback.labels("invalid").inc()
             raise
         except FeedbackError as exc:
             self.metrics.feedback.labels(exc.kind).inc()
             raise ApiError(404 if exc.kind == "unknown" else 409, exc.kind, str(exc)) from exc
-        self.performance.add(
-            Outcome(
-                feedback.request_id,
-                feedback.index,
-                logged.model_version,
-                logged.prediction,
-                logged.score,
-                truth,
-            )
-        )
         self.metrics.feedback.labels("joined").inc()
         return FeedbackReceipt(
             request_id=feedback.request_id,
             index=feedback.index,
-            model_version=logged.model_version,
-            prediction=logged.prediction,
-            correct=None if self.regression else str(truth) == str(logged.prediction),
-            error=float(truth - logged.prediction) if self.regression else None,
+            model_version=joined.model_version,
+            prediction=joined.prediction,
+            correct=None if self.regression else str(truth) == str(joined.prediction),
+            error=float(truth - joined.prediction) if self.regression else None,
         )
 
     def refresh_gauges(self) -> None:
+        """Score the shared outcomes into the gauges (at scrape time, by the scraped worker)."""
+        outcomes = self.store.outcomes()
         self.metrics.set_performance(
-            self.performance.metrics(), self.performance.rows, self.tested
+            self.performance.metrics(outcomes), len(outcomes), self.tested
         )
+        rollout_log = self._open_rollout_log()
+        if rollout_log is None:
+            return
+        for variant, outcomes in rollout_log.recent_outcomes(self.window).items():
+            self.metrics.set_variant_performance(variant, self.performance.metrics(outcomes))
+
+    def _open_rollout_log(self) -> PredictionLog | None:
+        path = self.rollout_log_path
+        if self._rollout_log is None and path is not None and path.is_file():
+            self._rollout_log = PredictionLog(path)
+        return self._rollout_log
 
     def _truth(self, feedback: FeedbackRequest) -> Any:
         if self.regression:

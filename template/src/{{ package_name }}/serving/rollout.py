@@ -10,11 +10,12 @@ Configured under ``serving.rollout`` (see configs/config.yaml):
 
 A failing challenger never affects responses: its exceptions are caught, the champion answers
 instead, and after ``max_failures`` consecutive failures a circuit breaker switches it off until
-the service restarts (``model_challenger_active`` drops to 0). The challenger scores in the
-request's own thread, so shadow mode adds its latency to every request: roll out models of
-comparable speed, and watch ``http_request_duration_seconds``. Every prediction made during a
-rollout goes to the :class:`PredictionLog`, where fed-back labels join it by request id and the
-``compare`` command reads both.
+the service restarts (``model_challenger_active`` drops to 0). In shadow mode the challenger
+scores on a thread of its own, off the request path, from a bounded queue (``shadow_queue``);
+requests that find it full are not shadow-scored and are counted. Every prediction made during
+a rollout goes to the :class:`PredictionLog` (written in batches by a background thread), where
+fed-back labels join it by request id, ``compare`` reads both, and the live performance of each
+variant is measured (``model_variant_live_performance``).
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..bundle import Bundle, load_bundle_dir
 from ..config import Config, ConfigError
+from ..monitoring.performance import Outcome, Spool, connect
 from .predictor import Predictor, Scored
 
 if TYPE_CHECKING:
@@ -48,6 +51,14 @@ CHALLENGER = "challenger"
 Mode = Literal["off", "shadow", "split"]
 
 
+class Shadow(NamedTuple):
+    """A served request waiting for the challenger's shadow prediction."""
+
+    request_id: str
+    records: list[dict[str, Any]]
+    at: float
+
+
 class RolloutSettings(BaseModel):
     """``serving.rollout`` in the config."""
 
@@ -60,6 +71,8 @@ class RolloutSettings(BaseModel):
     # "header:<name>" or "feature:<name>"; empty: the request id (then nothing is sticky).
     sticky_key: str = ""
     max_failures: int = Field(5, ge=1)
+    # Shadow mode: requests waiting for the challenger; more are not shadow-scored.
+    shadow_queue: int = Field(1000, ge=1)
     log_path: str = "rollout/predictions.sqlite"
     # What `compare` needs before it calls a difference significant.
     min_samples: int = Field(200, ge=1)
@@ -127,38 +140,52 @@ class PredictionLog:
 
     SQLite in WAL mode lets several worker processes append while ``compare`` reads. A record
     is ``(request_id, row)``: ``row`` is its position in a batch (0 for ``/predict``).
+    Predictions are written by a :class:`Spool` thread in batches, off the request path;
+    :meth:`flush` writes what is still pending in this process.
     """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(path)
         self._db.executescript(
             """
             CREATE TABLE IF NOT EXISTS predictions (
                 request_id TEXT NOT NULL, row INTEGER NOT NULL, variant TEXT NOT NULL,
                 model_version TEXT NOT NULL, served INTEGER NOT NULL, prediction TEXT NOT NULL,
-                at REAL NOT NULL);
+                at REAL NOT NULL, score REAL);
             CREATE INDEX IF NOT EXISTS predictions_key ON predictions (request_id, row);
+            CREATE INDEX IF NOT EXISTS predictions_variant ON predictions (variant, at);
             CREATE TABLE IF NOT EXISTS feedback (
                 request_id TEXT NOT NULL, row INTEGER NOT NULL, label TEXT NOT NULL,
                 at REAL NOT NULL, PRIMARY KEY (request_id, row));
+            CREATE INDEX IF NOT EXISTS feedback_at ON feedback (at);
             """
+        )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
+        if "score" not in columns:
+            # A log written before scores were kept: its old rows have none.
+            self._db.execute("ALTER TABLE predictions ADD COLUMN score REAL")
+        self._spool = Spool(
+            self._db,
+            self._lock,
+            "INSERT INTO predictions (request_id, row, variant, model_version, served, "
+            "prediction, at, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _log_rows,
         )
 
     def record(
-        self, request_id: str, variant: str, version: str, served: bool, scored: list[Scored]
+        self,
+        request_id: str,
+        variant: str,
+        version: str,
+        served: bool,
+        scored: list[Scored],
+        at: float,
     ) -> None:
-        now = time.time()
-        rows = [
-            (request_id, row, variant, version, int(served), json.dumps(s.prediction), now)
-            for row, s in enumerate(scored)
-        ]
-        with self._lock:
-            self._db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        """Queue the predictions a variant made for the request served at ``at`` (epoch s)."""
+        self._spool.put((request_id, variant, version, served, scored, at))
 
     def record_feedback(self, request_id: str, label: Any, row: int = 0) -> None:
         """The observed outcome of one record; a later label for it replaces an earlier one."""
@@ -188,13 +215,52 @@ class PredictionLog:
                 "label": json.loads(label),
             }
 
+    def recent_outcomes(self, window: int) -> dict[str, list[Outcome]]:
+        """Per variant, the last ``window`` labelled predictions of its latest model version."""
+        # Newest labels first, through the feedback_at index; a variant's latest version is
+        # the one of its newest prediction.
+        query = """
+            SELECT p.request_id, p.row, p.model_version, p.prediction, p.score, f.label
+            FROM feedback f JOIN predictions p USING (request_id, row)
+            WHERE p.variant = ?1 AND p.score IS NOT NULL AND p.model_version = (
+                SELECT model_version FROM predictions WHERE variant = ?1
+                ORDER BY at DESC LIMIT 1)
+            ORDER BY f.at DESC LIMIT ?2"""
+        result = {}
+        with self._lock:
+            for variant in (CHAMPION, CHALLENGER):
+                rows = self._db.execute(query, (variant, window)).fetchall()
+                result[variant] = [
+                    Outcome(rid, row, version, json.loads(prediction), score, json.loads(label))
+                    for rid, row, version, prediction, score, label in reversed(rows)
+                ]
+        return result
+
+    def flush(self) -> None:
+        self._spool.flush()
+
     def close(self) -> None:
+        self._spool.close()
         with self._lock:
             self._db.close()
 
 
+def _log_rows(item: tuple[str, str, str, bool, list[Scored], float]) -> list[tuple]:
+    request_id, variant, version, served, scored, at = item
+    return [
+        (request_id, row, variant, version, int(served), json.dumps(s.prediction), at,
+         float(s.score))
+        for row, s in enumerate(scored)
+    ]
+
+
 class Rollout:
-    """Routes requests between the champion and (when one is active) the challenger."""
+    """Routes requests between the champion and (when one is active) the challenger.
+
+    In shadow mode the challenger scores on its own thread: requests wait in a queue of
+    ``shadow_queue`` requests, and one arriving when it is full is not scored by the
+    challenger (``model_shadow_dropped_total``), so a slow challenger never slows responses.
+    """
 
     def __init__(
         self,
@@ -211,6 +277,12 @@ class Rollout:
         self.predictor = Predictor(challenger) if challenger is not None else None
         self.breaker = CircuitBreaker(settings.max_failures)
         self.log = PredictionLog(log_file) if log_file is not None and self.active else None
+        self._shadows: queue.Queue[Shadow] | None = None
+        if self.active and settings.mode == "shadow":
+            self._shadows = queue.Queue(maxsize=settings.shadow_queue)
+            threading.Thread(
+                target=self._score_shadows, name="shadow-challenger", daemon=True
+            ).start()
         metrics.challenger_active.set(1 if self.active else 0)
 
     @property
@@ -249,19 +321,23 @@ class Rollout:
 
         ``champion()`` is how the service scores without a rollout (it may use a fallback).
         """
+        if not self.active:
+            return champion()
+        at = time.time()
         if self.routes_to_challenger(request_id, headers, records):
             scored = self._challenger_scores(records)
             if scored is not None:
-                self._record(request_id, CHALLENGER, self.challenger_version, True, scored)
+                self._record(request_id, CHALLENGER, self.challenger_version, True, scored, at)
                 return scored, self.challenger
+        start = time.perf_counter()
         scored, answered_by = champion()
-        if not self.active:
-            return scored, answered_by
-        self._record(request_id, CHAMPION, answered_by.model_version, True, scored)
-        if self.settings.mode == "shadow":
-            shadow = self._challenger_scores(records)
-            if shadow is not None:
-                self._record(request_id, CHALLENGER, self.challenger_version, False, shadow)
+        self.metrics.observe_variant_duration(CHAMPION, time.perf_counter() - start)
+        self._record(request_id, CHAMPION, answered_by.model_version, True, scored, at)
+        if self._shadows is not None:
+            try:
+                self._shadows.put_nowait(Shadow(request_id, records, at))
+            except queue.Full:
+                self.metrics.shadow_dropped.inc()
         return scored, answered_by
 
     def record_feedback(self, request_id: str, index: int, outcome: Any) -> None:
@@ -273,7 +349,37 @@ class Rollout:
         except sqlite3.Error:
             log.exception("Could not write feedback to the rollout log at %s", self.log.path)
 
+    def flush(self) -> None:
+        """Wait until the challenger scored every queued shadow request, then write the log."""
+        if self._shadows is not None:
+            self._shadows.join()
+        if self.log is not None:
+            self.log.flush()
+
+    def _score_shadows(self) -> None:
+        shadows = self._shadows
+        while True:
+            shadow = shadows.get()
+            try:
+                # The breaker may have opened while this request waited.
+                if self.active:
+                    scored = self._challenger_scores(shadow.records)
+                    if scored is not None:
+                        self._record(
+                            shadow.request_id,
+                            CHALLENGER,
+                            self.challenger_version,
+                            False,
+                            scored,
+                            shadow.at,
+                        )
+            except Exception:
+                log.exception("Recording a shadow prediction failed")
+            finally:
+                shadows.task_done()
+
     def _challenger_scores(self, records: list[dict[str, Any]]) -> list[Scored] | None:
+        start = time.perf_counter()
         try:
             scored = self.predictor.predict(records)
         except Exception as exc:
@@ -291,20 +397,22 @@ class Rollout:
             else:
                 log.warning("Challenger v%s failed: %s", self.challenger_version, exc)
             return None
+        self.metrics.observe_variant_duration(CHALLENGER, time.perf_counter() - start)
         self.breaker.succeeded()
         return scored
 
     def _record(
-        self, request_id: str, variant: str, version: str, served: bool, scored: list[Scored]
+        self,
+        request_id: str,
+        variant: str,
+        version: str,
+        served: bool,
+        scored: list[Scored],
+        at: float,
     ) -> None:
         self.metrics.observe_variant(variant, version, served, scored)
-        if self.log is None:
-            return
-        try:
-            self.log.record(request_id, variant, version, served, scored)
-        except sqlite3.Error:
-            # Losing a log line must not fail the request it describes.
-            log.exception("Could not write the rollout prediction log at %s", self.log.path)
+        if self.log is not None:
+            self.log.record(request_id, variant, version, served, scored, at)
 
 
 def load_challenger(config: Config, champion: Bundle) -> Bundle | None:
