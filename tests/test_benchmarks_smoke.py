@@ -32,7 +32,10 @@ def test_drift_benchmark_quick(tmp_path, capsys):
     assert cells[("new_category", 1000)]["rate"] == 1.0
     assert cells[("missing", 1000)]["rate"] == 1.0
     assert cells[("mean", 10_000)]["rate"] == 1.0
-    assert results["speed"]["rows"] == 5000 and results["speed"]["columns"] == 20
+    assert all(len(c["by_split"]) == 1 for c in cells.values())
+    assert set(results["goal"]["false_alarm_rates"]) == {str(n) for n in drift.WINDOWS}
+    speed = results["speed"]
+    assert speed["rows"] == 5000 and speed["columns"] == 20 and speed["observe_columns_ms"] > 0
     assert results["table"] in capsys.readouterr().out
 
 
@@ -55,7 +58,8 @@ def test_serving_benchmark_tiny(tmp_path, capsys, service_venv):
         assert all(run["requests"] > 0 and run["errors"] == 0 for run in runs)
         assert set(data["ratios"]) == {
             "throughput_vs_mlflow", "p50_vs_health", "batch_vs_inprocess_sklearn",
-            "batch_vs_inprocess_fast_path", "metrics_and_drift_cost",
+            "batch_vs_inprocess_fast_path", "batch_columns_vs_inprocess_sklearn",
+            "batch_columns_vs_inprocess_fast_path", "metrics_and_drift_cost",
         }
     assert "soak" in datasets[0] and datasets[0]["soak"]["rss_last_mb"] > 0
     assert plot.read_bytes().startswith(b"\x89PNG")

@@ -167,6 +167,8 @@ def test_alert_rules_use_only_documented_metrics_and_labels(service: Path) -> No
         "ModelServingFallback",
         "ModelNoTraffic",
         "ModelLivePerformanceDegraded",
+        "ModelChallengerFailing",
+        "ModelChallengerWorse",
     }
     for rule in rules:
         assert_documented(rule["expr"], f"alert {rule['alert']}")
@@ -189,7 +191,7 @@ def test_dashboard_uses_documented_metrics_and_the_provisioned_datasource(servic
         assert_documented(expr, f"panel {title!r}")
     used = {name for _, expr in exprs for name, _ in promql_selectors(expr)[0]}
     # The dashboard shows what the brief promised: traffic, errors, latency, outcomes, scores,
-    # drift and the model.
+    # drift, the model, and each rollout variant's traffic, latency and live performance.
     assert {
         "http_requests_total",
         "http_request_duration_seconds_bucket",
@@ -198,6 +200,10 @@ def test_dashboard_uses_documented_metrics_and_the_provisioned_datasource(servic
         "model_feature_drift",
         "model_info",
         "model_fallback_active",
+        "model_variant_predictions_total",
+        "model_variant_prediction_duration_seconds_bucket",
+        "model_variant_live_performance",
+        "model_challenger_active",
     } <= used
     datasources = yaml.safe_load(
         (service / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
@@ -606,10 +612,10 @@ def test_readme_examples_use_the_feature_answers_and_match_the_request_schema(
     # The example validates against the service's own request models, built from the same
     # features as training would resolve them.
     check = (
-        "import json, sys; from penguin_species.serving.schemas import build_batch_model, "
-        "build_record_model; features, single, batch = map(json.loads, sys.argv[1:]); "
-        "record = build_record_model(features); record.model_validate(single); "
-        "build_batch_model(record, 10).model_validate(batch)"
+        "import json, sys; from penguin_species.serving.schemas import RequestBodies; "
+        "features, single, batch = sys.argv[1:]; "
+        "bodies = RequestBodies(json.loads(features), 10); "
+        "bodies.record.validate_json(single); bodies.batch.validate_json(batch)"
     )
     resolved = [{**feature, "categories": None} for feature in PENGUIN_FEATURES]
     result = subprocess.run(

@@ -73,6 +73,7 @@ class ServiceMetrics:
 
     def __init__(self, regression: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple, Any] = {}
         registry = self.registry
         self.http_requests = Counter(
             "http_requests_total",
@@ -196,6 +197,25 @@ class ServiceMetrics:
             buckets=VALUE_BUCKETS if regression else PROBABILITY_BUCKETS,
             registry=registry,
         )
+        self.variant_duration = Histogram(
+            "model_variant_prediction_duration_seconds",
+            "Time one rollout variant takes to score a request's rows.",
+            ["variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.shadow_dropped = Counter(
+            "model_shadow_dropped_total",
+            "Shadow requests not scored by the challenger because its queue was full.",
+            registry=registry,
+        )
+        self.variant_live_performance = Gauge(
+            "model_variant_live_performance",
+            "model_live_performance per rollout variant, from the rollout log's outcomes.",
+            ["variant", "metric"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
         self.challenger_failures = Counter(
             "model_challenger_failures_total",
             "Challenger predictions that raised (the champion answered instead).",
@@ -208,18 +228,31 @@ class ServiceMetrics:
             registry=registry,
         )
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: on the request path a lookup costs ~0.1 us,
+        ``labels()`` (lock, validation) ~2 us. Label sets are few (routes, versions, classes)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route, method).observe(seconds)
+        self._child(self.http_requests, route, method, str(status)).inc()
+        self._child(self.http_duration, route, method).observe(seconds)
 
     def observe_predictions(
         self, model_version: str, outcomes: list[str], scores: list[float]
     ) -> None:
+        if len(outcomes) == 1:
+            self._child(self.predictions, model_version, outcomes[0]).inc()
+            self._child(self.prediction_score, model_version).observe(scores[0])
+            return
         # One increment per distinct outcome and per bucket: a 1,000-record batch costs the
         # same few microseconds as one record instead of 2 ms.
         for outcome, count in collections.Counter(outcomes).items():
-            self.predictions.labels(model_version, outcome).inc(count)
-        observe_many(self.prediction_score.labels(model_version), scores)
+            self._child(self.predictions, model_version, outcome).inc(count)
+        observe_many(self._child(self.prediction_score, model_version), scores)
 
     def observe_variant(self, variant: str, version: str, served: bool, scored: list) -> None:
         """Count a rollout variant's predictions (``scored``: ``Scored`` items) and scores."""
@@ -227,6 +260,9 @@ class ServiceMetrics:
         histogram = self.variant_score.labels(variant)
         for item in scored:
             histogram.observe(item.score)
+
+    def observe_variant_duration(self, variant: str, seconds: float) -> None:
+        self._child(self.variant_duration, variant).observe(seconds)
 
     def observe_out_of_range(self, features: list[str]) -> None:
         for feature in features:
@@ -253,6 +289,11 @@ class ServiceMetrics:
             self.live_performance.labels(metric).set(value)
         for metric, value in tested.items():
             self.test_performance.labels(metric).set(value)
+
+    def set_variant_performance(self, variant: str, live: Mapping[str, float]) -> None:
+        """Copy one rollout variant's live quality into its gauges (absent metrics stay absent)."""
+        for metric, value in live.items():
+            self.variant_live_performance.labels(variant, metric).set(value)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (of all workers in multiprocess mode)."""

@@ -7,15 +7,19 @@ still starts, ``/health`` answers, and ``/ready``, ``/predict`` and ``/metadata`
 with the reason, so an orchestrator keeps the pod out of rotation instead of restarting it in
 a loop.
 
-Routes: ``POST /predict`` (one record), ``POST /predict/batch`` (``{"records": [...]}``),
-``POST /feedback`` (the observed outcome of a prediction), ``GET /health``, ``GET /ready``,
-``GET /metadata``, ``GET /metrics`` (Prometheus).
+Routes: ``POST /predict`` (one record), ``POST /predict/batch`` (``{"records": [...]}`` or
+``{"columns": {feature: [...]}}``), ``POST /feedback`` (the observed outcome of a prediction),
+``GET /health``, ``GET /ready``, ``GET /metadata``, ``GET /metrics`` (Prometheus).
+
+The prediction routes read the raw body and validate it once with pydantic-core, and answer
+with JSON bytes serialised once: FastAPI neither parses the request into models nor validates
+the response again (``response_model`` still documents it). Their request schemas reach the
+OpenAPI document through ``openapi_extra`` and the components added by ``_document_bodies``.
 """
 
-# No `from __future__ import annotations` here: the prediction routes are closures annotated
-# with request models built at runtime, which FastAPI must see as classes, not strings.
-
+import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,33 +28,37 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 from ..bundle import Bundle
 from ..config import Config, load_config
 from ..monitoring.drift import OnlineDrift
 from ..monitoring.metrics import ServiceMetrics
 from .degradation import Degradation
-from .errors import ApiError, error_body, install_error_handlers
+from .errors import ApiError, error_body, install_error_handlers, invalid_body
 from .fastpath import build_predictor
 from .feedback import FeedbackLoop, FeedbackReceipt, FeedbackRequest
 from .guards import BodySizeLimit, api_key_guard
 from .observer import RequestObserver, route_label
-from .predictor import Predictor, Scored
+from .predictor import Predictor, Rows, Scored
 from .rollout import build_rollout
 from .schemas import (
+    COMPONENTS,
     BatchResponse,
     ErrorResponse,
     Health,
     ModelMetadata,
-    Prediction,
     PredictionResponse,
     Readiness,
-    build_batch_model,
-    build_record_model,
+    RequestBodies,
 )
 
 log = logging.getLogger(__name__)
+
+# Rows buffered before they reach the online drift monitor (see DriftFeed).
+DRIFT_CHUNK_ROWS = 256
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
@@ -68,9 +76,67 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class Answer:
     """The predictions for one request and the model that made them."""
 
-    predictions: list[Prediction]
+    scored: list[Scored]
+    out_of_range: list[list[str]]
     model_name: str
     model_version: str
+
+    def predictions(self) -> list[dict[str, Any]]:
+        """Each row as a :class:`~.schemas.Prediction`."""
+        return [
+            {"prediction": s.prediction, "probabilities": s.probabilities, "out_of_range": flags}
+            for s, flags in zip(self.scored, self.out_of_range, strict=True)
+        ]
+
+    def response(self, request_id: str, batch: bool) -> Response:
+        """The answer as a :class:`~.schemas.BatchResponse`, or for one row a
+        :class:`~.schemas.PredictionResponse`, serialised once by pydantic-core."""
+        about = {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "request_id": request_id,
+        }
+        if batch:
+            body = {"predictions": self.predictions(), **about}
+        else:
+            (prediction,) = self.predictions()
+            body = {**prediction, **about}
+        return Response(to_json(body), media_type="application/json")
+
+
+class DriftFeed:
+    """Request rows on their way to the online drift monitor, handed over a chunk at a time.
+
+    ``OnlineDrift.observe_columns`` costs ~10 us of numpy set-up per call whatever the number
+    of rows: single records wait here (in order) until :data:`DRIFT_CHUNK_ROWS` have arrived
+    or a scrape asks for the scores (:meth:`flush`), so every row is still observed.
+    """
+
+    def __init__(self, drift: OnlineDrift, names: list[str]) -> None:
+        self.drift = drift
+        self.names = names
+        self._pending: dict[str, list[Any]] = {name: [] for name in names}
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def add(self, rows: Rows) -> None:
+        with self._lock:
+            for name in self.names:
+                self._pending[name].extend(rows.column(name))
+            self._rows += len(rows)
+            if self._rows >= DRIFT_CHUNK_ROWS:
+                self._hand_over()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._rows:
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        pending, rows = self._pending, self._rows
+        self._pending = {name: [] for name in self.names}
+        self._rows = 0
+        self.drift.observe_columns(pending, rows=rows)
 
 
 class ServedModel:
@@ -93,10 +159,12 @@ class ServedModel:
         self.feedback = FeedbackLoop(bundle, config, metrics)
         self.metrics = metrics
         self.predictor = build_predictor(bundle)
-        self.record_model = build_record_model(bundle.features)
-        self.batch_model = build_batch_model(self.record_model, config.serving.max_batch_size)
+        self.bodies = RequestBodies(bundle.features, config.serving.max_batch_size)
         self.feature_names = [feature["name"] for feature in bundle.features]
         self.drift = self._online_drift(bundle, config)
+        self.drift_feed = (
+            DriftFeed(self.drift, self.feature_names) if self.drift is not None else None
+        )
         self.rollout = build_rollout(config, bundle, metrics)
         metrics.set_model(
             bundle.model_name, bundle.model_version, bundle.source, self.predictor.serving_path
@@ -119,59 +187,58 @@ class ServedModel:
             log.warning("Online drift monitoring is off: %s", exc)
             return None
 
+    def rows(self, records: list[dict[str, Any]]) -> Rows:
+        return Rows.of(records, self.feature_names)
+
     def score(
         self,
-        records: list[dict[str, Any]],
+        rows: Rows,
         request_id: str = "",
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        """Predictions for validated records; a record no model can score is a 422.
+        """Predictions for validated rows; rows no model can score are a 422.
 
         The champion answers, unless a split rollout routes the request to the challenger.
         """
         try:
             scored, answered_by = self.rollout.serve(
-                records, request_id, headers or {}, lambda: self._predict(records)
+                rows, request_id, headers or {}, lambda: self._predict(rows)
             )
         except Exception as exc:
-            log.exception("The model failed on %d record(s)", len(records))
+            log.exception("The model failed on %d record(s)", len(rows))
             raise ApiError(
                 422,
                 "prediction_failed",
                 f"The model could not score the request ({type(exc).__name__}: {exc}). "
                 "Check the values against GET /metadata.",
             ) from exc
-        flags = [self.predictor.out_of_range(record) for record in records]
+        flags = self.predictor.out_of_range(rows)
         version = answered_by.model_version
         self.metrics.observe_predictions(
             version, [s.outcome for s in scored], [s.score for s in scored]
         )
         self.metrics.observe_out_of_range([name for flagged in flags for name in flagged])
-        if self.drift is not None:
-            self.drift.observe(records)
+        if self.drift_feed is not None:
+            self.drift_feed.add(rows)
         self.feedback.remember(request_id, version, scored)
-        predictions = [
-            Prediction(prediction=s.prediction, probabilities=s.probabilities, out_of_range=f)
-            for s, f in zip(scored, flags, strict=True)
-        ]
-        return Answer(predictions, answered_by.model_name, version)
+        return Answer(scored, flags, answered_by.model_name, version)
 
-    def _predict(self, records: list[dict[str, Any]]) -> tuple[list[Scored], Bundle]:
-        """The model's scores, or the fallback's when the model raises on ``records``."""
+    def _predict(self, rows: Rows) -> tuple[list[Scored], Bundle]:
+        """The model's scores, or the fallback's when the model raises on ``rows``."""
         if self.fallback is None:
-            scored = self.predictor.predict(records)
+            scored = self.predictor.predict(rows)
             if self.degradation.active:
                 # The champion never loaded: the model served here is the fallback.
-                self.degradation.fallback_answered(len(records))
+                self.degradation.fallback_answered(len(rows))
             return scored, self.bundle
         try:
-            scored = self.predictor.predict(records)
+            scored = self.predictor.predict(rows)
         except Exception as exc:
             log.exception(
-                "The champion failed on %d record(s); the fallback model answers", len(records)
+                "The champion failed on %d record(s); the fallback model answers", len(rows)
             )
-            scored = self.fallback.predict(records)
-            self.degradation.fallback_answered(len(records), f"{type(exc).__name__}: {exc}")
+            scored = self.fallback.predict(rows)
+            self.degradation.fallback_answered(len(rows), f"{type(exc).__name__}: {exc}")
             return scored, self.fallback_bundle
         self.degradation.champion_answered()
         return scored, self.bundle
@@ -180,6 +247,7 @@ class ServedModel:
         if self.drift is None:
             return
         try:
+            self.drift_feed.flush()
             scores = self.drift.scores()
         except Exception:
             # A scrape must still report the service's other metrics.
@@ -217,6 +285,10 @@ class ServiceState:
     def load(self, bundle: Bundle, fallback: Bundle | None = None) -> ServedModel:
         self.model = ServedModel(bundle, self.config, self.metrics, fallback)
         self.unavailable = ""
+        # The ~400,000 objects of the loaded libraries and model live as long as the process:
+        # moved out of the collector's reach, full collections stop walking them all on the
+        # request path (a 1,000-row batch: p50 16 ms -> 6 ms).
+        gc.freeze()
         return self.model
 
     def require_model(self) -> ServedModel:
@@ -247,6 +319,9 @@ def create_app(
         if state.model is None:
             await _load_champion(app, state, guard)
         yield
+        if state.model is not None:
+            # The shadow requests still queued are scored and the rollout log written.
+            state.model.rollout.flush()
 
     app = FastAPI(
         title=config.project.name,
@@ -344,8 +419,10 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
         dependencies=guard,
         tags=["model"],
     )
-    async def feedback(body: FeedbackRequest) -> FeedbackReceipt:
+    def feedback(body: FeedbackRequest) -> FeedbackReceipt:
         """The observed outcome of a prediction, joined to it by request id for live metrics."""
+        # A thread-pool route: the join is SQLite I/O and, with several workers, may wait up to
+        # 0.25 s for another worker's write; the event loop keeps serving meanwhile.
         model = state.require_model()
         receipt = model.feedback.receive(body)
         model.rollout.record_feedback(
@@ -363,37 +440,91 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
 
 
 def _add_prediction_routes(app: FastAPI, model: ServedModel, guard: list) -> None:
-    record_model: type[BaseModel] = model.record_model
-    batch_model: type[BaseModel] = model.batch_model
+    bodies = model.bodies
 
     # Single records are fast and scored on the event loop; batches may take a while, so they
-    # run in the thread pool where they cannot stall /health.
-    async def predict(record: record_model, request: Request) -> PredictionResponse:  # type: ignore[valid-type]
-        answer = model.score(
-            [record.model_dump(by_alias=True)], request.state.request_id, request.headers
-        )
-        (prediction,) = answer.predictions
-        return PredictionResponse(
-            **prediction.model_dump(),
-            model_name=answer.model_name,
-            model_version=answer.model_version,
-            request_id=request.state.request_id,
+    # are validated and scored in the thread pool, where they cannot stall /health.
+    async def predict(request: Request) -> Response:
+        record = _validated(bodies.record, await _json_body(request))
+        request_id = request.state.request_id
+        answer = model.score(model.rows([record]), request_id, request.headers)
+        return answer.response(request_id, batch=False)
+
+    async def predict_batch(request: Request) -> Response:
+        body = await _json_body(request)
+        return await run_in_threadpool(
+            _score_batch, model, body, request.state.request_id, request.headers
         )
 
-    def predict_batch(batch: batch_model, request: Request) -> BatchResponse:  # type: ignore[valid-type]
-        records = [record.model_dump(by_alias=True) for record in batch.records]
-        answer = model.score(records, request.state.request_id, request.headers)
-        return BatchResponse(
-            predictions=answer.predictions,
-            model_name=answer.model_name,
-            model_version=answer.model_version,
-            request_id=request.state.request_id,
-        )
-
-    _add_route(app, "/predict", predict, PredictionResponse, guard, "Predict one record.")
     _add_route(
-        app, "/predict/batch", predict_batch, BatchResponse, guard, "Predict a batch of records."
+        app, "/predict", predict, PredictionResponse, guard, "Predict one record.", "Record"
     )
+    _add_route(
+        app,
+        "/predict/batch",
+        predict_batch,
+        BatchResponse,
+        guard,
+        "Predict a batch of records: `records` (a list of records) or `columns` (a list of "
+        "values per feature, faster for large batches).",
+        "BatchRequest",
+    )
+    _document_bodies(app, bodies)
+    # Routing tries routes in order: the two answering most requests go first (~5 us saved).
+    hot = [route for route in app.router.routes if isinstance(route, SelfServedRoute)]
+    app.router.routes[:] = hot + [r for r in app.router.routes if r not in hot]
+
+
+def _score_batch(
+    model: ServedModel, body: bytes, request_id: str, headers: Mapping[str, str]
+) -> Response:
+    batch = _validated(model.bodies.batch, body)
+    if "records" in batch:
+        rows = model.rows(batch["records"])
+    else:
+        columns = batch["columns"]
+        rows = Rows(columns, len(next(iter(columns.values()))))
+    return model.score(rows, request_id, headers).response(request_id, batch=True)
+
+
+async def _json_body(request: Request) -> bytes:
+    """The raw body; a declared media type other than JSON is a 422, as FastAPI would answer."""
+    kind = request.headers.get("content-type")
+    if kind is not None and not _is_json(kind):
+        raise invalid_body(
+            [{"type": "media_type", "loc": (), "msg": f"send JSON with Content-Type: "
+              f"application/json, not {kind}"}]
+        )
+    return await request.body()
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.partition(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def _validated(adapter: TypeAdapter, body: bytes) -> Any:
+    try:
+        return adapter.validate_json(body)
+    except ValidationError as exc:
+        raise invalid_body(exc.errors(include_url=False)) from None
+
+
+def _document_bodies(app: FastAPI, bodies: RequestBodies) -> None:
+    """Add the request bodies' schemas to the OpenAPI document's components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(
+                bodies.json_schemas()
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_unavailable_routes(app: FastAPI, guard: list) -> None:
@@ -408,6 +539,20 @@ def _add_unavailable_routes(app: FastAPI, guard: list) -> None:
         _add_route(app, path, unavailable, ErrorResponse, guard, "No model is loaded: 503.")
 
 
+class SelfServedRoute(APIRoute):
+    """A route whose endpoint reads the ``Request`` and returns the ``Response`` itself.
+
+    FastAPI documents it as usual (``response_model``, ``openapi_extra``). Without route
+    dependencies the endpoint is called directly, skipping FastAPI's per-request dependency
+    solving (~15 us of a ~150 us /predict); with them (the API key) FastAPI solves them first.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        if self.dependencies:
+            return super().get_route_handler()
+        return self.endpoint
+
+
 def _add_route(
     app: FastAPI,
     path: str,
@@ -415,8 +560,20 @@ def _add_route(
     response_model: type[BaseModel],
     guard: list,
     summary: str,
+    body: str | None = None,
 ) -> None:
-    app.add_api_route(
+    # `body`: the component schema of the request body the endpoint validates itself.
+    extra = (
+        None
+        if body is None
+        else {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"{COMPONENTS}{body}"}}},
+            }
+        }
+    )
+    app.router.add_api_route(
         path,
         endpoint,
         methods=["POST"],
@@ -425,4 +582,6 @@ def _add_route(
         dependencies=guard,
         summary=summary,
         tags=["model"],
+        openapi_extra=extra,
+        route_class_override=SelfServedRoute,
     )

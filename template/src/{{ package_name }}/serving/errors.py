@@ -39,6 +39,12 @@ def error_body(
     return {"error": error, "message": message, "fields": fields or [], "request_id": request_id}
 
 
+def invalid_body(errors: list[dict[str, Any]]) -> RequestValidationError:
+    """pydantic errors of a request body validated by the route itself, located as FastAPI
+    locates them (``("body", ...)``), for the handler below."""
+    return RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in errors])
+
+
 def request_id_of(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
 
@@ -62,7 +68,9 @@ def _problem(error: dict[str, Any], feature_names: list[str]) -> str:
         return f"unknown field; the model takes: {listed}{more}"
     if kind == "finite_number":
         return "NaN and infinity are not accepted; send null for a missing value"
-    if kind == "missing" and tuple(error["loc"]) == ("body",):
+    if (kind == "missing" and tuple(error["loc"]) == ("body",)) or (
+        kind == "json_invalid" and not error.get("input")
+    ):
         return "the request body is empty; send a JSON object"
     if kind in ("less_than_equal", "greater_than_equal"):
         return (
@@ -70,8 +78,12 @@ def _problem(error: dict[str, Any], feature_names: list[str]) -> str:
             "unit or encoding error"
         )
     if kind == "json_invalid":
+        # pydantic-core says where (line and column); FastAPI's parser gave a character offset.
         detail = error.get("ctx", {}).get("error", "parse error")
-        return f"the body is not valid JSON ({detail} at character {error['loc'][-1]})"
+        where = error["loc"][-1]
+        return f"the body is not valid JSON ({detail}" + (
+            f" at character {where})" if isinstance(where, int) else ")"
+        )
     return str(error["msg"])
 
 
@@ -121,10 +133,10 @@ def install_error_handlers(
             return JSONResponse(
                 error_body(
                     BATCH_TOO_LARGE,
-                    f"A batch takes at most {too_large['ctx']['limit']} records "
+                    f"A batch takes at most {too_large['ctx']['limit']} rows "
                     "(serving.max_batch_size). Split it into smaller batches.",
                     request_id,
-                    [{"field": "records", "problem": too_large["msg"]}],
+                    [{"field": _field_path(tuple(too_large["loc"])), "problem": too_large["msg"]}],
                 ),
                 status_code=413,
             )

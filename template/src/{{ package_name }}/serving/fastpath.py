@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from sklearn.preprocessing import (
 
 from ..bundle import Bundle
 from ..features import DATETIME_PARTS, boolean_value, category_text
-from .predictor import Predictor
+from .predictor import Predictor, Rows
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ class NotCompilable(Exception):
     """The pipeline has a step the fast path does not reproduce; serve it as it is."""
 
 
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
 def _timestamp(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -82,22 +78,25 @@ def _datetime_part(stamp: datetime | None, part: str) -> float:
     return float(stamp.weekday() if part == "day_of_week" else getattr(stamp, part))
 
 
-def _typed_readers(features: list[dict[str, Any]]) -> dict[str, Callable[[list[dict]], Column]]:
-    """One reader per column of ``prepare_frame``'s output: records -> that column's values."""
-    readers: dict[str, Callable[[list[dict]], Column]] = {}
+def _typed_readers(features: list[dict[str, Any]]) -> dict[str, Callable[[Rows], Column]]:
+    """One reader per column of ``prepare_frame``'s output: rows -> that column's values."""
+    readers: dict[str, Callable[[Rows], Column]] = {}
     for feature in features:
         name, kind = feature["name"], feature["type"]
         if kind == "numeric":
-            readers[name] = lambda rs, n=name: np.array([_number(r.get(n)) for r in rs])
+            # Validated numbers or None, which a float array reads as NaN.
+            readers[name] = lambda rows, n=name: np.array(rows.column(n), dtype=float)
         elif kind == "boolean":
-            readers[name] = lambda rs, n=name: np.array([boolean_value(r.get(n)) for r in rs])
+            readers[name] = lambda rows, n=name: np.array(
+                [boolean_value(value) for value in rows.column(n)]
+            )
         elif kind == "datetime":
             for part in DATETIME_PARTS:
-                readers[f"{name}__{part}"] = lambda rs, n=name, p=part: np.array(
-                    [_datetime_part(_timestamp(r.get(n)), p) for r in rs]
+                readers[f"{name}__{part}"] = lambda rows, n=name, p=part: np.array(
+                    [_datetime_part(_timestamp(value), p) for value in rows.column(n)]
                 )
         else:
-            readers[name] = lambda rs, n=name: [category_text(r.get(n)) for r in rs]
+            readers[name] = lambda rows, n=name: [category_text(v) for v in rows.column(n)]
     return readers
 
 
@@ -217,7 +216,8 @@ def _flat_steps(pipeline: Pipeline) -> list[Any]:
 
 
 class RecordEncoder:
-    """Validated request records -> the float64 matrix the pipeline's final estimator takes."""
+    """Validated request rows (records or :class:`.predictor.Rows`) -> the float64 matrix the
+    pipeline's final estimator takes."""
 
     def __init__(self, pipeline: Pipeline, features: list[dict[str, Any]]) -> None:
         steps = _flat_steps(pipeline)[:-1]
@@ -236,6 +236,7 @@ class RecordEncoder:
         if [f["name"] for f in typed] != [f["name"] for f in features]:
             # Derived columns exist only after the user's custom_features runs on a DataFrame.
             raise NotCompilable("custom_features adds derived features")
+        self.names = [feature["name"] for feature in features]
         readers = _typed_readers(typed)
         encode: ColumnTransformer = steps[-1]
         self.width = max(where.stop for where in encode.output_indices_.values())
@@ -253,10 +254,11 @@ class RecordEncoder:
                 )
             )
 
-    def __call__(self, records: list[dict[str, Any]]) -> np.ndarray:
-        matrix = np.empty((len(records), self.width))
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        rows = Rows.of(rows, self.names)
+        matrix = np.empty((len(rows), self.width))
         for where, readers, block in self.blocks:
-            matrix[:, where] = block([read(records) for read in readers])
+            matrix[:, where] = block([read(rows) for read in readers])
         return matrix
 
 
@@ -278,8 +280,8 @@ class FastPredictor(Predictor):
         self.model = model
         self.serving_path = serving_path
 
-    def model_output(self, records: list[dict[str, Any]]) -> np.ndarray:
-        return self.model(self.encoder(records))
+    def model_output(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.model(self.encoder(rows))
 
 
 def native_model(predictor: Predictor) -> Callable[[np.ndarray], np.ndarray]:

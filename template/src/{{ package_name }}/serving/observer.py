@@ -8,8 +8,8 @@ never the raw path, so a scan of random URLs adds one ``unmatched`` series, not 
 from __future__ import annotations
 
 import re
+import secrets
 import time
-import uuid
 
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,7 +49,7 @@ class RequestObserver:
             return
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
         request_id = (
-            incoming.decode() if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+            incoming.decode() if _VALID_REQUEST_ID.match(incoming) else secrets.token_hex(16)
         )
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500

@@ -1,7 +1,9 @@
-"""The *predictor* scores validated request records with the bundle's fitted pipeline.
+"""The *predictor* scores validated request rows with the bundle's fitted pipeline.
 
+Rows arrive as records (one dict per row) or as columns (one list per feature);
+:class:`Rows` holds either and builds the other form only when something asks for it.
 :meth:`Predictor.model_output` is the seam a faster serving path replaces
-(:class:`.fastpath.FastPredictor`: compiled encoder + ONNX): records in, class probabilities
+(:class:`.fastpath.FastPredictor`: compiled encoder + ONNX): rows in, class probabilities
 or values out. :meth:`Predictor.model_input` is the DataFrame the pipeline itself takes, and
 :meth:`Predictor.predictions` turns model output into API predictions for every path.
 Everything else in the API (schemas, metrics, drift, errors) stays the same.
@@ -9,7 +11,9 @@ Everything else in the API (schemas, metrics, drift, errors) stays the same.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,6 +33,56 @@ class Scored(NamedTuple):
     probabilities: dict[str, float] | None
     outcome: str
     score: float
+
+
+class Rows(Sequence[dict[str, Any]]):
+    """Validated request rows: a sequence of records, kept as one list of values per feature.
+
+    Everything on the serving path reads :meth:`column`; records are built from the columns
+    only when indexed or iterated (a challenger routed by a feature value, for instance).
+    """
+
+    def __init__(
+        self,
+        columns: Mapping[str, list[Any]],
+        length: int,
+        records: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.columns = columns
+        self.length = length
+        if records is not None:
+            self.__dict__["records"] = records
+
+    @classmethod
+    def of(cls, rows: Sequence[Mapping[str, Any]], names: Iterable[str]) -> Rows:
+        """``rows`` as :class:`Rows` (unchanged if they are), with a column per name."""
+        if isinstance(rows, Rows):
+            return rows
+        records = list(rows)
+        columns = {name: [row.get(name) for row in records] for name in names}
+        return cls(columns, len(records), records)
+
+    def column(self, name: str) -> list[Any]:
+        """The values of feature ``name``, None where missing (an absent feature: every row)."""
+        values = self.columns.get(name)
+        return [None] * self.length if values is None else values
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        if not self.columns:
+            return [{} for _ in range(self.length)]
+        names = list(self.columns)
+        rows = zip(*self.columns.values(), strict=True)
+        return [dict(zip(names, values, strict=True)) for values in rows]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.records[index]
+
+    def __iter__(self) -> Any:
+        return iter(self.records)
 
 
 def _python_value(value: Any) -> Any:
@@ -56,15 +110,16 @@ class Predictor:
         # Created after the model is loaded, so that it sees the model's OpenMP runtime.
         self.threadpools = ThreadpoolController()
 
-    def model_input(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+    def model_input(self, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         """A frame with one column per raw feature: numeric as float64, others as object.
 
         Missing values become NaN, which the pipeline's imputers recognise (None is not). The
         pipeline's own first steps type the columns exactly as in training.
         """
+        rows = Rows.of(rows, self.columns)
         data = {}
         for name in self.columns:
-            values = [record.get(name) for record in records]
+            values = rows.column(name)
             if name in self.numeric:
                 data[name] = np.array(values, dtype=np.float64)
             else:
@@ -75,12 +130,11 @@ class Predictor:
 
     def predictions(self, output: np.ndarray) -> list[Scored]:
         """API predictions from the model's output: probabilities, or regression values."""
-        # Whole-array numpy, then plain Python per row: a 1,000-row batch stays ~1 ms.
+        # Whole-array numpy, then one pass of plain Python per field; tuples are built
+        # positionally (Scored._make), half the cost of keywords on a 1,000-row batch.
         if self.regression:
-            return [
-                Scored(prediction=value, probabilities=None, outcome="value", score=value)
-                for value in np.ravel(output).astype(float).tolist()
-            ]
+            values = np.ravel(output).astype(float).tolist()
+            return list(map(Scored._make, zip(values, repeat(None), repeat("value"), values)))
         labels = [_python_value(label) for label in self.classes]
         keys = [str(label) for label in labels]
         output = np.asarray(output, dtype=float)
@@ -88,21 +142,23 @@ class Predictor:
         best = np.argmax(output, axis=1)
         # Binary: the positive class's probability; multiclass: the winner's.
         scores = output[:, 1] if len(labels) == 2 else output[np.arange(len(output)), best]
-        return [
-            Scored(
-                prediction=labels[index],
-                probabilities=dict(zip(keys, row, strict=True)),
-                outcome=keys[index],
-                score=score,
+        winners = best.tolist()
+        return list(
+            map(
+                Scored._make,
+                zip(
+                    [labels[index] for index in winners],
+                    [dict(zip(keys, row, strict=True)) for row in output.tolist()],
+                    [keys[index] for index in winners],
+                    scores.tolist(),
+                    strict=True,
+                ),
             )
-            for row, index, score in zip(
-                output.tolist(), best.tolist(), scores.tolist(), strict=True
-            )
-        ]
+        )
 
-    def model_output(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """What the model returns for ``records``: class probabilities, or values."""
-        frame = self.model_input(records)
+    def model_output(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """What the model returns for ``rows``: class probabilities, or values."""
+        frame = self.model_input(rows)
         # OpenMP models (HistGradientBoosting, LightGBM) spread even one row over every core;
         # thread start-up and spin-waits then cost far more than the work, and collapse under
         # load (a 100-tree model: 1.5 ms on one thread, 10-170 ms on all of a busy machine).
@@ -112,14 +168,16 @@ class Predictor:
                 return self.pipeline.predict(frame)
             return self.pipeline.predict_proba(frame)
 
-    def predict(self, records: list[dict[str, Any]]) -> list[Scored]:
-        return self.predictions(self.model_output(records))
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[Scored]:
+        return self.predictions(self.model_output(rows))
 
-    def out_of_range(self, record: dict[str, Any]) -> list[str]:
-        """Numeric features of ``record`` outside the training minimum/maximum."""
-        flagged = []
+    def out_of_range(self, rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        """Per row, the numeric features whose value lies outside the training min/max."""
+        rows = Rows.of(rows, self.ranges)
+        flagged: list[list[str]] = [[] for _ in range(len(rows))]
         for name, (low, high) in self.ranges.items():
-            value = record.get(name)
-            if value is not None and not math.isnan(value) and not low <= value <= high:
-                flagged.append(name)
+            # NaN never reaches here (the schema rejects it); None is a missing value.
+            for index, value in enumerate(rows.column(name)):
+                if value is not None and not low <= value <= high:
+                    flagged[index].append(name)
         return flagged

@@ -1,12 +1,16 @@
 """The HTTP API's request and response models.
 
-The request models are built at runtime from the model bundle's resolved features, so the
-OpenAPI document at ``/docs`` always shows the exact fields and types the served model takes.
-A record is one flat JSON object of feature values keyed by the feature's own name (any string,
-spaces and unicode included). Every feature is optional: ``null`` or an omitted key means
-"missing" and is handled by the model's imputers, as in training. Validation is strict: numbers
-must be JSON numbers, booleans JSON booleans, and NaN or infinity are rejected (send ``null``
-for a missing value) so that a client bug is reported instead of silently imputed.
+The request bodies (:class:`RequestBodies`) are built at runtime from the model bundle's
+resolved features, so the OpenAPI document at ``/docs`` always shows the exact fields and types
+the served model takes. A record is one flat JSON object of feature values keyed by the
+feature's own name (any string, spaces and unicode included); a batch is a list of records or,
+faster, one list of values per feature. Every feature is optional: ``null`` or an omitted key
+means "missing" and is handled by the model's imputers, as in training. Validation is strict:
+numbers must be JSON numbers, booleans JSON booleans, and NaN or infinity are rejected (send
+``null`` for a missing value) so that a client bug is reported instead of silently imputed.
+
+Responses are serialised by the routes themselves (see ``app.py``) in the shape of the models
+here, which document them.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from pydantic import (
     ConfigDict,
     Field,
     FiniteFloat,
-    create_model,
+    TypeAdapter,
 )
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
 Label = str | int | float | bool
 # The validation error type of a batch over serving.max_batch_size.
 BATCH_TOO_LARGE = "batch_too_large"
 PLAUSIBLE_FACTOR = 1e6
+COMPONENTS = "#/components/schemas/"
 
 
 def _iso_datetime(value: str) -> str:
@@ -82,56 +88,108 @@ def _feature_description(feature: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def build_record_model(features: list[dict[str, Any]]) -> type[BaseModel]:
-    """One request record: a field per feature, aliased to the feature's real name."""
-    fields: dict[str, Any] = {}
-    for index, feature in enumerate(features):
-        # Python attribute names are positional because feature names can be any string.
-        fields[f"feature_{index}"] = (
-            _feature_annotation(feature) | None,
-            Field(
-                None,
-                alias=feature["name"],
-                title=feature["name"],
-                description=_feature_description(feature),
-            ),
-        )
-    return create_model(
-        "Record",
-        __config__=ConfigDict(extra="forbid", strict=True, populate_by_name=False),
-        __doc__="Feature values of one row; unknown keys are rejected.",
-        **fields,
-    )
+def build_record_model(features: list[dict[str, Any]]) -> type:
+    """One request record: a key per feature, named by the feature's real name.
 
-
-def build_batch_model(record_model: type[BaseModel], max_batch_size: int) -> type[BaseModel]:
-    """The body of ``/predict/batch``: ``{"records": [record, ...]}``.
-
-    The size limit is checked before any record is validated and reported as the error type
-    :data:`BATCH_TOO_LARGE` (answered with 413, not 422, so it is not in the JSON schema).
+    A TypedDict, not a BaseModel: validated JSON becomes the plain dict the predictor takes,
+    with no model instance built and dumped again per record.
     """
+    fields = {
+        feature["name"]: Annotated[
+            _feature_annotation(feature) | None,
+            Field(title=feature["name"], description=_feature_description(feature)),
+        ]
+        for feature in features
+    }
+    record = TypedDict("Record", fields, total=False)  # type: ignore[operator]
+    record.__doc__ = "Feature values of one row; unknown keys are rejected."
+    record.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[attr-defined]
+    return record
 
-    def within_limit(records: Any) -> Any:
-        if isinstance(records, list) and len(records) > max_batch_size:
+
+def _within(max_batch_size: int) -> BeforeValidator:
+    """Refuses a list over ``max_batch_size`` before any of its values is validated."""
+
+    def within_limit(values: Any) -> Any:
+        if isinstance(values, list) and len(values) > max_batch_size:
             raise PydanticCustomError(
                 BATCH_TOO_LARGE,
-                "{count} records is more than the {limit} a batch takes",
-                {"count": len(records), "limit": max_batch_size},
+                "{count} rows is more than the {limit} a batch takes",
+                {"count": len(values), "limit": max_batch_size},
             )
-        return records
+        return values
 
-    return create_model(
-        "BatchRequest",
-        __config__=ConfigDict(extra="forbid", strict=True),
-        records=(
-            Annotated[list[record_model], BeforeValidator(within_limit)],
-            Field(
-                min_length=1,
-                description=f"1 to {max_batch_size} records (serving.max_batch_size); "
-                "larger batches are answered with 413.",
-            ),
-        ),
+    return BeforeValidator(within_limit)
+
+
+def _same_lengths(columns: dict[str, list]) -> dict[str, list]:
+    lengths = sorted({len(values) for values in columns.values()})
+    if not lengths:
+        raise PydanticCustomError(
+            "no_columns", "name at least one feature with its values, e.g. {example}",
+            {"example": '{"columns": {"feature": [1.5, null]}}'},
+        )
+    if len(lengths) > 1:
+        raise PydanticCustomError(
+            "column_lengths",
+            "every column needs one value per row (null for missing); got lengths {lengths}",
+            {"lengths": ", ".join(map(str, lengths))},
+        )
+    return columns
+
+
+def build_batch_model(
+    features: list[dict[str, Any]], record_model: type, max_batch_size: int
+) -> Any:
+    """The body of ``/predict/batch``: ``{"records": [record, ...]}`` or ``{"columns": {...}}``.
+
+    ``columns`` gives one list of values per feature name (an omitted feature is missing in
+    every row), as pandas' ``to_dict("list")`` writes it: the faster form for large batches.
+    Size limits are checked before any value is validated and reported as the error type
+    :data:`BATCH_TOO_LARGE` (answered with 413, not 422, so it is not in the JSON schema).
+    """
+    limit = _within(max_batch_size)
+    rows = Field(min_length=1, description=f"1 to {max_batch_size} rows (serving.max_batch_size)")
+    columns = TypedDict(  # type: ignore[operator]
+        "Columns",
+        {
+            feature["name"]: Annotated[
+                list[_feature_annotation(feature) | None],
+                limit,
+                Field(min_length=1, title=feature["name"], description=_feature_description(
+                    feature
+                )),
+            ]
+            for feature in features
+        },
+        total=False,
     )
+    columns.__doc__ = "One list of values per feature, every list as long as the batch."
+    columns.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
+        extra="forbid", strict=True, json_schema_extra={"minProperties": 1}
+    )
+    forms = {
+        "records": Annotated[list[record_model], limit, rows],
+        "columns": Annotated[columns, AfterValidator(_same_lengths)],
+    }
+    batch = TypedDict("BatchRequest", forms, total=False)  # type: ignore[operator]
+    batch.__doc__ = (
+        "Either `records` (a list of records) or `columns` (a list of values per feature)."
+    )
+    batch.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"oneOf": [{"required": ["records"]}, {"required": ["columns"]}]},
+    )
+    return Annotated[batch, AfterValidator(_one_form)]
+
+
+def _one_form(body: dict[str, Any]) -> dict[str, Any]:
+    if len(body) != 1:
+        raise PydanticCustomError(
+            "one_form", "send either `records` or `columns` (exactly one of them)"
+        )
+    return body
 
 
 class Prediction(BaseModel):
@@ -198,3 +256,21 @@ class ModelMetadata(BaseModel):
     metrics: dict[str, Any]
     primary_metric: str | None
     trained_at: str | None
+
+
+class RequestBodies:
+    """The prediction routes' request bodies, validated once, straight from the JSON bytes.
+
+    pydantic-core parses and validates in one pass and returns plain dicts and lists: no
+    ``json.loads``, no model instances, no ``model_dump``.
+    """
+
+    def __init__(self, features: list[dict[str, Any]], max_batch_size: int) -> None:
+        record_model = build_record_model(features)
+        self.record = TypeAdapter(record_model)
+        self.batch = TypeAdapter(build_batch_model(features, record_model, max_batch_size))
+
+    def json_schemas(self) -> dict[str, dict[str, Any]]:
+        """``Record``, ``Columns`` and ``BatchRequest``, for the OpenAPI document's components."""
+        batch = self.batch.json_schema(ref_template=f"{COMPONENTS}{{model}}")
+        return {**batch.pop("$defs", {}), "BatchRequest": batch}
