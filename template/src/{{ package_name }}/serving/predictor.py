@@ -59,7 +59,11 @@ class Rows(Sequence[dict[str, Any]]):
         if isinstance(rows, Rows):
             return rows
         records = list(rows)
-        columns = {name: [row.get(name) for row in records] for name in names}
+        if len(records) == 1:
+            # A lone record (POST /predict) skips a comprehension per feature: ~2 us of ~100.
+            columns = {name: [records[0].get(name)] for name in names}
+        else:
+            columns = {name: [row.get(name) for row in records] for name in names}
         return cls(columns, len(records), records)
 
     def column(self, name: str) -> list[Any]:
@@ -107,6 +111,9 @@ class Predictor:
             and f.get("max") is not None
         }
         self.classes = None if self.regression else list(self.pipeline.classes_)
+        # The classes as the API answers them: labels as JSON values, keys as strings.
+        self.labels = [] if self.regression else [_python_value(c) for c in self.classes]
+        self.keys = [str(label) for label in self.labels]
         # Created after the model is loaded, so that it sees the model's OpenMP runtime.
         self.threadpools = ThreadpoolController()
 
@@ -135,8 +142,7 @@ class Predictor:
         if self.regression:
             values = np.ravel(output).astype(float).tolist()
             return list(map(Scored._make, zip(values, repeat(None), repeat("value"), values)))
-        labels = [_python_value(label) for label in self.classes]
-        keys = [str(label) for label in labels]
+        labels, keys = self.labels, self.keys
         output = np.asarray(output, dtype=float)
         # The most probable class is what sklearn classifiers' predict() returns.
         best = np.argmax(output, axis=1)
