@@ -44,6 +44,11 @@ MEMORY = ":memory:"
 # How long a spool's thread lets rows gather before one insert (a worker's predictions are
 # visible to the other workers this much later).
 SPOOL_DELAY_SECONDS = 0.005
+# A spool holding this many items is written by the thread that adds the next one. The
+# background thread alone fell behind without bound under load: sqlite3 releases the GIL
+# around every row, and each time waited a switch interval (5 ms) for the busy event loop
+# to give it back, so a loaded server's spool grew by ~65 MB a minute (benchmarks/serving.py).
+SPOOL_MAX_PENDING = 256
 # Feedback for an id no worker has written yet waits this long for the other workers' spools
 # before it is answered 404: a client may send it right after the prediction's response.
 JOIN_GRACE_SECONDS = 0.25
@@ -89,7 +94,9 @@ class Spool:
     ``delay`` for more, and inserts the rows of all of them (``rows_of(item)``) in one
     transaction; ``after_write(db)`` runs in the same transaction. :meth:`flush` does the same
     in the caller's thread: items leave the deque only under the lock, so once it returns every
-    item put before it is in the database.
+    item put before it is in the database. When ``max_pending`` items wait, :meth:`put`
+    flushes them itself: the backlog (memory, and how late other workers see a prediction)
+    stays bounded however busy the process is.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class Spool:
         rows_of: Callable[[Any], Iterable[tuple]],
         after_write: Callable[[sqlite3.Connection], None] | None = None,
         delay: float = SPOOL_DELAY_SECONDS,
+        max_pending: int = SPOOL_MAX_PENDING,
     ) -> None:
         self._db = db
         self._lock = lock
@@ -107,6 +115,7 @@ class Spool:
         self._rows_of = rows_of
         self._after_write = after_write
         self._delay = delay
+        self._max_pending = max_pending
         self._items: deque[Any] = deque()
         self._wake = threading.Event()
         self._closed = False
@@ -115,7 +124,9 @@ class Spool:
 
     def put(self, item: Any) -> None:
         self._items.append(item)
-        if not self._wake.is_set():
+        if len(self._items) >= self._max_pending:
+            self.flush()
+        elif not self._wake.is_set():
             self._wake.set()
 
     def flush(self) -> None:
