@@ -594,10 +594,11 @@ def test_gitignore_keeps_outputs_and_secrets_out_of_git(service: Path) -> None:
 # --- README ---------------------------------------------------------------------------------
 
 
-def readme_bodies(root: Path) -> list[Any]:
-    """The JSON bodies of the README's curl examples."""
+def readme_bodies(root: Path, route: str = "/predict") -> list[Any]:
+    """The JSON bodies of the README's curl examples that post to ``route`` (or below it)."""
     text = (root / "README.md").read_text()
-    return [json.loads(body) for body in re.findall(r"-d '([^']*)'", text)]
+    found = re.findall(r"-X POST http://127\.0\.0\.1:8000(\S+).*?-d '([^']*)'", text, re.S)
+    return [json.loads(body) for path, body in found if path.startswith(route)]
 
 
 def test_readme_examples_use_the_feature_answers_and_match_the_request_schema(
@@ -625,6 +626,14 @@ def test_readme_examples_use_the_feature_answers_and_match_the_request_schema(
         env={**os.environ, "PYTHONPATH": str(penguins / "src")},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_feedback_example_and_make_commands_are_real(service: Path) -> None:
+    (feedback,) = readme_bodies(service, "/feedback")
+    assert set(feedback) == {"request_id", "index", "label"}
+    readme = (service / "README.md").read_text()
+    for target in re.findall(r"^make ([\w-]+)", readme, flags=re.M):
+        assert target in MAKE_TARGETS, f"the README runs `make {target}`, the Makefile has none"
 
 
 def test_readme_without_feature_answers_builds_the_request_from_metadata(service: Path) -> None:
