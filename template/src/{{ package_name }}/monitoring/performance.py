@@ -167,7 +167,47 @@ class Spool:
                 log.exception("The spool thread failed to write a batch; it carries on")
 
 
-class FeedbackStore:
+class SpooledDatabase:
+    """A SQLite database that request threads write through a :class:`Spool`: its connection,
+    the lock every use of the connection holds, the spool, and their shutdown.
+
+    ``schema`` is run once at open; ``statement``, ``rows_of`` and ``after_write`` are the
+    spool's (see :class:`Spool`).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        schema: str,
+        statement: str,
+        rows_of: Callable[[Any], Iterable[tuple]],
+        after_write: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._db = connect(path)
+        self._db.executescript(schema)
+        self._spool = Spool(self._db, self._lock, statement, rows_of, after_write)
+
+    def flush(self) -> None:
+        """Write the rows still waiting in this process's spool."""
+        self._spool.flush()
+
+    def close(self) -> None:
+        self._spool.close()
+        with self._lock:
+            self._db.close()
+
+
+def outcomes_of(rows: Iterable[tuple]) -> list[Outcome]:
+    """Outcomes from ``(request_id, row, model_version, prediction JSON, score, truth JSON)``
+    rows selected newest first, in the order they happened (oldest first)."""
+    return [
+        Outcome(rid, row, version, json.loads(prediction), score, json.loads(truth))
+        for rid, row, version, prediction, score, truth in reversed(list(rows))
+    ]
+
+
+class FeedbackStore(SpooledDatabase):
     """Served predictions by ``(request id, row)`` and the outcomes joined to them.
 
     ``path`` is a SQLite file shared by the worker processes, or ``:memory:`` for one process.
@@ -186,9 +226,8 @@ class FeedbackStore:
         self.shared = self.path != MEMORY
         if self.shared:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = connect(self.path)
-        self._db.executescript(
+        super().__init__(
+            self.path,
             """
             CREATE TABLE IF NOT EXISTS predictions (
                 seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL,
@@ -198,11 +237,7 @@ class FeedbackStore:
                 seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL,
                 model_version TEXT NOT NULL, prediction TEXT NOT NULL, score REAL NOT NULL,
                 truth TEXT NOT NULL);
-            """
-        )
-        self._spool = Spool(
-            self._db,
-            self._lock,
+            """,
             "INSERT OR REPLACE INTO predictions "
             "(request_id, row, model_version, prediction, score) VALUES (?, ?, ?, ?, ?)",
             _prediction_rows,
@@ -252,19 +287,7 @@ class FeedbackStore:
                 "ORDER BY seq DESC LIMIT ?",
                 (self.window,),
             ).fetchall()
-        return [
-            Outcome(rid, row, version, json.loads(prediction), score, json.loads(truth))
-            for rid, row, version, prediction, score, truth in reversed(rows)
-        ]
-
-    def flush(self) -> None:
-        """Write the predictions still waiting in this process's spool."""
-        self._spool.flush()
-
-    def close(self) -> None:
-        self._spool.close()
-        with self._lock:
-            self._db.close()
+        return outcomes_of(rows)
 
     def _try_claim(self, request_id: str, index: int, truth: Any) -> Outcome | str:
         with self._lock:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..bundle import Bundle, load_bundle_dir
 from ..config import Config, ConfigError
-from ..monitoring.performance import Outcome, Spool, connect
+from ..monitoring.performance import Outcome, SpooledDatabase, outcomes_of
 from .predictor import Predictor, Scored
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class CircuitBreaker:
             return False
 
 
-class PredictionLog:
+class PredictionLog(SpooledDatabase):
     """Rollout predictions and the labels fed back for them, in one SQLite file.
 
     SQLite in WAL mode lets several worker processes append while ``compare`` reads. A record
@@ -147,9 +147,8 @@ class PredictionLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
-        self._db = connect(path)
-        self._db.executescript(
+        super().__init__(
+            path,
             """
             CREATE TABLE IF NOT EXISTS predictions (
                 request_id TEXT NOT NULL, row INTEGER NOT NULL, variant TEXT NOT NULL,
@@ -161,19 +160,15 @@ class PredictionLog:
                 request_id TEXT NOT NULL, row INTEGER NOT NULL, label TEXT NOT NULL,
                 at REAL NOT NULL, PRIMARY KEY (request_id, row));
             CREATE INDEX IF NOT EXISTS feedback_at ON feedback (at);
-            """
+            """,
+            "INSERT INTO predictions (request_id, row, variant, model_version, served, "
+            "prediction, at, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _log_rows,
         )
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
         if "score" not in columns:
             # A log written before scores were kept: its old rows have none.
             self._db.execute("ALTER TABLE predictions ADD COLUMN score REAL")
-        self._spool = Spool(
-            self._db,
-            self._lock,
-            "INSERT INTO predictions (request_id, row, variant, model_version, served, "
-            "prediction, at, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            _log_rows,
-        )
 
     def record(
         self,
@@ -229,20 +224,8 @@ class PredictionLog:
         result = {}
         with self._lock:
             for variant in (CHAMPION, CHALLENGER):
-                rows = self._db.execute(query, (variant, window)).fetchall()
-                result[variant] = [
-                    Outcome(rid, row, version, json.loads(prediction), score, json.loads(label))
-                    for rid, row, version, prediction, score, label in reversed(rows)
-                ]
+                result[variant] = outcomes_of(self._db.execute(query, (variant, window)))
         return result
-
-    def flush(self) -> None:
-        self._spool.flush()
-
-    def close(self) -> None:
-        self._spool.close()
-        with self._lock:
-            self._db.close()
 
 
 def _log_rows(item: tuple[str, str, str, bool, list[Scored], float]) -> list[tuple]:
