@@ -90,6 +90,13 @@ def test_code_that_never_finishes_is_stopped(sample):
         run_in_sandbox(slot("while True:\n    pass"), sample, timeout=5)
 
 
+def test_code_stopped_by_the_cpu_limit_is_reported_as_too_slow(sample):
+    # On a busy machine the CPU limit's SIGXCPU can beat the wall clock; the verdict is the same.
+    code = slot("import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)", head="import pandas")
+    with pytest.raises(SlotError, match="took over 5 s"):
+        run_in_sandbox(code, sample, timeout=5)
+
+
 def test_the_sandbox_gets_no_api_key(sample, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     # Run past the allowlist on purpose: even code that reads os.environ finds no key.

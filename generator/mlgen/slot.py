@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -317,10 +318,14 @@ def run_in_sandbox(
                 text=True,
                 timeout=timeout,
                 env={"PATH": os.defpath, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
-                preexec_fn=functools.partial(_limit_resources, timeout),
+                preexec_fn=functools.partial(_limit_resources, timeout + 1),
             )
         except subprocess.TimeoutExpired as exc:
             raise SlotError(f"running it on the data sample took over {timeout} s") from exc
+    # The CPU limit is a backstop one second past the wall clock, but a busy machine can let
+    # the child's SIGXCPU land before the parent wakes to see the wall clock: same verdict.
+    if proc.returncode == -signal.SIGXCPU:
+        raise SlotError(f"running it on the data sample took over {timeout} s")
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or ["no output"]
         case = next(
