@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,6 +61,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+
+from ..features import FALSE_WORDS, TRUE_WORDS
 
 PROFILE_VERSION = 2
 OTHER = "__other__"
@@ -221,10 +223,11 @@ def _numeric_profile(column: pd.Series, sample_size: int, rng: np.random.Generat
 
 
 def _categorical_profile(column: pd.Series, feature: dict) -> dict:
-    counts = _key_counts(column)
+    key = _key_function(feature)
+    counts = _key_counts(column, key)
     declared = feature.get("categories")
     if declared:
-        categories = list(dict.fromkeys(_key(c) for c in declared))
+        categories = list(dict.fromkeys(key(c) for c in declared))
     else:
         observed = sorted((k for k in counts if k != MISSING), key=lambda k: (-counts[k], k))
         categories = observed[:MAX_CATEGORIES]
@@ -341,12 +344,27 @@ def _key(value: Any) -> str:
     return str(value)
 
 
-def _key_counts(column: pd.Series) -> dict[str, int]:
+def _boolean_key(value: Any) -> str:
+    """The bucket name of a boolean feature's value: ``true`` or ``false`` for JSON booleans
+    and for the words training reads as booleans (Yes/No, 1/0, ...), so that a service fed
+    ``true`` is compared with training data that said ``Yes``. Other words keep their name
+    (an unseen value)."""
+    key = _key(value)
+    word = key.strip().lower()
+    return "true" if word in TRUE_WORDS else "false" if word in FALSE_WORDS else key
+
+
+def _key_function(profile: Mapping[str, Any]) -> Callable[[Any], str]:
+    """How a feature's (or its profile's) raw values are named as buckets."""
+    return _boolean_key if profile.get("type") == "boolean" else _key
+
+
+def _key_counts(column: pd.Series, key: Callable[[Any], str] = _key) -> dict[str, int]:
     """Counts per bucket name; counts distinct values first so large batches stay fast."""
     counts: dict[str, int] = {}
     for value, count in column.value_counts(dropna=False).items():
-        key = _key(value)
-        counts[key] = counts.get(key, 0) + int(count)
+        name = key(value)
+        counts[name] = counts.get(name, 0) + int(count)
     return counts
 
 
@@ -364,7 +382,7 @@ def _bucket_counts(counts: Mapping[str, int], categories: list[str]) -> np.ndarr
 
 def category_counts(profile: dict, column: pd.Series) -> np.ndarray:
     """A column's counts in a categorical profile's buckets: categories..., unseen, missing."""
-    return _bucket_counts(_key_counts(column), profile["categories"])
+    return _bucket_counts(_key_counts(column, _key_function(profile)), profile["categories"])
 
 
 def _bin_frequencies(values: np.ndarray, edges: list[float] | np.ndarray) -> np.ndarray:
@@ -520,19 +538,29 @@ def _score_feature(
     )
 
 
-def _monitored(reference: dict) -> list[dict]:
+def monitored_profiles(reference: dict) -> list[dict]:
+    """The reference's monitored feature profiles, as every comparison reads them."""
     if reference.get("version") != PROFILE_VERSION:
         raise ValueError(
             f"Drift reference has version {reference.get('version')!r}, this code reads "
             f"version {PROFILE_VERSION}. Retrain (`make train`) to rebuild the reference profile."
         )
-    return [p for p in reference["features"] if p["kind"] != SKIPPED]
+    monitored = []
+    for profile in reference["features"]:
+        if profile["kind"] == SKIPPED:
+            continue
+        if profile.get("type") == "boolean":
+            # References built before boolean words were named true/false ("No", "Yes"): the
+            # same buckets, in the same order, renamed.
+            profile = {**profile, "categories": [_boolean_key(c) for c in profile["categories"]]}
+        monitored.append(profile)
+    return monitored
 
 
 def _report(
     reference: dict, columns: Iterable[tuple[dict, np.ndarray]], n_rows: int, limits: _Limits
 ) -> DriftReport:
-    monitored = _monitored(reference)
+    monitored = monitored_profiles(reference)
     quantile = 1.0 - limits.alpha / max(len(monitored), 1)
     return DriftReport(
         features=[_score_feature(p, reference, v, limits, quantile) for p, v in columns],
@@ -560,7 +588,7 @@ def compare(
         numeric_threshold, categorical_threshold, psi_threshold, missing_threshold, alpha
     )
     columns = []
-    for profile in _monitored(reference):
+    for profile in monitored_profiles(reference):
         name = profile["name"]
         column = feature_column(current, name)
         if profile["kind"] == NUMERIC:
@@ -601,7 +629,7 @@ class OnlineDrift:
         self._limits = _Limits(
             numeric_threshold, categorical_threshold, psi_threshold, missing_threshold, alpha
         )
-        self._profiles = _monitored(reference)
+        self._profiles = monitored_profiles(reference)
         # Per categorical feature: raw request value -> bucket index, grown as values arrive.
         self._codes = [
             _initial_codes(p["categories"]) if p["kind"] == CATEGORICAL else None
@@ -756,10 +784,12 @@ def _bucket_indices(
     except TypeError:  # None in `found`: a value not remembered yet
         pass
     index = {c: i for i, c in enumerate(categories)}
+    key_of = _key_function(profile)
     for i, bucket in enumerate(found):
         if bucket is None:
             value = values[i]
-            key = _key(value)
+            # Booleans (a JSON boolean feature) are common and cheap to name.
+            key = "true" if value is True else "false" if value is False else key_of(value)
             found[i] = len(categories) + 1 if key == MISSING else index.get(key, len(categories))
             if isinstance(value, str) and len(codes) < MAX_REMEMBERED_VALUES:
                 codes[value] = found[i]

@@ -28,6 +28,7 @@ from .drift import (
     category_counts,
     compare,
     feature_column,
+    monitored_profiles,
 )
 
 JSON_FILE = "drift.json"
@@ -52,7 +53,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / JSON_FILE
     json_path.write_text(json.dumps(report.to_dict(), indent=2))
-    profiles = {p["name"]: p for p in reference["features"]}
+    profiles = {p["name"]: p for p in monitored_profiles(reference)}
     plots = [(f.name, _plot(f, profiles[f.name], current)) for f in _plotted(report.features)]
     html_path = out_dir / HTML_FILE
     html_path.write_text(_html(report, plots))
