@@ -254,12 +254,10 @@ class ServiceMetrics:
             self._child(self.predictions, model_version, outcome).inc(count)
         observe_many(self._child(self.prediction_score, model_version), scores)
 
-    def observe_variant(self, variant: str, version: str, served: bool, scored: list) -> None:
-        """Count a rollout variant's predictions (``scored``: ``Scored`` items) and scores."""
-        self.variant_predictions.labels(variant, version, str(served).lower()).inc(len(scored))
-        histogram = self.variant_score.labels(variant)
-        for item in scored:
-            histogram.observe(item.score)
+    def observe_variant(self, variant: str, version: str, served: bool, scores: list) -> None:
+        """Count a rollout variant's predictions and observe their scores."""
+        self.variant_predictions.labels(variant, version, str(served).lower()).inc(len(scores))
+        observe_many(self.variant_score.labels(variant), scores)
 
     def observe_variant_duration(self, variant: str, seconds: float) -> None:
         self._child(self.variant_duration, variant).observe(seconds)

@@ -23,12 +23,13 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic_core import to_json
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,10 @@ class FeedbackStore(SpooledDatabase):
     """Served predictions by ``(request id, row)`` and the outcomes joined to them.
 
     ``path`` is a SQLite file shared by the worker processes, or ``:memory:`` for one process.
-    A record whose request id is used again is replaced by the newer one.
+    A request is one row (its predictions and scores as JSON arrays): a 1,000-record batch is
+    one insert, not 1,000 (each of which gave the GIL away). ``last`` numbers the records in
+    the order they were served, so the store forgets exactly the records beyond ``capacity``.
+    A request whose id is used again is replaced by the newer one.
     """
 
     def __init__(self, path: str | Path, capacity: int, window: int) -> None:
@@ -229,23 +233,26 @@ class FeedbackStore(SpooledDatabase):
         super().__init__(
             self.path,
             """
-            CREATE TABLE IF NOT EXISTS predictions (
-                seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL,
-                model_version TEXT NOT NULL, prediction TEXT NOT NULL, score REAL NOT NULL,
-                claimed INTEGER NOT NULL DEFAULT 0, UNIQUE (request_id, row));
+            CREATE TABLE IF NOT EXISTS served (
+                last INTEGER PRIMARY KEY, request_id TEXT NOT NULL UNIQUE,
+                model_version TEXT NOT NULL, predictions TEXT NOT NULL, scores TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS claims (
+                served INTEGER NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (served, row))
+                WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS outcomes (
                 seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL,
                 model_version TEXT NOT NULL, prediction TEXT NOT NULL, score REAL NOT NULL,
                 truth TEXT NOT NULL);
             """,
-            "INSERT OR REPLACE INTO predictions "
-            "(request_id, row, model_version, prediction, score) VALUES (?, ?, ?, ?, ?)",
-            _prediction_rows,
+            # `last`: the number of records served so far, this request's included.
+            "INSERT OR REPLACE INTO served (last, request_id, model_version, predictions, "
+            "scores) VALUES ((SELECT IFNULL(MAX(last), 0) FROM served) + ?, ?, ?, ?, ?)",
+            _served_row,
             after_write=self._forget_oldest,
         )
 
-    def record(self, request_id: str, model_version: str, scored: Sequence[Any]) -> None:
-        """Remember a request's predictions: ``scored`` items have ``prediction`` and ``score``.
+    def record(self, request_id: str, model_version: str, scored: Any) -> None:
+        """Remember a request's predictions (a ``Scores``: ``predictions`` and ``scores``).
 
         Only queued here; the spool's thread encodes and writes them.
         """
@@ -267,11 +274,7 @@ class FeedbackStore(SpooledDatabase):
                 f"Feedback for record {index} of request {request_id!r} was already "
                 "received; each prediction takes one outcome.",
             )
-        with self._lock:
-            known = self._db.execute(
-                "SELECT 1 FROM predictions WHERE request_id = ? LIMIT 1", (request_id,)
-            ).fetchone()
-        where = f"record {index} of request" if known else "request"
+        where = "request" if joined == "unknown" else f"record {index} of request"
         raise FeedbackError(
             "unknown",
             f"No prediction for {where} {request_id!r}: the id is wrong, or the prediction is "
@@ -290,29 +293,40 @@ class FeedbackStore(SpooledDatabase):
         return outcomes_of(rows)
 
     def _try_claim(self, request_id: str, index: int, truth: Any) -> Outcome | str:
+        """The outcome, or why not: ``unknown`` (no such request), ``no_record`` (the request
+        has no such record, or it is forgotten) or ``duplicate``."""
         with self._lock:
             db = self._db
             # IMMEDIATE: two workers claiming one record cannot both see it unclaimed.
             db.execute("BEGIN IMMEDIATE")
             try:
                 found = db.execute(
-                    "UPDATE predictions SET claimed = 1 "
-                    "WHERE request_id = ? AND row = ? AND claimed = 0 "
-                    "RETURNING model_version, prediction, score",
-                    (request_id, index),
+                    "SELECT last, model_version, predictions, scores, "
+                    "(SELECT MAX(last) FROM served) FROM served WHERE request_id = ?",
+                    (request_id,),
                 ).fetchone()
                 if found is None:
-                    exists = db.execute(
-                        "SELECT 1 FROM predictions WHERE request_id = ? AND row = ?",
-                        (request_id, index),
-                    ).fetchone()
                     db.execute("COMMIT")
-                    return "duplicate" if exists else "unknown"
-                version, prediction, score = found
+                    return "unknown"
+                last, version, predictions, scores, newest = found
+                scores = json.loads(scores)
+                # The record's number among all served; those beyond `capacity` are forgotten.
+                number = last - len(scores) + 1 + index
+                if not 0 <= index < len(scores) or number <= newest - self.capacity:
+                    db.execute("COMMIT")
+                    return "no_record"
+                claimed = db.execute(
+                    "INSERT OR IGNORE INTO claims VALUES (?, ?)", (last, index)
+                ).rowcount
+                if not claimed:
+                    db.execute("COMMIT")
+                    return "duplicate"
+                prediction, score = json.loads(predictions)[index], scores[index]
                 db.execute(
                     "INSERT INTO outcomes (request_id, row, model_version, prediction, score, "
                     "truth) VALUES (?, ?, ?, ?, ?, ?)",
-                    (request_id, index, version, prediction, score, json.dumps(truth)),
+                    (request_id, index, version, json.dumps(prediction), score,
+                     json.dumps(truth)),
                 )
                 db.execute(
                     "DELETE FROM outcomes WHERE seq <= (SELECT MAX(seq) FROM outcomes) - ?",
@@ -322,20 +336,22 @@ class FeedbackStore(SpooledDatabase):
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        return Outcome(request_id, index, version, json.loads(prediction), score, truth)
+        return Outcome(request_id, index, version, prediction, score, truth)
 
     def _forget_oldest(self, db: sqlite3.Connection) -> None:
-        db.execute(
-            "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
-            (self.capacity,),
-        )
+        # Requests whose every record is beyond `capacity`, and their claims.
+        (newest,) = db.execute("SELECT MAX(last) FROM served").fetchone()
+        db.execute("DELETE FROM served WHERE last <= ?", (newest - self.capacity,))
+        db.execute("DELETE FROM claims WHERE served <= ?", (newest - self.capacity,))
 
 
-def _prediction_rows(item: tuple[str, str, Sequence[Any]]) -> Iterable[tuple]:
+def _served_row(item: tuple[str, str, Any]) -> list[tuple]:
     request_id, version, scored = item
+    if not scored:
+        return []  # `last` would repeat the previous request's and replace it
     return [
-        (request_id, row, version, json.dumps(s.prediction), float(s.score))
-        for row, s in enumerate(scored)
+        (len(scored), request_id, version, to_json(scored.predictions).decode(),
+         to_json(scored.scores).decode())
     ]
 
 

@@ -42,7 +42,7 @@ from .fastpath import build_predictor
 from .feedback import FeedbackLoop, FeedbackReceipt, FeedbackRequest
 from .guards import BodySizeLimit, api_key_guard
 from .observer import RequestObserver, route_label
-from .predictor import Predictor, Rows, Scored
+from .predictor import Predictor, Rows, Scores
 from .rollout import build_rollout
 from .schemas import (
     COMPONENTS,
@@ -76,16 +76,20 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class Answer:
     """The predictions for one request and the model that made them."""
 
-    scored: list[Scored]
+    scored: Scores
     out_of_range: list[list[str]]
     model_name: str
     model_version: str
 
     def predictions(self) -> list[dict[str, Any]]:
         """Each row as a :class:`~.schemas.Prediction`."""
+        scored = self.scored
+        probabilities = scored.probabilities or [None] * len(scored)
         return [
-            {"prediction": s.prediction, "probabilities": s.probabilities, "out_of_range": flags}
-            for s, flags in zip(self.scored, self.out_of_range, strict=True)
+            {"prediction": prediction, "probabilities": chances, "out_of_range": flags}
+            for prediction, chances, flags in zip(
+                scored.predictions, probabilities, self.out_of_range, strict=True
+            )
         ]
 
     def response(self, request_id: str, batch: bool) -> Response:
@@ -214,16 +218,14 @@ class ServedModel:
             ) from exc
         flags = self.predictor.out_of_range(rows)
         version = answered_by.model_version
-        self.metrics.observe_predictions(
-            version, [s.outcome for s in scored], [s.score for s in scored]
-        )
+        self.metrics.observe_predictions(version, scored.outcomes, scored.scores)
         self.metrics.observe_out_of_range([name for flagged in flags for name in flagged])
         if self.drift_feed is not None:
             self.drift_feed.add(rows)
         self.feedback.remember(request_id, version, scored)
         return Answer(scored, flags, answered_by.model_name, version)
 
-    def _predict(self, rows: Rows) -> tuple[list[Scored], Bundle]:
+    def _predict(self, rows: Rows) -> tuple[Scores, Bundle]:
         """The model's scores, or the fallback's when the model raises on ``rows``."""
         if self.fallback is None:
             scored = self.predictor.predict(rows)

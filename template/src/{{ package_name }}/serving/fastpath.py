@@ -90,8 +90,10 @@ def _typed_readers(features: list[dict[str, Any]]) -> dict[str, Callable[[Rows],
             # Validated numbers or None, which a float array reads as NaN.
             readers[name] = lambda rows, n=name: rows.column(n)
         elif kind == "boolean":
+            # The schema lets only JSON booleans through: no word parsing for them.
             readers[name] = lambda rows, n=name: [
-                boolean_value(value) for value in rows.column(n)
+                1.0 if value is True else 0.0 if value is False else boolean_value(value)
+                for value in rows.column(n)
             ]
         elif kind == "datetime":
             for part in DATETIME_PARTS:

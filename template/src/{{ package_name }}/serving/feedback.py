@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
@@ -27,7 +27,7 @@ from ..monitoring.metrics import ServiceMetrics
 from ..monitoring.performance import MEMORY, FeedbackError, FeedbackStore, LivePerformance
 from . import FEEDBACK_DB_ENV
 from .errors import ApiError
-from .predictor import Scored
+from .predictor import Scores
 from .rollout import PredictionLog, RolloutSettings
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class FeedbackLoop:
         )
         self._rollout_log: PredictionLog | None = None
 
-    def remember(self, request_id: str, model_version: str, scored: Sequence[Scored]) -> None:
+    def remember(self, request_id: str, model_version: str, scored: Scores) -> None:
         self.store.record(request_id, model_version, scored)
 
     def receive(self, feedback: FeedbackRequest) -> FeedbackReceipt:

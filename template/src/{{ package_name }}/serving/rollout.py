@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..bundle import Bundle, load_bundle_dir
 from ..config import Config, ConfigError
 from ..monitoring.performance import Outcome, SpooledDatabase, outcomes_of
-from .predictor import Predictor, Scored
+from .predictor import Predictor, Scores
 
 if TYPE_CHECKING:
     from ..monitoring.metrics import ServiceMetrics
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Scores and the bundle of the model that made them.
-Answered = tuple[list[Scored], Bundle]
+Answered = tuple[Scores, Bundle]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -176,7 +176,7 @@ class PredictionLog(SpooledDatabase):
         variant: str,
         version: str,
         served: bool,
-        scored: list[Scored],
+        scored: Scores,
         at: float,
     ) -> None:
         """Queue the predictions a variant made for the request served at ``at`` (epoch s)."""
@@ -228,12 +228,13 @@ class PredictionLog(SpooledDatabase):
         return result
 
 
-def _log_rows(item: tuple[str, str, str, bool, list[Scored], float]) -> list[tuple]:
+def _log_rows(item: tuple[str, str, str, bool, Scores, float]) -> list[tuple]:
     request_id, variant, version, served, scored, at = item
     return [
-        (request_id, row, variant, version, int(served), json.dumps(s.prediction), at,
-         float(s.score))
-        for row, s in enumerate(scored)
+        (request_id, row, variant, version, int(served), json.dumps(prediction), at, score)
+        for row, (prediction, score) in enumerate(
+            zip(scored.predictions, scored.scores, strict=True)
+        )
     ]
 
 
@@ -361,7 +362,7 @@ class Rollout:
             finally:
                 shadows.task_done()
 
-    def _challenger_scores(self, records: list[dict[str, Any]]) -> list[Scored] | None:
+    def _challenger_scores(self, records: list[dict[str, Any]]) -> Scores | None:
         start = time.perf_counter()
         try:
             scored = self.predictor.predict(records)
@@ -390,10 +391,10 @@ class Rollout:
         variant: str,
         version: str,
         served: bool,
-        scored: list[Scored],
+        scored: Scores,
         at: float,
     ) -> None:
-        self.metrics.observe_variant(variant, version, served, scored)
+        self.metrics.observe_variant(variant, version, served, scored.scores)
         if self.log is not None:
             self.log.record(request_id, variant, version, served, scored, at)
 
