@@ -480,6 +480,9 @@ def _add_prediction_routes(app: FastAPI, model: ServedModel, guard: list) -> Non
 def _score_batch(
     model: ServedModel, body: bytes, request_id: str, headers: Mapping[str, str]
 ) -> Response:
+    screened = model.bodies.screen(body)
+    if screened is not None:
+        return model.score(Rows(*screened), request_id, headers).response(request_id, batch=True)
     batch = _validated(model.bodies.batch, body)
     if "records" in batch:
         rows = model.rows(batch["records"])

@@ -9,6 +9,8 @@ in the estimator's ``classes_`` order, or predicted values.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,8 @@ from .fastpath import NotCompilable
 INPUT = "X"
 # Opsets every onnxruntime >= 1.17 runs; ai.onnx.ml 3 holds the tree ensembles.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+# Batches of this many rows are scored on every core (see OnnxModel).
+WIDE_ROWS = 256
 
 
 def _register_lightgbm() -> None:
@@ -73,13 +77,21 @@ def estimator_to_onnx(estimator: Any, n_inputs: int) -> bytes:
 
 
 class OnnxModel:
-    """An ONNX Runtime session on one thread: float64 matrix in, float64 outputs out."""
+    """An ONNX Runtime session of one graph on one thread: float64 matrix in, float64 out.
+
+    Workers scale a service out, and threads inside one small request only contend (see
+    Predictor). A batch of at least :data:`WIDE_ROWS` rows is cut into one slice per core this
+    process may use, scored side by side (ONNX Runtime lets go of the GIL), as the pipeline
+    itself would use every core in a notebook: 1,000 rows of a 100-tree model take ~0.3 ms on
+    two cores against ~0.58 ms on one. Each row is scored by the same one-thread kernel
+    whatever the batch, so a record's answer never depends on what it was sent with (ONNX
+    Runtime's own threads split the trees and round the sums differently).
+    """
 
     def __init__(self, graph: bytes, classify: bool) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        # Workers scale a service out; threads inside one request only contend (see Predictor).
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(
@@ -87,12 +99,29 @@ class OnnxModel:
         )
         outputs = [output.name for output in self.session.get_outputs()]
         # Classifiers answer (label, probabilities); regressors answer the values.
-        self.output = outputs[-1] if classify else outputs[0]
+        self.output = [outputs[-1] if classify else outputs[0]]
         self.classify = classify
+        # The compiled session under the Python wrapper, whose per-call checks of names we
+        # fixed above cost ~1 us of a ~6 us single-record run.
+        self._run = getattr(self.session, "_sess", self.session).run
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        self._pool = (
+            ThreadPoolExecutor(self.cores - 1, thread_name_prefix="onnx")
+            if self.cores > 1
+            else None
+        )
 
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        (result,) = self.session.run(
-            [self.output], {INPUT: np.asarray(matrix, dtype=np.float32)}
-        )
-        result = np.asarray(result, dtype=np.float64)
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if self._pool is None or len(matrix) < WIDE_ROWS:
+            result = self._score(matrix)
+        else:
+            first, *others = np.array_split(matrix, self.cores)
+            pending = [self._pool.submit(self._score, part) for part in others]
+            result = np.concatenate([self._score(first), *(f.result() for f in pending)])
+        result = result.astype(np.float64)
         return result if self.classify else result.ravel()
+
+    def _score(self, matrix: np.ndarray) -> np.ndarray:
+        (result,) = self._run(self.output, {INPUT: matrix}, None)
+        return result

@@ -195,6 +195,13 @@ class Predictor:
                 f"the model returned probabilities of shape {output.shape} for "
                 f"{len(keys)} classes"
             )
+        if len(output) == 1:
+            # One record (POST /predict): plain Python on a few floats beats numpy's calls.
+            (row,) = output.tolist()
+            winner = row.index(max(row))  # the first of equals, as numpy's argmax
+            score = row[1] if len(keys) == 2 else row[winner]
+            return Scores([labels[winner]], [dict(zip(keys, row, strict=True))],
+                          [keys[winner]], [score])
         # The most probable class is what sklearn classifiers' predict() returns.
         best = np.argmax(output, axis=1)
         # Binary: the positive class's probability; multiclass: the winner's.

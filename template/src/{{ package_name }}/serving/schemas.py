@@ -15,6 +15,7 @@ here, which document them.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,8 +27,9 @@ from pydantic import (
     Field,
     FiniteFloat,
     TypeAdapter,
+    ValidationError,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, from_json
 from typing_extensions import TypedDict
 
 Label = str | int | float | bool
@@ -35,6 +37,8 @@ Label = str | int | float | bool
 BATCH_TOO_LARGE = "batch_too_large"
 PLAUSIBLE_FACTOR = 1e6
 COMPONENTS = "#/components/schemas/"
+# How a body of the records form begins: others are not parsed twice (see BatchScreen).
+_RECORDS_FORM = re.compile(rb'\s*\{\s*"records"\s*:')
 
 
 def _iso_datetime(value: str) -> str:
@@ -138,18 +142,9 @@ def _same_lengths(columns: dict[str, list]) -> dict[str, list]:
     return columns
 
 
-def build_batch_model(
-    features: list[dict[str, Any]], record_model: type, max_batch_size: int
-) -> Any:
-    """The body of ``/predict/batch``: ``{"records": [record, ...]}`` or ``{"columns": {...}}``.
-
-    ``columns`` gives one list of values per feature name (an omitted feature is missing in
-    every row), as pandas' ``to_dict("list")`` writes it: the faster form for large batches.
-    Size limits are checked before any value is validated and reported as the error type
-    :data:`BATCH_TOO_LARGE` (answered with 413, not 422, so it is not in the JSON schema).
-    """
+def build_columns_model(features: list[dict[str, Any]], max_batch_size: int) -> type:
+    """The ``columns`` form of a batch: one list of values per feature name."""
     limit = _within(max_batch_size)
-    rows = Field(min_length=1, description=f"1 to {max_batch_size} rows (serving.max_batch_size)")
     columns = TypedDict(  # type: ignore[operator]
         "Columns",
         {
@@ -168,9 +163,22 @@ def build_batch_model(
     columns.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
         extra="forbid", strict=True, json_schema_extra={"minProperties": 1}
     )
+    return columns
+
+
+def build_batch_model(record_model: type, columns_model: type, max_batch_size: int) -> Any:
+    """The body of ``/predict/batch``: ``{"records": [record, ...]}`` or ``{"columns": {...}}``.
+
+    ``columns`` gives one list of values per feature name (an omitted feature is missing in
+    every row), as pandas' ``to_dict("list")`` writes it: the faster form for large batches.
+    Size limits are checked before any value is validated and reported as the error type
+    :data:`BATCH_TOO_LARGE` (answered with 413, not 422, so it is not in the JSON schema).
+    """
+    limit = _within(max_batch_size)
+    rows = Field(min_length=1, description=f"1 to {max_batch_size} rows (serving.max_batch_size)")
     forms = {
         "records": Annotated[list[record_model], limit, rows],
-        "columns": Annotated[columns, AfterValidator(_same_lengths)],
+        "columns": Annotated[columns_model, AfterValidator(_same_lengths)],
     }
     batch = TypedDict("BatchRequest", forms, total=False)  # type: ignore[operator]
     batch.__doc__ = (
@@ -258,17 +266,69 @@ class ModelMetadata(BaseModel):
     trained_at: str | None
 
 
+class BatchScreen:
+    """A faster way through ``/predict/batch`` for the records form: ``(columns, rows)``.
+
+    The exact validator builds and checks one TypedDict per record (~0.25 us per value, 0.75
+    ms of a 1,000-record batch). The screen parses the JSON with the same parser, turns the
+    records into columns and validates those with the ``Columns`` schema: the same
+    annotation per value, checked a list at a time, in about half the time. Python-mode
+    strict validation answers as JSON mode does for these annotations, except that a Literal
+    of numbers takes ``true`` for 1; a model with such a feature is not screened.
+
+    It returns None for anything it does not accept (the columns form, which the validator
+    already takes a list at a time, included); the exact validator then runs and words any
+    error, with the record's index in it.
+    """
+
+    def __init__(
+        self, features: list[dict[str, Any]], columns_model: type, max_batch_size: int
+    ) -> None:
+        self.names = [feature["name"] for feature in features]
+        self.known = frozenset(self.names)
+        self.max_rows = max_batch_size
+        self.columns = TypeAdapter(columns_model)
+        self.usable = not any(
+            feature.get("type") == "categorical"
+            and any(type(c) is not str for c in feature.get("categories") or [] if c is not None)
+            for feature in features
+        )
+
+    def __call__(self, body: bytes) -> tuple[dict[str, list[Any]], int] | None:
+        if not self.usable or _RECORDS_FORM.match(body) is None:
+            return None
+        try:
+            data = from_json(body)
+        except ValueError:
+            return None
+        if type(data) is not dict or len(data) != 1 or type(data.get("records")) is not list:
+            return None
+        records = data["records"]
+        if not 1 <= len(records) <= self.max_rows:
+            return None
+        if not all(type(r) is dict and self.known.issuperset(r) for r in records):
+            return None
+        columns = {name: [record.get(name) for record in records] for name in self.names}
+        try:
+            return self.columns.validate_python(columns), len(records)
+        except ValidationError:
+            return None
+
+
 class RequestBodies:
     """The prediction routes' request bodies, validated once, straight from the JSON bytes.
 
     pydantic-core parses and validates in one pass and returns plain dicts and lists: no
-    ``json.loads``, no model instances, no ``model_dump``.
+    ``json.loads``, no model instances, no ``model_dump``. A batch is first offered to the
+    :class:`BatchScreen`.
     """
 
     def __init__(self, features: list[dict[str, Any]], max_batch_size: int) -> None:
         record_model = build_record_model(features)
         self.record = TypeAdapter(record_model)
-        self.batch = TypeAdapter(build_batch_model(features, record_model, max_batch_size))
+        columns_model = build_columns_model(features, max_batch_size)
+        self.batch = TypeAdapter(build_batch_model(record_model, columns_model, max_batch_size))
+        self.screen = BatchScreen(features, columns_model, max_batch_size)
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         """``Record``, ``Columns`` and ``BatchRequest``, for the OpenAPI document's components."""
