@@ -18,7 +18,8 @@ one record, then the throughput of 8 concurrent clients; ``/predict/batch`` with
 sent both as records (``{"records": [...]}``) and as columns (``{"columns": {feature: [...]}}``),
 is compared with calling the pipeline in-process (``predict_proba`` on a DataFrame) and with
 the service's in-process fast path (compiled encoder + ONNX Runtime), median against median
-(the best in-process call is reported too). A soak run holds 8
+(the best in-process call is reported too); the in-process calls take their turns between the
+HTTP batch rounds, so both see the same moments of the machine. A soak run holds 8
 clients for 60 s on the first data set: errors, p99 and the server's memory (RSS) over the
 first and the last 10 s. Every answer is checked: status 200, and /predict agrees with MLflow.
 
@@ -192,9 +193,11 @@ def summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def interleaved(
-    targets: dict[str, tuple[int, bytes]], clients: int, limit: int, seconds: float, rounds: int
+    targets: dict[str, tuple[int, bytes]], clients: int, limit: int, seconds: float, rounds: int,
+    between: Any = None,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`load` on each target in turn, ``rounds`` times over.
+    """:func:`load` on each target in turn, ``rounds`` times over (``between()`` after each
+    round: another measurement taking the same turns).
 
     On a shared machine the background load drifts within a minute; taking turns gives every
     target the same mix of quiet and busy moments, so their ratios stay fair.
@@ -205,6 +208,8 @@ def interleaved(
             parts[name].append(
                 load(port, request, clients, max(1, limit // rounds), seconds / rounds)
             )
+        if between is not None:
+            between()
     return {name: summary(runs) for name, runs in parts.items()}
 
 
@@ -298,9 +303,13 @@ def http_json(port: int, path: str, body: Any) -> Any:
 # --- in the service's venv: in-process timings, the metrics-off server, the plot ------------
 
 
-def _inprocess(service: Path, package: str, records_file: Path, repeats: int) -> None:
-    """Print rows/s (median and best of ``repeats`` calls) of the pipeline and of the fast path
-    on the batch, in this process."""
+def _inprocess(service: Path, package: str, records_file: Path) -> None:
+    """Time the pipeline and the fast path on the batch, in this process, on request.
+
+    Prints ``ready`` once loaded; then each line ``N`` read from stdin runs every timing N
+    times and prints one JSON line of seconds per timing, so that the benchmark can take these
+    turns between its HTTP rounds. Ends at the end of stdin.
+    """
     import importlib
 
     import pandas as pd
@@ -315,6 +324,7 @@ def _inprocess(service: Path, package: str, records_file: Path, repeats: int) ->
     method = pipeline.predict if bundle.task == "regression" else pipeline.predict_proba
     fast = fastpath.build_predictor(bundle)
     matrix = fast.encoder(records) if hasattr(fast, "encoder") else None
+
     def one_thread() -> Any:
         with threadpool_limits(limits=1):
             return method(pd.DataFrame(records))
@@ -328,14 +338,49 @@ def _inprocess(service: Path, package: str, records_file: Path, repeats: int) ->
     }
     if hasattr(fast, "model"):
         timings["model_only"] = lambda: fast.model(matrix)
-    result: dict[str, Any] = {"serving_path": fast.serving_path}
-    for name, call in timings.items():
-        call()
-        seconds = [_timed(call) for _ in range(repeats)]
-        # The median, the statistic the HTTP batch is measured with; the best for reference.
-        result[f"{name}_rows_per_second"] = len(records) / statistics.median(seconds)
-        result[f"{name}_best_rows_per_second"] = len(records) / min(seconds)
-    print(json.dumps(result))
+    for call in timings.values():
+        call()  # warm-up
+    print(json.dumps({"ready": fast.serving_path}), flush=True)
+    for line in sys.stdin:
+        count = int(line)
+        print(json.dumps({name: [_timed(call) for _ in range(count)]
+                          for name, call in timings.items()}), flush=True)
+
+
+class InProcess:
+    """The :func:`_inprocess` child: the baseline, timed in turns with the HTTP rounds."""
+
+    def __init__(self, python: str, service: Path, package: str, records_file: Path,
+                 env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [python, __file__, "_inprocess", str(service), package, str(records_file)],
+            cwd=service, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.serving_path = self._answer()["ready"]
+        self.seconds: dict[str, list[float]] = {}
+
+    def take_turn(self, count: int) -> None:
+        self.proc.stdin.write(f"{count}\n")
+        self.proc.stdin.flush()
+        for name, values in self._answer().items():
+            self.seconds.setdefault(name, []).extend(values)
+
+    def rows_per_second(self, rows: int) -> dict[str, Any]:
+        """Per timing, rows/s of the median call (what the HTTP batch is measured with) and of
+        the best."""
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        result: dict[str, Any] = {"serving_path": self.serving_path}
+        for name, seconds in self.seconds.items():
+            result[f"{name}_rows_per_second"] = rows / statistics.median(seconds)
+            result[f"{name}_best_rows_per_second"] = rows / min(seconds)
+        return result
+
+    def _answer(self) -> dict[str, Any]:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the in-process timing child exited {self.proc.wait()}")
+        return json.loads(line)
 
 
 def _timed(call: Any) -> float:
@@ -529,19 +574,19 @@ def bench_dataset(data: DataSet, sizes: Sizes, work: Path, venv: Path, soak: boo
              "mlflow": mlflow},
             CLIENTS, 10**9, sizes.seconds, sizes.rounds,
         )
+        # The in-process baseline takes its turns between the HTTP batch rounds.
+        records_file = service / "batch-records.json"
+        records_file.write_text(json.dumps(records))
+        baseline = InProcess(python, service, data.package, records_file, env)
         batch_runs = interleaved(
             {form: (ours, request_bytes(ours, "POST", "/predict/batch", body))
              for form, body in (("records", batch), ("columns", columns))},
             1, sizes.batches, 300, sizes.rounds,
+            between=lambda: baseline.take_turn(max(1, sizes.batches // sizes.rounds)),
         )
+        inprocess = baseline.rows_per_second(len(records))
         if soak:
             result["soak"] = soak_run(ours, single, sizes)
-    records_file = service / "batch-records.json"
-    records_file.write_text(json.dumps(records))
-    inprocess = json.loads(
-        run([python, __file__, "_inprocess", str(service), data.package, str(records_file),
-             str(max(3, sizes.batches))], service, venv).strip().splitlines()[-1]
-    )
     result["sequential"] = sequential
     result["concurrent"] = concurrent
     by_records, by_columns = batch_runs["records"], batch_runs["columns"]
@@ -707,7 +752,7 @@ def table(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_inprocess":
-        _inprocess(Path(argv[1]), argv[2], Path(argv[3]), int(argv[4]))
+        _inprocess(Path(argv[1]), argv[2], Path(argv[3]))
         return 0
     if argv and argv[0] == "_bare":
         _serve_without_monitoring(Path(argv[1]), argv[2], int(argv[3]))
