@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,11 @@ for file in Path(sys.argv[1]).glob("counter_*.db"):
         multiprocess.MultiProcessCollector(registry, path=alone)
         samples = [s for metric in registry.collect() for s in metric.samples]
     result[file.stem.split("_", 1)[1]] = {
+        "ready": sum(
+            s.value for s in samples
+            if s.name == "http_requests_total" and s.labels.get("route") == "/ready"
+            and s.labels.get("status") == "200"
+        ),
         "predictions": sum(s.value for s in samples if s.name == "model_predictions_total"),
         "joined": sum(
             s.value for s in samples
@@ -97,8 +103,19 @@ def test_feedback_joins_across_two_workers_and_the_live_metrics_count_all_of_it(
     metrics_dir = tmp_path / "prometheus"
     env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
+    def workers() -> dict[str, dict[str, float]]:
+        return json.loads(service_venv.run(
+            str(service_venv.python), "-c", PER_WORKER, str(metrics_dir), cwd=service
+        ).stdout)
+
     with running_server(service_venv, service, PACKAGE, env=env, workers=2) as url, \
             ThreadPoolExecutor(CLIENTS) as pool:
+        # The server is up when one worker is ready; the other may still be loading the model,
+        # and would then serve none of the predictions. Wait until both have answered /ready.
+        deadline = time.monotonic() + 90
+        while sum(w["ready"] > 0 for w in workers().values()) < 2:
+            assert time.monotonic() < deadline, f"both workers never got ready: {workers()}"
+            list(pool.map(lambda _: call(f"{url}/ready"), range(4 * CLIENTS)))
         answers = list(pool.map(
             lambda i: call(f"{url}/predict", records[i], {"X-Request-ID": f"p{i}"}), range(ROWS)
         ))
@@ -113,9 +130,7 @@ def test_feedback_joins_across_two_workers_and_the_live_metrics_count_all_of_it(
         unknown = call(f"{url}/feedback", {"request_id": "never-made", "label": 0})
         # Any worker answers a scrape; each must report the outcomes of both.
         scrapes = [call(f"{url}/metrics")[1] for _ in range(6)]
-        per_worker = json.loads(service_venv.run(
-            str(service_venv.python), "-c", PER_WORKER, str(metrics_dir), cwd=service
-        ).stdout)
+        per_worker = workers()
 
     assert [status for status, _ in answers] == [200] * ROWS, answers[:3]
     assert [status for status, _ in receipts] == [200] * ROWS, [

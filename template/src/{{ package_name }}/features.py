@@ -32,6 +32,7 @@ from sklearn.preprocessing import (
 
 from . import custom_features
 from .config import Config, ConfigError
+from .monitoring.drift import FALSE_WORDS, TRUE_WORDS
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ MIN_CATEGORY_COUNT = 5
 ID_UNIQUE_RATIO = 0.95
 TEXT_MIN_MEAN_LENGTH = 30
 DATETIME_PARTS = ("year", "month", "day_of_week", "hour")
-TRUE_WORDS = frozenset({"true", "yes", "y", "t", "1"})
-FALSE_WORDS = frozenset({"false", "no", "n", "f", "0"})
 # Names of identifier and row-number columns (e.g. R's "rownames", pandas' "Unnamed: 0").
 _ID_NAME = re.compile(
     r"((^|[_\W])(id|uuid|key|index)$)|^(row_?names?|unnamed: ?\d+)$", re.IGNORECASE

@@ -62,11 +62,14 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from ..features import FALSE_WORDS, TRUE_WORDS
-
 PROFILE_VERSION = 2
 OTHER = "__other__"
 MISSING = "__missing__"
+# The words training reads as booleans. features.py imports them from here, so that training
+# and monitoring cannot disagree, while this module still loads on its own (numpy, pandas and
+# scipy only; benchmarks/drift.py loads it from its file).
+TRUE_WORDS = frozenset({"true", "yes", "y", "t", "1"})
+FALSE_WORDS = frozenset({"false", "no", "n", "f", "0"})
 # Categorical features without a category list keep their most frequent values; the rest share
 # the "other" bucket, so a high-cardinality id-like column cannot blow up the profile.
 MAX_CATEGORIES = 50
