@@ -88,6 +88,11 @@ class Venv:
         self.run(str(self.python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(service),
                  cwd=service)
 
+    def train_service(self, service: Path, package: str) -> None:
+        """Install a rendered service (see :meth:`install_service`) and train its champion."""
+        self.install_service(service)
+        self.run(str(self.python), "-m", package, "train", cwd=service)
+
 
 def service_env(root: Path) -> dict[str, str]:
     """Environment for running a service's commands: no telemetry, no stray tracking URI."""

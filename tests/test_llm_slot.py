@@ -132,8 +132,7 @@ def test_safe_slot_is_written_and_used_by_the_trained_pipeline(tmp_path, monkeyp
     package = answers.get("package_name") or "penguin_llm"
     written = (service / "src" / package / "custom_features.py").read_text()
     assert "bill_ratio" in written
-    service_venv.install_service(service)
-    service_venv.run(str(service_venv.python), "-m", package, "train", cwd=service)
+    service_venv.train_service(service, package)
     metadata = json.loads((service / "artifacts" / "champion" / "metadata.json").read_text())
     assert "bill_ratio" in [feature["name"] for feature in metadata["derived_features"]]
     manifest = json.loads((service / ".mlgen" / "manifest.json").read_text())

@@ -86,8 +86,7 @@ def sample(scrape: str, name: str, labels: str = "") -> float | None:
 def service(service_venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = render(tmp_path_factory.mktemp("multiworker") / "svc",
                   {"project_name": "multiworker-service", "package_name": PACKAGE})
-    service_venv.install_service(root)
-    service_venv.run(str(service_venv.python), "-m", PACKAGE, "train", cwd=root, timeout=900)
+    service_venv.train_service(root, PACKAGE)
     return root
 
 

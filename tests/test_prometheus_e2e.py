@@ -122,8 +122,7 @@ def service(service_venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Pat
                   {"project_name": "monitored-service", "package_name": PACKAGE})
     # A drift window of one traffic phase, so the shifted phase fills it completely.
     (root / "configs" / "local.yaml").write_text(f"drift:\n  window: {WINDOW}\n")
-    service_venv.install_service(root)
-    service_venv.run(str(service_venv.python), "-m", PACKAGE, "train", cwd=root, timeout=900)
+    service_venv.train_service(root, PACKAGE)
     return root
 
 

@@ -482,13 +482,14 @@ def _score_batch(
 ) -> Response:
     screened = model.bodies.screen(body)
     if screened is not None:
-        return model.score(Rows(*screened), request_id, headers).response(request_id, batch=True)
-    batch = _validated(model.bodies.batch, body)
-    if "records" in batch:
-        rows = model.rows(batch["records"])
+        rows = Rows(*screened)
     else:
-        columns = batch["columns"]
-        rows = Rows(columns, len(next(iter(columns.values()))))
+        batch = _validated(model.bodies.batch, body)
+        if "records" in batch:
+            rows = model.rows(batch["records"])
+        else:
+            columns = batch["columns"]
+            rows = Rows(columns, len(next(iter(columns.values()))))
     return model.score(rows, request_id, headers).response(request_id, batch=True)
 
 
