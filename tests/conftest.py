@@ -29,6 +29,8 @@ from mlgen.verify import build_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE_PYPROJECT = REPO / "template" / "pyproject.toml.jinja"
+# The service's dependencies are the runtime's: its pyproject is part of the venv's cache key.
+RUNTIME = REPO / "runtime"
 # Tools the repo's tests run against rendered services, beside the service's own dev extra.
 TEST_TOOLS = ["schemathesis>=4,<5"]
 
@@ -105,6 +107,7 @@ def service_env(root: Path) -> dict[str, str]:
 
 def _deps_key() -> str:
     digest = hashlib.sha256(TEMPLATE_PYPROJECT.read_bytes())
+    digest.update((RUNTIME / "pyproject.toml").read_bytes())
     digest.update(" ".join(TEST_TOOLS).encode())
     digest.update(sys.version.encode())
     return digest.hexdigest()[:16]
@@ -119,6 +122,7 @@ def service_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     venv = Venv(path)
     marker = path / ".mlgen-deps-ready"
     if marker.exists() and venv.python.exists():
+        install_runtime(venv)
         return venv
     if path.exists():
         shutil.rmtree(path)
@@ -133,7 +137,18 @@ def service_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     # The seed service itself is not kept installed: only its dependencies are shared.
     venv.run(str(venv.python), "-m", "pip", "uninstall", "-q", "-y", "my-ml-service", cwd=seed)
     marker.write_text(_deps_key())
+    install_runtime(venv)
     return venv
+
+
+def install_runtime(venv: Venv) -> None:
+    """Put this checkout's runtime into the venv (no dependencies: those are cached).
+
+    Every session reinstalls it: the cached venv may hold the runtime of another checkout or an
+    older working tree, and services installed with ``--no-deps`` use whatever is there.
+    """
+    venv.run(str(venv.python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+             "--no-build-isolation", str(RUNTIME), cwd=REPO)
 
 
 def free_port() -> int:
@@ -174,7 +189,7 @@ def running_server(venv: Venv, service: Path, package: str, env: dict | None = N
     if workers > 1:
         command = ["-m", package, "serve", "--workers", str(workers)]
     else:
-        command = ["-m", "uvicorn", f"{package}.serving.app:create_app", "--factory"]
+        command = ["-m", "uvicorn", f"{package}.app:create_app", "--factory"]
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [str(venv.python), *command, "--host", "127.0.0.1", "--port", str(port)],

@@ -543,7 +543,7 @@ def test_make_calls_the_service_cli_with_arguments_it_accepts(
     assert command == ["python", "-m", package, *cli_args]
     # The real argument parser of the rendered CLI accepts the command line.
     parse = (
-        f"import sys; from {package}.cli import build_parser; "
+        "import sys; from mlgen_runtime.cli import build_parser; "
         "print(vars(build_parser().parse_args(sys.argv[1:])))"
     )
     result = subprocess.run(
@@ -613,7 +613,7 @@ def test_readme_examples_use_the_feature_answers_and_match_the_request_schema(
     # The example validates against the service's own request models, built from the same
     # features as training would resolve them.
     check = (
-        "import json, sys; from penguin_species.serving.schemas import RequestBodies; "
+        "import json, sys; from mlgen_runtime.serving.schemas import RequestBodies; "
         "features, single, batch = sys.argv[1:]; "
         "bodies = RequestBodies(json.loads(features), 10); "
         "bodies.record.validate_json(single); bodies.batch.validate_json(batch)"

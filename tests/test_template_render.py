@@ -19,6 +19,8 @@ QUESTIONS = [k for k in yaml.safe_load((REPO / "copier.yml").read_text()) if not
 # Jinja that should have been rendered: a block tag, or an expression naming one of our answers.
 # Grafana legends and Prometheus annotations legitimately keep `{{ $labels.x }}` / `{{feature}}`,
 # and Python f-strings such as `{share:.1%}` contain `%}`.
+# The runtime every service carries (copied from runtime/, never rendered).
+VENDORED = Path("vendor") / "mlgen-runtime"
 LEFTOVER = re.compile(
     r"\{%-?\s*(if|elif|else|endif|for|endfor|set|raw|endraw|macro|include|import)\b"
     r"|\{\{-?\s*(_copier\w*|" + "|".join(map(re.escape, QUESTIONS)) + r")\b"
@@ -82,12 +84,34 @@ def test_render_leaves_no_jinja_behind(rendered: dict[str, Path], case: str) -> 
     problems = []
     for path, text in _text_files(root):
         rel = path.relative_to(root)
+        if rel.parts[:2] == VENDORED.parts:
+            continue  # copied verbatim, never rendered: see the test below
         if "{{" in str(rel) or "{%" in str(rel) or path.suffix == ".jinja":
             problems.append(f"{rel}: unrendered path")
         for lineno, line in enumerate(text.splitlines(), 1):
             if LEFTOVER.search(line):
                 problems.append(f"{rel}:{lineno}: {line.strip()}")
     assert not problems, "Jinja left behind:\n" + "\n".join(problems)
+
+
+def test_the_service_carries_this_checkouts_runtime_file_for_file(
+    rendered: dict[str, Path],
+) -> None:
+    runtime = REPO / "runtime"
+    expected = {
+        path.relative_to(runtime).as_posix(): path.read_bytes()
+        for path in runtime.rglob("*")
+        if path.is_file() and not {"tests", "__pycache__"} & set(path.relative_to(runtime).parts)
+        and path.suffix != ".pyc"
+    }
+    for root in rendered.values():
+        vendored = root / VENDORED
+        found = {
+            path.relative_to(vendored).as_posix(): path.read_bytes()
+            for path in vendored.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+        assert found == expected
 
 
 @pytest.mark.parametrize("case", [name for name, _ in _matrix()])
@@ -163,4 +187,5 @@ def test_copier_cli_copies_without_trust(tmp_path: Path) -> None:
     config = yaml.safe_load((tmp_path / "penguin-api" / "configs" / "config.yaml").read_text())
     assert config["data"]["target"] == "species"
     assert config["metric"]["primary"] == "f1_macro"
-    assert (tmp_path / "penguin-api" / "src" / "penguin_api" / "bundle.py").exists()
+    assert (tmp_path / "penguin-api" / "src" / "penguin_api" / "app.py").exists()
+    assert (tmp_path / "penguin-api" / VENDORED / "src" / "mlgen_runtime" / "train.py").exists()

@@ -24,6 +24,7 @@ from mlgen.update import UpdateError, update_service
 PKG = "churn_svc"
 ANSWERS = {"project_name": "churn-svc", "package_name": PKG}
 SLOT = f"src/{PKG}/custom_features.py"
+RUNTIME_PYPROJECT = Path("vendor") / "mlgen-runtime" / "pyproject.toml"
 USER_FEATURES = '''"""Our own features."""
 
 import pandas as pd
@@ -49,20 +50,21 @@ def copy_template(dst: Path) -> Path:
     """Version N: the template exactly as this checkout has it."""
     for rel in template_files(REPO):
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dst / rel)
+        # The runtime link in template/vendor stays a link, as the store keeps it.
+        shutil.copy2(REPO / rel, dst / rel, follow_symlinks=False)
     return dst
 
 
 def release_next_version(v2: Path) -> Path:
-    """Turn the template copy ``v2`` into version N+1: a new file, a changed pin, a changed
-    config line, changed slot defaults."""
+    """Turn the template copy ``v2`` into version N+1: a new file, a changed runtime pin, a
+    changed config line, changed slot defaults."""
     (v2 / "template" / "RELEASE_NOTES.md.jinja").write_text(
         "# {{ project_name }}: what the template update brought\n"
     )
-    pyproject = v2 / "template" / "pyproject.toml.jinja"
+    pyproject = v2 / "runtime" / "pyproject.toml"
     text, pins = re.subn(r'(?m)^  "scikit-learn[^"]*",$', '  "scikit-learn>=1.7,<1.10",',
                          pyproject.read_text())
-    assert pins == 1, "template/pyproject.toml.jinja should pin scikit-learn on one line"
+    assert pins == 1, "runtime/pyproject.toml should pin scikit-learn on one line"
     pyproject.write_text(text)
     replace_once(v2 / "template" / "configs" / "config.yaml.jinja", "cv_folds: 3", "cv_folds: 5")
     slot = v2 / "template" / "src" / "{{ package_name }}" / "custom_features.py"
@@ -143,7 +145,7 @@ def test_update_brings_template_changes_and_keeps_every_user_edit(
     notes = (service / "RELEASE_NOTES.md").read_text()
     assert notes.startswith("# churn-svc: what the template update brought")
     pyproject = (service / "pyproject.toml").read_text()
-    assert '"scikit-learn>=1.7,<1.10"' in pyproject
+    assert '"scikit-learn>=1.7,<1.10"' in (service / RUNTIME_PYPROJECT).read_text()
     # Every user edit survived: far edits merged, owned files untouched byte for byte.
     assert 'addopts = "-ra --strict-markers"' in pyproject
     assert (service / SLOT).read_text() == USER_FEATURES
@@ -248,49 +250,53 @@ def test_a_folder_that_is_not_a_service_gets_a_clear_error(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def renamed_bundle(tmp_path: Path, versions: tuple[Path, Path]) -> tuple[Path, Path]:
-    """A 0.1.0 service whose bundle.py carries a user edit, and a 0.2.0 that renames the file
-    (and changes its first line, far from the user's edit). Returns (service, old bundle.py)."""
+def renamed_app(tmp_path: Path, versions: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A 0.1.0 service whose app.py carries a user edit, and a 0.2.0 that renames the file
+    (and changes its first line, far from the user's edit). Returns (service, old app.py)."""
     v1, v2 = versions
     store, _ = ensure_store(v1, "0.1.0")
     service = render_service(store, "v0.1.0", tmp_path / "svc")
-    bundle = service / "src" / PKG / "bundle.py"
+    bundle = service / "src" / PKG / "app.py"
     bundle.write_text(bundle.read_text() + "\n\nOWNER = 'fraud team'  # our addition\n")
-    commit_all(service, "Tag bundles with the owning team")
+    commit_all(service, "Tag the app with the owning team")
     package = v2 / "template" / "src" / "{{ package_name }}"
-    renamed = package / "model_bundle.py"
-    (package / "bundle.py").rename(renamed)
-    renamed.write_text("# Renamed from bundle.py in 0.2.0.\n" + renamed.read_text())
+    renamed = package / "server.py"
+    (package / "app.py").rename(renamed)
+    renamed.write_text("# Renamed from app.py in 0.2.0.\n" + renamed.read_text())
     ensure_store(v2, "0.2.0")
     return service, bundle
 
 
 def test_a_renamed_template_file_takes_the_users_edits_along(
-    renamed_bundle: tuple[Path, Path],
+    renamed_app: tuple[Path, Path],
 ) -> None:
-    service, bundle = renamed_bundle
-    rename = Rename("0.2.0", "src/{package_name}/bundle.py", "src/{package_name}/model_bundle.py")
+    service, bundle = renamed_app
+    rename = Rename("0.2.0", "src/{package_name}/app.py", "src/{package_name}/server.py")
 
     report = update_service(service, to="v0.2.0", migrations=[rename])
 
     assert not bundle.exists()
-    moved = (service / "src" / PKG / "model_bundle.py").read_text()
-    assert moved.startswith("# Renamed from bundle.py in 0.2.0.\n")
+    moved = (service / "src" / PKG / "server.py").read_text()
+    assert moved.startswith("# Renamed from app.py in 0.2.0.\n")
     assert "OWNER = 'fraud team'  # our addition" in moved
     assert report.migrations == (
-        f"src/{PKG}/bundle.py -> src/{PKG}/model_bundle.py: "
+        f"src/{PKG}/app.py -> src/{PKG}/server.py: "
         "your edits were merged into the new file",
     )
     assert report.ok
 
 
-def test_without_the_migration_copier_alone_would_drop_those_edits(
-    renamed_bundle: tuple[Path, Path],
+def test_without_the_migration_the_edits_are_kept_aside_but_not_merged(
+    renamed_app: tuple[Path, Path],
 ) -> None:
-    """Why migrations exist: the same rename, updated by Copier alone."""
-    service, bundle = renamed_bundle
+    """Why renames need a migration: Copier alone drops the file; mlgen keeps the user's copy
+    (as for any file a new template retires) but cannot know where its edits belong."""
+    service, bundle = renamed_app
 
-    update_service(service, to="v0.2.0", migrations=[])
+    report = update_service(service, to="v0.2.0", migrations=[])
 
     assert not bundle.exists()
-    assert "fraud team" not in (service / "src" / PKG / "model_bundle.py").read_text()
+    assert "fraud team" not in (service / "src" / PKG / "server.py").read_text()
+    kept = service / ".mlgen" / "kept" / "v0.1.0" / "src" / PKG / "app.py"
+    assert "OWNER = 'fraud team'  # our addition" in kept.read_text()
+    assert any(f"src/{PKG}/app.py" in step for step in report.migrations)

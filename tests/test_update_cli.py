@@ -70,12 +70,19 @@ def test_mlgen_update_data_changes_an_answer(service: Path) -> None:
     assert answers_of(service)["tuning_trials"] == 5
 
 
-def test_mlgen_update_defaults_to_the_installed_template(service: Path) -> None:
-    # The service was made from this checkout's template, which is also the installed one.
+def test_mlgen_update_defaults_to_the_installed_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service made from this checkout's template, which is also the installed one.
+    monkeypatch.setenv("MLGEN_HOME", str(tmp_path / "mlgen-home"))
+    monkeypatch.setenv("GIT_ALLOW_PROTOCOL", "file")
+    store, tag = ensure_store()
+    service = render_service(store, tag, tmp_path / "svc")
+
     code, out = mlgen("update", str(service))
 
     assert code == 0, out
-    assert "from template v0.1.0 to v0.1.0" in out
+    assert f"from template {tag} to {tag}" in out
 
 
 def test_mlgen_update_refuses_a_dirty_service_with_exit_2(service: Path) -> None:

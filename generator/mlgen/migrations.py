@@ -112,3 +112,57 @@ class Rename:
 
 # Every rename between released template versions, oldest first.
 MIGRATIONS: tuple[Rename, ...] = ()
+
+# Where an update keeps the user's edited copy of a file the template no longer has.
+KEPT_DIR = Path(".mlgen") / "kept"
+
+
+def keep_retired(
+    service: Path,
+    old_render: Path,
+    new_render: Path,
+    before: str,
+    from_ref: str,
+    skip: set[str] = frozenset(),
+) -> list[str]:
+    """Keep the user's edits of template files the new version retired; return what was done.
+
+    A file of the old template that the new one no longer has (0.2.0 moved the engine out of
+    ``src/<package>/`` into the runtime) is deleted by Copier when the user had not edited it.
+    An edited one would come back as a conflict or a ``.rej`` that cannot be resolved, because
+    its code now lives in the runtime. Its edited version is moved to
+    ``.mlgen/kept/<from_ref>/<path>`` (outside the package and the tests, so nothing imports or
+    collects it) for the user to carry over by hand, and the update report names it. ``skip``:
+    the old names of renamed files, which a :class:`Rename` carries over instead.
+    """
+    done = []
+    retired = sorted(rendered(old_render) - rendered(new_render) - set(skip))
+    for rel in retired:
+        committed = subprocess.run(
+            ["git", "-C", str(service), "show", f"{before}:./{rel}"], capture_output=True
+        )
+        for leftover in (service / rel, service / f"{rel}.rej"):
+            if leftover.is_file():
+                leftover.unlink()
+        if committed.returncode != 0:
+            continue  # the user had deleted it already
+        if committed.stdout == (old_render / rel).read_bytes():
+            continue  # not edited: the template's copy goes, nothing is lost
+        kept = service / KEPT_DIR / from_ref / rel
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(committed.stdout)
+        done.append(
+            f"{rel}: the template no longer has this file and you had edited it; your version "
+            f"is kept in {kept.relative_to(service)} (see CHANGELOG.md for where its code went)"
+        )
+    for rel in retired:
+        parent = (service / rel).parent
+        while parent != service and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    return done
+
+
+def rendered(root: Path) -> set[str]:
+    """The files of a render, relative to it."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}

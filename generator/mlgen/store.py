@@ -35,7 +35,9 @@ from platformdirs import user_data_dir
 from mlgen.errors import MlgenError
 
 HOME_ENV = "MLGEN_HOME"
-TEMPLATE_PARTS = ("copier.yml", "template", "prompts")
+# The template renders vendor/mlgen-runtime from the runtime/ folder (a symlink inside template/),
+# so each stored version carries the runtime its services pin.
+TEMPLATE_PARTS = ("copier.yml", "template", "prompts", "runtime")
 # Build and editor leftovers that must never become part of a template version.
 IGNORED_NAMES = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache", ".DS_Store", ".git"})
 IGNORED_SUFFIXES = (".pyc", ".pyo")
@@ -77,15 +79,20 @@ def template_files(template_root: Path) -> list[str]:
     files = []
     for part in TEMPLATE_PARTS:
         top = template_root / part
-        candidates = [top] if top.is_file() else sorted(top.rglob("*")) if top.is_dir() else []
-        for path in candidates:
-            rel = path.relative_to(template_root)
-            if path.is_dir() or set(rel.parts) & IGNORED_NAMES:
-                continue
-            if path.name.endswith(IGNORED_SUFFIXES):
-                continue
-            files.append(rel.as_posix())
-    return files
+        if top.is_file() or top.is_symlink():
+            files.append(part)
+            continue
+        for folder, dirs, names in os.walk(top):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if d not in IGNORED_NAMES)
+            # A symlink (the runtime link in template/vendor) is stored as a link, not followed.
+            links = [d for d in dirs if (here / d).is_symlink()]
+            dirs[:] = [d for d in dirs if d not in links]
+            for name in sorted([*names, *links]):
+                if name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES):
+                    continue
+                files.append((here / name).relative_to(template_root).as_posix())
+    return sorted(files)
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ import copier
 import yaml
 from copier.errors import CopierError
 
-from mlgen.errors import MlgenError
-from mlgen.migrations import MIGRATIONS, Rename, parse_template_version
+from mlgen.errors import MlgenError, VerifyError
+from mlgen.migrations import MIGRATIONS, Rename, keep_retired, parse_template_version, rendered
 from mlgen.store import default_store_path, ensure_store
+from mlgen.verify import reinstall
 
 ANSWERS_FILE = ".copier-answers.yml"
 UNMERGED_CODES = frozenset({"DD", "AU", "UD", "UA", "DU", "AA", "UU"})
@@ -183,10 +184,6 @@ def render_previous(answers: Mapping[str, Any], into: Path) -> Path:
     return into
 
 
-def rendered_files(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir()}
-
-
 def remove_recreated(service: Path, deleted: Iterable[str]) -> tuple[str, ...]:
     """Delete files the user had deleted and Copier brought back (``_skip_if_exists`` slots)."""
     removed = []
@@ -236,8 +233,14 @@ def service_python(service: Path) -> str:
 
 
 def run_tests(service: Path, python: str | None) -> tuple[bool, str]:
+    """Reinstall the updated service (its runtime may have changed), then run its tests."""
+    python = python or service_python(service)
+    try:
+        reinstall(Path(python), service)
+    except VerifyError as error:
+        return False, str(error)
     proc = subprocess.run(
-        [python or service_python(service), "-m", "pytest", "-q"],
+        [python, "-m", "pytest", "-q"],
         cwd=service,
         capture_output=True,
         text=True,
@@ -270,7 +273,7 @@ def update_service(
         _, to = ensure_store()
     with tempfile.TemporaryDirectory(prefix="mlgen-update-") as tmp:
         previous = render_previous(answers, Path(tmp) / "previous")
-        deleted = {rel for rel in rendered_files(previous) if not (root / rel).exists()}
+        deleted = {rel for rel in rendered(previous) if not (root / rel).exists()}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -290,13 +293,17 @@ def update_service(
                 "`git status` shows any partial changes (undo: git reset --hard && git clean -fd)."
             ) from error
         kept_deleted = remove_recreated(root, deleted)
-        to_ref = str(read_answers(root)["_commit"])
+        new_answers = read_answers(root)
+        to_ref = str(new_answers["_commit"])
+        upcoming = render_previous(new_answers, Path(tmp) / "upcoming")
         crossing = [
             m
             for m in migrations
             if m.applies(parse_template_version(from_ref), parse_template_version(to_ref))
         ]
-        done = [m.apply(root, previous, before, answers) for m in crossing]
+        renamed = {m.old.format(**answers) for m in crossing}
+        retired = keep_retired(root, previous, upcoming, before, from_ref, skip=renamed)
+        done = [*retired, *(m.apply(root, previous, before, answers) for m in crossing)]
     conflicts = find_conflicts(root)
     passed, output = (None, "")
     if verify and not conflicts:

@@ -19,6 +19,8 @@ from pathlib import Path
 from mlgen.errors import VerifyError
 
 STEP_TIMEOUT_SECONDS = 3600
+# Where a service keeps the runtime it pins (see the template's pyproject.toml).
+RUNTIME_DIR = Path("vendor") / "mlgen-runtime"
 TAIL_LINES = 40
 
 
@@ -53,14 +55,16 @@ def verify_service(
     pip = [str(python), "-m", "pip", "install", "-q"]
     on_step("install the service")
     if python.exists():
-        # A reused venv already holds the dependencies: install only the service itself, with
-        # the venv's own setuptools, so that a reuse needs no network. A venv without setuptools
-        # (Python 3.12+ venvs have none) makes pip fetch the build backend after all.
-        try:
-            _run("install", [*pip, "--no-deps", "--no-build-isolation", "-e", str(service)],
-                 service, venv)
-        except VerifyError:
-            _run("install", [*pip, "--no-deps", "-e", str(service)], service, venv)
+        # A reused venv already holds the dependencies: install only the service and the
+        # runtime it pins (its vendored copy, which may differ from the venv's), with the venv's
+        # own build backend, so that a reuse needs no network. A venv without the backend makes
+        # pip fetch it after all.
+        for target in (["--force-reinstall", str(service / RUNTIME_DIR)], ["-e", str(service)]):
+            try:
+                _run("install", [*pip, "--no-deps", "--no-build-isolation", *target],
+                     service, venv)
+            except VerifyError:
+                _run("install", [*pip, "--no-deps", *target], service, venv)
     else:
         on_step(f"create virtualenv {venv}")
         _run("create virtualenv", [sys.executable, "-m", "venv", str(venv)], service, venv)
@@ -73,6 +77,23 @@ def verify_service(
     on_step("train on your data")
     _run("train", [str(python), "-m", package, "train"], service, venv)
     return read_verification(service / "artifacts" / "champion" / "metadata.json")
+
+
+def reinstall(python: Path, service: Path) -> None:
+    """Install ``service`` (editable) and the runtime it pins into ``python``'s environment.
+
+    After an update the runtime in ``vendor/`` may be newer than the installed one: it is
+    reinstalled from there. Dependencies already present are not fetched again; with the venv's
+    own build backend no index is needed unless a dependency is new.
+    """
+    venv = Path(python).parent.parent
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    for target in (["--force-reinstall", "--no-deps", str(service / RUNTIME_DIR)],
+                   ["-e", str(service)]):
+        try:
+            _run("install", [*pip, "--no-build-isolation", *target], service, venv)
+        except VerifyError:
+            _run("install", [*pip, *target], service, venv)
 
 
 def build_requirements(service: Path) -> list[str]:

@@ -1,5 +1,11 @@
-"""``python -m <package>``: the service's command line (see cli.py)."""
+"""``python -m <package>``: the service's command line (train, serve, drift, ...)."""
 
-from .cli import main
+from mlgen_runtime.cli import main as run
 
-raise SystemExit(main())
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv, package=__package__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

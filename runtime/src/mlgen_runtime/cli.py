@@ -1,0 +1,179 @@
+"""The *command line* of the service: ``python -m <package> <command>``.
+
+Commands: train, evaluate, serve, drift, compare, promote, retrain (``--help`` on each).
+
+Expected failures (bad config, bad data, registry refusals, nothing to compare) print one line
+and exit with status 2; a refused promotion, a retrained model kept as challenger, or a
+challenger `compare` does not find better exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import ROOT_ENV, Config, ConfigError, load_config
+from .data import DataValidationError
+
+RUNTIME = __package__ or "mlgen_runtime"
+
+
+class UsageError(Exception):
+    """A command was given a combination of options it refuses."""
+
+
+def _train(config: Config, args: argparse.Namespace) -> int:
+    from .kinds import kind_of
+
+    kind = kind_of(config)
+    print(kind.summary(kind.train(config, data_path=args.data, trials=args.trials)))
+    return 0
+
+
+def _evaluate(config: Config, args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_champion, metrics_for
+
+    report = evaluate_champion(config, data_path=args.data)
+    metrics, baseline = report["metrics"], report["baseline_metrics"]
+    print(
+        f"{report['model_name']} v{report['model_version']} ({report['source']}) on "
+        f"{report['rows']} test rows of {report['data']}:"
+    )
+    for name in metrics_for(config.task):
+        print(
+            f"  {name:<18} {metrics[name]:.4f}  [{metrics[name + '_ci_low']:.4f}, "
+            f"{metrics[name + '_ci_high']:.4f}]  baseline {baseline.get(name, float('nan')):.4f}"
+        )
+    print(f"Plots and evaluation.json in {config.resolve(config.paths.reports) / 'evaluation'}")
+    return 0
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    # Imported here: prometheus_client must not be imported before serving.run() sets up the
+    # multiprocess folder for several workers.
+    from .serving import run
+
+    run(config, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _drift(config: Config, args: argparse.Namespace) -> int:
+    from .monitoring.report import run_drift
+
+    out_dir = Path(args.out) if args.out else config.resolve(config.paths.reports) / "drift"
+    return run_drift(config, args.data, out_dir)
+
+
+def _compare(config: Config, args: argparse.Namespace) -> int:
+    from .compare import compare_log
+
+    comparison = compare_log(config, args.version)
+    print(comparison.summary())
+    # Scripts and CI can gate on it like on `promote`.
+    return 0 if comparison.better else 1
+
+
+def _promote(config: Config, args: argparse.Namespace) -> int:
+    from .compare import compare_log
+    from .registry import promote
+    from .serving.rollout import RolloutSettings
+
+    if args.force and not args.reason:
+        raise UsageError("--force skips the promotion gate: say why with --reason TEXT.")
+    if not args.force and RolloutSettings.of(config).mode != "off":
+        # A challenger on live traffic is promoted on that evidence, not on old test data alone.
+        comparison = compare_log(config, args.version)
+        print(comparison.summary())
+        if not comparison.better:
+            print(f"Version {args.version} not promoted: live comparison: {comparison.verdict}")
+            return 1
+    decision = promote(config, args.version, reason=args.reason, force=args.force)
+    verdict = "promoted to champion" if decision.promote else "not promoted"
+    print(f"Version {args.version} {verdict}: {decision.reason}")
+    return 0 if decision.promote else 1
+
+
+def _retrain(config: Config, args: argparse.Namespace) -> int:
+    from .retrain import retrain
+
+    result = retrain(config, data_path=args.data, trials=args.trials)
+    print(result.summary())
+    return 0 if result.decision.promote else 1
+
+
+def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m {package}", description=__doc__)
+    parser.add_argument(
+        "--root", help=f"service folder holding configs/config.yaml (default: ${ROOT_ENV} or cwd)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train, evaluate, register; promote if better")
+    train.add_argument("--data", help="training data file (default: data.path in the config)")
+    train.add_argument("--trials", type=int, help="Optuna trials (default: tuning.trials)")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score the champion on the test split")
+    evaluate.add_argument("--data", help="data file (default: data.path in the config)")
+    evaluate.set_defaults(handler=_evaluate)
+
+    serve = commands.add_parser("serve", help="run the HTTP API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(handler=_serve)
+
+    drift = commands.add_parser("drift", help="compare a data file with the training data")
+    drift.add_argument("--data", required=True, help="the current data (CSV or Parquet)")
+    drift.add_argument("--out", help="report folder (default: <paths.reports>/drift)")
+    drift.set_defaults(handler=_drift)
+
+    compare = commands.add_parser(
+        "compare", help="test the rollout challenger against the champion on fed-back outcomes"
+    )
+    compare.add_argument("--version", help="challenger version (default: the latest logged)")
+    compare.set_defaults(handler=_compare)
+
+    promote = commands.add_parser("promote", help="make a registered version the champion")
+    promote.add_argument("--version", required=True, help="registered model version number")
+    promote.add_argument(
+        "--force", action="store_true", help="skip the promotion gate (needs --reason)"
+    )
+    promote.add_argument("--reason", default="", help="why (recorded on the model version)")
+    promote.set_defaults(handler=_promote)
+
+    retrain = commands.add_parser(
+        "retrain", help="train on new data; promote only if better on the same holdout"
+    )
+    retrain.add_argument("--data", help="the new data file (default: data.path in the config)")
+    retrain.add_argument("--trials", type=int, help="Optuna trials (default: tuning.trials)")
+    retrain.set_defaults(handler=_retrain)
+    return parser
+
+
+def main(argv: list[str] | None = None, package: str | None = None) -> int:
+    """Run one command; ``package`` is the service's import name (for help and logging)."""
+    package = package or RUNTIME
+    args = build_parser(package).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in {RUNTIME, package}:
+        logging.getLogger(name).setLevel(logging.INFO)
+    # Imported after argument parsing: they load MLflow, which `--help` should not wait for.
+    from .compare import CompareError
+    from .registry import RegistryError
+
+    expected = (
+        ConfigError,
+        DataValidationError,
+        RegistryError,
+        CompareError,
+        UsageError,
+        FileNotFoundError,
+    )
+    try:
+        return args.handler(load_config(args.root), args)
+    except expected as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

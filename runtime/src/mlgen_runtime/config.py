@@ -1,0 +1,272 @@
+"""The service *config*: configs/config.yaml deep-merged with configs/local.yaml, typed.
+
+The service root is the folder holding ``configs/config.yaml``. Every relative path in the
+config (data, artifacts, reports, the sqlite tracking store) resolves against that root, so
+commands behave the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_FILE = Path("configs") / "config.yaml"
+LOCAL_FILE = Path("configs") / "local.yaml"
+ROOT_ENV = "MLSERVICE_ROOT"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
+Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
+Family = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+RolloutMode = Literal["off", "shadow", "split"]
+# The registry aliases of the served model and of the model under test.
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class ConfigError(Exception):
+    """The service configuration is missing or invalid."""
+
+
+class _Section(BaseModel):
+    # A typo in configs/local.yaml should fail loudly rather than be ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectConfig(_Section):
+    name: str
+    package: str
+    description: str = ""
+
+
+class DataConfig(_Section):
+    path: str
+    sample_path: str | None = None
+    target: str
+    id_column: str | None = None
+    time_column: str | None = None
+    group_column: str | None = None
+    exclude_columns: list[str] = []
+
+
+class FeatureSpec(_Section):
+    name: str
+    type: FeatureType = "numeric"
+    encoding: Encoding = "auto"
+
+
+class SplitConfig(_Section):
+    strategy: Literal["stratified", "random", "time", "group"]
+    test_size: float
+    validation_size: float
+
+
+class ModelConfig(_Section):
+    family: Family
+    class_weight: Literal["none", "balanced"] = "none"
+    params: dict[str, Any] = {}
+
+
+class TuningConfig(_Section):
+    trials: int = 0
+    cv_folds: int = 3
+    timeout_seconds: float = 600
+
+
+class MetricConfig(_Section):
+    primary: str
+    bootstrap_samples: int = 200
+
+
+class PathsConfig(_Section):
+    artifacts: str = "artifacts"
+    reports: str = "reports"
+    model_card: str = "MODEL_CARD.md"
+
+
+class TrackingConfig(_Section):
+    uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlartifacts"
+    experiment: str
+    registered_model: str
+
+
+class RolloutSettings(_Section):
+    """``serving.rollout``: champion/challenger (see serving/rollout.py)."""
+
+    mode: RolloutMode = "off"
+    # A registry alias, a registered version number, or a bundle folder (relative to the root).
+    challenger: str = CHALLENGER
+    split_share: float = Field(0.1, ge=0.0, le=1.0)
+    # "header:<name>" or "feature:<name>"; empty: the request id (then nothing is sticky).
+    sticky_key: str = ""
+    max_failures: int = Field(5, ge=1)
+    # Shadow mode: requests waiting for the challenger; more are not shadow-scored.
+    shadow_queue: int = Field(1000, ge=1)
+    log_path: str = "rollout/predictions.sqlite"
+    # What `compare` needs before it calls a difference significant.
+    min_samples: int = Field(200, ge=1)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as False.
+        return "off" if value is False else value
+
+    @field_validator("sticky_key")
+    @classmethod
+    def _known_key_kind(cls, value: str) -> str:
+        kind, _, name = value.partition(":")
+        if value and (kind not in ("header", "feature") or not name):
+            raise ValueError(f"{value!r} must be 'header:<name>' or 'feature:<name>' (or empty)")
+        return value
+
+    @classmethod
+    def of(cls, config: Config) -> RolloutSettings:
+        return config.serving.rollout
+
+
+class ServingConfig(_Section):
+    max_batch_size: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1)
+    latency_budget_ms: int = Field(0, ge=0)
+    auth_enabled: bool = False
+    api_key_env: str = "MLSERVICE_API_KEY"
+    # POST /feedback: predictions (records) kept for joining, the live performance window and
+    # the outcomes needed before model_live_performance is exported.
+    feedback_log_size: int = Field(100_000, ge=1)
+    feedback_window: int = Field(1000, ge=1)
+    feedback_min_rows: int = Field(30, ge=1)
+    rollout: RolloutSettings = RolloutSettings()
+
+
+class DriftConfig(_Section):
+    numeric_threshold: float = Field(0.1, gt=0)
+    categorical_threshold: float = Field(0.1, gt=0)
+    psi_threshold: float = Field(0.2, gt=0)
+    window: int = Field(1000, ge=1)
+    min_rows: int = Field(50, ge=1)
+
+
+class Config(_Section):
+    root: Path
+    project: ProjectConfig
+    # The problem kind (a plug-in of the runtime, see kinds/), checked against the kinds there
+    # are when the service's kind is looked up.
+    kind: str = "tabular"
+    task: Task
+    seed: int
+    data: DataConfig
+    features: list[FeatureSpec] = []
+    split: SplitConfig
+    model: ModelConfig
+    tuning: TuningConfig = TuningConfig()
+    metric: MetricConfig
+    paths: PathsConfig = PathsConfig()
+    tracking: TrackingConfig
+    serving: ServingConfig = ServingConfig()
+    drift: DriftConfig = DriftConfig()
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
+
+    def resolve(self, path: str | Path) -> Path:
+        """An absolute path for ``path``, relative paths taken from the service root."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: the environment wins, relative sqlite files live in root."""
+        uri = os.environ.get(TRACKING_ENV) or self.tracking.uri
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+            return prefix + str(self.resolve(uri[len(prefix) :]))
+        return uri
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Where new experiments store artifacts: a URI, or a folder under the service root.
+
+        A bare folder only makes sense for a local store; a tracking server chooses its own.
+        """
+        location = self.tracking.artifact_location
+        if "://" in location:
+            return location
+        if self.tracking_uri.startswith(("http://", "https://", "databricks")):
+            return None
+        return self.resolve(location).as_uri()
+
+
+def find_root(root: str | Path | None = None) -> Path:
+    """The service root: ``root``, else ``$MLSERVICE_ROOT``, else the nearest parent of cwd."""
+    explicit = root or os.environ.get(ROOT_ENV)
+    if explicit:
+        candidate = Path(explicit).expanduser().resolve()
+        if not (candidate / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"No {CONFIG_FILE} in {candidate}. Point --root or ${ROOT_ENV} at the service "
+                "folder (the one containing configs/config.yaml)."
+            )
+        return candidate
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"No {CONFIG_FILE} found in {here} or any parent folder. Run the command inside the "
+        f"service folder or set ${ROOT_ENV}."
+    )
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``override`` merged into ``base``; nested dicts merge, other values replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(content).__name__}.")
+    return content
+
+
+def load_config(root: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read config.yaml, merge configs/local.yaml and then ``overrides`` over it, and validate."""
+    service_root = find_root(root)
+    raw = _read_yaml(service_root / CONFIG_FILE)
+    raw = deep_merge(raw, _read_yaml(service_root / LOCAL_FILE))
+    raw = deep_merge(raw, overrides or {})
+    # MLflow reports usage to a remote endpoint unless told not to; a service should not.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Progress bars for local artifact copies only clutter logs and CI output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return Config(root=service_root, **raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(
+            f"Invalid configuration in {service_root / 'configs'}: {problems}. "
+            "Fix configs/local.yaml (or config.yaml)."
+        ) from exc

@@ -1,0 +1,126 @@
+"""*Problem kinds*: the plug-ins of the runtime, one per kind of problem a service can solve.
+
+A kind owns everything that differs between problems: which tasks it serves, how its input is
+validated and split, its baseline and candidate models, its metrics and their comparison test,
+its training run, its HTTP app (endpoints and response schemas), its drift signals, its
+fast-serving export and the sections of its model card. The rest of the runtime (config,
+registry, command line, monitoring plumbing) is shared and asks the service's kind
+(``config.kind``) for the parts that differ. Adding a kind is adding a module here and one
+entry in :data:`KINDS`; nothing else dispatches on kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from fastapi import FastAPI
+
+    from ..bundle import Bundle
+    from ..config import Config
+
+
+@runtime_checkable
+class ProblemKind(Protocol):
+    """The interface every problem kind implements (see the module docstring)."""
+
+    name: str
+    #: The ``task`` values a service of this kind may have.
+    tasks: tuple[str, ...]
+
+    def validate(self, df: pd.DataFrame, config: Config) -> None:
+        """Raise ``DataValidationError`` naming the column and the problem."""
+
+    def split(self, df: pd.DataFrame, config: Config) -> Any:
+        """Train, validation and test parts, as the config's split strategy says."""
+
+    def baseline(self, config: Config) -> Any:
+        """The honest baseline every candidate must beat (unfitted)."""
+
+    def candidates(self, config: Config) -> list[str]:
+        """The model families this service may train, the configured one first."""
+
+    def metrics(self, config: Config) -> list[str]:
+        """The metrics reported for this service, the primary one included."""
+
+    def higher_is_better(self, metric: str) -> bool:
+        """The direction of ``metric``."""
+
+    def comparison_test(self, config: Config) -> str:
+        """The statistical test that compares two models on this service's predictions."""
+
+    def train(
+        self, config: Config, data_path: str | Path | None = None, trials: int | None = None
+    ) -> Any:
+        """One tracked training run; the result has a ``summary()``-able form (see ``summary``)."""
+
+    def summary(self, result: Any) -> str:
+        """What a person reads after training."""
+
+    def create_app(
+        self, config: Config, bundle: Bundle | None = None, fallback: Bundle | None = None
+    ) -> FastAPI:
+        """The service's HTTP app."""
+
+    def drift_signals(self, config: Config) -> list[str]:
+        """What the service watches for drift (shown in the model card and /metadata)."""
+
+    def export_check(self, bundle: Bundle, sample: pd.DataFrame) -> dict[str, Any]:
+        """Prove the fast-serving export equal to the model on ``sample``."""
+
+    def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
+        """Markdown sections this kind adds to the model card."""
+
+
+def _tabular() -> ProblemKind:
+    from .tabular import TabularKind
+
+    return TabularKind()
+
+
+#: Every kind by name, built on first use (a kind imports its heavy libraries only then).
+KINDS: dict[str, Callable[[], ProblemKind]] = {"tabular": _tabular}
+_loaded: dict[str, ProblemKind] = {}
+
+
+def get_kind(name: str) -> ProblemKind:
+    """The kind called ``name``; an unknown name lists the kinds there are."""
+    from ..config import ConfigError
+
+    if name not in KINDS:
+        raise ConfigError(
+            f"Unknown problem kind {name!r}: this runtime has {', '.join(sorted(KINDS))}. "
+            "Fix `kind` in configs/config.yaml, or update the service (mlgen update) to a "
+            "runtime that has it."
+        )
+    if name not in _loaded:
+        kind = KINDS[name]()
+        if not isinstance(kind, ProblemKind):
+            raise TypeError(f"Kind {name!r} does not implement the ProblemKind interface.")
+        _loaded[name] = kind
+    return _loaded[name]
+
+
+def kind_of(config: Config) -> ProblemKind:
+    """The kind of the service ``config`` describes; its task must be one the kind serves."""
+    from ..config import ConfigError
+
+    kind = get_kind(config.kind)
+    if config.task not in kind.tasks:
+        raise ConfigError(
+            f"task {config.task!r} is not a task of the {kind.name!r} kind "
+            f"(it has {', '.join(kind.tasks)}). Fix `task` or `kind` in configs/config.yaml."
+        )
+    return kind
+
+
+def create_service_app(config: Config | None = None) -> FastAPI:
+    """The HTTP app of the service at ``config`` (default: the one found from the cwd or
+    ``$MLSERVICE_ROOT``), built by its kind. Servers import this as an app factory."""
+    from ..config import load_config
+
+    config = config or load_config()
+    return kind_of(config).create_app(config)

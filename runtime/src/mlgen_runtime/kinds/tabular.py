@@ -1,0 +1,95 @@
+"""The *tabular* kind: supervised prediction from one row of columns (classification, regression).
+
+The first kind, and the one every other module of the runtime was written for: it wires the
+runtime's data validation and splits, feature pipeline, model families and Optuna search,
+bootstrap metrics, paired comparison tests, FastAPI app with its ONNX/compiled fast paths,
+per-feature drift and model card into the :class:`~mlgen_runtime.kinds.ProblemKind` interface.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..evaluate import higher_is_better, metrics_for
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from fastapi import FastAPI
+
+    from ..bundle import Bundle
+    from ..config import Config
+    from ..train import TrainResult
+
+FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
+
+
+class TabularKind:
+    name = "tabular"
+    tasks = ("binary_classification", "multiclass_classification", "regression")
+
+    def validate(self, df: pd.DataFrame, config: Config) -> None:
+        from ..data import validate
+
+        validate(df, config)
+
+    def split(self, df: pd.DataFrame, config: Config) -> Any:
+        from ..data import split
+
+        return split(df, config)
+
+    def baseline(self, config: Config) -> Any:
+        from ..model import build_baseline
+
+        return build_baseline(config.task)
+
+    def candidates(self, config: Config) -> list[str]:
+        return [config.model.family, *(f for f in FAMILIES if f != config.model.family)]
+
+    def metrics(self, config: Config) -> list[str]:
+        return metrics_for(config.task)
+
+    def higher_is_better(self, metric: str) -> bool:
+        return higher_is_better(metric)
+
+    def comparison_test(self, config: Config) -> str:
+        if config.is_classification:
+            return "exact McNemar test on paired per-row errors"
+        return "Wilcoxon signed-rank test on paired absolute errors"
+
+    def train(
+        self, config: Config, data_path: str | Path | None = None, trials: int | None = None
+    ) -> TrainResult:
+        from ..train import train
+
+        return train(config, data_path=data_path, trials=trials)
+
+    def summary(self, result: TrainResult) -> str:
+        from ..train import summary
+
+        return summary(result)
+
+    def create_app(
+        self, config: Config, bundle: Bundle | None = None, fallback: Bundle | None = None
+    ) -> FastAPI:
+        from ..serving.app import create_app
+
+        return create_app(config, bundle, fallback)
+
+    def drift_signals(self, config: Config) -> list[str]:
+        return [
+            "per-feature distribution (normalised Wasserstein for numbers, Jensen-Shannon for "
+            "categories) over a sliding window of requests",
+            "out-of-range numeric values",
+            "live performance from POST /feedback",
+        ]
+
+    def export_check(self, bundle: Bundle, sample: pd.DataFrame) -> dict[str, Any]:
+        from ..serving.fastpath import export_check
+
+        return export_check(bundle, sample)
+
+    def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
+        from ..model_card import render_model_card
+
+        return [render_model_card(config, metadata)]

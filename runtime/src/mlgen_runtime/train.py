@@ -1,0 +1,259 @@
+"""*Training*: data -> features -> (tuned) model -> evaluation -> MLflow run -> promotion gate.
+
+One call of :func:`train` is one tracked, reproducible experiment: the same seed and data give
+the same metrics bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import mlflow.sklearn
+from sklearn.pipeline import Pipeline
+
+from .bundle import Bundle
+from .config import Config, ConfigError
+from .data import Splits, file_hash, load_data, split, validate
+from .evaluate import METRICS, metrics_for, predict, score, write_plots
+from .fallback import export_baseline
+from .features import (
+    build_preprocessor,
+    custom_features_module,
+    derive_features,
+    resolve_features,
+)
+from .model import build_baseline, build_estimator
+from .monitoring.drift import build_reference
+from .registry import (
+    Decision,
+    apply_promotion,
+    champion_version,
+    decide,
+    git_commit,
+    log_candidate,
+    setup,
+)
+from .serving.fastpath import export_check
+from .tuning import tune
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run produced and decided."""
+
+    pipeline: Pipeline
+    metadata: dict[str, Any]
+    decision: Decision
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.metadata["metrics"]
+
+    @property
+    def baseline_metrics(self) -> dict[str, float]:
+        return self.metadata["baseline_metrics"]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["model_version"]
+
+    @property
+    def run_id(self) -> str:
+        return self.metadata["run_id"]
+
+
+def train(
+    config: Config,
+    data_path: str | Path | None = None,
+    trials: int | None = None,
+    promote: bool = True,
+) -> TrainResult:
+    """Train, evaluate, log and register a model; promote it if it passes the gate.
+
+    With ``promote=False`` the gate's decision is returned but not applied (a caller with
+    further checks, such as retraining, applies it).
+    """
+    primary = config.metric.primary
+    if primary not in metrics_for(config.task):
+        raise ConfigError(
+            f"metric.primary {primary!r} does not fit task {config.task}: use one of "
+            f"{', '.join(metrics_for(config.task))}."
+        )
+    path = config.resolve(data_path or config.data.path)
+    df = load_data(path)
+    validate(df, config)
+    splits = split(df, config)
+    target = config.data.target
+
+    features = resolve_features(splits.train, config)
+    names = [feature["name"] for feature in features]
+    x_train, y_train = splits.train[names], splits.train[target]
+    derived = derive_features(x_train, features, config)
+
+    make_pipeline = partial(build_pipeline, config, features, derived)
+    groups = splits.train[config.data.group_column] if config.split.strategy == "group" else None
+    tuned = tune(make_pipeline, x_train, y_train, config, groups=groups, trials=trials)
+    pipeline = make_pipeline(tuned.params).fit(x_train, y_train)
+    baseline = build_baseline(config.task).fit(x_train, y_train)
+
+    x_test, y_test = splits.test[names], splits.test[target]
+    samples = config.metric.bootstrap_samples
+    prediction = predict(pipeline, x_test, y_test, config.task)
+    metrics = score(prediction, config.task, samples, config.seed)
+    baseline_metrics = score(
+        predict(baseline, x_test, y_test, config.task), config.task, samples, config.seed
+    )
+    validation = predict(pipeline, splits.validation[names], splits.validation[target], config.task)
+
+    setup(config)
+    current = champion_version(config)
+    champion_score = None if current is None else _champion_score(current, splits, config)
+
+    metadata = {
+        "model_name": config.tracking.registered_model,
+        "task": config.task,
+        "target": target,
+        "classes": _plain_list(prediction.classes),
+        "features": features,
+        "derived_features": derived,
+        "metrics": metrics,
+        "baseline_metrics": baseline_metrics,
+        "primary_metric": primary,
+        # Readers outside the service (mlgen verify) compare with the baseline by this.
+        "higher_is_better": METRICS[primary].higher_is_better,
+        "model_family": config.model.family,
+        "params": {key: str(value) for key, value in pipeline[-1].get_params().items()},
+        "seed": config.seed,
+        "data_path": str(path),
+        "data_hash": file_hash(path),
+        "rows": {part: len(getattr(splits, part)) for part in ("train", "validation", "test")},
+        "git_commit": git_commit(config.root),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    # Which fast serving path (compiled encoder + ONNX or native model) matches the pipeline.
+    metadata["serving"] = export_check(Bundle(pipeline, metadata, {}), splits.validation)
+    logged_metrics = {
+        **{f"test_{name}": value for name, value in metrics.items()},
+        **{f"baseline_{name}": value for name, value in baseline_metrics.items()},
+        f"validation_{primary}": METRICS[primary].value(validation),
+    }
+    onnx_error = (metadata["serving"].get("onnx") or {}).get("max_error")
+    if onnx_error is not None:
+        logged_metrics["serving_onnx_max_error"] = onnx_error
+    if tuned.cv_score is not None:
+        logged_metrics[f"cv_{primary}"] = tuned.cv_score
+    params = {
+        "family": config.model.family,
+        "class_weight": config.model.class_weight,
+        "seed": config.seed,
+        "split_strategy": config.split.strategy,
+        "n_features": len(features),
+        "n_derived_features": len(derived),
+        "tuning_trials": tuned.trials,
+        "serving_path": metadata["serving"]["path"],
+        **{f"model.{key}": value for key, value in metadata["params"].items()},
+    }
+    reference = build_reference(splits.train, features, seed=config.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_plots(pipeline, x_test, y_test, prediction, config, Path(tmp))
+        metadata = log_candidate(
+            config,
+            pipeline,
+            x_train.head(5),
+            metadata,
+            reference,
+            params,
+            logged_metrics,
+            Path(tmp),
+        )
+
+    decision = decide(
+        primary,
+        metrics[primary],
+        baseline_metrics[primary],
+        champion_score,
+        f"v{current.version}" if current is not None else "",
+    )
+    if promote and decision.promote:
+        apply_promotion(config, metadata["model_version"], decision.reason)
+        # The champion's own Dummy baseline: the last-resort fallback of serving.
+        export_baseline(config, baseline, metadata, reference)
+    return TrainResult(pipeline=pipeline, metadata=metadata, decision=decision)
+
+
+def build_pipeline(
+    config: Config,
+    features: list[dict[str, Any]],
+    derived: list[dict[str, Any]],
+    params: dict[str, Any] | None = None,
+) -> Pipeline:
+    """The unfitted preprocessing + model Pipeline; ``params`` override the config's."""
+    pipeline = build_preprocessor(
+        features, derived, config.model.family, config.seed, custom_features_module(config)
+    )
+    estimator = build_estimator(
+        config.task,
+        config.model.family,
+        config.seed,
+        config.model.class_weight,
+        {**config.model.params, **(params or {})},
+    )
+    pipeline.steps.append(("model", estimator))
+    return pipeline
+
+
+def summary(result: TrainResult) -> str:
+    """A few lines for the terminal: model vs baseline on the test split, and the verdict."""
+    meta = result.metadata
+    primary = meta["primary_metric"]
+    lines = [
+        f"Trained {meta['model_name']} v{meta['model_version']} ({meta['model_family']}, "
+        f"run {meta['run_id']}) on {meta['rows']['train']} rows; "
+        f"test split {meta['rows']['test']} rows.",
+        f"{'metric':<20}{'model':>10}{'95% CI':>22}{'baseline':>10}",
+    ]
+    for name in metrics_for(meta["task"]):
+        marker = " *" if name == primary else ""
+        ci = f"[{result.metrics[f'{name}_ci_low']:.4f}, {result.metrics[f'{name}_ci_high']:.4f}]"
+        lines.append(
+            f"{name + marker:<20}{result.metrics[name]:>10.4f}{ci:>22}"
+            f"{result.baseline_metrics[name]:>10.4f}"
+        )
+    verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
+    lines.append(f"{verdict}: {result.decision.reason}")
+    return "\n".join(lines)
+
+
+def _champion_score(current: Any, splits: Splits, config: Config) -> float | None:
+    """The current champion's primary metric re-measured on this run's test split.
+
+    Re-scoring keeps the gate fair when the data changed since the champion was trained; its
+    logged metric is the fallback when its model cannot be loaded.
+    """
+    primary = config.metric.primary
+    try:
+        model = mlflow.sklearn.load_model(
+            f"models:/{config.tracking.registered_model}/{current.version}"
+        )
+        x = splits.test.drop(columns=[config.data.target])
+        prediction = predict(model, x, splits.test[config.data.target], config.task)
+        return METRICS[primary].value(prediction)
+    except Exception as exc:  # the champion's logged score is still a valid comparison
+        log.warning(
+            "Could not re-score champion v%s (%s); using its logged metric.", current.version, exc
+        )
+        return mlflow.MlflowClient().get_run(current.run_id).data.metrics.get(f"test_{primary}")
+
+
+def _plain_list(values: list[Any] | None) -> list[Any] | None:
+    if values is None:
+        return None
+    return [value.item() if hasattr(value, "item") else value for value in values]

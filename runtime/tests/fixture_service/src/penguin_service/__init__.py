@@ -1,0 +1,1 @@
+"""The runtime tests' fixture service (penguins): its package holds custom_features."""

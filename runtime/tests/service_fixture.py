@@ -1,0 +1,40 @@
+"""The service the runtime's tests run against, and throwaway copies of it.
+
+By default a small penguins service kept beside these tests (``fixture_service/``: the config
+the template renders for the penguins example, its data and a ``custom_features.py``).
+``MLGEN_SERVICE_ROOT`` points the same tests at any rendered service instead: mlgen's own
+end-to-end tests run them on every example, so the engine is tested on each kind of data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlgen_runtime.bundle import Bundle
+from mlgen_runtime.config import Config
+from mlgen_runtime.testing import isolated_config as _isolated_config
+from mlgen_runtime.train import TrainResult
+
+SERVICE_ENV = "MLGEN_SERVICE_ROOT"
+FIXTURE = Path(__file__).resolve().parent / "fixture_service"
+SERVICE_ROOT = Path(os.environ.get(SERVICE_ENV) or FIXTURE).resolve()
+if SERVICE_ROOT == FIXTURE:
+    # The fixture's package (its custom_features module) is imported by name, as an installed
+    # service's is.
+    sys.path.insert(0, str(FIXTURE / "src"))
+
+
+@dataclass(frozen=True)
+class TrainedService:
+    config: Config
+    bundle: Bundle
+    result: TrainResult
+
+
+def isolated_config(folder: Path, overrides: dict[str, Any] | None = None) -> Config:
+    """The config of a throwaway copy of the service under test, rooted at ``folder``."""
+    return _isolated_config(SERVICE_ROOT, folder, overrides)

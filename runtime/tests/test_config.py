@@ -1,0 +1,109 @@
+"""configs/config.yaml merged with configs/local.yaml and overrides, and where paths resolve."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mlgen_runtime.config import (
+    ConfigError,
+    load_config,
+)
+from service_fixture import SERVICE_ROOT
+
+
+@pytest.fixture
+def service(tmp_path) -> Path:
+    """A copy of the service's config in a fresh folder, with an empty local.yaml."""
+    (tmp_path / "configs").mkdir()
+    shutil.copy(SERVICE_ROOT / "configs" / "config.yaml", tmp_path / "configs" / "config.yaml")
+    (tmp_path / "configs" / "local.yaml").write_text("{}\n")
+    return tmp_path
+
+
+def test_local_yaml_changes_only_the_keys_it_names(service):
+    shipped = load_config(service)
+    (service / "configs" / "local.yaml").write_text("tuning:\n  trials: 7\nseed: 3\n")
+    config = load_config(service)
+    assert config.tuning.trials == 7
+    assert config.seed == 3
+    assert config.tuning.cv_folds == shipped.tuning.cv_folds
+    assert config.data == shipped.data
+
+
+def test_overrides_win_over_local_yaml(service):
+    (service / "configs" / "local.yaml").write_text("tuning:\n  trials: 7\n")
+    config = load_config(service, overrides={"tuning": {"trials": 2}})
+    assert config.tuning.trials == 2
+
+
+def test_a_misspelt_key_is_named_in_the_error(service):
+    (service / "configs" / "local.yaml").write_text("tuning:\n  trails: 7\n")
+    with pytest.raises(ConfigError, match="tuning.trails"):
+        load_config(service)
+
+
+def test_invalid_yaml_is_reported_with_the_file(service):
+    (service / "configs" / "local.yaml").write_text("tuning: [unclosed\n")
+    with pytest.raises(ConfigError, match="local.yaml is not valid YAML"):
+        load_config(service)
+
+
+def test_relative_paths_resolve_against_the_service_root_not_the_cwd(service, monkeypatch):
+    monkeypatch.chdir(service.parent)
+    config = load_config(service, overrides={"tracking": {"uri": "sqlite:///mlflow.db"}})
+    assert config.tracking_uri == f"sqlite:///{service.resolve() / 'mlflow.db'}"
+    assert config.artifact_location == (service.resolve() / "mlartifacts").as_uri()
+    assert config.resolve("data/x.csv") == service.resolve() / "data" / "x.csv"
+    assert config.resolve("/abs/x.csv") == Path("/abs/x.csv")
+
+
+def test_tracking_uri_from_the_environment_wins(service, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    config = load_config(service)
+    assert config.tracking_uri == "http://mlflow.internal:5000"
+    # A tracking server keeps artifacts where it is configured to, not in a local folder.
+    assert config.artifact_location is None
+
+
+def test_root_is_found_from_a_subfolder_or_the_environment(service, monkeypatch):
+    (service / "src" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(service / "src" / "deep")
+    assert load_config().root == service.resolve()
+    monkeypatch.chdir(service.parent)
+    monkeypatch.setenv("MLSERVICE_ROOT", str(service))
+    assert load_config().root == service.resolve()
+
+
+def test_no_config_anywhere_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="No configs/config.yaml found"):
+        load_config()
+
+
+@pytest.mark.parametrize(
+    "local, key",
+    [
+        ("serving:\n  feedback_windw: 10\n", "serving.feedback_windw"),
+        ("drift:\n  windows: 10\n", "drift.windows"),
+        ("serving:\n  rollout:\n    mod: shadow\n", "serving.rollout.mod"),
+        ("tunning:\n  trials: 3\n", "tunning"),
+    ],
+)
+def test_a_misspelt_key_in_any_section_is_an_error_that_names_it(service, local, key):
+    (service / "configs" / "local.yaml").write_text(local)
+    with pytest.raises(ConfigError, match=rf"{key}: Extra inputs are not permitted"):
+        load_config(service)
+
+
+def test_the_feedback_and_rollout_settings_are_typed(service):
+    (service / "configs" / "local.yaml").write_text(
+        "serving:\n  feedback_window: 250\n  rollout:\n    mode: shadow\n"
+    )
+    config = load_config(service)
+    assert config.serving.feedback_window == 250
+    assert config.serving.rollout.mode == "shadow"
+    (service / "configs" / "local.yaml").write_text("serving:\n  feedback_window: 0\n")
+    with pytest.raises(ConfigError, match="serving.feedback_window"):
+        load_config(service)

@@ -1,0 +1,201 @@
+"""End to end: train -> register -> gate -> export; reproducibility; fallback; tuning; CLI."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlgen_runtime.bundle import load_bundle_dir
+from mlgen_runtime.cli import main
+from mlgen_runtime.config import FeatureSpec
+from mlgen_runtime.data import (
+    file_hash,
+    load_data,
+    split,
+)
+from mlgen_runtime.evaluate import (
+    evaluate_champion,
+    is_better,
+)
+from mlgen_runtime.features import resolve_features
+from mlgen_runtime.registry import (
+    champion_dir,
+    load_champion,
+    load_registered,
+    promote,
+)
+from mlgen_runtime.train import (
+    build_pipeline,
+    train,
+)
+from mlgen_runtime.tuning import tune
+from service_fixture import SERVICE_ROOT, isolated_config
+
+METADATA_KEYS = {
+    "model_name",
+    "model_version",
+    "run_id",
+    "task",
+    "target",
+    "classes",
+    "features",
+    "derived_features",
+    "metrics",
+    "baseline_metrics",
+    "primary_metric",
+    "seed",
+    "data_hash",
+    "git_commit",
+    "trained_at",
+}
+
+
+def aliases(config) -> dict[str, str]:
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    name = config.tracking.registered_model
+    return {
+        alias: str(client.get_model_version_by_alias(name, alias).version)
+        for alias in ("champion", "challenger")
+    }
+
+
+def test_first_model_beats_its_baseline_and_becomes_champion(trained_service):
+    result, config = trained_service.result, trained_service.config
+    primary = config.metric.primary
+    assert is_better(primary, result.metrics[primary], result.baseline_metrics[primary])
+    assert result.decision.promote
+    assert aliases(config) == {"champion": result.version, "challenger": result.version}
+    assert trained_service.bundle.source == "registry"
+    assert trained_service.bundle.model_version == result.version
+
+
+def test_the_run_records_what_reproduces_it(trained_service, sample_data):
+    result, config = trained_service.result, trained_service.config
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.tags["data_hash"] == file_hash(sample_data)
+    assert run.data.params["seed"] == str(config.seed)
+    assert (
+        run.data.metrics[f"test_{config.metric.primary}"] == result.metrics[config.metric.primary]
+    )
+    artifacts = {Path(item.path).name for item in client.list_artifacts(result.run_id)}
+    assert {"metadata.json", "reference_profile.json", "plots"} <= artifacts
+    plots = {Path(item.path).name for item in client.list_artifacts(result.run_id, "plots")}
+    task_plot = "residuals.png" if config.task == "regression" else "confusion_matrix.png"
+    assert {"permutation_importance.png", task_plot} <= plots
+    assert METADATA_KEYS <= set(trained_service.bundle.metadata)
+
+
+def test_the_champion_is_exported_with_its_model_card(trained_service, sample_data):
+    config, bundle = trained_service.config, trained_service.bundle
+    exported = load_bundle_dir(champion_dir(config))
+    assert exported.metadata == bundle.metadata
+    assert exported.reference == bundle.reference
+    x = load_data(sample_data)[[f["name"] for f in bundle.features]].head(50)
+    np.testing.assert_array_equal(exported.pipeline.predict(x), bundle.pipeline.predict(x))
+    card = config.resolve(config.paths.model_card).read_text()
+    assert f"version {bundle.model_version}" in card
+    assert config.metric.primary in card
+
+
+def test_evaluate_scores_the_champion_exactly_as_training_did(trained_service):
+    report = evaluate_champion(trained_service.config)
+    assert report["metrics"] == trained_service.result.metrics
+    reports = trained_service.config.resolve(trained_service.config.paths.reports)
+    assert (reports / "evaluation" / "evaluation.json").is_file()
+
+
+def test_an_unreachable_registry_falls_back_to_the_exported_bundle(trained_service, monkeypatch):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    bundle = load_champion(trained_service.config)
+    assert bundle.source == "file"
+    assert bundle.model_version == trained_service.result.version
+
+
+@pytest.fixture(scope="module")
+def second_store(tmp_path_factory, sample_data):
+    """The same training again, from scratch, in a store of its own."""
+    config = isolated_config(
+        tmp_path_factory.mktemp("second"),
+        {"data": {"path": str(sample_data)}, "tuning": {"trials": 0}},
+    )
+    return config, train(config)
+
+
+def test_same_seed_and_data_give_the_same_metrics_bit_for_bit(trained_service, second_store):
+    _, again = second_store
+    first = trained_service.result
+    assert again.metrics == first.metrics
+    assert again.baseline_metrics == first.baseline_metrics
+    assert again.metadata["features"] == first.metadata["features"]
+
+
+def test_the_gate_keeps_a_worse_model_as_challenger_until_forced(
+    second_store, sample_data, tmp_path
+):
+    config, champion = second_store
+    noisy = load_data(sample_data)
+    noisy["pure_noise"] = np.random.default_rng(0).normal(size=len(noisy))
+    noisy.to_csv(tmp_path / "noisy.csv", index=False)
+    worse_config = config.model_copy(update={"features": [FeatureSpec(name="pure_noise")]})
+
+    worse = train(worse_config, data_path=tmp_path / "noisy.csv")
+    assert not worse.decision.promote
+    assert aliases(config) == {"champion": champion.version, "challenger": worse.version}
+    assert load_registered(config, "challenger").model_version == worse.version
+    assert load_registered(config, champion.version).model_version == champion.version
+
+    assert not promote(config, worse.version).promote
+    forced = promote(config, worse.version, reason="testing the override", force=True)
+    assert forced.promote and "testing the override" in forced.reason
+    assert aliases(config)["champion"] == worse.version
+    assert load_bundle_dir(champion_dir(config)).model_version == worse.version
+
+
+def test_tuning_is_seeded(trained_service, sample_data):
+    config = trained_service.config
+    splits = split(load_data(sample_data), config)
+    features = resolve_features(splits.train, config)
+    x = splits.train[[f["name"] for f in features]]
+    y = splits.train[config.data.target]
+
+    def make(params):
+        return build_pipeline(config, features, [], params)
+
+    first = tune(make, x, y, config, trials=3)
+    assert first.trials == 3 and np.isfinite(first.cv_score)
+    assert tune(make, x, y, config, trials=3) == first
+
+
+@pytest.mark.parametrize("metric", ["pr_auc", "f1"])
+def test_tuning_scores_text_labels_with_threshold_metrics(trained_service, sample_data, metric):
+    config = trained_service.config
+    if config.task != "binary_classification":
+        pytest.skip("positive-class metrics exist for binary tasks only")
+    config = config.model_copy(
+        update={"metric": config.metric.model_copy(update={"primary": metric})}
+    )
+    splits = split(load_data(sample_data), config)
+    features = resolve_features(splits.train, config)
+    x = splits.train[[f["name"] for f in features]]
+    # Labels such as "No"/"Yes": scikit-learn's named scorers would look for the label 1.
+    y = "class_" + splits.train[config.data.target].astype(str)
+
+    result = tune(lambda params: build_pipeline(config, features, [], params), x, y, config,
+                  trials=2)
+    assert result.trials == 2 and np.isfinite(result.cv_score)
+
+
+def test_cli_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+    missing = tmp_path / "missing.csv"
+    assert main(["--root", str(SERVICE_ROOT), "train", "--data", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+    assert main(["--root", str(tmp_path), "evaluate"]) == 2
+    assert "No configs/config.yaml" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+"""Shared fixtures: the service trained once, on its own sample data, in a throwaway folder.
+
+Nothing here writes into the service's MLflow store, artifacts or reports, and a developer's
+``MLFLOW_TRACKING_URI`` receives no test runs (see ``mlgen_runtime.testing``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlgen_runtime.bundle import Bundle
+from mlgen_runtime.config import Config, load_config
+from mlgen_runtime.registry import load_champion
+from mlgen_runtime.testing import bounded_sample, isolated_config
+from mlgen_runtime.train import TrainResult, train
+from threadpoolctl import threadpool_limits
+
+SERVICE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Trained:
+    config: Config
+    bundle: Bundle
+    result: TrainResult
+    data: Path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("MLSERVICE_ROOT", raising=False)
+        # Busy CI runners: OpenMP threads spinning against each other slow small fits 10x.
+        with threadpool_limits(limits=1):
+            yield
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    return load_config(SERVICE_ROOT)
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    return bounded_sample(SERVICE_ROOT, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, sample_data) -> Trained:
+    """The configured model trained on the sample (no tuning: that is the real run's job)."""
+    config = isolated_config(
+        SERVICE_ROOT,
+        tmp_path_factory.mktemp("service"),
+        {"data": {"path": str(sample_data)}, "tuning": {"trials": 0}},
+    )
+    result = train(config)
+    return Trained(config, load_champion(config), result, sample_data)
