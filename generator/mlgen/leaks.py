@@ -1,8 +1,9 @@
 """A *leak* is a column whose value would not be known when the service makes a prediction.
 
 A leaking feature makes a model look excellent in testing and fail in use. This module holds the
-evidence that a column leaks its target, measured on the data: a copy of the target, or a
-column that nearly determines it on its own.
+evidence that a column leaks its target, measured on the data: a copy of the target, a
+column that nearly determines it on its own, or a part of it (two columns whose sum or
+difference is the target).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
 # One column alone separating two classes this well is suspicious: the strongest single feature
 # of the breast cancer data reaches 0.975, the leaked "expenditure" of AER CreditCard 0.990.
 LEAK_AUC = 0.985
+# An identity that holds on this share of rows is how the data was built, not a coincidence.
+IDENTITY_SHARE = 0.99
+# The pair search compares every pair of numeric columns: bounded to the columns most
+# correlated with the target, and first run on a probe of rows.
+MAX_PART_COLUMNS = 60
+PROBE_ROWS = 2_000
 
 
 def leak_reason(
@@ -34,6 +41,12 @@ def leak_reason(
             corr = pd.concat([x, y], axis=1).dropna().corr().iloc[0, 1]
             if abs(corr) >= 0.99:
                 return f"nearly determines the target (correlation {corr:.3f})"
+            # A log or a power of the target is as much a copy as a rescaled one: compare ranks
+            # (only for columns already correlated, as ranking every column of a wide file is slow).
+            if abs(corr) >= 0.5:
+                rho = x.rank().corr(y.rank())
+                if abs(rho) >= 0.999:
+                    return f"a monotonic transform of the target (rank correlation {rho:.3f})"
         return None
     if col.n_unique <= max(20, 0.05 * len(y)):
         purity, majority = _purity(x, y)
@@ -47,6 +60,58 @@ def leak_reason(
                 f"separates the classes almost perfectly on its own (AUC {max(auc, 1 - auc):.3f})"
             )
     return None
+
+
+def parts_of_target(numbers: pd.DataFrame, y: pd.Series) -> dict[str, str]:
+    """Columns of ``numbers`` that are parts of ``y``: two whose sum or difference equals ``y``
+    on at least 99% of rows (a total and its two parts, a balance and its two flows).
+
+    ``numbers`` holds numeric, non-constant columns on the same rows as ``y``. A part that is
+    zero on almost every row is left alone: the other column is then a plain copy.
+    """
+    if numbers.shape[1] < 2 or len(y) < 10:
+        return {}
+    probe = np.linspace(0, len(y) - 1, min(len(y), PROBE_ROWS)).astype(int)
+    if numbers.shape[1] > MAX_PART_COLUMNS:
+        strength = numbers.iloc[probe].corrwith(y.iloc[probe]).abs().fillna(0.0)
+        numbers = numbers[strength.nlargest(MAX_PART_COLUMNS).index]
+    names = list(numbers.columns)
+    values = numbers.to_numpy(dtype=float)
+    target = y.to_numpy(dtype=float)
+    found: dict[str, str] = {}
+    for a, b, sign in _identities(values[probe], target[probe]):
+        share = _identity_share(values[:, a], sign * values[:, b], target)
+        rare = [names[i] for i in (a, b) if np.mean(values[:, i] == 0) >= 0.95]
+        if share < IDENTITY_SHARE or rare:
+            continue
+        formula = f'"{y.name}" = "{names[a]}" {"+" if sign > 0 else "-"} "{names[b]}"'
+        for i in (a, b):
+            found.setdefault(names[i], f"part of the target: {formula} on {share:.0%} of rows")
+    return found
+
+
+def _identities(values: np.ndarray, target: np.ndarray) -> list[tuple[int, int, int]]:
+    """Column pairs (a, b, sign) with target = a + sign * b on the probe rows, vectorised over b."""
+    pairs = []
+    for a in range(values.shape[1]):
+        # target = a + b  <=>  b = target - a;  target = a - b  <=>  b = a - target.
+        for sign, rest in ((1, target - values[:, a]), (-1, values[:, a] - target)):
+            close = _close(values, rest[:, None], np.abs(target)[:, None])
+            shares = close.mean(axis=0)
+            shares[a] = 0.0
+            if sign > 0:
+                shares[: a + 1] = 0.0  # a + b and b + a are one identity
+            pairs += [(a, int(b), sign) for b in np.flatnonzero(shares >= IDENTITY_SHARE)]
+    return pairs
+
+
+def _identity_share(a: np.ndarray, b: np.ndarray, target: np.ndarray) -> float:
+    return float(np.mean(_close(a + b, target, np.abs(a) + np.abs(b))))
+
+
+def _close(x: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Equal up to float rounding of sums (missing values are never equal)."""
+    return np.abs(x - y) <= 1e-9 + 1e-6 * (np.abs(x) + np.abs(y) + scale)
 
 
 def _share_equal(x: pd.Series, y: pd.Series) -> float:

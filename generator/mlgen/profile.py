@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlgen.errors import DataError
-from mlgen.leaks import leak_reason
+from mlgen.leaks import leak_reason, parts_of_target
 
 MAX_ROWS = 200_000
 HIGH_CARDINALITY = 50
@@ -149,7 +149,7 @@ class Profile:
         return TargetProfile(name, kind, counts, missing)
 
     def leakage_suspects(self, target: str, time_column: str = "") -> dict[str, str]:
-        """Columns that copy or nearly determine ``target``, with the reason.
+        """Columns that copy, nearly determine or add up to ``target``, with the reason.
 
         With a ``time_column``, numbers are compared by their changes from row to row in time
         order: trending series all correlate with each other, which is not leakage.
@@ -174,6 +174,14 @@ class Profile:
             reason = leak_reason(x, y, first_class, col, kind)
             if reason:
                 suspects[col.name] = reason
+        if kind == "regression":
+            numeric = [
+                c.name
+                for c in self.columns
+                if c.kind == "numeric" and not c.constant and c.name != target
+            ]
+            parts = parts_of_target(frame.loc[known, numeric], y)
+            suspects |= {name: why for name, why in parts.items() if name not in suspects}
         return suspects
 
 
