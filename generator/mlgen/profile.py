@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlgen.errors import DataError
+from mlgen.leaks import leak_reason, parts_of_target
 
 MAX_ROWS = 200_000
 HIGH_CARDINALITY = 50
@@ -26,9 +27,6 @@ MAX_CLASSES = 100
 # The service refuses fewer labelled rows, or a class with fewer rows (template data.py).
 MIN_ROWS = 30
 MIN_ROWS_PER_CLASS = 5
-# One column alone separating two classes this well is suspicious: the strongest single feature
-# of the breast cancer data reaches 0.975, the leaked "expenditure" of AER CreditCard 0.990.
-LEAK_AUC = 0.985
 ID_NAME = re.compile(
     r"(^|[_\W])(id|uuid|guid|key)$|^id[_\W]|^(row|record|index)(_?num(ber)?)?$", re.I
 )
@@ -151,7 +149,7 @@ class Profile:
         return TargetProfile(name, kind, counts, missing)
 
     def leakage_suspects(self, target: str, time_column: str = "") -> dict[str, str]:
-        """Columns that copy or nearly determine ``target``, with the reason.
+        """Columns that copy, nearly determine or add up to ``target``, with the reason.
 
         With a ``time_column``, numbers are compared by their changes from row to row in time
         order: trending series all correlate with each other, which is not leakage.
@@ -173,9 +171,17 @@ class Profile:
             if col.name == target or col.constant:
                 continue
             x = frame[col.name][known]
-            reason = _leak_reason(x, y, first_class, col, kind)
+            reason = leak_reason(x, y, first_class, col, kind)
             if reason:
                 suspects[col.name] = reason
+        if kind == "regression":
+            numeric = [
+                c.name
+                for c in self.columns
+                if c.kind == "numeric" and not c.constant and c.name != target
+            ]
+            parts = parts_of_target(frame.loc[known, numeric], y)
+            suspects |= {name: why for name, why in parts.items() if name not in suspects}
         return suspects
 
 
@@ -397,61 +403,3 @@ def _looks_like_labels(values: pd.Series, col: ColumnProfile) -> bool:
         return False
     codes = sorted(pd.to_numeric(values).unique().tolist())
     return codes in (list(range(len(codes))), list(range(1, len(codes) + 1)))
-
-
-def _leak_reason(
-    x: pd.Series, y: pd.Series, first_class: np.ndarray | None, col: ColumnProfile, kind: str
-) -> str | None:
-    if len(y) < 10 or x.isna().mean() > 0.5:
-        return None
-    if _share_equal(x, y) >= 0.99:
-        return "a copy of the target"
-    if kind == "regression":
-        if col.kind in ("numeric", "boolean"):
-            corr = pd.concat([x, y], axis=1).dropna().corr().iloc[0, 1]
-            if abs(corr) >= 0.99:
-                return f"nearly determines the target (correlation {corr:.3f})"
-        return None
-    if col.n_unique <= max(20, 0.05 * len(y)):
-        purity, majority = _purity(x, y)
-        if purity >= 0.99 and majority < 0.99:
-            return f"nearly determines the target ({purity:.1%} of rows follow its value)"
-        return None
-    if first_class is not None and col.kind == "numeric":
-        auc = _auc(x.to_numpy(dtype=float), first_class)
-        if auc is not None and max(auc, 1 - auc) >= LEAK_AUC:
-            return (
-                f"separates the classes almost perfectly on its own (AUC {max(auc, 1 - auc):.3f})"
-            )
-    return None
-
-
-def _share_equal(x: pd.Series, y: pd.Series) -> float:
-    """Share of rows where ``x`` equals ``y`` (0 when one is numeric and the other is not)."""
-    numeric = pd.api.types.is_numeric_dtype
-    if numeric(x) != numeric(y):
-        return 0.0
-    return float(np.mean(x.to_numpy() == y.to_numpy()))
-
-
-def _purity(x: pd.Series, y: pd.Series) -> tuple[float, float]:
-    """Share of rows whose class is the most common one for their value of ``x``; and the
-    share of the most common class overall (what purity is when ``x`` says nothing)."""
-    x_codes = pd.factorize(x, use_na_sentinel=True)[0] + 1  # missing values share bucket 0
-    y_codes, classes = pd.factorize(y)
-    counts = np.bincount(x_codes * len(classes) + y_codes)
-    table = np.pad(counts, (0, (x_codes.max() + 1) * len(classes) - len(counts)))
-    table = table.reshape(-1, len(classes))
-    return table.max(axis=1).sum() / len(y), np.bincount(y_codes).max() / len(y)
-
-
-def _auc(x: np.ndarray, positive: np.ndarray) -> float | None:
-    """ROC AUC of ``x`` as a score for ``positive`` (Mann-Whitney, ties averaged)."""
-    present = ~np.isnan(x)
-    x, positive = x[present], positive[present]
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if not n_pos or not n_neg:
-        return None
-    ranks = pd.Series(x).rank().to_numpy()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

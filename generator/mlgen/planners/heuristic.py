@@ -11,6 +11,7 @@ from typing import Any
 
 from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
+from mlgen.leaks import named_leaks, stated_leaks
 from mlgen.plan import Plan
 from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
 
@@ -52,6 +53,8 @@ class _Draft:
         self.values: dict[str, Any] = {"target": target, "data_path": str(profile.source)}
         self.why: dict[str, str] = {}
         self.excluded: dict[str, str] = {}
+        # Columns the brief says are only known after the prediction: never a role or feature.
+        self.stated = stated_leaks(brief.prose, profile.column_names, target)
 
     def set(self, field: str, value: Any, why: str) -> None:
         self.values[field] = value
@@ -78,7 +81,11 @@ class _Draft:
             self.why.setdefault(field, why)
         self.values["excluded"] = [{"column": c, "reason": r} for c, r in self.excluded.items()]
         if self.excluded:
-            self.why["exclude_columns"] = "ids, constants, empty columns and leakage suspects"
+            why = "ids, constants, empty columns and leakage suspects"
+            stated = [c for c in self.excluded if c in self.stated]
+            if stated:
+                why += "; the brief says " + ", ".join(stated) + " are not known at prediction time"
+            self.why["exclude_columns"] = why
 
     def _task(self) -> None:
         kind = self.target_profile.kind
@@ -135,9 +142,12 @@ class _Draft:
     def _candidates(self) -> list[ColumnProfile]:
         return [c for c in self.profile.columns if c.name != self.target]
 
+    def _role_candidates(self) -> list[ColumnProfile]:
+        return [c for c in self._candidates() if c.name not in self.stated]
+
     def _roles(self) -> None:
         front = self.brief.front
-        ids = [c for c in self._candidates() if c.id_like]
+        ids = [c for c in self._role_candidates() if c.id_like]
         if "id_column" not in front and ids:
             chosen = next((c for c in ids if ID_NAME.search(c.name)), ids[0])
             self.set("id_column", chosen.name, "a different value on every row: the row id")
@@ -150,7 +160,7 @@ class _Draft:
             self._group_column()
 
     def _time_column(self) -> None:
-        usable = [c for c in self._candidates() if not c.constant and not c.mostly_missing]
+        usable = [c for c in self._role_candidates() if not c.constant and not c.mostly_missing]
         dates = [c for c in usable if c.kind == "datetime"]
         if dates:
             chosen = next((c for c in dates if TIME_NAME.search(c.name)), dates[0])
@@ -173,7 +183,7 @@ class _Draft:
             )
 
     def _group_column(self) -> None:
-        names = self.profile.column_names
+        names = [c.name for c in self._role_candidates()]
         for match in GROUP_PHRASE.finditer(self.brief.prose):
             words = match.group(1).split()
             found = next(
@@ -185,7 +195,7 @@ class _Draft:
                 ),
                 None,
             )
-            if found and found != self.target and self.profile.column(found).n_unique > 1:
+            if found and self.profile.column(found).n_unique > 1:
                 self.set(
                     "group_column",
                     found,
@@ -193,7 +203,7 @@ class _Draft:
                 )
                 return
         rows = self.profile.n_sampled
-        for col in self._candidates():
+        for col in self._role_candidates():
             if ID_NAME.search(col.name) and not col.id_like and 10 <= col.n_unique <= rows / 2:
                 self.set(
                     "group_column",
@@ -206,16 +216,21 @@ class _Draft:
     def _exclusions(self) -> None:
         roles = {self.values.get(k) for k in ("id_column", "time_column", "group_column")}
         leaks = self.profile.leakage_suspects(self.target, self.values.get("time_column", ""))
+        named = named_leaks(self.profile.column_names, self.target)
         rows = self.profile.n_sampled
         for col in self._candidates():
             if col.name in roles or col.name in self.excluded:
                 continue
-            if col.constant:
+            if col.name in self.stated:
+                self.excluded[col.name] = self.stated[col.name]
+            elif col.constant:
                 self.excluded[col.name] = "the same value on every row"
             elif col.mostly_missing:
                 self.excluded[col.name] = f"{col.missing_rate:.0%} of values missing"
             elif col.name in leaks:
                 self.excluded[col.name] = f"leakage suspect: {leaks[col.name]}"
+            elif col.name in named:
+                self.excluded[col.name] = f"leakage suspect: {named[col.name]}"
             elif col.kind == "categorical" and col.n_unique > max(50, 0.5 * rows):
                 self.excluded[col.name] = f"{col.n_unique} distinct labels: nearly one per row"
             elif col.kind == "text":
