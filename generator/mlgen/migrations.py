@@ -20,6 +20,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from mlgen.environment import child_env
 from mlgen.errors import MlgenError
 
 
@@ -62,6 +63,7 @@ class Rename:
         committed = subprocess.run(
             ["git", "-C", str(service), "show", f"{before}:./{old}"],
             capture_output=True,
+            env=child_env(),
         )
         if committed.returncode != 0:
             return None
@@ -100,6 +102,7 @@ class Rename:
                 ],
                 cwd=tmp,
                 capture_output=True,
+                env=child_env(),
             )
         if merged.returncode < 0 or merged.returncode > 127:
             raise MlgenError(

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ import copier
 import yaml
 from copier.errors import CopierError
 
+from mlgen.environment import child_env
 from mlgen.errors import MlgenError
 from mlgen.migrations import MIGRATIONS, Rename, parse_template_version
 from mlgen.store import default_store_path, ensure_store
@@ -120,7 +120,9 @@ def parse_answers(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def git(service: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(service), *args], capture_output=True, text=True)
+    return subprocess.run(
+        ["git", "-C", str(service), *args], capture_output=True, text=True, env=child_env()
+    )
 
 
 def status_lines(service: Path, *extra: str) -> list[str]:
@@ -241,7 +243,7 @@ def run_tests(service: Path, python: str | None) -> tuple[bool, str]:
         cwd=service,
         capture_output=True,
         text=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        env=child_env({"MLFLOW_DISABLE_TELEMETRY": "true"}),
     )
     return proc.returncode == 0, proc.stdout + proc.stderr
 
