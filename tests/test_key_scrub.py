@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from mlgen.environment import SECRET_VARIABLES, child_env
+from mlgen.environment import SECRET_VARIABLES, child_env, take_api_key
 from mlgen.errors import VerifyError
 from mlgen.recording import Recording
 from mlgen.store import TemplateStore
@@ -276,3 +276,15 @@ def test_child_env_drops_the_secrets_and_keeps_the_rest(secrets_in_environment: 
     assert not set(SECRETS) & set(env)
     assert env["PATH"] == os.environ["PATH"] and env["MLFLOW_DISABLE_TELEMETRY"] == "true"
     assert os.environ["ANTHROPIC_API_KEY"] == KEY  # the helper leaves this process alone
+
+
+def test_taking_the_key_empties_the_environment_and_copiers_copy_of_it(
+    secrets_in_environment: None,
+):
+    from plumbum import local
+
+    # plumbum copied os.environ when it was imported, perhaps while the key was set.
+    local.env.update(SECRETS)
+    assert take_api_key() == KEY
+    assert not set(SECRETS) & (set(os.environ) | set(local.env.keys()))
+    assert take_api_key() is None

@@ -7,6 +7,10 @@ service's tests and training, which run code mlgen did not write. The command li
 before any child can inherit it; every ``subprocess`` call in mlgen passes :func:`child_env`, so
 a program that uses mlgen as a library and keeps the key in its environment leaks it to no
 child either.
+
+"Before anything else runs" includes imports: ``mlgen.cli`` must not import Copier at module
+level, because importing it starts a process (plumbum runs ``uname -p``) with the environment
+as it is. ``render`` and ``update`` import Copier inside the functions that use it.
 """
 
 from __future__ import annotations

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import copier
 import yaml
-from copier.errors import CopierError
 
 from mlgen.environment import child_env
 from mlgen.errors import MlgenError
@@ -169,6 +167,8 @@ def ensure_clean(service: Path) -> None:
 
 def render_previous(answers: Mapping[str, Any], into: Path) -> Path:
     """Render the service's current template version with its answers: the merge base."""
+    import copier  # not at import time: see mlgen.environment
+
     user_answers = {k: v for k, v in answers.items() if not k.startswith("_")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -263,6 +263,9 @@ def update_service(
     re-rendered. ``python`` runs the tests when ``verify`` is set (default: the service's
     ``.venv``, else ``python`` on PATH).
     """
+    import copier
+    from copier.errors import CopierError
+
     root = Path(service).resolve()
     answers = read_answers(root)
     ensure_clean(root)
