@@ -42,13 +42,6 @@ def add_features(df: pd.DataFrame) -> pd.DataFrame:
 '''
 
 
-@pytest.fixture
-def key(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    monkeypatch.delenv("MLGEN_MODEL", raising=False)
-    return KEY
-
-
 @pytest.fixture(scope="module")
 def penguins():
     brief = Brief.load(EXAMPLE / "brief.md")
@@ -65,11 +58,12 @@ def model_answer(brief, profile, **changes) -> dict:
 
 
 def run(brief, profile, api: FakeMessagesAPI, **options):
+    """Plan with the key the CLI took from the environment (see tests/test_key_scrub.py)."""
     return plan_brief(brief, profile, PlanOptions(transport=api.transport(), settings=FAST,
-                                                  **options))
+                                                  api_key=KEY, **options))
 
 
-def test_valid_plan_is_used_and_recorded(penguins, key):
+def test_valid_plan_is_used_and_recorded(penguins):
     brief, profile = penguins
     api = FakeMessagesAPI([tool_reply(model_answer(brief, profile, model_family="random_forest"),
                                       input_tokens=3100, output_tokens=850,
@@ -94,7 +88,7 @@ def test_valid_plan_is_used_and_recorded(penguins, key):
     assert "<data_sample rows=\"5\">" in content and "Torgersen" in content
 
 
-def test_no_sample_sends_no_rows(penguins, key):
+def test_no_sample_sends_no_rows(penguins):
     brief, profile = penguins
     api = FakeMessagesAPI([tool_reply(model_answer(brief, profile))])
     outcome = run(brief, profile, api, send_sample=False)
@@ -103,7 +97,7 @@ def test_no_sample_sends_no_rows(penguins, key):
     assert outcome.manifest["sample_rows_sent"] == 0
 
 
-def test_invalid_tool_input_is_repaired_on_the_second_turn(penguins, key):
+def test_invalid_tool_input_is_repaired_on_the_second_turn(penguins):
     brief, profile = penguins
     api = FakeMessagesAPI([
         tool_reply(model_answer(brief, profile, primary_metric="rmse")),
@@ -117,7 +111,7 @@ def test_invalid_tool_input_is_repaired_on_the_second_turn(penguins, key):
     assert '"rmse" does not fit multiclass_classification' in repair["content"]
 
 
-def test_a_missing_column_is_sent_back_then_the_heuristic_plan_is_used(penguins, key):
+def test_a_missing_column_is_sent_back_then_the_heuristic_plan_is_used(penguins):
     brief, profile = penguins
     invented = model_answer(brief, profile)
     invented["features"] = [*invented["features"], {"name": "beak_colour", "type": "categorical"}]
@@ -132,7 +126,7 @@ def test_a_missing_column_is_sent_back_then_the_heuristic_plan_is_used(penguins,
         run(brief, profile, FakeMessagesAPI([tool_reply(invented)]), llm_required=True)
 
 
-def test_overloaded_529_is_retried_then_succeeds(penguins, key):
+def test_overloaded_529_is_retried_then_succeeds(penguins):
     brief, profile = penguins
     api = FakeMessagesAPI([error_reply(529, "overloaded_error"),
                            tool_reply(model_answer(brief, profile))])
@@ -141,7 +135,7 @@ def test_overloaded_529_is_retried_then_succeeds(penguins, key):
     assert outcome.manifest["planner"] == "llm" and outcome.warnings == ()
 
 
-def test_persistent_server_errors_fall_back_with_a_warning(penguins, key):
+def test_persistent_server_errors_fall_back_with_a_warning(penguins):
     brief, profile = penguins
     api = FakeMessagesAPI([error_reply(500, "api_error")])
     outcome = run(brief, profile, api)
@@ -152,7 +146,7 @@ def test_persistent_server_errors_fall_back_with_a_warning(penguins, key):
         run(brief, profile, FakeMessagesAPI([error_reply(503, "api_error")]), llm_required=True)
 
 
-def test_a_rejected_key_is_a_clear_error_that_never_shows_the_key(penguins, key):
+def test_a_rejected_key_is_a_clear_error_that_never_shows_the_key(penguins):
     brief, profile = penguins
     api = FakeMessagesAPI([error_reply(401, "authentication_error", "invalid x-api-key")])
     with pytest.raises(LLMAuthError) as caught:
@@ -162,16 +156,15 @@ def test_a_rejected_key_is_a_clear_error_that_never_shows_the_key(penguins, key)
     assert len(api.requests) == 1  # not retried
 
 
-def test_llm_is_on_only_with_a_key_or_when_asked(monkeypatch):
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+def test_llm_is_on_only_with_a_key_or_when_asked():
     assert PlanOptions().use_llm is False
     assert PlanOptions(llm=True).use_llm is True
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    assert PlanOptions().use_llm is True and PlanOptions(llm=False).use_llm is False
+    assert PlanOptions(api_key=KEY).use_llm is True
+    assert PlanOptions(api_key=KEY, llm=False).use_llm is False
+    assert KEY not in repr(PlanOptions(api_key=KEY))
 
 
-def test_asking_for_the_llm_without_a_key_says_how_to_fix_it(penguins, monkeypatch):
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+def test_asking_for_the_llm_without_a_key_says_how_to_fix_it(penguins):
     with pytest.raises(LLMAuthError, match="ANTHROPIC_API_KEY"):
         plan_brief(*penguins, PlanOptions(llm=True))
 
@@ -183,7 +176,7 @@ def test_default_model_is_the_newest_sonnet_unless_overridden(monkeypatch):
     assert default_model() == "claude-haiku-5-5"
 
 
-def test_prompt_injection_cannot_move_data_add_fields_or_template_code(tmp_path, key):
+def test_prompt_injection_cannot_move_data_add_fields_or_template_code(tmp_path):
     data = tmp_path / "penguins.csv"
     data.write_bytes((EXAMPLE / "penguins.csv").read_bytes())
     brief_file = tmp_path / "brief.md"
@@ -229,7 +222,7 @@ def test_model_free_text_is_one_plain_line(text, expected):
     assert clean_text(text) == expected
 
 
-def test_safe_slot_is_kept_and_recorded(penguins, key):
+def test_safe_slot_is_kept_and_recorded(penguins):
     brief, profile = penguins
     api = FakeMessagesAPI([tool_reply(model_answer(brief, profile, feature_code=SAFE_SLOT))])
     outcome = run(brief, profile, api)
@@ -240,7 +233,7 @@ def test_safe_slot_is_kept_and_recorded(penguins, key):
     assert outcome.manifest["slot"]["added_columns"] == ["bill_ratio"]
 
 
-def test_recording_replays_the_same_plan_offline(penguins, key, tmp_path):
+def test_recording_replays_the_same_plan_offline(penguins, tmp_path):
     brief, profile = penguins
     api = FakeMessagesAPI([error_reply(529, "overloaded_error"),
                            tool_reply(model_answer(brief, profile, model_family="linear"))])
@@ -254,8 +247,7 @@ def test_recording_replays_the_same_plan_offline(penguins, key, tmp_path):
     assert replayed.manifest["replayed_from"] == "recording.json"
 
 
-def test_the_example_recording_replays_to_a_valid_llm_plan(penguins, monkeypatch):
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+def test_the_example_recording_replays_to_a_valid_llm_plan(penguins):
     recording = EXAMPLE / "llm-recording.json"
     outcome = plan_brief(*penguins, PlanOptions(replay=recording))
     assert outcome.manifest["planner"] == "llm" and outcome.warnings == ()
@@ -263,7 +255,7 @@ def test_the_example_recording_replays_to_a_valid_llm_plan(penguins, monkeypatch
     assert outcome.slot_code is not None
 
 
-def test_the_manifest_holds_hashes_not_the_brief(penguins, key, tmp_path):
+def test_the_manifest_holds_hashes_not_the_brief(penguins, tmp_path):
     brief, profile = penguins
     outcome = run(brief, profile, FakeMessagesAPI([tool_reply(model_answer(brief, profile))]))
     service = tmp_path / "svc"

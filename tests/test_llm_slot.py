@@ -104,13 +104,13 @@ def test_the_sandbox_gets_no_api_key(sample, monkeypatch):
     assert run_in_sandbox(code, sample) == []
 
 
-def test_unsafe_slot_from_the_model_is_dropped_with_a_warning(monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+def test_unsafe_slot_from_the_model_is_dropped_with_a_warning():
     brief = Brief.load(EXAMPLE / "brief.md")
     profile = profile_file(brief.data_path().resolve())
     leaky = slot("df.to_csv('/tmp/exfiltrated.csv')")
     api = FakeMessagesAPI([tool_reply(model_answer(brief, profile, feature_code=leaky))])
-    outcome = plan_brief(brief, profile, PlanOptions(transport=api.transport(), settings=FAST))
+    outcome = plan_brief(brief, profile, PlanOptions(transport=api.transport(), settings=FAST,
+                                                      api_key=KEY))
     assert outcome.slot_code is None
     assert outcome.manifest["planner"] == "llm" and outcome.manifest["slot"]["written"] is False
     assert "custom feature code was dropped" in outcome.warnings[0]
@@ -125,7 +125,8 @@ def test_safe_slot_is_written_and_used_by_the_trained_pipeline(tmp_path, monkeyp
     answer = model_answer(brief, profile, feature_code=SAFE_SLOT, tuning_trials=0,
                           model_family="linear")
     api = FakeMessagesAPI([tool_reply(answer)])
-    outcome = plan_brief(brief, profile, PlanOptions(transport=api.transport(), settings=FAST))
+    outcome = plan_brief(brief, profile, PlanOptions(transport=api.transport(), settings=FAST,
+                                                      api_key=KEY))
     answers = project_answers(outcome.plan, brief, "penguin-llm")
     service = render_service(outcome.plan, profile, brief, tmp_path / "svc", answers)
     outcome.write(service)

@@ -12,6 +12,7 @@ import typer
 from mlgen import __version__
 from mlgen.brief import Brief
 from mlgen.console import console, show_plan, show_verification
+from mlgen.environment import take_api_key
 from mlgen.errors import MlgenError
 from mlgen.planning import PlanOptions, PlanOutcome, plan_brief
 from mlgen.profile import Profile, profile_file
@@ -80,12 +81,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
     """Turn a short brief about a tabular prediction problem into a working ML service."""
+    # Before any command can start a process: from here on the key lives in ctx.obj, then in
+    # the SDK client only, and no child process (git, Copier, pip, the service) inherits it.
+    ctx.obj = take_api_key()
 
 
 def _prepare(
@@ -104,6 +109,7 @@ def _prepare(
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     brief: BriefOption,
     data: DataOption = None,
     as_json: JsonOption = False,
@@ -116,7 +122,8 @@ def plan(
 ) -> None:
     """Read the brief, profile its data and show the plan with its reasons. Renders nothing."""
     options = PlanOptions(llm=llm, model=model, llm_required=llm_required,
-                          send_sample=not no_sample, replay=llm_replay, record=llm_record)
+                          send_sample=not no_sample, replay=llm_replay, record=llm_record,
+                          api_key=ctx.obj)
     try:
         _, profile, outcome = _prepare(brief, data, options)
     except MlgenError as exc:
@@ -129,6 +136,7 @@ def plan(
 
 @app.command()
 def new(
+    ctx: typer.Context,
     brief: BriefOption,
     out: Annotated[
         Path | None,
@@ -167,7 +175,8 @@ def new(
 ) -> None:
     """Plan a service from the brief and its data, render it, and optionally verify it."""
     options = PlanOptions(llm=llm, model=model, llm_required=llm_required,
-                          send_sample=not no_sample, replay=llm_replay, record=llm_record)
+                          send_sample=not no_sample, replay=llm_replay, record=llm_record,
+                          api_key=ctx.obj)
     try:
         parsed, profile, outcome = _prepare(brief, data, options)
         decided = outcome.plan

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from mlgen.environment import child_env
 from mlgen.errors import MlgenError
 
 
@@ -62,6 +63,7 @@ class Rename:
         committed = subprocess.run(
             ["git", "-C", str(service), "show", f"{before}:./{old}"],
             capture_output=True,
+            env=child_env(),
         )
         if committed.returncode != 0:
             return None
@@ -100,6 +102,7 @@ class Rename:
                 ],
                 cwd=tmp,
                 capture_output=True,
+                env=child_env(),
             )
         if merged.returncode < 0 or merged.returncode > 127:
             raise MlgenError(
@@ -139,7 +142,9 @@ def keep_retired(
     retired = sorted(rendered(old_render) - rendered(new_render) - set(skip))
     for rel in retired:
         committed = subprocess.run(
-            ["git", "-C", str(service), "show", f"{before}:./{rel}"], capture_output=True
+            ["git", "-C", str(service), "show", f"{before}:./{rel}"],
+            capture_output=True,
+            env=child_env(),
         )
         for leftover in (service / rel, service / f"{rel}.rej"):
             if leftover.is_file():

@@ -11,7 +11,6 @@ rendered service.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,16 +43,19 @@ class PlanOptions:
     send_sample: bool = True
     replay: Path | None = None
     record: Path | None = None
+    # Taken from the environment by the CLI (mlgen.environment.take_api_key); kept out of repr
+    # so that no log or traceback of the options shows it.
+    api_key: str | None = field(default=None, repr=False)
     settings: LLMSettings | None = None
     # Where requests go instead of the network (tests use httpx2.MockTransport).
     transport: httpx2.BaseTransport | None = None
 
     @property
     def use_llm(self) -> bool:
-        """On when asked for, else when a replay is given or ANTHROPIC_API_KEY is set."""
+        """On when asked for, else when a replay or an API key is given."""
         if self.llm is not None:
             return self.llm
-        return self.replay is not None or bool(os.environ.get("ANTHROPIC_API_KEY"))
+        return self.replay is not None or self.api_key is not None
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ def _client(
         return anthropic.Anthropic(
             api_key="replay", max_retries=0, http_client=recording.replay_client()
         )
-    key = os.environ.get("ANTHROPIC_API_KEY")
+    key = options.api_key
     if not key:
         raise LLMAuthError(
             "The LLM planner needs ANTHROPIC_API_KEY in the environment. Set it, or pass "

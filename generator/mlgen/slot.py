@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlgen.environment import child_env
 from mlgen.errors import MlgenError
 
 FUNCTION = "add_features"
@@ -177,6 +178,7 @@ def lint(code: str) -> str:
         capture_output=True,
         text=True,
         timeout=TIMEOUT_SECONDS,
+        env=child_env(),
     )
     if proc.returncode != 0:
         found = [line for line in proc.stderr.splitlines() if line.startswith("custom_features")]
@@ -301,7 +303,8 @@ def run_in_sandbox(
         (work / "custom_features.py").write_text(code, encoding="utf-8")
         sample.head(SAMPLE_ROWS).to_csv(work / "sample.csv", index=False)
         # -I: ignore PYTHON* variables and the user site; the working folder is the empty
-        # temporary one, and the environment carries nothing but a PATH (no API key).
+        # temporary one, and the environment carries nothing but a PATH and thread limits: an
+        # allowlist, stricter than the child_env every other child process of mlgen gets.
         command = [
             python or sys.executable,
             "-I",

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from mlgen.environment import child_env
 from mlgen.errors import MlgenError
 
 HOME_ENV = "MLGEN_HOME"
@@ -108,7 +109,7 @@ class TemplateStore:
             input=stdin,
             capture_output=True,
             text=True,
-            env={**os.environ, **(env or {})},
+            env=child_env(env),
         )
         if proc.returncode != 0:
             raise TemplateStoreError(

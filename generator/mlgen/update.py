@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -26,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import copier
 import yaml
-from copier.errors import CopierError
 
+from mlgen.environment import child_env
 from mlgen.errors import MlgenError, VerifyError
 from mlgen.migrations import MIGRATIONS, Rename, keep_retired, parse_template_version, rendered
 from mlgen.store import default_store_path, ensure_store
@@ -121,7 +119,9 @@ def parse_answers(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def git(service: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(service), *args], capture_output=True, text=True)
+    return subprocess.run(
+        ["git", "-C", str(service), *args], capture_output=True, text=True, env=child_env()
+    )
 
 
 def status_lines(service: Path, *extra: str) -> list[str]:
@@ -168,6 +168,8 @@ def ensure_clean(service: Path) -> None:
 
 def render_previous(answers: Mapping[str, Any], into: Path) -> Path:
     """Render the service's current template version with its answers: the merge base."""
+    import copier  # not at import time: see mlgen.environment
+
     user_answers = {k: v for k, v in answers.items() if not k.startswith("_")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -244,7 +246,7 @@ def run_tests(service: Path, python: str | None) -> tuple[bool, str]:
         cwd=service,
         capture_output=True,
         text=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        env=child_env({"MLFLOW_DISABLE_TELEMETRY": "true"}),
     )
     return proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -264,6 +266,9 @@ def update_service(
     re-rendered. ``python`` runs the tests when ``verify`` is set (default: the service's
     ``.venv``, else ``python`` on PATH).
     """
+    import copier
+    from copier.errors import CopierError
+
     root = Path(service).resolve()
     answers = read_answers(root)
     ensure_clean(root)

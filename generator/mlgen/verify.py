@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlgen.environment import child_env
 from mlgen.errors import VerifyError
 
 STEP_TIMEOUT_SECONDS = 3600
@@ -126,7 +127,7 @@ def read_verification(metadata_file: Path) -> Verification:
 def _run(step: str, command: list[str], cwd: Path, venv: Path) -> None:
     # The service uses its own local MLflow store during verification, whatever the shell says.
     dropped = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MLFLOW_TRACKING_URI")
-    env = {key: value for key, value in os.environ.items() if key not in dropped}
+    env = {key: value for key, value in child_env().items() if key not in dropped}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["VIRTUAL_ENV"] = str(venv)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
