@@ -254,7 +254,9 @@ def test_verify_and_update_start_the_service_python_without_the_key(
         verify_service(service, "svc", venv)
     assert run_tests(service, str(python)) == (True, "")
     calls = log.read_text().split("== ")[1:]
-    assert len(calls) == 4  # install, tests, train; then update's tests
+    # verify: install the runtime, the service; tests; train. update: the same two installs,
+    # then its tests.
+    assert len(calls) == 7
     assert [call.splitlines()[0] for call in calls if leaks(call)] == []
 
 
