@@ -482,6 +482,9 @@ def render_and_train(data: DataSet, sizes: Sizes, work: Path, venv: Path) -> tup
     # leak, not a bounded buffer filling up. JSON is YAML.
     local = {"serving": {"feedback_log_size": FEEDBACK_LOG_SIZE}}
     (service / "configs" / "local.yaml").write_text(json.dumps(local) + "\n")
+    # The runtime this service pins (its vendored copy) into the benchmark's venv.
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
+         "--force-reinstall", str(service / "vendor" / "mlgen-runtime")], service, venv)
     run([str(venv / "bin" / "python"), "-m", data.package, "train"], service, venv)
     return service, frame
 

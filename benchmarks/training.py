@@ -79,6 +79,9 @@ def main() -> None:
         _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{service}[dev]"],
              cwd=work)
     python = str(venv / "bin" / "python")
+    # The runtime the service pins (its vendored copy), then the service itself.
+    _run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+          str(service / "vendor" / "mlgen-runtime")], cwd=work)
     _run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(service)], cwd=work)
 
     env = {"MLFLOW_TRACKING_URI": "", "MLFLOW_DISABLE_TELEMETRY": "true"}

@@ -160,3 +160,17 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(service_venv: Ve
             cwd=trained.root, timeout=900, check=False,
         )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+
+
+def test_the_runtime_suite_holds_on_this_services_data(service_venv: Venv,
+                                                      trained: Service) -> None:
+    """The engine's own tests, run against the rendered service instead of their penguins
+    fixture: each example brings its task (binary, regression) and its data's quirks."""
+    if trained.example not in ("breast-cancer", "diabetes"):
+        pytest.skip("penguins is the runtime suite's own fixture; run once per other task")
+    proc = service_venv.run(
+        str(service_venv.python), "-m", "pytest", str(REPO / "runtime" / "tests"), "-q",
+        "-p", "no:cacheprovider", cwd=REPO, timeout=1800, check=False,
+        env={"MLGEN_SERVICE_ROOT": str(trained.root)},
+    )
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]

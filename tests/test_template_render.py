@@ -189,3 +189,33 @@ def test_copier_cli_copies_without_trust(tmp_path: Path) -> None:
     assert config["metric"]["primary"] == "f1_macro"
     assert (tmp_path / "penguin-api" / "src" / "penguin_api" / "app.py").exists()
     assert (tmp_path / "penguin-api" / VENDORED / "src" / "mlgen_runtime" / "train.py").exists()
+
+
+def _choices(question: str) -> set[str]:
+    return set(yaml.safe_load((REPO / "copier.yml").read_text())[question]["choices"].values())
+
+
+def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> None:
+    """copier.yml defines the questions; the runtime's typed config must take every answer."""
+    from typing import get_args
+
+    from mlgen_runtime import config
+
+    fields = config.Config.model_fields
+    assert _choices("task") == set(get_args(fields["task"].annotation))
+    assert _choices("model_family") == set(get_args(config.ModelConfig.model_fields["family"]
+                                                    .annotation))
+    assert _choices("split_strategy") == set(
+        get_args(config.SplitConfig.model_fields["strategy"].annotation))
+    assert _choices("class_weight") == set(
+        get_args(config.ModelConfig.model_fields["class_weight"].annotation))
+
+
+@pytest.mark.parametrize("case", [name for name, _ in _matrix()])
+def test_every_rendered_config_loads_in_the_runtime(rendered: dict[str, Path], case: str) -> None:
+    from mlgen_runtime.config import load_config
+    from mlgen_runtime.kinds import kind_of
+
+    config = load_config(rendered[case])
+    assert kind_of(config).name == "tabular"
+    assert config.task == dict(_matrix())[case]["task"]
