@@ -20,11 +20,14 @@ def test_the_data_passes_validation_and_every_named_column_exists(config, sample
 
 def test_the_split_keeps_every_row_once_and_never_trains_on_the_test_rows(config, sample_data):
     df = load_data(sample_data)
-    splits = split(df, config)
-    parts = [splits.train, splits.validation, splits.test]
-    assert sum(len(part) for part in parts) == len(df)
-    assert all(len(part) > 0 for part in parts)
-    assert not set(splits.train.index) & set(splits.test.index)
+    labelled = df[df[config.data.target].notna()]
+    splits = split(df.assign(_row=range(len(df))), config)
+    parts = [set(part["_row"]) for part in (splits.train, splits.validation, splits.test)]
+    assert all(parts), "every part of the split has rows"
+    assert sum(len(part) for part in parts) == len(set().union(*parts)) == len(labelled)
+    if config.split.strategy == "group":
+        group = config.data.group_column
+        assert not set(splits.train[group]) & set(splits.test[group])
     if config.split.strategy == "time":
         time = config.data.time_column
         assert splits.train[time].max() <= splits.test[time].min()
