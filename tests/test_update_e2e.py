@@ -121,19 +121,25 @@ def mlgen(venv: Path, *args: str, cwd: Path, path_first: Path | None = None
                           capture_output=True, text=True, timeout=1800)
 
 
+def installed_then_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                       source: Path) -> tuple[Path, Path]:
+    """mlgen built from ``source`` and installed in a user venv, then `mlgen new` on penguins:
+    (the user's venv, the service)."""
+    monkeypatch.setenv("MLGEN_HOME", str(tmp_path / "mlgen-home"))
+    venv = user_venv(tmp_path / "user-venv")
+    pip_install_upgrade(venv, build_wheel(source, tmp_path / "w1"))
+    data = realdata.write_csv(realdata.penguins(), tmp_path / "penguins.csv")
+    (tmp_path / "brief.md").write_text(BRIEF.format(data=data))
+    made = mlgen(venv, "new", "--brief", "brief.md", "--out", "svc", cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return venv, tmp_path / "svc"
+
+
 def test_pip_upgrade_then_mlgen_update_works_offline_and_the_service_passes_its_tests(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service_venv: Venv
 ) -> None:
-    monkeypatch.setenv("MLGEN_HOME", str(tmp_path / "mlgen-home"))
-    venv = user_venv(tmp_path / "user-venv")
-    pip_install_upgrade(venv, build_wheel(mlgen_source(tmp_path / "src-0.1.0", "0.1.0"),
-                                          tmp_path / "w1"))
-    data = realdata.write_csv(realdata.penguins(), tmp_path / "penguins.csv")
-    (tmp_path / "brief.md").write_text(BRIEF.format(data=data))
-
-    made = mlgen(venv, "new", "--brief", "brief.md", "--out", "svc", cwd=tmp_path)
-    assert made.returncode == 0, made.stdout + made.stderr
-    service = tmp_path / "svc"
+    venv, service = installed_then_new(tmp_path, monkeypatch,
+                                       mlgen_source(tmp_path / "src-0.1.0", "0.1.0"))
     store = (tmp_path / "mlgen-home" / "template-store").resolve()
     assert answers_of(service)["_src_path"] == str(store)
     assert answers_of(service)["_commit"] == "v0.1.0"
@@ -165,15 +171,8 @@ ENGINE_EDIT = "# Our team's note: requests are logged by the gateway, not here.\
 def test_a_0_1_0_service_moves_to_the_runtime_layout_and_keeps_every_edit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service_venv: Venv
 ) -> None:
-    monkeypatch.setenv("MLGEN_HOME", str(tmp_path / "mlgen-home"))
-    venv = user_venv(tmp_path / "user-venv")
-    pip_install_upgrade(venv, build_wheel(released_source(tmp_path / "src-0.1.0", RELEASE_0_1_0),
-                                          tmp_path / "w1"))
-    data = realdata.write_csv(realdata.penguins(), tmp_path / "penguins.csv")
-    (tmp_path / "brief.md").write_text(BRIEF.format(data=data))
-    made = mlgen(venv, "new", "--brief", "brief.md", "--out", "svc", cwd=tmp_path)
-    assert made.returncode == 0, made.stdout + made.stderr
-    service = tmp_path / "svc"
+    venv, service = installed_then_new(tmp_path, monkeypatch,
+                                       released_source(tmp_path / "src-0.1.0", RELEASE_0_1_0))
     assert answers_of(service)["_commit"] == "v0.1.0"
     engine_file = service / "src" / "churn_svc" / "serving" / "app.py"
     assert engine_file.is_file(), "0.1.0 kept the engine inside the service"

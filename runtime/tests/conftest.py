@@ -11,22 +11,15 @@ from pathlib import Path
 
 import pytest
 from mlgen_runtime.registry import load_champion
-from mlgen_runtime.testing import bounded_sample
+from mlgen_runtime.testing import bounded_sample, isolated_environment
 from mlgen_runtime.train import train
 from service_fixture import SERVICE_ROOT, TrainedService, isolated_config
-from threadpoolctl import threadpool_limits
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_session():
-    # MLFLOW_TRACKING_URI wins over the config: a developer's setting must not receive test runs.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("MLSERVICE_ROOT", raising=False)
-        # On busy CI runners OpenMP threads spin against each other: gradient boosting on a
-        # small sample ran 10x slower with two threads than with one. Results do not change.
-        with threadpool_limits(limits=1):
-            yield
+    with isolated_environment():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,8 @@ import pytest
 from mlgen_runtime.bundle import Bundle
 from mlgen_runtime.config import Config, load_config
 from mlgen_runtime.registry import load_champion
-from mlgen_runtime.testing import bounded_sample, isolated_config
+from mlgen_runtime.testing import bounded_sample, isolated_config, isolated_environment
 from mlgen_runtime.train import TrainResult, train
-from threadpoolctl import threadpool_limits
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,12 +29,8 @@ class Trained:
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_session():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("MLSERVICE_ROOT", raising=False)
-        # Busy CI runners: OpenMP threads spinning against each other slow small fits 10x.
-        with threadpool_limits(limits=1):
-            yield
+    with isolated_environment():
+        yield
 
 
 @pytest.fixture(scope="session")
