@@ -52,7 +52,7 @@ def mlgen_source(dst: Path, version: str) -> Path:
     """A copy of this checkout's package sources, at ``version``."""
     for part in SOURCE_PARTS:
         if (REPO / part).is_dir():
-            shutil.copytree(REPO / part, dst / part,
+            shutil.copytree(REPO / part, dst / part, symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_template"))
         elif (REPO / part).is_file():
             dst.mkdir(parents=True, exist_ok=True)
