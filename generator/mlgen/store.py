@@ -34,6 +34,7 @@ from platformdirs import user_data_dir
 
 from mlgen.environment import child_env
 from mlgen.errors import MlgenError
+from mlgen.template import template_root as packaged_template_root
 
 HOME_ENV = "MLGEN_HOME"
 # The template renders vendor/mlgen-runtime from the runtime/ folder (a symlink inside template/),
@@ -227,8 +228,6 @@ def ensure_store(
     and :func:`default_store_path`; render with ``copier.run_copy(str(path), ..., vcs_ref=tag)``.
     """
     if template_root is None:
-        from mlgen.render import template_root as packaged_template_root
-
         template_root = packaged_template_root()
     if version is None:
         from mlgen import __version__ as version
