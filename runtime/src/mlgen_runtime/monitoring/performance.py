@@ -42,6 +42,9 @@ LIVE_METRICS = {
 }
 # SQLite's name for a database private to one connection.
 MEMORY = ":memory:"
+# The SQLite file in which every worker keeps its predictions for POST /feedback (set by
+# ``serve --workers N``, see serving/__init__.py); unset, each process keeps its own in memory.
+FEEDBACK_DB_ENV = "MLSERVICE_FEEDBACK_DB"
 # How long a spool's thread lets rows gather before one insert (a worker's predictions are
 # visible to the other workers this much later; JOIN_GRACE_SECONDS covers it). Each insert is a
 # transaction with fixed costs: at 5 ms, the thread held 12% of a single-client server's samples

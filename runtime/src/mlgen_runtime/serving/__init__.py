@@ -14,14 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..monitoring.performance import FEEDBACK_DB_ENV
+
 if TYPE_CHECKING:
     from ..config import Config
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ROOT_ENV = "MLSERVICE_ROOT"
-# The SQLite file in which every worker keeps its predictions for POST /feedback (see
-# feedback.py); unset, each process keeps its own in memory.
-FEEDBACK_DB_ENV = "MLSERVICE_FEEDBACK_DB"
 APP_FACTORY = "mlgen_runtime.kinds:create_service_app"
 
 
