@@ -33,7 +33,8 @@ def _train(config: Config, args: argparse.Namespace) -> int:
 
 
 def _evaluate(config: Config, args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_champion, metrics_for
+    from .evaluate import evaluate_champion
+    from .scoring import metrics_for
 
     report = evaluate_champion(config, data_path=args.data)
     metrics, baseline = report["metrics"], report["baseline_metrics"]

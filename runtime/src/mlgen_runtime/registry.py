@@ -29,9 +29,9 @@ from mlflow.models import infer_signature
 
 from .bundle import METADATA_FILE, REFERENCE_FILE, Bundle, load_bundle_dir, save_bundle
 from .config import TRACKING_ENV, Config
-from .evaluate import is_better
 from .fallback import CHAMPION_DIR, fallback_dir, keep_previous
 from .model_card import write_model_card
+from .scoring import is_better
 
 log = logging.getLogger(__name__)
 

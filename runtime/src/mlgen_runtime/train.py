@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from .bundle import Bundle
 from .config import Config, ConfigError
 from .data import Splits, file_hash, load_data, split, validate
-from .evaluate import METRICS, metrics_for, predict, score, write_plots
+from .evaluate import write_plots
 from .fallback import export_baseline
 from .features import (
     build_preprocessor,
@@ -39,6 +39,7 @@ from .registry import (
     log_candidate,
     setup,
 )
+from .scoring import METRICS, metrics_for, predict, score
 from .serving.fastpath import export_check
 from .tuning import tune
 

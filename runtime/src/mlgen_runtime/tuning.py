@@ -26,7 +26,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from .config import Config
-from .evaluate import METRICS
+from .scoring import METRICS
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..evaluate import higher_is_better, metrics_for
+from ..scoring import higher_is_better, metrics_for
 
 if TYPE_CHECKING:
     import pandas as pd
