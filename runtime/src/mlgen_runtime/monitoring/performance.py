@@ -33,7 +33,7 @@ from pydantic_core import to_json
 
 log = logging.getLogger(__name__)
 
-# Metric names exported in model_live_performance{metric=...}, per task; evaluate.py computes
+# Metric names exported in model_live_performance{metric=...}, per task; scoring.py computes
 # the same metrics on the test split, which model_test_performance exports for comparison.
 LIVE_METRICS = {
     "binary_classification": ("accuracy", "roc_auc"),
