@@ -32,7 +32,8 @@ from sklearn.preprocessing import (
     TargetEncoder,
 )
 
-from .config import Config, ConfigError
+from .config import Config
+from .errors import ConfigError
 from .monitoring.drift import FALSE_WORDS, TRUE_WORDS
 
 log = logging.getLogger(__name__)

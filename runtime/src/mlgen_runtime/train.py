@@ -18,8 +18,9 @@ import mlflow.sklearn
 from sklearn.pipeline import Pipeline
 
 from .bundle import Bundle
-from .config import Config, ConfigError
+from .config import Config
 from .data import Splits, file_hash, load_data, split, validate
+from .errors import ConfigError
 from .evaluate import write_plots
 from .fallback import export_baseline
 from .features import (

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from pydantic_core import to_json
 
+from ..errors import FeedbackError
+
 log = logging.getLogger(__name__)
 
 # Metric names exported in model_live_performance{metric=...}, per task; scoring.py computes
@@ -72,14 +74,6 @@ class Outcome:
     # Positive-class probability (binary), winning-class probability, or the predicted value.
     score: float
     truth: Any
-
-
-class FeedbackError(Exception):
-    """Feedback that cannot be joined; ``kind`` is ``unknown`` or ``duplicate``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

@@ -36,6 +36,7 @@ from sklearn.preprocessing import (
 )
 
 from ..bundle import Bundle
+from ..errors import NotCompilable
 from ..features import DATETIME_PARTS, boolean_value, category_text
 from .predictor import Predictor, Rows
 
@@ -53,10 +54,6 @@ UNSEEN_CATEGORY = "\x00unseen category"
 PANDAS_YEARS = (1678, 2261)
 
 Column = list
-
-
-class NotCompilable(Exception):
-    """The pipeline has a step the fast path does not reproduce; serve it as it is."""
 
 
 def _timestamp(value: Any) -> datetime | None:

@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from ..bundle import Bundle
 from ..config import Config
+from ..errors import FeedbackError
 from ..monitoring.metrics import ServiceMetrics
 from ..monitoring.performance import (
     FEEDBACK_DB_ENV,
     MEMORY,
-    FeedbackError,
     FeedbackStore,
     LivePerformance,
 )
