@@ -33,7 +33,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from mlgen.environment import child_env
-from mlgen.errors import MlgenError
+from mlgen.errors import TemplateStoreError
 from mlgen.template import template_root as packaged_template_root
 
 HOME_ENV = "MLGEN_HOME"
@@ -53,10 +53,6 @@ COMMIT_ENV = {
     "GIT_COMMITTER_EMAIL": "mlgen@localhost",
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
 }
-
-
-class TemplateStoreError(MlgenError):
-    """The template store could not be read or extended."""
 
 
 def default_store_path() -> Path:
