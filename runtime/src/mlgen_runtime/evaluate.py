@@ -46,19 +46,19 @@ def write_plots(
     out_dir.mkdir(parents=True, exist_ok=True)
     p = prediction
     if config.task == BINARY:
-        positive = p.positive
+        positive, probability = p.positive, p.probabilities[:, 1]
         _save(
             out_dir / "roc_curve.png",
-            lambda ax: skm.RocCurveDisplay.from_predictions(positive, p.proba[:, 1], ax=ax),
+            lambda ax: skm.RocCurveDisplay.from_predictions(positive, probability, ax=ax),
         )
         _save(
             out_dir / "pr_curve.png",
-            lambda ax: skm.PrecisionRecallDisplay.from_predictions(positive, p.proba[:, 1], ax=ax),
+            lambda ax: skm.PrecisionRecallDisplay.from_predictions(positive, probability, ax=ax),
         )
         _save(
             out_dir / "calibration.png",
             lambda ax: CalibrationDisplay.from_predictions(
-                positive, p.proba[:, 1], n_bins=10, strategy="quantile", ax=ax
+                positive, probability, n_bins=10, strategy="quantile", ax=ax
             ),
         )
     if config.task == REGRESSION:
@@ -75,7 +75,7 @@ def write_plots(
             ),
         )
     else:
-        labels = [str(label) for label in p.classes]
+        labels = [str(label) for label in p.labels]
         _save(
             out_dir / "confusion_matrix.png",
             lambda ax: skm.ConfusionMatrixDisplay(

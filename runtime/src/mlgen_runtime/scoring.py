@@ -27,18 +27,33 @@ class Prediction:
 
     y_true: np.ndarray
     predicted: np.ndarray
+    # A classifier's probabilities (a column per class) and its classes; None for regression.
     proba: np.ndarray | None = None
     classes: list[Any] | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """``proba``, for metrics that only a classifier's prediction has."""
+        if self.proba is None:
+            raise ValueError("A regression prediction has no class probabilities.")
+        return self.proba
+
+    @property
+    def labels(self) -> list[Any]:
+        """``classes``, for metrics that only a classifier's prediction has."""
+        if self.classes is None:
+            raise ValueError("A regression prediction has no classes.")
+        return self.classes
 
     @cached_property
     def true_codes(self) -> np.ndarray:
         """Each true label's position in ``classes`` (-1 for a label the model never saw)."""
-        lookup = {label: code for code, label in enumerate(self.classes)}
+        lookup = {label: code for code, label in enumerate(self.labels)}
         return np.array([lookup.get(label, -1) for label in self.y_true.tolist()])
 
     @cached_property
     def predicted_codes(self) -> np.ndarray:
-        return self.proba.argmax(axis=1)
+        return self.probabilities.argmax(axis=1)
 
     @cached_property
     def positive(self) -> np.ndarray:
@@ -65,7 +80,7 @@ class Metric:
 def _class_counts(p: Prediction, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per resample and class: true positives, true count, predicted count."""
     true, predicted = p.true_codes[rows], p.predicted_codes[rows]
-    codes = range(len(p.classes))
+    codes = range(len(p.labels))
     hits = np.stack([((true == c) & (predicted == c)).sum(axis=1) for c in codes], axis=1)
     actual = np.stack([(true == c).sum(axis=1) for c in codes], axis=1)
     said = np.stack([(predicted == c).sum(axis=1) for c in codes], axis=1)
@@ -90,8 +105,9 @@ def _balanced_accuracy(p: Prediction, rows: np.ndarray) -> np.ndarray:
 
 def _log_loss(p: Prediction, rows: np.ndarray) -> np.ndarray:
     known = p.true_codes >= 0
-    chosen = np.where(known, p.proba[np.arange(len(known)), np.maximum(p.true_codes, 0)], 0.0)
-    eps = np.finfo(p.proba.dtype).eps
+    proba = p.probabilities
+    chosen = np.where(known, proba[np.arange(len(known)), np.maximum(p.true_codes, 0)], 0.0)
+    eps = np.finfo(proba.dtype).eps
     losses = -np.log(np.clip(chosen, eps, 1 - eps))
     return losses[rows].mean(axis=1)
 
@@ -135,13 +151,13 @@ BINARY, MULTI, REGRESSION = "binary_classification", "multiclass_classification"
 CLASSIFICATION = (BINARY, MULTI)
 METRICS: dict[str, Metric] = {
     "roc_auc": Metric(
-        (BINARY,), True, "roc_auc", lambda p, r: _auc(p.positive[r], p.proba[:, 1][r])
+        (BINARY,), True, "roc_auc", lambda p, r: _auc(p.positive[r], p.probabilities[:, 1][r])
     ),
     "pr_auc": Metric(
         (BINARY,),
         True,
         "average_precision",
-        lambda p, r: _average_precision(p.positive[r], p.proba[:, 1][r]),
+        lambda p, r: _average_precision(p.positive[r], p.probabilities[:, 1][r]),
     ),
     "f1": Metric(
         (BINARY,), True, "f1", lambda p, r: np.nan_to_num(_f1_per_class(p, r)[:, 1], nan=0.0)
@@ -162,7 +178,7 @@ METRICS: dict[str, Metric] = {
         True,
         "roc_auc_ovr",
         lambda p, r: np.mean(
-            [_auc(p.true_codes[r] == c, p.proba[:, c][r]) for c in range(len(p.classes))],
+            [_auc(p.true_codes[r] == c, p.probabilities[:, c][r]) for c in range(len(p.labels))],
             axis=0,
         ),
     ),
