@@ -119,7 +119,7 @@ def train(
     current = champion_version(config)
     champion_score = None if current is None else _champion_score(current, splits, config)
 
-    metadata = {
+    metadata: dict[str, Any] = {
         "model_name": config.tracking.registered_model,
         "task": config.task,
         "target": target,

@@ -26,7 +26,7 @@ FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
 
 class TabularKind:
     name = "tabular"
-    tasks = ("binary_classification", "multiclass_classification", "regression")
+    tasks: tuple[str, ...] = ("binary_classification", "multiclass_classification", "regression")
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         from ..data import validate

@@ -131,7 +131,7 @@ class Spool:
 
     def flush(self) -> None:
         with self._lock:
-            rows = []
+            rows: list[tuple] = []
             while self._items:
                 rows.extend(self._rows_of(self._items.popleft()))
             if not rows:

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..monitoring.performance import FEEDBACK_DB_ENV
 
@@ -28,10 +28,17 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _fast_loop_options() -> dict[str, str]:
+class LoopOptions(TypedDict, total=False):
+    """uvicorn's event loop and HTTP parser (its own choice for what is left out)."""
+
+    loop: str
+    http: str
+
+
+def _fast_loop_options() -> LoopOptions:
     # uvicorn's plain asyncio loop with several workers adds ~40 ms to keep-alive responses
     # (uvicorn issue #3149); uvloop + httptools do not, and are faster anyway.
-    options = {}
+    options: LoopOptions = {}
     if _installed("uvloop"):
         options["loop"] = "uvloop"
     if _installed("httptools"):
