@@ -12,9 +12,9 @@ import pytest
 from conftest import REPO
 from fake_anthropic import FakeMessagesAPI, error_reply, tool_reply
 from mlgen.brief import Brief
-from mlgen.errors import MlgenError
+from mlgen.errors import LLMAuthError, LLMError, MlgenError
 from mlgen.planners.heuristic import HeuristicPlanner
-from mlgen.planners.llm import LLMAuthError, LLMError, LLMSettings, clean_text, default_model
+from mlgen.planners.llm import LLMSettings, clean_text, default_model
 from mlgen.planning import PlanOptions, plan_brief
 from mlgen.profile import profile_file
 from mlgen.recording import Recording

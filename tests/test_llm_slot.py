@@ -15,10 +15,11 @@ import pytest
 from conftest import REPO
 from fake_anthropic import FakeMessagesAPI, tool_reply
 from mlgen.brief import Brief
+from mlgen.errors import SlotError
 from mlgen.planning import PlanOptions, plan_brief
 from mlgen.profile import profile_file
 from mlgen.render import project_answers, render_service
-from mlgen.slot import SlotError, check_slot, check_source, run_in_sandbox
+from mlgen.slot import check_slot, check_source, run_in_sandbox
 from test_llm import FAST, KEY, SAFE_SLOT, model_answer
 
 EXAMPLE = REPO / "examples" / "penguins"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlgen.store import TemplateStoreError, default_store_path, ensure_store
+from mlgen.errors import TemplateStoreError
+from mlgen.store import default_store_path, ensure_store
 from mlgen.update import update_service
 from test_update import (
     SLOT,

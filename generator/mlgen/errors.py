@@ -33,6 +33,26 @@ class RenderError(MlgenError):
     """The service could not be rendered into the requested folder."""
 
 
+class TemplateStoreError(MlgenError):
+    """The template store could not be read or extended."""
+
+
+class LLMError(MlgenError):
+    """The LLM planner could not produce a valid plan (API failure or invalid answers)."""
+
+
+class LLMAuthError(LLMError):
+    """The API rejected the key: the user must fix ANTHROPIC_API_KEY or plan offline."""
+
+
+class SlotError(MlgenError):
+    """The code for a slot is unsafe or does not work; the message says what to change."""
+
+
+class UpdateError(MlgenError):
+    """The service cannot be updated as it is; the message says how to fix that."""
+
+
 class VerifyError(MlgenError):
     """A step of verifying the rendered service failed; the message carries its output tail."""
 

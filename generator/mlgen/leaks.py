@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    from mlgen.profile import ColumnProfile
 
 # One column alone separating two classes this well is suspicious: the strongest single feature
 # of the breast cancer data reaches 0.975, the leaked "expenditure" of AER CreditCard 0.990.
@@ -114,16 +110,26 @@ LATER_STAGE = frozenset("after post final outcome result actual arrival realised
 
 
 def leak_reason(
-    x: pd.Series, y: pd.Series, first_class: np.ndarray | None, col: ColumnProfile, kind: str
+    x: pd.Series,
+    y: pd.Series,
+    first_class: np.ndarray | None,
+    *,
+    column_kind: str,
+    n_unique: int,
+    target_kind: str,
 ) -> str | None:
     """Why column ``x`` alone gives ``y`` away (a copy, a near-linear copy, a column that
-    nearly determines the class), or None."""
+    nearly determines the class), or None.
+
+    ``column_kind`` and ``n_unique`` are the column's profile (kind and distinct values on the
+    sample); ``target_kind`` is binary, multiclass or regression.
+    """
     if len(y) < 10 or x.isna().mean() > 0.5:
         return None
     if _share_equal(x, y) >= 0.99:
         return "a copy of the target"
-    if kind == "regression":
-        if col.kind in ("numeric", "boolean"):
+    if target_kind == "regression":
+        if column_kind in ("numeric", "boolean"):
             corr = pd.concat([x, y], axis=1).dropna().corr().iloc[0, 1]
             if abs(corr) >= 0.99:
                 return f"nearly determines the target (correlation {corr:.3f})"
@@ -134,12 +140,12 @@ def leak_reason(
                 if abs(rho) >= 0.999:
                     return f"a monotonic transform of the target (rank correlation {rho:.3f})"
         return None
-    if col.n_unique <= max(20, 0.05 * len(y)):
+    if n_unique <= max(20, 0.05 * len(y)):
         purity, majority = _purity(x, y)
         if purity >= 0.99 and majority < 0.99:
             return f"nearly determines the target ({purity:.1%} of rows follow its value)"
         return None
-    if first_class is not None and col.kind == "numeric":
+    if first_class is not None and column_kind == "numeric":
         auc = _auc(x.to_numpy(dtype=float), first_class)
         if auc is not None and max(auc, 1 - auc) >= LEAK_AUC:
             return (

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgen.brief import Brief
-from mlgen.errors import MlgenError
+from mlgen.errors import LLMAuthError, LLMError, MlgenError, SlotError
 from mlgen.manifest import build_manifest, sha256_text, write_manifest
 from mlgen.plan import Plan
 from mlgen.planners.heuristic import HeuristicPlanner
@@ -103,10 +103,10 @@ def _plan_with_llm(
     heuristic: Plan | None,
     heuristic_error: MlgenError | None,
 ) -> PlanOutcome:
-    from mlgen.planners.llm import LLMAuthError, LLMError, LLMPlanner, LLMSettings
+    from mlgen.planners.llm import LLMPlanner, LLMSettings
     from mlgen.prompt import SAMPLE_ROWS, Prompt
     from mlgen.recording import Recording
-    from mlgen.slot import SlotError, check_slot
+    from mlgen.slot import check_slot
 
     prompt = Prompt.load()
     recording = Recording.load(options.replay) if options.replay else None
@@ -186,8 +186,6 @@ def _client(
 ) -> anthropic.Anthropic:
     import anthropic
     import httpx2
-
-    from mlgen.planners.llm import LLMAuthError
 
     if recording is not None:
         # A replay never reaches the network; the SDK still wants some key to build headers.

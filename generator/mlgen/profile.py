@@ -171,7 +171,9 @@ class Profile:
             if col.name == target or col.constant:
                 continue
             x = frame[col.name][known]
-            reason = leak_reason(x, y, first_class, col, kind)
+            reason = leak_reason(
+                x, y, first_class, column_kind=col.kind, n_unique=col.n_unique, target_kind=kind
+            )
             if reason:
                 suspects[col.name] = reason
         if kind == "regression":

@@ -18,6 +18,7 @@ from mlgen.brief import Brief
 from mlgen.errors import MlgenError
 from mlgen.plan import Plan
 from mlgen.profile import Profile
+from mlgen.template import template_root
 
 SAMPLE_ROWS = 5
 # Long cell values (free text) are cut: a few rows are sent to show formats, not content.
@@ -26,8 +27,6 @@ MAX_CELL_CHARS = 60
 
 def prompts_root() -> Path:
     """``prompts/`` beside the template (checkout root, or ``mlgen/_template`` in a wheel)."""
-    from mlgen.render import template_root
-
     return template_root() / "prompts"
 
 

@@ -23,28 +23,13 @@ from mlgen.brief import Brief
 from mlgen.errors import RenderError
 from mlgen.plan import Plan
 from mlgen.profile import Profile
+from mlgen.store import ensure_store
 
 if TYPE_CHECKING:
     from mlgen.planning import PlanOutcome
 
 SAMPLE_ROWS = 1000
 MIN_ROWS_PER_CLASS = 20
-
-
-def template_root() -> Path:
-    """The folder holding ``copier.yml`` and ``template/``.
-
-    In an installed wheel it is ``mlgen/_template/`` (force-included at build time); in a
-    checkout it is the repository root, two levels above this package.
-    """
-    here = Path(__file__).resolve().parent
-    for root in (here / "_template", here.parents[1]):
-        if (root / "copier.yml").is_file() and (root / "template").is_dir():
-            return root
-    raise RenderError(
-        f"mlgen's template is missing: neither {here / '_template'} nor {here.parents[1]} holds "
-        "copier.yml and template/. Reinstall mlgen (pip install --force-reinstall mlgen)."
-    )
 
 
 def render_service(
@@ -96,8 +81,6 @@ def render_service(
 
 def _copier(destination: Path, answers: dict) -> None:
     import copier
-
-    from mlgen.store import ensure_store
 
     # Render from the template store, never from the packaged folder: the answers file then
     # records a git source and commit that `mlgen update` / `copier update` can use later.

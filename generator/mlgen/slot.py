@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlgen.environment import child_env
-from mlgen.errors import MlgenError
+from mlgen.errors import SlotError
 
 FUNCTION = "add_features"
 ALLOWED_MODULES = frozenset({"pandas", "numpy", "math", "re", "datetime"})
@@ -123,10 +123,6 @@ FORBIDDEN_NODES = (
 TIMEOUT_SECONDS = 60
 MEMORY_BYTES = 4 << 30
 SAMPLE_ROWS = 200
-
-
-class SlotError(MlgenError):
-    """The code for a slot is unsafe or does not work; the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from mlgen.environment import child_env
-from mlgen.errors import MlgenError
+from mlgen.errors import TemplateStoreError
+from mlgen.template import template_root as packaged_template_root
 
 HOME_ENV = "MLGEN_HOME"
 # The template renders vendor/mlgen-runtime from the runtime/ folder (a symlink inside template/),
@@ -52,10 +53,6 @@ COMMIT_ENV = {
     "GIT_COMMITTER_EMAIL": "mlgen@localhost",
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
 }
-
-
-class TemplateStoreError(MlgenError):
-    """The template store could not be read or extended."""
 
 
 def default_store_path() -> Path:
@@ -227,8 +224,6 @@ def ensure_store(
     and :func:`default_store_path`; render with ``copier.run_copy(str(path), ..., vcs_ref=tag)``.
     """
     if template_root is None:
-        from mlgen.render import template_root as packaged_template_root
-
         template_root = packaged_template_root()
     if version is None:
         from mlgen import __version__ as version

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from mlgen.environment import child_env
-from mlgen.errors import MlgenError, VerifyError
+from mlgen.errors import UpdateError, VerifyError
 from mlgen.migrations import MIGRATIONS, Rename, keep_retired, parse_template_version, rendered
 from mlgen.store import default_store_path, ensure_store
 from mlgen.verify import reinstall
@@ -36,10 +36,6 @@ from mlgen.verify import reinstall
 ANSWERS_FILE = ".copier-answers.yml"
 UNMERGED_CODES = frozenset({"DD", "AU", "UD", "UA", "DU", "AA", "UU"})
 CONFLICT_MARKERS = (b"<<<<<<< ", b">>>>>>> ")
-
-
-class UpdateError(MlgenError):
-    """The service cannot be updated as it is; the message says how to fix that."""
 
 
 @dataclass(frozen=True)

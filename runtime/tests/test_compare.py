@@ -8,14 +8,14 @@ from mlgen_runtime.compare import (
     BETTER,
     INSUFFICIENT,
     NOT_BETTER,
-    CompareError,
     compare_log,
     compare_losses,
     losses,
 )
 from mlgen_runtime.data import load_data
-from mlgen_runtime.evaluate import predict
+from mlgen_runtime.errors import CompareError
 from mlgen_runtime.registry import champion_dir
+from mlgen_runtime.scoring import predict
 from mlgen_runtime.serving.app import create_app
 from rollout_support import (
     as_requests,

@@ -6,10 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from mlgen_runtime.config import (
-    ConfigError,
-    load_config,
-)
+from mlgen_runtime.config import load_config
+from mlgen_runtime.errors import ConfigError
 from service_fixture import SERVICE_ROOT
 
 

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from mlgen_runtime.config import deep_merge
 from mlgen_runtime.data import (
-    DataValidationError,
     load_data,
     split,
     validate,
 )
+from mlgen_runtime.errors import DataValidationError
 from service_fixture import isolated_config
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from mlgen_runtime.bundle import Bundle
+from mlgen_runtime.errors import NotCompilable
 from mlgen_runtime.features import (
     build_preprocessor,
     describe,
@@ -25,7 +26,6 @@ from mlgen_runtime.monitoring.metrics import (
 from mlgen_runtime.serving.app import create_app
 from mlgen_runtime.serving.fastpath import (
     PARITY_TOLERANCE,
-    NotCompilable,
     RecordEncoder,
     build_predictor,
     parity_error,

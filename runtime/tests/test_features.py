@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mlgen_runtime.config import ConfigError
+from mlgen_runtime.errors import ConfigError
 from mlgen_runtime.features import (
     build_preprocessor,
     custom_features_module,

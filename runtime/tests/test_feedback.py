@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from mlgen_runtime.data import load_data
+from mlgen_runtime.errors import FeedbackError
 from mlgen_runtime.monitoring.performance import (
     MEMORY,
     SPOOL_MAX_PENDING,
-    FeedbackError,
     FeedbackStore,
     Spool,
     connect,

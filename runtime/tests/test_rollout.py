@@ -9,7 +9,7 @@ from contextlib import closing
 
 import pytest
 from fastapi.testclient import TestClient
-from mlgen_runtime.config import ConfigError
+from mlgen_runtime.errors import ConfigError
 from mlgen_runtime.registry import champion_dir
 from mlgen_runtime.serving import rollout
 from mlgen_runtime.serving.app import create_app

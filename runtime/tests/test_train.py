@@ -16,10 +16,7 @@ from mlgen_runtime.data import (
     load_data,
     split,
 )
-from mlgen_runtime.evaluate import (
-    evaluate_champion,
-    is_better,
-)
+from mlgen_runtime.evaluate import evaluate_champion
 from mlgen_runtime.features import resolve_features
 from mlgen_runtime.registry import (
     champion_dir,
@@ -27,6 +24,7 @@ from mlgen_runtime.registry import (
     load_registered,
     promote,
 )
+from mlgen_runtime.scoring import is_better
 from mlgen_runtime.train import (
     build_pipeline,
     train,

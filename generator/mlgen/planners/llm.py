@@ -22,7 +22,7 @@ from typing import Any
 import anthropic
 
 from mlgen.brief import Brief
-from mlgen.errors import DataError, MlgenError, PlanError
+from mlgen.errors import DataError, LLMAuthError, LLMError, MlgenError, PlanError
 from mlgen.plan import Plan
 from mlgen.profile import Profile
 from mlgen.prompt import Prompt
@@ -45,14 +45,6 @@ ENCODINGS_FOR_TYPE = {
 MAX_TEXT = 300
 _TEMPLATE_MARKS = re.compile(r"\{[{%#]|[}%#]\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
-
-
-class LLMError(MlgenError):
-    """The LLM planner could not produce a valid plan (API failure or invalid answers)."""
-
-
-class LLMAuthError(LLMError):
-    """The API rejected the key: the user must fix ANTHROPIC_API_KEY or plan offline."""
 
 
 class PlanProblems(Exception):

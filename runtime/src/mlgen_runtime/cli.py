@@ -14,14 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ROOT_ENV, Config, ConfigError, load_config
-from .data import DataValidationError
+from .config import ROOT_ENV, Config, load_config
+from .errors import ServiceError, UsageError
 
 RUNTIME = __package__ or "mlgen_runtime"
-
-
-class UsageError(Exception):
-    """A command was given a combination of options it refuses."""
 
 
 def _train(config: Config, args: argparse.Namespace) -> int:
@@ -33,7 +29,8 @@ def _train(config: Config, args: argparse.Namespace) -> int:
 
 
 def _evaluate(config: Config, args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_champion, metrics_for
+    from .evaluate import evaluate_champion
+    from .scoring import metrics_for
 
     report = evaluate_champion(config, data_path=args.data)
     metrics, baseline = report["metrics"], report["baseline_metrics"]
@@ -160,20 +157,8 @@ def main(argv: list[str] | None = None, package: str | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in {RUNTIME, package}:
         logging.getLogger(name).setLevel(logging.INFO)
-    # Imported after argument parsing: they load MLflow, which `--help` should not wait for.
-    from .compare import CompareError
-    from .registry import RegistryError
-
-    expected = (
-        ConfigError,
-        DataValidationError,
-        RegistryError,
-        CompareError,
-        UsageError,
-        FileNotFoundError,
-    )
     try:
         return args.handler(load_config(args.root), args)
-    except expected as exc:
+    except (ServiceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,15 +25,12 @@ import numpy as np
 from scipy import stats
 
 from .config import Config
+from .errors import CompareError
 from .serving.rollout import CHALLENGER, CHAMPION, PredictionLog, RolloutSettings
 
 INSUFFICIENT = "insufficient data"
 BETTER = "challenger better"
 NOT_BETTER = "no significant improvement"
-
-
-class CompareError(Exception):
-    """There is nothing to compare (no log, no labelled predictions of a variant)."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .errors import ConfigError
+
 CONFIG_FILE = Path("configs") / "config.yaml"
 LOCAL_FILE = Path("configs") / "local.yaml"
 ROOT_ENV = "MLSERVICE_ROOT"
@@ -27,10 +29,6 @@ RolloutMode = Literal["off", "shadow", "split"]
 # The registry aliases of the served model and of the model under test.
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-
-
-class ConfigError(Exception):
-    """The service configuration is missing or invalid."""
 
 
 class _Section(BaseModel):

@@ -16,16 +16,13 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import Config
+from .errors import DataValidationError
 
 log = logging.getLogger(__name__)
 
 MIN_ROWS = 30
 # A stratified three-way split needs a few rows of every class in each part.
 MIN_ROWS_PER_CLASS = 5
-
-
-class DataValidationError(ValueError):
-    """The training data does not fit the configuration."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from sklearn.preprocessing import (
     TargetEncoder,
 )
 
-from .config import Config, ConfigError
+from .config import Config, FeatureType
+from .errors import ConfigError
 from .monitoring.drift import FALSE_WORDS, TRUE_WORDS
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def derive_features(
     ]
 
 
-def infer_type(series: pd.Series) -> str | None:
+def infer_type(series: pd.Series) -> FeatureType | None:
     """The feature type of a column, or None when it carries no usable signal (constant, id)."""
     values = series.dropna()
     if values.nunique() <= 1:

@@ -58,7 +58,7 @@ def build_estimator(
         return Ridge(**{"alpha": 1.0, **settings})
     if family == "random_forest":
         cls = RandomForestClassifier if classify else RandomForestRegressor
-        extra = {"class_weight": weights} if classify else {}
+        extra: dict[str, Any] = {"class_weight": weights} if classify else {}
         return cls(**extra, **settings, random_state=seed)
     if family == "hist_gradient_boosting":
         cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor

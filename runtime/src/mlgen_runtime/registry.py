@@ -29,19 +29,16 @@ from mlflow.models import infer_signature
 
 from .bundle import METADATA_FILE, REFERENCE_FILE, Bundle, load_bundle_dir, save_bundle
 from .config import TRACKING_ENV, Config
-from .evaluate import is_better
+from .errors import RegistryError
 from .fallback import CHAMPION_DIR, fallback_dir, keep_previous
 from .model_card import write_model_card
+from .scoring import is_better
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PLOTS_DIR = "plots"
-
-
-class RegistryError(Exception):
-    """A registry operation cannot be done as asked."""
 
 
 @dataclass(frozen=True)

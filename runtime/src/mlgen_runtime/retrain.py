@@ -17,8 +17,8 @@ import mlflow.sklearn
 from .compare import Comparison, compare_losses, losses
 from .config import Config
 from .data import load_data, split, validate
-from .evaluate import predict
 from .registry import Decision, apply_promotion, champion_version, setup
+from .scoring import predict
 from .serving.rollout import RolloutSettings
 from .train import TrainResult, summary, train
 

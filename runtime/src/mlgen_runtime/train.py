@@ -18,9 +18,10 @@ import mlflow.sklearn
 from sklearn.pipeline import Pipeline
 
 from .bundle import Bundle
-from .config import Config, ConfigError
+from .config import Config
 from .data import Splits, file_hash, load_data, split, validate
-from .evaluate import METRICS, metrics_for, predict, score, write_plots
+from .errors import ConfigError
+from .evaluate import write_plots
 from .fallback import export_baseline
 from .features import (
     build_preprocessor,
@@ -39,6 +40,7 @@ from .registry import (
     log_candidate,
     setup,
 )
+from .scoring import METRICS, metrics_for, predict, score
 from .serving.fastpath import export_check
 from .tuning import tune
 
@@ -117,7 +119,7 @@ def train(
     current = champion_version(config)
     champion_score = None if current is None else _champion_score(current, splits, config)
 
-    metadata = {
+    metadata: dict[str, Any] = {
         "model_name": config.tracking.registered_model,
         "task": config.task,
         "target": target,

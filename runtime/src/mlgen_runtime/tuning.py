@@ -26,7 +26,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from .config import Config
-from .evaluate import METRICS
+from .scoring import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _scoring(name: str, y: pd.Series, task: str) -> Any:
     """The cross-validation scorer for a metric.
 
     scikit-learn's named f1 and average_precision scorers take the label 1 as the
-    positive class and fail on labels such as "No"/"Yes". Like evaluate.py, the positive class
+    positive class and fail on labels such as "No"/"Yes". Like scoring.py, the positive class
     is the second of the sorted labels (an estimator's classes_[1]).
     """
     if task != "binary_classification" or name not in {"f1", "average_precision"}:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     import pandas as pd
     from fastapi import FastAPI
@@ -88,8 +90,6 @@ _loaded: dict[str, ProblemKind] = {}
 
 def get_kind(name: str) -> ProblemKind:
     """The kind called ``name``; an unknown name lists the kinds there are."""
-    from ..config import ConfigError
-
     if name not in KINDS:
         raise ConfigError(
             f"Unknown problem kind {name!r}: this runtime has {', '.join(sorted(KINDS))}. "
@@ -106,8 +106,6 @@ def get_kind(name: str) -> ProblemKind:
 
 def kind_of(config: Config) -> ProblemKind:
     """The kind of the service ``config`` describes; its task must be one the kind serves."""
-    from ..config import ConfigError
-
     kind = get_kind(config.kind)
     if config.task not in kind.tasks:
         raise ConfigError(

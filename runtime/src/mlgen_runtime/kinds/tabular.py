@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..evaluate import higher_is_better, metrics_for
+from ..scoring import higher_is_better, metrics_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +26,7 @@ FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
 
 class TabularKind:
     name = "tabular"
-    tasks = ("binary_classification", "multiclass_classification", "regression")
+    tasks: tuple[str, ...] = ("binary_classification", "multiclass_classification", "regression")
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         from ..data import validate

@@ -793,7 +793,8 @@ def _bucket_indices(
             value = values[i]
             # Booleans (a JSON boolean feature) are common and cheap to name.
             key = "true" if value is True else "false" if value is False else key_of(value)
-            found[i] = len(categories) + 1 if key == MISSING else index.get(key, len(categories))
+            code = len(categories) + 1 if key == MISSING else index.get(key, len(categories))
+            found[i] = code
             if isinstance(value, str) and len(codes) < MAX_REMEMBERED_VALUES:
-                codes[value] = found[i]
+                codes[value] = code
     return np.array(found, dtype=np.int64)

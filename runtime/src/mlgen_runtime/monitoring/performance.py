@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 from pydantic_core import to_json
 
+from ..errors import FeedbackError
+
 log = logging.getLogger(__name__)
 
-# Metric names exported in model_live_performance{metric=...}, per task; evaluate.py computes
+# Metric names exported in model_live_performance{metric=...}, per task; scoring.py computes
 # the same metrics on the test split, which model_test_performance exports for comparison.
 LIVE_METRICS = {
     "binary_classification": ("accuracy", "roc_auc"),
@@ -42,6 +44,9 @@ LIVE_METRICS = {
 }
 # SQLite's name for a database private to one connection.
 MEMORY = ":memory:"
+# The SQLite file in which every worker keeps its predictions for POST /feedback (set by
+# ``serve --workers N``, see serving/__init__.py); unset, each process keeps its own in memory.
+FEEDBACK_DB_ENV = "MLSERVICE_FEEDBACK_DB"
 # How long a spool's thread lets rows gather before one insert (a worker's predictions are
 # visible to the other workers this much later; JOIN_GRACE_SECONDS covers it). Each insert is a
 # transaction with fixed costs: at 5 ms, the thread held 12% of a single-client server's samples
@@ -69,14 +74,6 @@ class Outcome:
     # Positive-class probability (binary), winning-class probability, or the predicted value.
     score: float
     truth: Any
-
-
-class FeedbackError(Exception):
-    """Feedback that cannot be joined; ``kind`` is ``unknown`` or ``duplicate``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -134,7 +131,7 @@ class Spool:
 
     def flush(self) -> None:
         with self._lock:
-            rows = []
+            rows: list[tuple] = []
             while self._items:
                 rows.extend(self._rows_of(self._items.popleft()))
             if not rows:

@@ -12,16 +12,15 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from ..monitoring.performance import FEEDBACK_DB_ENV
 
 if TYPE_CHECKING:
     from ..config import Config
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ROOT_ENV = "MLSERVICE_ROOT"
-# The SQLite file in which every worker keeps its predictions for POST /feedback (see
-# feedback.py); unset, each process keeps its own in memory.
-FEEDBACK_DB_ENV = "MLSERVICE_FEEDBACK_DB"
 APP_FACTORY = "mlgen_runtime.kinds:create_service_app"
 
 
@@ -29,10 +28,17 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _fast_loop_options() -> dict[str, str]:
+class LoopOptions(TypedDict, total=False):
+    """uvicorn's event loop and HTTP parser (its own choice for what is left out)."""
+
+    loop: str
+    http: str
+
+
+def _fast_loop_options() -> LoopOptions:
     # uvicorn's plain asyncio loop with several workers adds ~40 ms to keep-alive responses
     # (uvicorn issue #3149); uvloop + httptools do not, and are faster anyway.
-    options = {}
+    options: LoopOptions = {}
     if _installed("uvloop"):
         options["loop"] = "uvloop"
     if _installed("httptools"):

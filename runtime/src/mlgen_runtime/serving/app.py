@@ -84,11 +84,10 @@ class Answer:
     def predictions(self) -> list[dict[str, Any]]:
         """Each row as a :class:`~.schemas.Prediction`."""
         scored = self.scored
-        probabilities = scored.probabilities or [None] * len(scored)
         return [
             {"prediction": prediction, "probabilities": chances, "out_of_range": flags}
             for prediction, chances, flags in zip(
-                scored.predictions, probabilities, self.out_of_range, strict=True
+                scored.predictions, scored.row_probabilities(), self.out_of_range, strict=True
             )
         ]
 
@@ -157,7 +156,6 @@ class ServedModel:
         fallback: Bundle | None = None,
     ) -> None:
         self.bundle = bundle
-        self.fallback_bundle = fallback
         self.fallback = Predictor(fallback) if fallback is not None else None
         self.degradation = Degradation(metrics)
         self.feedback = FeedbackLoop(bundle, config, metrics)
@@ -165,10 +163,8 @@ class ServedModel:
         self.predictor = build_predictor(bundle)
         self.bodies = RequestBodies(bundle.features, config.serving.max_batch_size)
         self.feature_names = [feature["name"] for feature in bundle.features]
-        self.drift = self._online_drift(bundle, config)
-        self.drift_feed = (
-            DriftFeed(self.drift, self.feature_names) if self.drift is not None else None
-        )
+        drift = self._online_drift(bundle, config)
+        self.drift_feed = DriftFeed(drift, self.feature_names) if drift is not None else None
         self.rollout = build_rollout(config, bundle, metrics)
         metrics.set_model(
             bundle.model_name, bundle.model_version, bundle.source, self.predictor.serving_path
@@ -241,21 +237,22 @@ class ServedModel:
             )
             scored = self.fallback.predict(rows)
             self.degradation.fallback_answered(len(rows), f"{type(exc).__name__}: {exc}")
-            return scored, self.fallback_bundle
+            return scored, self.fallback.bundle
         self.degradation.champion_answered()
         return scored, self.bundle
 
     def refresh_drift_gauges(self) -> None:
-        if self.drift is None:
+        feed = self.drift_feed
+        if feed is None:
             return
         try:
-            self.drift_feed.flush()
-            scores = self.drift.scores()
+            feed.flush()
+            scores = feed.drift.scores()
         except Exception:
             # A scrape must still report the service's other metrics.
             log.exception("Drift scoring failed; the drift gauges keep their last values")
             return
-        self.metrics.set_drift(scores, self.drift.rows)
+        self.metrics.set_drift(scores, feed.drift.rows)
 
     def metadata(self) -> ModelMetadata:
         meta = self.bundle.metadata
@@ -523,12 +520,13 @@ def _document_bodies(app: FastAPI, bodies: RequestBodies) -> None:
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        document = app.openapi_schema
+        if document is None:
             document = build()
             document.setdefault("components", {}).setdefault("schemas", {}).update(
                 bodies.json_schemas()
             )
-        return app.openapi_schema
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -7,7 +7,7 @@ limit), a missing model is a 503, and nothing a client sends can crash the proce
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,7 +39,7 @@ def error_body(
     return {"error": error, "message": message, "fields": fields or [], "request_id": request_id}
 
 
-def invalid_body(errors: list[dict[str, Any]]) -> RequestValidationError:
+def invalid_body(errors: Sequence[Mapping[str, Any]]) -> RequestValidationError:
     """pydantic errors of a request body validated by the route itself, located as FastAPI
     locates them (``("body", ...)``), for the handler below."""
     return RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in errors])

@@ -20,6 +20,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,6 +37,7 @@ from sklearn.preprocessing import (
 )
 
 from ..bundle import Bundle
+from ..errors import NotCompilable
 from ..features import DATETIME_PARTS, boolean_value, category_text
 from .predictor import Predictor, Rows
 
@@ -53,10 +55,6 @@ UNSEEN_CATEGORY = "\x00unseen category"
 PANDAS_YEARS = (1678, 2261)
 
 Column = list
-
-
-class NotCompilable(Exception):
-    """The pipeline has a step the fast path does not reproduce; serve it as it is."""
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -77,6 +75,27 @@ def _datetime_part(stamp: datetime | None, part: str) -> float:
     return float(stamp.weekday() if part == "day_of_week" else getattr(stamp, part))
 
 
+def _numbers(name: str, rows: Rows) -> Column:
+    # Validated numbers or None, which a float array reads as NaN.
+    return rows.column(name)
+
+
+def _booleans(name: str, rows: Rows) -> Column:
+    # The schema lets only JSON booleans through: no word parsing for them.
+    return [
+        1.0 if value is True else 0.0 if value is False else boolean_value(value)
+        for value in rows.column(name)
+    ]
+
+
+def _datetime_parts(name: str, part: str, rows: Rows) -> Column:
+    return [_datetime_part(_timestamp(value), part) for value in rows.column(name)]
+
+
+def _categories(name: str, rows: Rows) -> Column:
+    return [category_text(value) for value in rows.column(name)]
+
+
 def _typed_readers(features: list[dict[str, Any]]) -> dict[str, Callable[[Rows], Column]]:
     """One reader per column of ``prepare_frame``'s output: rows -> that column's values.
 
@@ -87,21 +106,14 @@ def _typed_readers(features: list[dict[str, Any]]) -> dict[str, Callable[[Rows],
     for feature in features:
         name, kind = feature["name"], feature["type"]
         if kind == "numeric":
-            # Validated numbers or None, which a float array reads as NaN.
-            readers[name] = lambda rows, n=name: rows.column(n)
+            readers[name] = partial(_numbers, name)
         elif kind == "boolean":
-            # The schema lets only JSON booleans through: no word parsing for them.
-            readers[name] = lambda rows, n=name: [
-                1.0 if value is True else 0.0 if value is False else boolean_value(value)
-                for value in rows.column(n)
-            ]
+            readers[name] = partial(_booleans, name)
         elif kind == "datetime":
             for part in DATETIME_PARTS:
-                readers[f"{name}__{part}"] = lambda rows, n=name, p=part: [
-                    _datetime_part(_timestamp(value), p) for value in rows.column(n)
-                ]
+                readers[f"{name}__{part}"] = partial(_datetime_parts, name, part)
         else:
-            readers[name] = lambda rows, n=name: [category_text(v) for v in rows.column(n)]
+            readers[name] = partial(_categories, name)
     return readers
 
 

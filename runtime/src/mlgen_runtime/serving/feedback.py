@@ -23,9 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from ..bundle import Bundle
 from ..config import Config
+from ..errors import FeedbackError
 from ..monitoring.metrics import ServiceMetrics
-from ..monitoring.performance import MEMORY, FeedbackError, FeedbackStore, LivePerformance
-from . import FEEDBACK_DB_ENV
+from ..monitoring.performance import (
+    FEEDBACK_DB_ENV,
+    MEMORY,
+    FeedbackStore,
+    LivePerformance,
+)
 from .errors import ApiError
 from .predictor import Scores
 from .rollout import PredictionLog, RolloutSettings

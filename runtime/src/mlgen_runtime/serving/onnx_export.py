@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .fastpath import NotCompilable
+from ..errors import NotCompilable
 
 INPUT = "X"
 # Opsets every onnxruntime >= 1.17 runs; ai.onnx.ml 3 holds the tree ensembles.

@@ -57,10 +57,10 @@ class Scores(Sequence[Scored]):
     def of(cls, items: Iterable[Scored]) -> Scores:
         """Scores from per-record tuples (classifiers: every item has probabilities)."""
         items = list(items)
-        probabilities = [item.probabilities for item in items]
+        probabilities = [item.probabilities for item in items if item.probabilities is not None]
         return cls(
             [item.prediction for item in items],
-            None if any(p is None for p in probabilities) else probabilities,
+            probabilities if len(probabilities) == len(items) else None,
             [item.outcome for item in items],
             [item.score for item in items],
         )
@@ -77,12 +77,17 @@ class Scores(Sequence[Scored]):
         )
 
     def __iter__(self) -> Iterator[Scored]:
-        probabilities = self.probabilities or [None] * len(self)
-        fields = zip(self.predictions, probabilities, self.outcomes, self.scores, strict=True)
+        fields = zip(
+            self.predictions, self.row_probabilities(), self.outcomes, self.scores, strict=True
+        )
         return map(Scored._make, fields)
 
+    def row_probabilities(self) -> Sequence[dict[str, float] | None]:
+        """Each row's probabilities; None for every row of a regression."""
+        return self.probabilities or [None] * len(self)
 
-class Rows(Sequence[dict[str, Any]]):
+
+class Rows(Sequence[Mapping[str, Any]]):
     """Validated request rows: a sequence of records, kept as one list of values per feature.
 
     Everything on the serving path reads :meth:`column`; records are built from the columns
@@ -93,7 +98,7 @@ class Rows(Sequence[dict[str, Any]]):
         self,
         columns: Mapping[str, list[Any]],
         length: int,
-        records: list[dict[str, Any]] | None = None,
+        records: list[Mapping[str, Any]] | None = None,
     ) -> None:
         self.columns = columns
         self.length = length
@@ -119,7 +124,7 @@ class Rows(Sequence[dict[str, Any]]):
         return [None] * self.length if values is None else values
 
     @cached_property
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Mapping[str, Any]]:
         if not self.columns:
             return [{} for _ in range(self.length)]
         names = list(self.columns)
@@ -146,6 +151,7 @@ class Predictor:
     serving_path = "sklearn"
 
     def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
         self.pipeline = bundle.pipeline
         self.regression = bundle.task == "regression"
         self.columns = [feature["name"] for feature in bundle.features]
@@ -159,7 +165,7 @@ class Predictor:
         }
         self.classes = None if self.regression else list(self.pipeline.classes_)
         # The classes as the API answers them: labels as JSON values, keys as strings.
-        self.labels = [] if self.regression else [_python_value(c) for c in self.classes]
+        self.labels = [_python_value(c) for c in self.classes or []]
         self.keys = [str(label) for label in self.labels]
         # Created after the model is loaded, so that it sees the model's OpenMP runtime.
         self.threadpools = ThreadpoolController()

@@ -27,7 +27,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -50,7 +50,7 @@ class Shadow(NamedTuple):
     """A served request waiting for the challenger's shadow prediction."""
 
     request_id: str
-    records: list[dict[str, Any]]
+    records: Sequence[Mapping[str, Any]]
     at: float
 
 
@@ -213,7 +213,10 @@ class Rollout:
         if self.active and settings.mode == "shadow":
             self._shadows = queue.Queue(maxsize=settings.shadow_queue)
             threading.Thread(
-                target=self._score_shadows, name="shadow-challenger", daemon=True
+                target=self._score_shadows,
+                args=(self._shadows,),
+                name="shadow-challenger",
+                daemon=True,
             ).start()
         metrics.challenger_active.set(1 if self.active else 0)
 
@@ -226,7 +229,7 @@ class Rollout:
         return self.challenger.model_version if self.challenger is not None else ""
 
     def routes_to_challenger(
-        self, request_id: str, headers: Mapping[str, str], records: list[dict[str, Any]]
+        self, request_id: str, headers: Mapping[str, str], records: Sequence[Mapping[str, Any]]
     ) -> bool:
         """Split mode: whether this request falls in the challenger's share of traffic."""
         if self.settings.mode != "split" or not self.active:
@@ -244,7 +247,7 @@ class Rollout:
 
     def serve(
         self,
-        records: list[dict[str, Any]],
+        records: Sequence[Mapping[str, Any]],
         request_id: str,
         headers: Mapping[str, str],
         champion: Callable[[], Answered],
@@ -257,10 +260,11 @@ class Rollout:
             return champion()
         at = time.time()
         if self.routes_to_challenger(request_id, headers, records):
-            scored = self._challenger_scores(records)
-            if scored is not None:
-                self._record(request_id, CHALLENGER, self.challenger_version, True, scored, at)
-                return scored, self.challenger
+            answer = self._challenger_answer(records)
+            if answer is not None:
+                scored, challenger = answer
+                self._record(request_id, CHALLENGER, challenger.model_version, True, scored, at)
+                return answer
         start = time.perf_counter()
         scored, answered_by = champion()
         self.metrics.observe_variant_duration(CHAMPION, time.perf_counter() - start)
@@ -288,19 +292,19 @@ class Rollout:
         if self.log is not None:
             self.log.flush()
 
-    def _score_shadows(self) -> None:
-        shadows = self._shadows
+    def _score_shadows(self, shadows: queue.Queue[Shadow]) -> None:
         while True:
             shadow = shadows.get()
             try:
                 # The breaker may have opened while this request waited.
                 if self.active:
-                    scored = self._challenger_scores(shadow.records)
-                    if scored is not None:
+                    answer = self._challenger_answer(shadow.records)
+                    if answer is not None:
+                        scored, challenger = answer
                         self._record(
                             shadow.request_id,
                             CHALLENGER,
-                            self.challenger_version,
+                            challenger.model_version,
                             False,
                             scored,
                             shadow.at,
@@ -310,10 +314,15 @@ class Rollout:
             finally:
                 shadows.task_done()
 
-    def _challenger_scores(self, records: list[dict[str, Any]]) -> Scores | None:
+    def _challenger_answer(self, records: Sequence[Mapping[str, Any]]) -> Answered | None:
+        """The challenger's scores and bundle; None when it has none or fails (the breaker
+        counts the failure)."""
+        predictor = self.predictor
+        if predictor is None:
+            return None
         start = time.perf_counter()
         try:
-            scored = self.predictor.predict(records)
+            scored = predictor.predict(records)
         except Exception as exc:
             self.metrics.challenger_failures.inc()
             if self.breaker.failed():
@@ -331,7 +340,7 @@ class Rollout:
             return None
         self.metrics.observe_variant_duration(CHALLENGER, time.perf_counter() - start)
         self.breaker.succeeded()
-        return scored
+        return scored, predictor.bundle
 
     def _record(
         self,

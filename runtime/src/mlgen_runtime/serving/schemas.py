@@ -28,6 +28,7 @@ from pydantic import (
     FiniteFloat,
     TypeAdapter,
     ValidationError,
+    with_config,
 )
 from pydantic_core import PydanticCustomError, from_json
 from typing_extensions import TypedDict
@@ -92,12 +93,25 @@ def _feature_description(feature: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def build_record_model(features: list[dict[str, Any]]) -> type:
-    """One request record: a key per feature, named by the feature's real name.
+def _typed_dict(
+    name: str, fields: dict[str, Any], doc: str, json_schema_extra: dict[str, Any] | None = None
+) -> type:
+    """A TypedDict of ``fields``, each optional, validated strictly, unknown keys rejected.
 
-    A TypedDict, not a BaseModel: validated JSON becomes the plain dict the predictor takes,
-    with no model instance built and dumped again per record.
+    A TypedDict, not a BaseModel: validated JSON becomes plain dicts, with no model instance
+    built and dumped again per record. Its fields are known only at run time, from the
+    bundle's features: no type checker can follow that, hence the one ignore.
     """
+    typed = TypedDict(name, fields, total=False)  # type: ignore[misc]
+    typed.__doc__ = doc
+    config = ConfigDict(extra="forbid", strict=True)
+    if json_schema_extra is not None:
+        config["json_schema_extra"] = json_schema_extra
+    return with_config(config)(typed)
+
+
+def build_record_model(features: list[dict[str, Any]]) -> type:
+    """One request record: a key per feature, named by the feature's real name."""
     fields = {
         feature["name"]: Annotated[
             _feature_annotation(feature) | None,
@@ -105,10 +119,7 @@ def build_record_model(features: list[dict[str, Any]]) -> type:
         ]
         for feature in features
     }
-    record = TypedDict("Record", fields, total=False)  # type: ignore[operator]
-    record.__doc__ = "Feature values of one row; unknown keys are rejected."
-    record.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[attr-defined]
-    return record
+    return _typed_dict("Record", fields, "Feature values of one row; unknown keys are rejected.")
 
 
 def _within(max_batch_size: int) -> BeforeValidator:
@@ -145,28 +156,24 @@ def _same_lengths(columns: dict[str, list]) -> dict[str, list]:
 def build_columns_model(features: list[dict[str, Any]], max_batch_size: int) -> type:
     """The ``columns`` form of a batch: one list of values per feature name."""
     limit = _within(max_batch_size)
-    columns = TypedDict(  # type: ignore[operator]
+
+    def column(feature: dict[str, Any]) -> Any:
+        value: Any = _feature_annotation(feature) | None
+        return Annotated[
+            list[value],
+            limit,
+            Field(min_length=1, title=feature["name"], description=_feature_description(feature)),
+        ]
+
+    return _typed_dict(
         "Columns",
-        {
-            feature["name"]: Annotated[
-                list[_feature_annotation(feature) | None],
-                limit,
-                Field(min_length=1, title=feature["name"], description=_feature_description(
-                    feature
-                )),
-            ]
-            for feature in features
-        },
-        total=False,
+        {feature["name"]: column(feature) for feature in features},
+        "One list of values per feature, every list as long as the batch.",
+        json_schema_extra={"minProperties": 1},
     )
-    columns.__doc__ = "One list of values per feature, every list as long as the batch."
-    columns.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
-        extra="forbid", strict=True, json_schema_extra={"minProperties": 1}
-    )
-    return columns
 
 
-def build_batch_model(record_model: type, columns_model: type, max_batch_size: int) -> Any:
+def build_batch_model(record_model: Any, columns_model: type, max_batch_size: int) -> Any:
     """The body of ``/predict/batch``: ``{"records": [record, ...]}`` or ``{"columns": {...}}``.
 
     ``columns`` gives one list of values per feature name (an omitted feature is missing in
@@ -180,13 +187,10 @@ def build_batch_model(record_model: type, columns_model: type, max_batch_size: i
         "records": Annotated[list[record_model], limit, rows],
         "columns": Annotated[columns_model, AfterValidator(_same_lengths)],
     }
-    batch = TypedDict("BatchRequest", forms, total=False)  # type: ignore[operator]
-    batch.__doc__ = (
-        "Either `records` (a list of records) or `columns` (a list of values per feature)."
-    )
-    batch.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
-        extra="forbid",
-        strict=True,
+    batch = _typed_dict(
+        "BatchRequest",
+        forms,
+        "Either `records` (a list of records) or `columns` (a list of values per feature).",
         json_schema_extra={"oneOf": [{"required": ["records"]}, {"required": ["columns"]}]},
     )
     return Annotated[batch, AfterValidator(_one_form)]
@@ -287,7 +291,7 @@ class BatchScreen:
         self.names = [feature["name"] for feature in features]
         self.known = frozenset(self.names)
         self.max_rows = max_batch_size
-        self.columns = TypeAdapter(columns_model)
+        self.columns: TypeAdapter[dict[str, list[Any]]] = TypeAdapter(columns_model)
         self.usable = not any(
             feature.get("type") == "categorical"
             and any(type(c) is not str for c in feature.get("categories") or [] if c is not None)
@@ -325,7 +329,7 @@ class RequestBodies:
 
     def __init__(self, features: list[dict[str, Any]], max_batch_size: int) -> None:
         record_model = build_record_model(features)
-        self.record = TypeAdapter(record_model)
+        self.record: TypeAdapter[dict[str, Any]] = TypeAdapter(record_model)
         columns_model = build_columns_model(features, max_batch_size)
         self.batch = TypeAdapter(build_batch_model(record_model, columns_model, max_batch_size))
         self.screen = BatchScreen(features, columns_model, max_batch_size)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mlgen_runtime.evaluate import (
+from mlgen_runtime.registry import decide
+from mlgen_runtime.scoring import (
     METRICS,
     Prediction,
     higher_is_better,
     score,
 )
-from mlgen_runtime.registry import decide
 from sklearn import metrics as skm
 
 
