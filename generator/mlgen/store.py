@@ -43,6 +43,9 @@ TEMPLATE_PARTS = ("copier.yml", "template", "prompts", "runtime")
 # Build and editor leftovers that must never become part of a template version.
 IGNORED_NAMES = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache", ".DS_Store", ".git"})
 IGNORED_SUFFIXES = (".pyc", ".pyo")
+# The runtime's own tests (and their fixture data) never reach a service: renders exclude them
+# (copier.yml), so the store leaves them out and every render clones less.
+IGNORED_FOLDERS = frozenset({"runtime/tests"})
 BRANCH = "main"
 # A fixed identity and date: same content on the same parent -> same commit id everywhere.
 COMMIT_ENV = {
@@ -82,7 +85,12 @@ def template_files(template_root: Path) -> list[str]:
             continue
         for folder, dirs, names in os.walk(top):
             here = Path(folder)
-            dirs[:] = sorted(d for d in dirs if d not in IGNORED_NAMES)
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if d not in IGNORED_NAMES
+                and (here / d).relative_to(template_root).as_posix() not in IGNORED_FOLDERS
+            )
             # A symlink (the runtime link in template/vendor) is stored as a link, not followed.
             links = [d for d in dirs if (here / d).is_symlink()]
             dirs[:] = [d for d in dirs if d not in links]
