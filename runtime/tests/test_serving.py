@@ -241,6 +241,22 @@ def test_openapi_shows_the_real_feature_names_and_types(client, trained_service)
             assert enum == feature["categories"]
 
 
+def test_the_docs_example_is_a_training_row_that_scores_in_range(client, trained_service):
+    document = client.get("/openapi.json").json()
+    example = trained_service.bundle.metadata["example"]
+    # A row with a value for every feature, when the data has one (missing ones left out).
+    assert example and set(example) <= {f["name"] for f in trained_service.bundle.features}
+    for path, body in (("/predict", example), ("/predict/batch", {"records": [example]})):
+        content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        (shown,) = content["examples"].values()
+        assert shown["value"] == body
+        response = client.post(path, json=body)
+        assert response.status_code == 200
+        answer = response.json()
+        for prediction in answer.get("predictions", [answer]):
+            assert prediction["out_of_range"] == []
+
+
 def test_metrics_count_requests_by_route_template_and_show_drift(
     client, trained_service, record
 ):

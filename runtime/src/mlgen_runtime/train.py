@@ -41,6 +41,7 @@ from .registry import (
     setup,
 )
 from .serving.fastpath import export_check
+from .serving.schemas import request_example
 from .tuning import tune
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ def train(
         "target": target,
         "classes": _plain_list(prediction.classes),
         "features": features,
+        # A real training row, the example request of the API's documentation.
+        "example": request_example(splits.train, features),
         "derived_features": derived,
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,

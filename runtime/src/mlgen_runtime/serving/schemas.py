@@ -23,6 +23,7 @@ here, which document them.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -220,6 +221,18 @@ def value_type(feature: dict[str, Any]) -> ValueType:
     if kind == "categorical" and categories:
         return ValueType(Literal[tuple(categories)] | None, _category(categories), _plain_text)
     return ValueType(str | None, _category([]), _plain_text)
+
+
+def request_example(frame: pd.DataFrame, features: list[dict[str, Any]]) -> dict[str, Any]:
+    """A real row of ``frame`` (the training data) as a request body, for the API's examples:
+    the first row with every feature present (else the first row, its gaps left out), with
+    the values pandas writes to JSON. Being a training row, it is inside every training range.
+    """
+    rows = frame.reindex(columns=[feature["name"] for feature in features])
+    complete = rows.dropna()
+    first = (complete if len(complete) else rows).head(1)
+    (example,) = json.loads(first.to_json(orient="records", date_format="iso"))
+    return {name: value for name, value in example.items() if value is not None}
 
 
 def _feature_description(feature: dict[str, Any]) -> str:
@@ -472,12 +485,29 @@ class RequestBodies:
     :class:`BatchScreen`.
     """
 
-    def __init__(self, features: list[dict[str, Any]], max_batch_size: int) -> None:
+    def __init__(
+        self,
+        features: list[dict[str, Any]],
+        max_batch_size: int,
+        example: dict[str, Any] | None = None,
+    ) -> None:
         record_model = build_record_model(features)
         self.record = TypeAdapter(record_model)
         columns_model = build_columns_model(features, max_batch_size)
         self.batch = TypeAdapter(build_batch_model(record_model, columns_model, max_batch_size))
         self.screen = BatchScreen(features, columns_model, max_batch_size)
+        self.examples = self._examples(example)
+
+    def _examples(self, example: dict[str, Any] | None) -> dict[str, Any]:
+        """The request bodies of ``example`` (see :func:`request_example`) by component name,
+        for the OpenAPI document; none when there is no example or it does not validate."""
+        if not example:
+            return {}
+        try:
+            self.record.validate_python(example)
+        except ValidationError:
+            return {}
+        return {"Record": example, "BatchRequest": {"records": [example]}}
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         """``Record``, ``Columns`` and ``BatchRequest``, for the OpenAPI document's components."""
