@@ -150,18 +150,19 @@ def compare_predictions(
 
 def statistical_test(metric: str, paired: bool) -> str:
     """The name of the test :func:`compare_predictions` runs for ``metric``."""
-    tests = ROW_TESTS.get(metric, BOOTSTRAP_TESTS)
+    tests = TESTS.get(metric, BOOTSTRAP_TESTS)
     return tests[0] if paired else tests[1]
 
 
-# Metrics that are a mean over rows: the per-row values a test compares, and the tests.
+# Metrics that are a mean over rows: the per-row values (losses) their tests compare.
 ROW_VALUES: dict[str, Callable[[Prediction], np.ndarray]] = {
     "accuracy": lambda p: (p.true_codes != p.predicted_codes).astype(float),
     "log_loss": row_log_loss,
     "rmse": lambda p: (p.y_true - p.predicted) ** 2,
     "mae": lambda p: np.abs(p.y_true - p.predicted),
 }
-ROW_TESTS = {
+# (paired, unpaired) test of each metric that has a test of its own; the others are resampled.
+TESTS = {
     "accuracy": ("exact McNemar test", "two-proportion z-test"),
     "log_loss": ("paired t-test on per-row log loss", "Welch t-test on per-row log loss"),
     "rmse": ("paired t-test on per-row squared errors", "Welch t-test on per-row squared errors"),
