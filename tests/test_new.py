@@ -3,6 +3,8 @@ of the user's data; generation is atomic and bad input leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -57,11 +59,18 @@ def test_new_renders_the_plan_into_the_service(penguins_brief: Path, tmp_path: P
     }
     answers = yaml.safe_load((out / ".copier-answers.yml").read_text())
     assert answers["target"] == "species" and answers["project_name"] == "penguin-species"
+    # The README's example request is the first complete row of the data.
+    original = pd.read_csv(penguins_brief.parent / "penguins.csv")
+    example = answers["example_record"]
+    assert set(example) == {f["name"] for f in config["features"]}
+    first = original.dropna(subset=list(example)).iloc[0]
+    assert example == {name: first[name] for name in example}
+    (body,) = re.findall(r"/predict \\\n.*?-d '([^']*)'", (out / "README.md").read_text(), re.S)
+    assert json.loads(body) == example
     assert (out / "docs" / "BRIEF.md").read_text() == penguins_brief.read_text()
     plan_md = (out / "docs" / "PLAN.md").read_text()
     assert "| primary_metric | f1_macro | 3 classes, each counted equally |" in plan_md
     sample = pd.read_csv(out / "data" / "sample.csv")
-    original = pd.read_csv(penguins_brief.parent / "penguins.csv")
     assert list(sample.columns) == list(original.columns)
     assert len(sample) == len(original)  # 344 rows: small enough to keep whole
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

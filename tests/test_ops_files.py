@@ -28,6 +28,8 @@ PENGUIN_FEATURES = [
     {"name": "sex", "type": "categorical"},
     {"name": "year", "type": "numeric"},
 ]
+# A row of penguins.csv, as mlgen answers example_record from the data.
+PENGUIN_ROW = {"bill_length_mm": 39.1, "island": "Torgersen", "sex": "male", "year": 2007}
 CHAMPION = "artifacts/champion"
 # Labels Prometheus attaches to every scraped series, whatever the service exports.
 TARGET_LABELS = {"job", "instance"}
@@ -68,6 +70,7 @@ def penguins(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "task": "multiclass_classification",
         "target": "species",
         "features": PENGUIN_FEATURES,
+        "example_record": PENGUIN_ROW,
     }
     return render(tmp_path_factory.mktemp("ops") / "penguins", answers)
 
@@ -609,7 +612,9 @@ def test_readme_examples_use_the_feature_answers_and_match_the_request_schema(
     assert "src/penguin_species/custom_features.py" in readme
     single, batch = readme_bodies(penguins)
     names = [feature["name"] for feature in PENGUIN_FEATURES]
-    assert list(single) == names and batch == {"records": [single]}
+    # A real row, not placeholders the service would flag as out of its training range.
+    assert list(single) == names and single == PENGUIN_ROW
+    assert batch == {"records": [single]}
     # The example validates against the service's own request models, built from the same
     # features as training would resolve them.
     check = (

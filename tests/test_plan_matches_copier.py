@@ -14,7 +14,9 @@ from mlgen.errors import PlanError
 from mlgen.plan import PLAN_FIELDS, Plan
 
 COPIER_YML = Path(__file__).resolve().parents[1] / "copier.yml"
-PROJECT_QUESTIONS = {"project_name", "package_name", "description", "author"}
+# Questions about the project, not the problem, and the example row mlgen reads from the data:
+# answered beside the Plan (see mlgen.render).
+PROJECT_QUESTIONS = {"project_name", "package_name", "description", "author", "example_record"}
 # Questions with `when: false` are computed values, never asked nor stored: not Plan fields.
 QUESTIONS = {
     name: spec

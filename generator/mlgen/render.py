@@ -1,20 +1,22 @@
 """Rendering: a Plan becomes a service folder, atomically.
 
-Copier renders into a temporary sibling of the target; mlgen then adds ``docs/PLAN.md``,
-``docs/BRIEF.md``, ``data/sample.csv`` (a small sample of the user's data so the service's
-own tests run on the user's columns) and, from the planning outcome, ``.mlgen/manifest.json``
-and the checked custom-features slot, and only then moves the folder into place. On any failure
-nothing is left behind.
+Copier renders into a temporary sibling of the target, with a real row of the data as the
+README's example request; mlgen then adds ``docs/PLAN.md``, ``docs/BRIEF.md``,
+``data/sample.csv`` (a small sample of the user's data so the service's own tests run on the
+user's columns) and, from the planning outcome, ``.mlgen/manifest.json`` and the checked
+custom-features slot, and only then moves the folder into place. On any failure nothing is
+left behind.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -57,6 +59,8 @@ def render_service(
     created = _first_missing_ancestor(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".mlgen", dir=out.parent))
+    # The README's request examples: a real row, so they score inside the training ranges.
+    answers = {"example_record": example_record(profile, plan), **answers}
     try:
         on_step("render")
         _copier(staging, answers)
@@ -157,6 +161,20 @@ def write_sample(profile: Profile, plan: Plan, path: Path, rows: int = SAMPLE_RO
     path.parent.mkdir(parents=True, exist_ok=True)
     data.to_csv(path, index=False)
     return path
+
+
+def example_record(profile: Profile, plan: Plan) -> dict[str, Any]:
+    """One row of the data as a request of the plan's features (the ``example_record`` answer):
+    the first with every feature present, else the first with its gaps left out, in the JSON
+    pandas writes. Empty without planned features (they are inferred at training)."""
+    names = [feature.name for feature in plan.features]
+    if not names:
+        return {}
+    rows = profile.raw.reindex(columns=names)
+    complete = rows.dropna()
+    first = (complete if len(complete) else rows).head(1)
+    (record,) = json.loads(first.to_json(orient="records", date_format="iso"))
+    return {name: value for name, value in record.items() if value is not None}
 
 
 def _move_into_place(staging: Path, out: Path) -> None:

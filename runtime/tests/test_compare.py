@@ -9,8 +9,8 @@ from mlgen_runtime.compare import (
     INSUFFICIENT,
     NOT_BETTER,
     compare_log,
-    compare_losses,
-    losses,
+    compare_predictions,
+    statistical_test,
 )
 from mlgen_runtime.data import load_data
 from mlgen_runtime.errors import CompareError
@@ -27,76 +27,81 @@ from rollout_support import (
     splits_of,
 )
 
-PAIRED_TEST = {"regression": "Wilcoxon signed-rank test"}
-UNPAIRED_TEST = {"regression": "Mann-Whitney U test"}
-
 
 @pytest.fixture(scope="module")
-def holdout_losses(trained_service):
-    """Per test-split row: the losses of the trained model and of its Dummy baseline."""
+def holdout(trained_service):
+    """What the trained model and its Dummy baseline predict for the test split."""
     x, y = features_and_target(trained_service, splits_of(trained_service).test)
     task = trained_service.config.task
-    result = {}
-    for name, model in (
-        ("model", trained_service.bundle.pipeline),
-        ("dummy", baseline_bundle(trained_service).pipeline),
-    ):
-        result[name] = losses(task, predict(model, x, y, task).predicted, y)
-    return result
+    return {
+        name: predict(model, x, y, task)
+        for name, model in (
+            ("model", trained_service.bundle.pipeline),
+            ("dummy", baseline_bundle(trained_service).pipeline),
+        )
+    }
 
 
-def paired_test(task: str) -> str:
-    return PAIRED_TEST.get(task, "exact McNemar test")
+def primary_of(trained_service) -> str:
+    return trained_service.config.metric.primary
 
 
-def test_the_trained_model_beats_its_baseline_on_the_same_holdout(
-    trained_service, holdout_losses
-):
-    task = trained_service.config.task
-    result = compare_losses(
-        task, holdout_losses["dummy"], holdout_losses["model"], True, 0.05, 30, ("1", "2")
+def test_the_trained_model_beats_its_baseline_on_the_same_holdout(trained_service, holdout):
+    primary = primary_of(trained_service)
+    result = compare_predictions(
+        primary, holdout["dummy"], holdout["model"], True, 0.05, 30, ("1", "2")
     )
-    assert result.test == paired_test(task)
-    assert result.n_champion == result.n_challenger == len(holdout_losses["model"])
+    # The primary metric's own test: with rare positives a constant "no" is as accurate as
+    # any model, so a test on accuracy could not tell them apart.
+    assert result.metric == primary
+    assert result.test == statistical_test(primary, paired=True)
+    assert result.n_champion == result.n_challenger == len(holdout["model"].y_true)
     assert result.p_value < 0.05
     assert result.verdict == BETTER
     summary = result.summary()
-    assert paired_test(task) in summary and "p-value" in summary and BETTER in summary
+    assert result.test in summary and primary in summary and "p-value" in summary
+    assert BETTER in summary
 
 
-def test_a_worse_challenger_is_not_better(trained_service, holdout_losses):
-    task = trained_service.config.task
-    result = compare_losses(
-        task, holdout_losses["model"], holdout_losses["dummy"], True, 0.05, 30
-    )
+def test_a_worse_challenger_is_not_better(trained_service, holdout):
+    primary = primary_of(trained_service)
+    result = compare_predictions(primary, holdout["model"], holdout["dummy"], True, 0.05, 30)
     assert result.p_value > 0.5
     assert result.verdict == NOT_BETTER
 
 
-def test_too_few_rows_are_insufficient_whatever_the_p_value(trained_service, holdout_losses):
-    n = len(holdout_losses["model"])
-    result = compare_losses(
-        trained_service.config.task,
-        holdout_losses["dummy"],
-        holdout_losses["model"],
-        True,
-        0.05,
-        n + 1,
+def test_too_few_rows_are_insufficient_whatever_the_p_value(trained_service, holdout):
+    n = len(holdout["model"].y_true)
+    result = compare_predictions(
+        primary_of(trained_service), holdout["dummy"], holdout["model"], True, 0.05, n + 1
     )
     assert result.p_value < 0.05
     assert result.verdict == INSUFFICIENT
     assert not result.better
 
 
-def test_unpaired_rows_use_the_independent_samples_test(trained_service, holdout_losses):
-    task = trained_service.config.task
-    half = len(holdout_losses["model"]) // 2
-    result = compare_losses(
-        task, holdout_losses["dummy"][:half], holdout_losses["model"][half:], False, 0.05, 10
+def test_unpaired_rows_use_the_independent_samples_test(trained_service, holdout):
+    primary = primary_of(trained_service)
+    model, dummy = holdout["model"], holdout["dummy"]
+    n = len(model.y_true)
+    # Interleaved halves: each keeps the class mix of the test split.
+    first, second = slice(0, n, 2), slice(1, n, 2)
+    result = compare_predictions(
+        primary, _rows(dummy, first), _rows(model, second), False, 0.05, 10
     )
-    assert result.test == UNPAIRED_TEST.get(task, "two-proportion z-test")
-    assert (result.n_champion, result.n_challenger) == (half, len(holdout_losses["model"]) - half)
+    assert result.test == statistical_test(primary, paired=False)
+    assert (result.n_champion, result.n_challenger) == ((n + 1) // 2, n // 2)
     assert result.verdict == BETTER
+
+
+def _rows(prediction, rows: slice):
+    """The rows ``rows`` of a prediction."""
+    return type(prediction)(
+        prediction.y_true[rows],
+        prediction.predicted[rows],
+        None if prediction.proba is None else prediction.proba[rows],
+        prediction.classes,
+    )
 
 
 def serve_and_feed_back(trained_service, config) -> int:
@@ -125,7 +130,8 @@ def test_compare_reads_shadow_predictions_and_feedback_as_pairs(trained_service,
     rows = serve_and_feed_back(trained_service, config)
     result = compare_log(config)
     assert result.paired
-    assert result.test == paired_test(config.task)
+    assert result.metric == config.metric.primary
+    assert result.test == statistical_test(config.metric.primary, paired=True)
     assert result.n_champion == result.n_challenger == rows
     assert result.champion_version == "dummy"
     assert result.challenger_version == trained_service.bundle.model_version
@@ -138,7 +144,7 @@ def test_compare_reads_a_split_as_independent_samples(trained_service, tmp_path)
     rows = serve_and_feed_back(trained_service, config)
     result = compare_log(config)
     assert not result.paired
-    assert result.test == UNPAIRED_TEST.get(config.task, "two-proportion z-test")
+    assert result.test == statistical_test(config.metric.primary, paired=False)
     assert result.n_champion + result.n_challenger == rows
     assert min(result.n_champion, result.n_challenger) > rows / 4
     assert result.verdict == BETTER

@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from mlgen_runtime.cli import main
+from mlgen_runtime.compare import statistical_test
 from mlgen_runtime.data import load_data
 from mlgen_runtime.registry import (
     load_champion,
@@ -18,7 +19,7 @@ from mlgen_runtime.registry import (
 )
 from mlgen_runtime.retrain import retrain
 from mlgen_runtime.serving.app import create_app
-from mlgen_runtime.train import train
+from mlgen_runtime.train import summary, train
 from rollout_support import as_requests, outcome, settle
 from service_fixture import isolated_config
 
@@ -29,11 +30,12 @@ def champion_of(config) -> str:
     return str(client.get_model_version_by_alias(name, "champion").version)
 
 
-def service_with_a_clueless_champion(folder: Path, sample_data: Path, **rollout):
+def service_with_a_clueless_champion(folder: Path, sample_data: Path, promotion=None, **rollout):
     """A service whose champion (v1, forced) was trained on shuffled labels."""
     overrides = {
         "data": {"path": str(sample_data)},
         "tuning": {"trials": 0},
+        "promotion": promotion or {},
         "serving": {"rollout": {"min_samples": 30, **rollout}},
     }
     config = isolated_config(folder, overrides)
@@ -52,22 +54,32 @@ def service_with_a_clueless_champion(folder: Path, sample_data: Path, **rollout)
 def test_retrain_promotes_a_significantly_better_model(tmp_path, sample_data):
     config = service_with_a_clueless_champion(tmp_path, sample_data)
     result = retrain(config, data_path=sample_data)
-    assert result.comparison is not None and result.comparison.paired
-    assert result.comparison.better
-    assert result.decision.promote
-    assert champion_of(config) == result.trained.version
-    assert result.comparison.test in result.summary()
+    comparison = result.comparison
+    assert comparison is not None and comparison.paired
+    # Decided on the primary metric, by its test, on the rows of the new test split.
+    assert comparison.metric == config.metric.primary
+    assert comparison.test == statistical_test(config.metric.primary, paired=True)
+    assert comparison.p_value < config.promotion.alpha and comparison.better
+    assert result.decision.promote and comparison.test in result.decision.reason
+    assert champion_of(config) == result.version
+    assert comparison.test in summary(result)
 
 
-def test_retrain_keeps_the_champion_without_enough_holdout_rows(tmp_path, sample_data, capsys):
-    config = service_with_a_clueless_champion(tmp_path, sample_data, min_samples=100_000)
+def test_retrain_keeps_the_champion_when_the_gain_is_under_the_minimum(
+    tmp_path, sample_data, capsys
+):
+    config = service_with_a_clueless_champion(
+        tmp_path, sample_data, promotion={"min_absolute_change": 10.0}
+    )
     before = champion_of(config)
     capsys.readouterr()
     status = main(["--root", str(config.root), "retrain", "--data", str(sample_data)])
     out = capsys.readouterr().out
     assert status == 1
-    assert "kept as challenger: insufficient data" in out
-    assert "minimum 100000 rows" in out
+    assert "kept as challenger" in out and "less than promotion.min_absolute_change 10.0" in out
+    # The test is printed with the metric it judged.
+    assert f"metric:     {config.metric.primary}" in out
+    assert statistical_test(config.metric.primary, paired=True) in out
     assert champion_of(config) == before
 
 
@@ -91,7 +103,9 @@ def test_promote_needs_a_significant_live_comparison(tmp_path, sample_data, caps
         settle(client)
 
     assert main([*root, "compare"]) == 0
-    assert "exact McNemar test" in capsys.readouterr().out or config.task == "regression"
+    out = capsys.readouterr().out
+    assert f"metric:     {config.metric.primary}" in out
+    assert statistical_test(config.metric.primary, paired=True) in out
     assert main([*root, "promote", "--version", challenger, "--force"]) == 2
     assert "--reason" in capsys.readouterr().err
     assert main([*root, "promote", "--version", challenger]) == 0

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
+import json
 import math
 
 import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from mlgen_runtime.data import load_data
 from mlgen_runtime.serving.app import create_app
 from mlgen_runtime.serving.schemas import (
     BatchResponse,
@@ -104,6 +108,82 @@ def test_a_columnar_batch_predicts_what_the_same_records_predict(client, trained
     assert missing_first.json()["predictions"] == by_records.json()["predictions"][1:]
 
 
+def training_rows(path, names: list[str], count: int) -> tuple[list[dict], list[dict]]:
+    """The first ``count`` rows of a CSV file as ``csv.DictReader`` reads them (every value a
+    string) and as pandas writes them to JSON."""
+    with open(path, newline="") as handle:
+        rows = itertools.islice(csv.DictReader(handle), count)
+        text = [{name: row[name] for name in names} for row in rows]
+    frame = load_data(path).head(count)[names]
+    return text, json.loads(frame.to_json(orient="records"))
+
+
+def assert_scored_as_training_reads(client, bundle, rows: list[dict], frame) -> None:
+    """/predict and /predict/batch (records and columns) take ``rows`` and answer what the
+    pipeline answers for ``frame``, the same rows as training reads them."""
+    names = [feature["name"] for feature in bundle.features]
+    singles = [client.post("/predict", json=row) for row in rows]
+    batches = [
+        client.post("/predict/batch", json={"records": rows}),
+        client.post("/predict/batch", json={"columns": {n: [r[n] for r in rows] for n in names}}),
+    ]
+    for response in singles + batches:
+        assert response.status_code == 200, response.text
+    answers = [
+        [response.json() for response in singles],
+        *(batch.json()["predictions"] for batch in batches),
+    ]
+    if bundle.task == "regression":
+        expected = bundle.pipeline.predict(frame).tolist()
+        for answer in answers:
+            assert [a["prediction"] for a in answer] == pytest.approx(expected, abs=1e-5)
+        return
+    expected = bundle.pipeline.predict_proba(frame).tolist()
+    keys = [str(label) for label in bundle.pipeline.classes_]
+    for answer in answers:
+        served = [[a["probabilities"][key] for key in keys] for a in answer]
+        assert served == [pytest.approx(row, abs=1e-5) for row in expected]
+
+
+def test_rows_of_the_training_file_score_as_the_file_and_pandas_write_them(
+    client, trained_service, sample_data
+):
+    bundle = trained_service.bundle
+    names = [feature["name"] for feature in bundle.features]
+    text, from_pandas = training_rows(sample_data, names, 20)
+    frame = load_data(sample_data).head(20)[names]
+    assert_scored_as_training_reads(client, bundle, text, frame)
+    assert_scored_as_training_reads(client, bundle, from_pandas, frame)
+
+
+def test_a_yes_no_column_takes_the_files_words_and_refuses_others(default_service):
+    """ISLR Default's ``student`` is "Yes"/"No" in the file: the model's boolean feature."""
+    bundle, path = default_service.bundle, default_service.config.data.path
+    student = next(f for f in bundle.features if f["name"] == "student")
+    assert student["type"] == "boolean"
+    names = [feature["name"] for feature in bundle.features]
+    text, from_pandas = training_rows(path, names, 20)
+    assert {row["student"] for row in text} == {"Yes", "No"}
+    assert all(isinstance(row["balance"], str) for row in text)
+    frame = load_data(path).head(20)[names]
+    with TestClient(create_app(default_service.config, bundle)) as client:
+        assert_scored_as_training_reads(client, bundle, text, frame)
+        assert_scored_as_training_reads(client, bundle, from_pandas, frame)
+        as_json = [{**row, "student": row["student"] == "Yes"} for row in from_pandas]
+        assert_scored_as_training_reads(client, bundle, as_json, frame)
+
+        bad = client.post("/predict", json={**text[0], "student": "maybe"})
+        assert bad.status_code == 422
+        (problem,) = bad.json()["fields"]
+        assert problem["field"] == "student" and "not a boolean" in problem["problem"]
+        batch = client.post(
+            "/predict/batch", json={"records": [text[0], {**text[1], "balance": "lots"}]}
+        )
+        assert batch.status_code == 422
+        (problem,) = batch.json()["fields"]
+        assert problem["field"] == "records[1].balance" and "not a number" in problem["problem"]
+
+
 def test_responses_have_the_documented_shape(client, record):
     single = client.post("/predict", json=record)
     batch = client.post("/predict/batch", json={"records": [record, {}]})
@@ -159,6 +239,22 @@ def test_openapi_shows_the_real_feature_names_and_types(client, trained_service)
         if feature["type"] == "categorical" and feature.get("categories"):
             enum = next(option["enum"] for option in field["anyOf"] if "enum" in option)
             assert enum == feature["categories"]
+
+
+def test_the_docs_example_is_a_training_row_that_scores_in_range(client, trained_service):
+    document = client.get("/openapi.json").json()
+    example = trained_service.bundle.metadata["example"]
+    # A row with a value for every feature, when the data has one (missing ones left out).
+    assert example and set(example) <= {f["name"] for f in trained_service.bundle.features}
+    for path, body in (("/predict", example), ("/predict/batch", {"records": [example]})):
+        content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        (shown,) = content["examples"].values()
+        assert shown["value"] == body
+        response = client.post(path, json=body)
+        assert response.status_code == 200
+        answer = response.json()
+        for prediction in answer.get("predictions", [answer]):
+            assert prediction["out_of_range"] == []
 
 
 def test_metrics_count_requests_by_route_template_and_show_drift(

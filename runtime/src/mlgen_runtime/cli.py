@@ -94,9 +94,10 @@ def _promote(config: Config, args: argparse.Namespace) -> int:
 
 def _retrain(config: Config, args: argparse.Namespace) -> int:
     from .retrain import retrain
+    from .train import summary
 
     result = retrain(config, data_path=args.data, trials=args.trials)
-    print(result.summary())
+    print(summary(result))
     return 0 if result.decision.promote else 1
 
 

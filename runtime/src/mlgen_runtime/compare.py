@@ -1,15 +1,22 @@
 """The *comparison* of a challenger with the champion on ground truth, by a stated test.
 
-Each labelled row gives each model a loss: 1 for a wrong class and 0 for a right one
-(classifiers, i.e. accuracy), or the absolute error (regression). The test depends on how the
-rows were collected:
+Both models are judged on the service's primary metric (``metric.primary``), by the one-sided
+test of "the challenger is better" that fits the metric and how the rows were collected:
+paired (both models scored every row: a shadow rollout, or the test split at training) or
+unpaired (a split rollout: each request saw one model).
 
-- paired (shadow rollout, or both models scored on one holdout): classifiers get the exact
-  McNemar test (a one-sided binomial test on the rows exactly one model got right),
-  regression the one-sided Wilcoxon signed-rank test on the differences of absolute errors;
-- unpaired (split rollout: each request saw one model): classifiers get the one-sided
-  two-proportion z-test on accuracy, regression the one-sided Mann-Whitney U test on the
-  absolute errors.
+- accuracy: exact McNemar test (paired), two-proportion z-test (unpaired);
+- log_loss: t-test on the per-row log loss, paired or Welch's;
+- rmse: t-test on the per-row squared errors, paired or Welch's;
+- mae: Wilcoxon signed-rank test on the absolute errors (paired), Mann-Whitney U (unpaired);
+- roc_auc: DeLong test, of two correlated AUCs (paired) or of independent ones;
+- pr_auc, f1, f1_macro, balanced_accuracy, roc_auc_ovr, r2: bootstrap, paired (both models on
+  the same resampled rows) or of independent samples.
+
+Metrics that are a mean over rows are tested on their per-row values; ranking and threshold
+metrics exist only for a set of rows, so their difference is resampled. Accuracy alone is the
+wrong judge of most models: with rare positives a constant "no" is as accurate as a model that
+ranks every positive first.
 
 The challenger is ``better`` only when each variant has at least ``min_samples`` rows and the
 p-value is below ``alpha``. Fewer rows give the verdict ``insufficient data``, whatever the
@@ -18,6 +25,8 @@ numbers say: a promotion on a handful of lucky requests is how a bad model reach
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +35,14 @@ from scipy import stats
 
 from .config import Config
 from .errors import CompareError
+from .scoring import BOOTSTRAP_CELLS, METRICS, Metric, Prediction, row_log_loss
 from .serving.rollout import CHALLENGER, CHAMPION, PredictionLog, RolloutSettings
 
 INSUFFICIENT = "insufficient data"
 BETTER = "challenger better"
 NOT_BETTER = "no significant improvement"
+# Resamples of a bootstrap test: a p-value is resolved to about 1/BOOTSTRAP_SAMPLES.
+BOOTSTRAP_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,9 @@ class Comparison:
     p_value: float
     alpha: float
     min_samples: int
+    higher_is_better: bool = True
+    # Why the metric is not the primary one, when it is not (see compare_log).
+    note: str = ""
 
     @property
     def enough_data(self) -> bool:
@@ -67,108 +82,242 @@ class Comparison:
 
     def summary(self) -> str:
         design = "paired rows (both models scored each row)" if self.paired else "unpaired rows"
+        direction = "higher" if self.higher_is_better else "lower"
         lines = [
             f"Challenger v{self.challenger_version} vs champion v{self.champion_version}, {design}",
+            f"  metric:     {self.metric} ({direction} is better)"
+            + (f"; {self.note}" if self.note else ""),
             f"  test:       {self.test} (one-sided: challenger better), alpha {self.alpha}",
-            f"  {self.metric:<11} champion {self.champion_value:.4f} (n={self.n_champion}), "
+            f"  values:     champion {self.champion_value:.4f} (n={self.n_champion}), "
             f"challenger {self.challenger_value:.4f} (n={self.n_challenger})",
             f"  statistic:  {self.statistic:.4f}, p-value {self.p_value:.4g}",
-            f"  minimum:    {self.min_samples} labelled rows per variant",
-            f"  verdict:    {self.verdict}",
         ]
+        if self.min_samples > 1:
+            lines.append(f"  minimum:    {self.min_samples} labelled rows per variant")
+        lines.append(f"  verdict:    {self.verdict}")
         return "\n".join(lines)
 
 
-def losses(task: str, predictions: Any, truths: Any) -> np.ndarray:
-    """Per row: 1.0 for a wrong class, 0.0 for a right one, or the absolute error."""
-    if task == "regression":
-        return np.abs(np.asarray(truths, dtype=float) - np.asarray(predictions, dtype=float))
-    # Compared as text: a label fed back as "1" is the class 1.
-    return np.array(
-        [str(p) != str(t) for p, t in zip(predictions, truths, strict=True)], dtype=float
-    )
-
-
-def compare_losses(
-    task: str,
-    champion: np.ndarray,
-    challenger: np.ndarray,
+def compare_predictions(
+    metric: str,
+    champion: Prediction,
+    challenger: Prediction,
     paired: bool,
     alpha: float,
-    min_samples: int,
+    min_samples: int = 1,
     versions: tuple[str, str] = ("?", "?"),
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    note: str = "",
 ) -> Comparison:
-    """Test whether ``challenger`` losses are lower than ``champion`` losses.
+    """Test whether ``challenger`` is better than ``champion`` on ``metric``.
 
-    ``paired``: row i of both arrays is the same record (the arrays have one length).
+    ``paired``: row i of both predictions is the same record (they have one length).
+    ``samples`` and ``seed`` drive the bootstrap, for the metrics tested by one.
     """
-    champion, challenger = np.asarray(champion, float), np.asarray(challenger, float)
-    if paired and len(champion) != len(challenger):
-        raise ValueError("paired losses need one row per record for both models")
-    regression = task == "regression"
-    if regression:
-        test, statistic, p_value = _regression_test(champion, challenger, paired)
-        metric, champion_value, challenger_value = "MAE", champion.mean(), challenger.mean()
-    else:
-        test, statistic, p_value = _classification_test(champion, challenger, paired)
-        metric = "accuracy"
-        champion_value, challenger_value = 1 - champion.mean(), 1 - challenger.mean()
+    if paired and len(champion.y_true) != len(challenger.y_true):
+        raise ValueError("paired predictions need one row per record for both models")
+    measure = METRICS[metric]
+    with warnings.catch_warnings():
+        # A resample without a positive row has no AUC: such draws are left out.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test, statistic, p_value = _test(metric, champion, challenger, paired, samples, seed)
+        values = [
+            measure.value(prediction) if len(prediction.y_true) else float("nan")
+            for prediction in (champion, challenger)
+        ]
     return Comparison(
         test=test,
         metric=metric,
         paired=paired,
         champion_version=versions[0],
         challenger_version=versions[1],
-        n_champion=len(champion),
-        n_challenger=len(challenger),
-        champion_value=float(champion_value) if len(champion) else float("nan"),
-        challenger_value=float(challenger_value) if len(challenger) else float("nan"),
+        n_champion=len(champion.y_true),
+        n_challenger=len(challenger.y_true),
+        champion_value=float(values[0]),
+        challenger_value=float(values[1]),
         statistic=float(statistic),
-        p_value=float(p_value),
+        p_value=float(p_value) if np.isfinite(p_value) else 1.0,
         alpha=alpha,
         min_samples=min_samples,
+        higher_is_better=measure.higher_is_better,
+        note=note,
     )
 
 
-def _classification_test(
-    champion: np.ndarray, challenger: np.ndarray, paired: bool
+def statistical_test(metric: str, paired: bool) -> str:
+    """The name of the test :func:`compare_predictions` runs for ``metric``."""
+    tests = TESTS.get(metric, BOOTSTRAP_TESTS)
+    return tests[0] if paired else tests[1]
+
+
+# Metrics that are a mean over rows: the per-row values (losses) their tests compare.
+ROW_VALUES: dict[str, Callable[[Prediction], np.ndarray]] = {
+    "accuracy": lambda p: (p.true_codes != p.predicted_codes).astype(float),
+    "log_loss": row_log_loss,
+    "rmse": lambda p: (p.y_true - p.predicted) ** 2,
+    "mae": lambda p: np.abs(p.y_true - p.predicted),
+}
+# (paired, unpaired) test of each metric that has a test of its own; the others are resampled.
+TESTS = {
+    "accuracy": ("exact McNemar test", "two-proportion z-test"),
+    "log_loss": ("paired t-test on per-row log loss", "Welch t-test on per-row log loss"),
+    "rmse": ("paired t-test on per-row squared errors", "Welch t-test on per-row squared errors"),
+    "mae": ("Wilcoxon signed-rank test", "Mann-Whitney U test"),
+    "roc_auc": ("DeLong test", "DeLong test (independent samples)"),
+}
+BOOTSTRAP_TESTS = ("paired bootstrap", "bootstrap (independent samples)")
+
+
+def _test(
+    metric: str,
+    champion: Prediction,
+    challenger: Prediction,
+    paired: bool,
+    samples: int,
+    seed: int,
 ) -> tuple[str, float, float]:
-    if paired:
-        # Rows both models got right (or wrong) say nothing about which is better.
-        only_challenger = int(((champion == 1) & (challenger == 0)).sum())
-        only_champion = int(((champion == 0) & (challenger == 1)).sum())
-        discordant = only_challenger + only_champion
-        p_value = (
-            stats.binomtest(only_challenger, discordant, 0.5, alternative="greater").pvalue
-            if discordant
-            else 1.0
-        )
-        return "exact McNemar test", float(only_challenger - only_champion), p_value
-    n1, n2 = len(champion), len(challenger)
-    if not n1 or not n2:
-        return "two-proportion z-test", 0.0, 1.0
-    right1, right2 = n1 - champion.sum(), n2 - challenger.sum()
+    """(test name, statistic, one-sided p-value) of "the challenger is better"."""
+    name = statistical_test(metric, paired)
+    if not len(champion.y_true) or not len(challenger.y_true):
+        return name, 0.0, 1.0
+    if metric == "roc_auc":
+        return name, *_delong(champion, challenger, paired)
+    if metric not in ROW_VALUES:
+        return name, *_bootstrap(METRICS[metric], champion, challenger, paired, samples, seed)
+    # Per-row losses, lower is better (accuracy: 1 for a wrong row).
+    old, new = ROW_VALUES[metric](champion), ROW_VALUES[metric](challenger)
+    if metric == "accuracy":
+        return name, *(_mcnemar(old, new) if paired else _two_proportions(old, new))
+    if metric == "mae":
+        return name, *(_wilcoxon(old, new) if paired else _mann_whitney(old, new))
+    return name, *_mean_loss_test(old, new, paired)
+
+
+def _mcnemar(old: np.ndarray, new: np.ndarray) -> tuple[float, float]:
+    # Rows both models got right (or wrong) say nothing about which is better.
+    only_challenger = int(((old == 1) & (new == 0)).sum())
+    only_champion = int(((old == 0) & (new == 1)).sum())
+    discordant = only_challenger + only_champion
+    if not discordant:
+        return 0.0, 1.0
+    test = stats.binomtest(only_challenger, discordant, 0.5, alternative="greater")
+    return float(only_challenger - only_champion), test.pvalue
+
+
+def _two_proportions(old: np.ndarray, new: np.ndarray) -> tuple[float, float]:
+    n1, n2 = len(old), len(new)
+    right1, right2 = n1 - old.sum(), n2 - new.sum()
     pooled = (right1 + right2) / (n1 + n2)
     spread = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if spread == 0:
-        return "two-proportion z-test", 0.0, 1.0
+        return 0.0, 1.0
     z = (right2 / n2 - right1 / n1) / spread
-    return "two-proportion z-test", float(z), float(stats.norm.sf(z))
+    return float(z), float(stats.norm.sf(z))
 
 
-def _regression_test(
-    champion: np.ndarray, challenger: np.ndarray, paired: bool
-) -> tuple[str, float, float]:
+def _wilcoxon(old: np.ndarray, new: np.ndarray) -> tuple[float, float]:
+    differences = old - new
+    if not np.any(differences):
+        return 0.0, 1.0
+    result = stats.wilcoxon(differences, alternative="greater")
+    return result.statistic, result.pvalue
+
+
+def _mann_whitney(old: np.ndarray, new: np.ndarray) -> tuple[float, float]:
+    result = stats.mannwhitneyu(old, new, alternative="greater")
+    return result.statistic, result.pvalue
+
+
+def _mean_loss_test(old: np.ndarray, new: np.ndarray, paired: bool) -> tuple[float, float]:
+    """A t-test of "the challenger's mean per-row loss is lower" (the metric is that mean)."""
     if paired:
-        differences = champion - challenger
-        if not np.any(differences):
-            return "Wilcoxon signed-rank test", 0.0, 1.0
-        result = stats.wilcoxon(differences, alternative="greater")
-        return "Wilcoxon signed-rank test", result.statistic, result.pvalue
-    if not len(champion) or not len(challenger):
-        return "Mann-Whitney U test", 0.0, 1.0
-    result = stats.mannwhitneyu(champion, challenger, alternative="greater")
-    return "Mann-Whitney U test", result.statistic, result.pvalue
+        if not np.any(old - new):
+            return 0.0, 1.0
+        result = stats.ttest_rel(old, new, alternative="greater")
+    else:
+        if len(old) < 2 or len(new) < 2:
+            return 0.0, 1.0
+        result = stats.ttest_ind(old, new, equal_var=False, alternative="greater")
+    return result.statistic, result.pvalue
+
+
+def _delong_parts(prediction: Prediction) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """The AUC and its DeLong structural components (per positive row, per negative row)."""
+    positive = prediction.positive
+    scores = prediction.proba[:, 1]
+    m, n = int(positive.sum()), int((~positive).sum())
+    if not m or not n:
+        return None
+    ranks = stats.rankdata(np.concatenate([scores[positive], scores[~positive]]))
+    within_positive = stats.rankdata(scores[positive])
+    within_negative = stats.rankdata(scores[~positive])
+    auc = (ranks[:m].sum() - m * (m + 1) / 2) / (m * n)
+    per_positive = (ranks[:m] - within_positive) / n
+    per_negative = 1.0 - (ranks[m:] - within_negative) / m
+    return auc, per_positive, per_negative
+
+
+def _delong(champion: Prediction, challenger: Prediction, paired: bool) -> tuple[float, float]:
+    """z and one-sided p of "the challenger's ROC AUC is higher" (DeLong et al., 1988).
+
+    Paired: both AUCs are measured on the same rows, and the variance of their difference
+    subtracts their covariance (the fast midrank form of Sun and Xu, 2014).
+    """
+    old, new = _delong_parts(champion), _delong_parts(challenger)
+    if old is None or new is None:
+        return 0.0, 1.0
+    difference = new[0] - old[0]
+    if paired:
+        variance = sum(_paired_variance(new[part], old[part]) for part in (1, 2))
+    else:
+        variance = sum(
+            np.var(parts[part], ddof=1) / len(parts[part])
+            for parts in (old, new)
+            for part in (1, 2)
+        )
+    if not variance > 0:
+        return 0.0, 1.0
+    z = difference / np.sqrt(variance)
+    return float(z), float(stats.norm.sf(z))
+
+
+def _paired_variance(new: np.ndarray, old: np.ndarray) -> float:
+    """The variance of the mean of ``new - old`` (components of the same rows)."""
+    covariance = np.cov(new, old)
+    return (covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]) / len(new)
+
+
+def _bootstrap(
+    measure: Metric,
+    champion: Prediction,
+    challenger: Prediction,
+    paired: bool,
+    samples: int,
+    seed: int,
+) -> tuple[float, float]:
+    """The observed improvement and the share of resamples in which the challenger is not
+    better (one-sided bootstrap p-value).
+
+    Paired: each resample draws the same rows for both models, so what the rows have in common
+    (easy or hard records) cancels out of the difference.
+    """
+    sign = 1.0 if measure.higher_is_better else -1.0
+    rng = np.random.default_rng(seed)
+    n_old, n_new = len(champion.y_true), len(challenger.y_true)
+    block = max(1, BOOTSTRAP_CELLS // max(n_old, n_new))
+    gains = []
+    for start in range(0, samples, block):
+        count = min(block, samples - start)
+        old_rows = rng.integers(0, n_old, size=(count, n_old))
+        new_rows = old_rows if paired else rng.integers(0, n_new, size=(count, n_new))
+        gains.append(
+            sign * (measure.compute(challenger, new_rows) - measure.compute(champion, old_rows))
+        )
+    drawn = np.concatenate(gains)
+    drawn = drawn[~np.isnan(drawn)]
+    observed = sign * (measure.value(challenger) - measure.value(champion))
+    return observed, (1 + int((drawn <= 0).sum())) / (len(drawn) + 1)
 
 
 def compare_log(config: Config, challenger_version: str | None = None) -> Comparison:
@@ -210,16 +359,85 @@ def compare_log(config: Config, challenger_version: str | None = None) -> Compar
         start = next(i for i, row in enumerate(rows) if row is challengers[0])
         champion_rows = [row for row in rows[start:] if row["variant"] == CHAMPION]
     versions = sorted({row["model_version"] for row in champion_rows}) or ["?"]
-    return compare_losses(
-        config.task,
-        _row_losses(config.task, champion_rows),
-        _row_losses(config.task, challengers),
+    metric, note = _live_metric(config)
+    champion, challenger = _logged_predictions(config.task, champion_rows, challengers)
+    return compare_predictions(
+        metric,
+        champion,
+        challenger,
         paired,
         settings.alpha,
         settings.min_samples,
         ("/".join(versions), str(challenger_version)),
+        config.promotion.bootstrap_samples,
+        config.seed,
+        note,
     )
 
 
-def _row_losses(task: str, rows: list[dict[str, Any]]) -> np.ndarray:
-    return losses(task, [row["prediction"] for row in rows], [row["label"] for row in rows])
+# The rollout log keeps one score per prediction: the probability of the positive class
+# (binary), of the predicted class (multiclass), or the value (regression).
+NEEDS_EVERY_PROBABILITY = ("log_loss", "roc_auc_ovr")
+
+
+def _live_metric(config: Config) -> tuple[str, str]:
+    """The metric the logged rows can measure: the primary one, or accuracy and why."""
+    primary = config.metric.primary
+    if config.task == "multiclass_classification" and primary in NEEDS_EVERY_PROBABILITY:
+        return "accuracy", (
+            f"not {primary}, which needs every class's probability; the rollout log keeps the "
+            "predicted class's only"
+        )
+    return primary, ""
+
+
+def _logged_predictions(task: str, *variants: list[dict[str, Any]]) -> list[Prediction]:
+    """Each variant's logged rows as a :class:`Prediction` of their fed-back outcomes."""
+    if task == "regression":
+        return [
+            Prediction(
+                np.array([float(row["label"]) for row in rows]),
+                np.array([float(row["prediction"]) for row in rows]),
+            )
+            for rows in variants
+        ]
+    classes = _logged_classes(task, [row for rows in variants for row in rows])
+    return [_logged_classification(rows, classes) for rows in variants]
+
+
+def _logged_classes(task: str, rows: list[dict[str, Any]]) -> list[str]:
+    """The class labels as text (a label fed back as "1" is the class 1), in model order.
+
+    A binary model's score is the probability of its second class, the positive one, so a
+    row scored above 0.5 predicted the positive class.
+    """
+    seen = {str(row["label"]) for row in rows} | {str(row["prediction"]) for row in rows}
+    if task != "binary_classification":
+        return sorted(seen)
+    positive = {str(row["prediction"]) for row in rows if row["score"] > 0.5}
+    if not positive:
+        positive = seen - {str(row["prediction"]) for row in rows}
+    if len(seen) != 2 or len(positive) != 1:
+        raise CompareError(
+            f"The labelled rollout rows name {len(seen)} class(es) ({', '.join(sorted(seen))}): "
+            "a binary comparison needs outcomes or predictions of both classes. Send more "
+            "outcomes to POST /feedback."
+        )
+    return sorted(seen - positive) + sorted(positive)
+
+
+def _logged_classification(rows: list[dict[str, Any]], classes: list[str]) -> Prediction:
+    scores = np.array([row["score"] for row in rows], dtype=float).reshape(-1, 1)
+    if len(classes) == 2:
+        proba = np.hstack([1 - scores, scores])
+    else:
+        # The predicted class's probability is kept; the others share the rest.
+        proba = np.repeat((1 - scores) / (len(classes) - 1), len(classes), axis=1)
+        winners = [classes.index(str(row["prediction"])) for row in rows]
+        proba[np.arange(len(rows)), winners] = scores[:, 0]
+    return Prediction(
+        np.array([str(row["label"]) for row in rows], dtype=object),
+        np.array([str(row["prediction"]) for row in rows], dtype=object),
+        proba,
+        classes,
+    )

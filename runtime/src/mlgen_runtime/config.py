@@ -81,6 +81,24 @@ class MetricConfig(_Section):
     bootstrap_samples: int = 200
 
 
+class PromotionConfig(_Section):
+    """``promotion``: what a new model must show to replace the champion at training (and
+    retraining). Its primary metric on the test split must beat the champion's, re-measured
+    on the same rows, by at least both minimum changes (in the metric's units, and as a share
+    of the champion's value), and the paired test of the two models on those rows (compare.py)
+    must give a p-value below ``alpha``: a better point estimate alone may be noise. As
+    MLflow's model validation thresholds, ``min_absolute_change`` / ``min_relative_change``.
+    """
+
+    min_absolute_change: float = Field(0.0, ge=0.0)
+    min_relative_change: float = Field(0.0, ge=0.0)
+    # 1 asks for no significance: any improvement meeting the minimum changes is promoted.
+    alpha: float = Field(0.05, gt=0.0, le=1.0)
+    # Resamples of the bootstrap tests (compare.py says which metrics they test); the live
+    # comparison of a rollout uses them too.
+    bootstrap_samples: int = Field(1000, ge=100)
+
+
 class PathsConfig(_Section):
     artifacts: str = "artifacts"
     reports: str = "reports"
@@ -166,6 +184,7 @@ class Config(_Section):
     model: ModelConfig
     tuning: TuningConfig = TuningConfig()
     metric: MetricConfig
+    promotion: PromotionConfig = PromotionConfig()
     paths: PathsConfig = PathsConfig()
     tracking: TrackingConfig
     serving: ServingConfig = ServingConfig()

@@ -302,8 +302,12 @@ def as_category(series: pd.Series) -> pd.Series:
 
 
 def boolean_value(value: Any) -> float:
-    """1.0 for a true word (true, yes, 1, ...), 0.0 for a false one, NaN otherwise."""
-    word = str(value).strip().lower()
+    """1.0 for a true word (true, yes, 1, ...), 0.0 for a false one, NaN otherwise.
+
+    Numbers are read as their text (see :func:`category_text`): 1.0, as a column of 0/1 with
+    gaps is typed, is the word "1".
+    """
+    word = str(category_text(value)).strip().lower()
     return 1.0 if word in TRUE_WORDS else 0.0 if word in FALSE_WORDS else np.nan
 
 

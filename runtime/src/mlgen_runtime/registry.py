@@ -2,7 +2,9 @@
 
 Every trained model becomes a registered version with the alias ``challenger``. It becomes
 ``champion`` only through the gate (:func:`decide`): it must beat its own Dummy baseline and
-the current champion on the primary metric of the test split. The champion is also exported
+the current champion on the primary metric of the test split, by the minimum changes of
+``promotion`` and, at training, significantly (the paired test of both models on the same
+test rows, see compare.py). The champion is also exported
 as a bundle folder (``paths.artifacts``/champion) so serving survives a tracking-store outage.
 """
 
@@ -10,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import lightgbm
@@ -28,14 +31,18 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from .bundle import METADATA_FILE, REFERENCE_FILE, Bundle, load_bundle_dir, save_bundle
-from .config import TRACKING_ENV, Config
+from .config import TRACKING_ENV, Config, PromotionConfig
 from .errors import RegistryError
 from .fallback import CHAMPION_DIR, fallback_dir, keep_previous
 from .model_card import write_model_card
-from .scoring import is_better
+from .scoring import higher_is_better, is_better
+
+if TYPE_CHECKING:
+    from .compare import Comparison
 
 log = logging.getLogger(__name__)
 
+DEFAULT_PROMOTION = PromotionConfig()
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PLOTS_DIR = "plots"
@@ -154,9 +161,20 @@ def champion_version(config: Config) -> Any | None:
 
 
 def decide(
-    metric: str, candidate: float, baseline: float, champion: float | None, champion_label: str
+    metric: str,
+    candidate: float,
+    baseline: float,
+    champion: float | None,
+    champion_label: str,
+    policy: PromotionConfig = DEFAULT_PROMOTION,
+    evidence: Comparison | None = None,
 ) -> Decision:
-    """The promotion gate: beat the Dummy baseline, then beat the champion (strictly)."""
+    """The promotion gate: beat the Dummy baseline, then beat the champion.
+
+    Beating the champion means improving ``metric`` by at least the ``policy``'s minimum
+    changes and, when ``evidence`` (the paired test of both models on the same rows) is given,
+    significantly: a p-value below ``policy.alpha``.
+    """
     if not is_better(metric, candidate, baseline):
         return Decision(
             False, f"{metric} {candidate:.4f} does not beat the Dummy baseline ({baseline:.4f})"
@@ -165,19 +183,40 @@ def decide(
         return Decision(
             True, f"first model; {metric} {candidate:.4f} beats baseline {baseline:.4f}"
         )
-    if is_better(metric, candidate, champion):
+    versus = f"{metric} {candidate:.4f} vs champion {champion_label} ({champion:.4f})"
+    gain = candidate - champion if higher_is_better(metric) else champion - candidate
+    if gain <= 0:
         return Decision(
-            True, f"{metric} {candidate:.4f} beats champion {champion_label} ({champion:.4f})"
+            False,
+            f"{metric} {candidate:.4f} does not beat champion {champion_label} ({champion:.4f})",
         )
-    return Decision(
-        False, f"{metric} {candidate:.4f} does not beat champion {champion_label} ({champion:.4f})"
+    relative = gain / abs(champion) if champion else math.inf
+    for change, minimum, setting in (
+        (gain, policy.min_absolute_change, "min_absolute_change"),
+        (relative, policy.min_relative_change, "min_relative_change"),
+    ):
+        if change < minimum:
+            return Decision(
+                False,
+                f"{versus}: improves by {change:.4g}, less than promotion.{setting} {minimum}",
+            )
+    if evidence is None:
+        return Decision(True, f"{versus}: better on the logged test metrics (no paired test)")
+    significance = (
+        f"{evidence.test} on {evidence.n_challenger} paired rows: p={evidence.p_value:.3g}, "
+        f"alpha {policy.alpha}"
     )
+    if not evidence.p_value < policy.alpha:
+        return Decision(False, f"{versus}: not significantly better ({significance})")
+    return Decision(True, f"{versus}: significantly better ({significance})")
 
 
 def promote(config: Config, version: str | int, reason: str = "", force: bool = False) -> Decision:
     """Make ``version`` the champion if the gate allows it (or ``force``); export its bundle.
 
-    Without ``force`` the gate compares the test-split metrics logged with each version's run.
+    Without ``force`` the gate compares the test-split metrics logged with each version's run
+    (by ``promotion``'s minimum changes; the runs may have different test splits, so there is
+    no paired test here: a rollout's live comparison is that evidence, see cli.py).
     """
     setup(config)
     client = MlflowClient()
@@ -200,6 +239,7 @@ def promote(config: Config, version: str | int, reason: str = "", force: bool = 
             _logged(logged, f"baseline_{metric}", candidate.version),
             champion,
             f"v{current.version}" if current is not None else "",
+            config.promotion,
         )
         if reason:
             decision = Decision(decision.promote, f"{decision.reason}; {reason}")

@@ -103,13 +103,17 @@ def _balanced_accuracy(p: Prediction, rows: np.ndarray) -> np.ndarray:
     return np.nanmean(_ratio(hits.astype(float), actual.astype(float)), axis=1)
 
 
-def _log_loss(p: Prediction, rows: np.ndarray) -> np.ndarray:
+def row_log_loss(p: Prediction) -> np.ndarray:
+    """Each row's log loss: minus the log of the probability given to its true class."""
     known = p.true_codes >= 0
     proba = p.probabilities
     chosen = np.where(known, proba[np.arange(len(known)), np.maximum(p.true_codes, 0)], 0.0)
     eps = np.finfo(proba.dtype).eps
-    losses = -np.log(np.clip(chosen, eps, 1 - eps))
-    return losses[rows].mean(axis=1)
+    return -np.log(np.clip(chosen, eps, 1 - eps))
+
+
+def _log_loss(p: Prediction, rows: np.ndarray) -> np.ndarray:
+    return row_log_loss(p)[rows].mean(axis=1)
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import mlflow.sklearn
 from sklearn.pipeline import Pipeline
 
 from .bundle import Bundle
+from .compare import Comparison, compare_predictions
 from .config import Config
 from .data import Splits, file_hash, load_data, split, validate
 from .errors import ConfigError
@@ -40,8 +41,9 @@ from .registry import (
     log_candidate,
     setup,
 )
-from .scoring import METRICS, metrics_for, predict, score
+from .scoring import METRICS, Prediction, metrics_for, predict, score
 from .serving.fastpath import export_check
+from .serving.schemas import request_example
 from .tuning import tune
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,9 @@ class TrainResult:
     pipeline: Pipeline
     metadata: dict[str, Any]
     decision: Decision
+    # The paired test against the champion on this run's test split (None: no champion, or
+    # its model could not be loaded).
+    comparison: Comparison | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -117,7 +122,6 @@ def train(
 
     setup(config)
     current = champion_version(config)
-    champion_score = None if current is None else _champion_score(current, splits, config)
 
     metadata: dict[str, Any] = {
         "model_name": config.tracking.registered_model,
@@ -125,6 +129,8 @@ def train(
         "target": target,
         "classes": _plain_list(prediction.classes),
         "features": features,
+        # A real training row, the example request of the API's documentation.
+        "example": request_example(splits.train, features),
         "derived_features": derived,
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,
@@ -177,18 +183,23 @@ def train(
             Path(tmp),
         )
 
+    champion_score, comparison = _against_champion(
+        current, prediction, splits, config, metadata["model_version"]
+    )
     decision = decide(
         primary,
         metrics[primary],
         baseline_metrics[primary],
         champion_score,
         f"v{current.version}" if current is not None else "",
+        config.promotion,
+        comparison,
     )
     if promote and decision.promote:
         apply_promotion(config, metadata["model_version"], decision.reason)
         # The champion's own Dummy baseline: the last-resort fallback of serving.
         export_baseline(config, baseline, metadata, reference)
-    return TrainResult(pipeline=pipeline, metadata=metadata, decision=decision)
+    return TrainResult(pipeline, metadata, decision, comparison)
 
 
 def build_pipeline(
@@ -229,30 +240,48 @@ def summary(result: TrainResult) -> str:
             f"{name + marker:<20}{result.metrics[name]:>10.4f}{ci:>22}"
             f"{result.baseline_metrics[name]:>10.4f}"
         )
+    if result.comparison is not None:
+        lines.append(result.comparison.summary())
     verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
     lines.append(f"{verdict}: {result.decision.reason}")
     return "\n".join(lines)
 
 
-def _champion_score(current: Any, splits: Splits, config: Config) -> float | None:
-    """The current champion's primary metric re-measured on this run's test split.
+def _against_champion(
+    current: Any | None, prediction: Prediction, splits: Splits, config: Config, version: str
+) -> tuple[float | None, Comparison | None]:
+    """The champion's primary metric on this run's test split, and the paired test of the new
+    model's ``prediction`` against it on those rows (None, None without a champion).
 
     Re-scoring keeps the gate fair when the data changed since the champion was trained; its
-    logged metric is the fallback when its model cannot be loaded.
+    logged metric, without a paired test, is the fallback when its model cannot be loaded.
     """
+    if current is None:
+        return None, None
     primary = config.metric.primary
     try:
         model = mlflow.sklearn.load_model(
             f"models:/{config.tracking.registered_model}/{current.version}"
         )
         x = splits.test.drop(columns=[config.data.target])
-        prediction = predict(model, x, splits.test[config.data.target], config.task)
-        return METRICS[primary].value(prediction)
+        champion = predict(model, x, splits.test[config.data.target], config.task)
     except Exception as exc:  # the champion's logged score is still a valid comparison
         log.warning(
             "Could not re-score champion v%s (%s); using its logged metric.", current.version, exc
         )
-        return mlflow.MlflowClient().get_run(current.run_id).data.metrics.get(f"test_{primary}")
+        logged = mlflow.MlflowClient().get_run(current.run_id).data.metrics
+        return logged.get(f"test_{primary}"), None
+    comparison = compare_predictions(
+        primary,
+        champion,
+        prediction,
+        paired=True,
+        alpha=config.promotion.alpha,
+        versions=(str(current.version), version),
+        samples=config.promotion.bootstrap_samples,
+        seed=config.seed,
+    )
+    return comparison.champion_value, comparison
 
 
 def _plain_list(values: list[Any] | None) -> list[Any] | None:

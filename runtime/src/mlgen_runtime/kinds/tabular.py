@@ -53,9 +53,9 @@ class TabularKind:
         return higher_is_better(metric)
 
     def comparison_test(self, config: Config) -> str:
-        if config.is_classification:
-            return "exact McNemar test on paired per-row errors"
-        return "Wilcoxon signed-rank test on paired absolute errors"
+        from ..compare import statistical_test
+
+        return f"{statistical_test(config.metric.primary, paired=True)} on {config.metric.primary}"
 
     def train(
         self, config: Config, data_path: str | Path | None = None, trials: int | None = None

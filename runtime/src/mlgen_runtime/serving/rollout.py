@@ -139,15 +139,17 @@ class PredictionLog(SpooledDatabase):
             )
 
     def labelled(self) -> Iterator[dict[str, Any]]:
-        """Every logged prediction that has a label, oldest first."""
+        """Every logged prediction that has a label and a score, oldest first (rows logged
+        before scores were kept have none)."""
         query = """
             SELECT p.request_id, p.row, p.variant, p.model_version, p.served, p.prediction,
-                   f.label
+                   p.score, f.label
             FROM predictions p JOIN feedback f USING (request_id, row)
+            WHERE p.score IS NOT NULL
             ORDER BY p.at, p.request_id, p.row"""
         with self._lock:
             rows = self._db.execute(query).fetchall()
-        for request_id, row, variant, version, served, prediction, label in rows:
+        for request_id, row, variant, version, served, prediction, score, label in rows:
             yield {
                 "request_id": request_id,
                 "row": row,
@@ -155,6 +157,7 @@ class PredictionLog(SpooledDatabase):
                 "model_version": version,
                 "served": bool(served),
                 "prediction": json.loads(prediction),
+                "score": score,
                 "label": json.loads(label),
             }
 

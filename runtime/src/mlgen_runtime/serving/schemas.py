@@ -5,9 +5,17 @@ resolved features, so the OpenAPI document at ``/docs`` always shows the exact f
 the served model takes. A record is one flat JSON object of feature values keyed by the
 feature's own name (any string, spaces and unicode included); a batch is a list of records or,
 faster, one list of values per feature. Every feature is optional: ``null`` or an omitted key
-means "missing" and is handled by the model's imputers, as in training. Validation is strict:
-numbers must be JSON numbers, booleans JSON booleans, and NaN or infinity are rejected (send
-``null`` for a missing value) so that a client bug is reported instead of silently imputed.
+means "missing" and is handled by the model's imputers, as in training.
+
+A value may be sent as its natural JSON type or as the training file writes it, so that a row
+copied from the CSV (``csv.DictReader`` gives only strings) or written by pandas scores as it
+is: a number as text (``"39.1"``), a boolean as one of the words training reads as booleans
+(``"Yes"``/``"No"``, ``"True"``/``"False"``, ``"1"``/``"0"``, or the numbers 1/0), a category
+given as a number as its text, a date in any form pandas parses, and pandas' missing-value
+words (``""``, ``"NA"``, ``"NaN"``, ...) as missing. Everything else is refused with the field
+named: text that is not a number, an unknown category, NaN or infinity as a JSON number (send
+``null`` for a missing value), so that a client bug is reported instead of silently imputed.
+Values are turned into the natural type at validation, before any serving path sees them.
 
 Responses are serialised by the routes themselves (see ``app.py``) in the shape of the models
 here, which document them.
@@ -15,10 +23,14 @@ here, which document them.
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
+import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,10 +40,15 @@ from pydantic import (
     FiniteFloat,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     with_config,
 )
 from pydantic_core import PydanticCustomError, from_json
 from typing_extensions import TypedDict
+
+from ..features import category_text
+from ..monitoring.drift import FALSE_WORDS, TRUE_WORDS
 
 Label = str | int | float | bool
 # The validation error type of a batch over serving.max_batch_size.
@@ -40,16 +57,139 @@ PLAUSIBLE_FACTOR = 1e6
 COMPONENTS = "#/components/schemas/"
 # How a body of the records form begins: others are not parsed twice (see BatchScreen).
 _RECORDS_FORM = re.compile(rb'\s*\{\s*"records"\s*:')
+# The words pandas' CSV reader takes for a missing value (its default ``na_values``): where
+# the training file says "NA" or nothing, the model saw a missing value.
+MISSING_WORDS = frozenset(
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    }
+)
 
 
-def _iso_datetime(value: str) -> str:
+def _number(value: Any) -> Any:
+    """A number sent as text (as a CSV row has it) becomes the number; a missing word, None."""
+    if type(value) is not str:
+        return value  # JSON numbers, null; the float schema refuses the rest
+    if value in MISSING_WORDS:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "number_text",
+            "{text} is not a number; send a JSON number (or its text, e.g. \"39.1\"), or null "
+            "for a missing value",
+            {"text": repr(value)},
+        ) from None
+
+
+def _boolean(value: Any) -> Any:
+    """JSON booleans, the words training reads as booleans (Yes/No, True/False, 1/0, ...), the
+    numbers 1 and 0, or missing; anything else is refused."""
+    if value is None or type(value) is bool:
+        return value
+    if type(value) is str:
+        if value in MISSING_WORDS:
+            return None
+        word = value.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+    elif type(value) in (int, float) and value in (0, 1):
+        return value == 1
+    raise PydanticCustomError(
+        "boolean_value",
+        "{value} is not a boolean; send true or false (or the data's words: yes/no, "
+        "true/false, 1/0), or null for a missing value",
+        {"value": repr(value)},
+    )
+
+
+def _timestamp(value: Any) -> Any:
+    """An ISO 8601 date/time as it is; another form pandas parses (as training did) in ISO."""
+    if type(value) is not str:
+        return value  # null; the str schema refuses the rest
+    if value in MISSING_WORDS:
+        return None
     try:
         datetime.fromisoformat(value)
+        return value
     except ValueError:
-        raise ValueError(
-            f"'{value}' is not an ISO 8601 date/time; send e.g. '2024-05-01T13:45:00'"
-        ) from None
-    return value
+        pass
+    try:
+        # A date has digits: pandas would also read "now" and "today", as a different time
+        # on every request.
+        stamp = pd.Timestamp(value) if any(c.isdigit() for c in value) else pd.NaT
+    except (ValueError, OverflowError):
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        raise PydanticCustomError(
+            "datetime_text",
+            "{value} is not a date/time; send ISO 8601, e.g. '2024-05-01T13:45:00'",
+            {"value": repr(value)},
+        )
+    return stamp.isoformat()
+
+
+def _category(categories: list[Any]) -> Callable[[Any], Any]:
+    """A category as text: a number sent for it becomes its text (1.0 and 1 are "1", as in
+    training), and a missing word that is not itself a category is missing."""
+    known = frozenset(categories)
+    # Categories are text since training reads them so; a bundle listing numbers takes numbers.
+    as_text = all(isinstance(c, str) for c in categories)
+
+    def category(value: Any) -> Any:
+        if type(value) is str:
+            return None if value in MISSING_WORDS and value not in known else value
+        if as_text and type(value) in (int, float) and math.isfinite(value):
+            return category_text(value)
+        return value  # null; the schema refuses the rest
+
+    return category
+
+
+def _of_types(*types: type) -> Callable[[list[Any]], bool]:
+    allowed = frozenset(types)
+    return lambda values: allowed.issuperset(map(type, values))
+
+
+def _plain_text(values: list[Any]) -> bool:
+    return _of_types(str, type(None))(values) and MISSING_WORDS.isdisjoint(values)
+
+
+class ValueType(NamedTuple):
+    """How a feature's values are validated.
+
+    ``annotation`` is the value's natural JSON type, null allowed; ``read`` turns a value as
+    the data writes it (see the module docstring) into that type, before validation; and
+    ``ready(values)`` says, at C speed, that a whole column has nothing to read.
+    """
+
+    annotation: Any
+    read: Callable[[Any], Any]
+    ready: Callable[[list[Any]], bool]
+
+    @property
+    def value(self) -> Any:
+        return Annotated[self.annotation, BeforeValidator(self.read)]
+
+    @property
+    def column(self) -> Any:
+        """A list of values. A column that is ready is validated as a whole without a Python
+        call per value (the columns form of a batch, and the batch screen, are for speed);
+        any other, or one that fails, value by value, which words and locates each error."""
+        whole = TypeAdapter(list[self.annotation], config=ConfigDict(strict=True))
+        ready = self.ready
+
+        def validate(values: Any, by_value: ValidatorFunctionWrapHandler) -> Any:
+            if type(values) is list and ready(values):
+                try:
+                    return whole.validate_python(values)
+                except ValidationError:
+                    pass
+            return by_value(values)
+
+        return Annotated[list[self.value], WrapValidator(validate)]
 
 
 def plausible_bound(feature: dict[str, Any]) -> float | None:
@@ -64,19 +204,36 @@ def plausible_bound(feature: dict[str, Any]) -> float | None:
     return max(abs(low), abs(high), 1.0) * PLAUSIBLE_FACTOR
 
 
-def _feature_annotation(feature: dict[str, Any]) -> Any:
+def value_type(feature: dict[str, Any]) -> ValueType:
+    """A feature's values (null for missing), taken in their JSON type or as the data writes
+    them."""
     kind = feature.get("type", "numeric")
     categories = [c for c in feature.get("categories") or [] if c is not None]
     if kind == "numeric":
         bound = plausible_bound(feature)
-        return FiniteFloat if bound is None else Annotated[FiniteFloat, Field(ge=-bound, le=bound)]
+        number = (
+            FiniteFloat if bound is None else Annotated[FiniteFloat, Field(ge=-bound, le=bound)]
+        )
+        return ValueType(number | None, _number, _of_types(int, float, type(None)))
     if kind == "boolean":
-        return bool
+        return ValueType(bool | None, _boolean, _of_types(bool, type(None)))
     if kind == "datetime":
-        return Annotated[str, AfterValidator(_iso_datetime)]
+        return ValueType(str | None, _timestamp, _of_types(type(None)))
     if kind == "categorical" and categories:
-        return Literal[tuple(categories)]
-    return str
+        return ValueType(Literal[tuple(categories)] | None, _category(categories), _plain_text)
+    return ValueType(str | None, _category([]), _plain_text)
+
+
+def request_example(frame: pd.DataFrame, features: list[dict[str, Any]]) -> dict[str, Any]:
+    """A real row of ``frame`` (the training data) as a request body, for the API's examples:
+    the first row with every feature present (else the first row, its gaps left out), with
+    the values pandas writes to JSON. Being a training row, it is inside every training range.
+    """
+    rows = frame.reindex(columns=[feature["name"] for feature in features])
+    complete = rows.dropna()
+    first = (complete if len(complete) else rows).head(1)
+    (example,) = json.loads(first.to_json(orient="records", date_format="iso"))
+    return {name: value for name, value in example.items() if value is not None}
 
 
 def _feature_description(feature: dict[str, Any]) -> str:
@@ -87,9 +244,14 @@ def _feature_description(feature: dict[str, Any]) -> str:
             f"training range [{feature['min']}, {feature['max']}] "
             "(values outside are accepted and flagged in out_of_range)"
         )
-    if kind == "datetime":
-        parts.append("ISO 8601 string")
-    parts.append("null or omitted means missing")
+    parts.append(
+        {
+            "numeric": "a JSON number or its text",
+            "boolean": "true/false, or the data's words (yes/no, true/false, 1/0)",
+            "datetime": "ISO 8601 string (or another form of date pandas parses)",
+        }.get(kind, "text (a number is taken as its text)")
+    )
+    parts.append("null, omitted or a missing-value word (\"\", \"NA\") means missing")
     return "; ".join(parts)
 
 
@@ -114,7 +276,7 @@ def build_record_model(features: list[dict[str, Any]]) -> type:
     """One request record: a key per feature, named by the feature's real name."""
     fields = {
         feature["name"]: Annotated[
-            _feature_annotation(feature) | None,
+            value_type(feature).value,
             Field(title=feature["name"], description=_feature_description(feature)),
         ]
         for feature in features
@@ -158,9 +320,8 @@ def build_columns_model(features: list[dict[str, Any]], max_batch_size: int) -> 
     limit = _within(max_batch_size)
 
     def column(feature: dict[str, Any]) -> Any:
-        value: Any = _feature_annotation(feature) | None
         return Annotated[
-            list[value],
+            value_type(feature).column,
             limit,
             Field(min_length=1, title=feature["name"], description=_feature_description(feature)),
         ]
@@ -327,12 +488,29 @@ class RequestBodies:
     :class:`BatchScreen`.
     """
 
-    def __init__(self, features: list[dict[str, Any]], max_batch_size: int) -> None:
+    def __init__(
+        self,
+        features: list[dict[str, Any]],
+        max_batch_size: int,
+        example: dict[str, Any] | None = None,
+    ) -> None:
         record_model = build_record_model(features)
         self.record: TypeAdapter[dict[str, Any]] = TypeAdapter(record_model)
         columns_model = build_columns_model(features, max_batch_size)
         self.batch = TypeAdapter(build_batch_model(record_model, columns_model, max_batch_size))
         self.screen = BatchScreen(features, columns_model, max_batch_size)
+        self.examples = self._examples(example)
+
+    def _examples(self, example: dict[str, Any] | None) -> dict[str, Any]:
+        """The request bodies of ``example`` (see :func:`request_example`) by component name,
+        for the OpenAPI document; none when there is no example or it does not validate."""
+        if not example:
+            return {}
+        try:
+            self.record.validate_python(example)
+        except ValidationError:
+            return {}
+        return {"Record": example, "BatchRequest": {"records": [example]}}
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         """``Record``, ``Columns`` and ``BatchRequest``, for the OpenAPI document's components."""
