@@ -8,12 +8,12 @@ from mlgen_runtime.compare import (
     BETTER,
     INSUFFICIENT,
     NOT_BETTER,
-    compare_log,
     compare_predictions,
     statistical_test,
 )
 from mlgen_runtime.data import load_data
 from mlgen_runtime.errors import CompareError
+from mlgen_runtime.live_comparison import compare_log
 from mlgen_runtime.registry import champion_dir
 from mlgen_runtime.scoring import predict
 from mlgen_runtime.serving.app import create_app

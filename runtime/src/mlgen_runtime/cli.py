@@ -64,7 +64,7 @@ def _drift(config: Config, args: argparse.Namespace) -> int:
 
 
 def _compare(config: Config, args: argparse.Namespace) -> int:
-    from .compare import compare_log
+    from .live_comparison import compare_log
 
     comparison = compare_log(config, args.version)
     print(comparison.summary())
@@ -73,7 +73,7 @@ def _compare(config: Config, args: argparse.Namespace) -> int:
 
 
 def _promote(config: Config, args: argparse.Namespace) -> int:
-    from .compare import compare_log
+    from .live_comparison import compare_log
     from .registry import promote
     from .serving.rollout import RolloutSettings
 

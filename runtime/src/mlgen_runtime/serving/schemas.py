@@ -171,14 +171,16 @@ class ValueType(NamedTuple):
 
     @property
     def value(self) -> Any:
-        return Annotated[self.annotation, BeforeValidator(self.read)]
+        annotation = self.annotation
+        return Annotated[annotation, BeforeValidator(self.read)]
 
     @property
     def column(self) -> Any:
         """A list of values. A column that is ready is validated as a whole without a Python
         call per value (the columns form of a batch, and the batch screen, are for speed);
         any other, or one that fails, value by value, which words and locates each error."""
-        whole = TypeAdapter(list[self.annotation], config=ConfigDict(strict=True))
+        annotation: Any = self.annotation
+        whole: TypeAdapter[Any] = TypeAdapter(list[annotation], config=ConfigDict(strict=True))
         ready = self.ready
 
         def validate(values: Any, by_value: ValidatorFunctionWrapHandler) -> Any:
@@ -189,7 +191,8 @@ class ValueType(NamedTuple):
                     pass
             return by_value(values)
 
-        return Annotated[list[self.value], WrapValidator(validate)]
+        value: Any = self.value
+        return Annotated[list[value], WrapValidator(validate)]
 
 
 def plausible_bound(feature: dict[str, Any]) -> float | None:
