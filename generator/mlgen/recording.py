@@ -1,7 +1,7 @@
 """A *recording* is the Messages API responses of one LLM planning run, saved as JSON.
 
 Replaying a recording feeds those responses, in order, to the real ``anthropic`` SDK through an
-``httpx2.MockTransport``: the whole LLM path (parsing, validation, repair turns, slot checks)
+``httpx2.MockTransport``: the whole LLM path (parsing, validation, repair turns, proposals)
 runs offline and deterministically. Recording wraps the real transport and keeps only each
 response's status and JSON body; requests (which carry the API key header) are never stored.
 """
