@@ -572,4 +572,4 @@ class FeatureTransforms(TransformerMixin, BaseEstimator):
 
 
 if __name__ == "__main__":
-    print(json.dumps(json_schema(), indent=1, sort_keys=True))
+    print(json.dumps(json_schema(), indent=1))
