@@ -16,13 +16,14 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-
 
 
 def quoted(value: Any) -> str:
-    """``value`` as a message quotes it (it may come from a model or a file): in double quotes,
-    control, invisible and direction characters escaped, long values shortened."""
+    """``value`` as a message quotes it (it may come from a model or a file): a string in
+    double quotes, anything else as JSON; control, invisible and direction characters escaped,
+    long values shortened."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = _UNPRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
     if len(text) > QUOTE_CHARS:
         text = text[: QUOTE_CHARS - 3] + "..."
-    return f'"{text}"'
+    return f'"{text}"' if isinstance(value, str) else text
 
 
 class MlgenError(Exception):

@@ -81,21 +81,32 @@ def schema_problems(steps: Any) -> list[str]:
     return problems
 
 
+# What a failed schema keyword says about the value, which is quoted (shortened) before it.
+EXPECTED = {
+    "pattern": "must match {}",
+    "maxLength": "is longer than {} characters",
+    "minLength": "is shorter than {} characters",
+    "type": "must be of type {}",
+    "const": "must be {}",
+    "enum": "must be one of {}",
+    "maximum": "is greater than the maximum of {}",
+    "minimum": "is less than the minimum of {}",
+    "exclusiveMinimum": "must be greater than {}",
+    "maxItems": "is too long: at most {} items",
+    "minItems": "is too short: at least {} items",
+}
+
+
 def _message(error: Any) -> str:
-    # jsonschema quotes the offending value with repr(): shorten it, control characters and all.
-    if error.validator in ("pattern", "maxLength", "minLength", "type", "const", "enum"):
-        expected = {"pattern": f"must match {error.validator_value}",
-                    "maxLength": f"is longer than {error.validator_value} characters",
-                    "minLength": f"is shorter than {error.validator_value} characters",
-                    "type": f"must be of type {error.validator_value}",
-                    "const": f"must be {quoted(error.validator_value)}",
-                    "enum": f"must be one of {', '.join(map(str, error.validator_value))}"}
-        return f"{quoted(error.instance)} {expected[error.validator]}"
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return "unknown field(s) " + ", ".join(quoted(name) for name in extra)
-    message = error.message
-    return message if len(message) <= 200 else message[:197] + "..."
+    if error.validator == "required":
+        return error.message
+    template = EXPECTED.get(error.validator, "is not valid ({})")
+    expected = error.validator_value
+    shown = ", ".join(map(str, expected)) if isinstance(expected, list) else expected
+    return f"{quoted(error.instance)} {template.format(shown)}"
 
 
 def _numbers(value: Any) -> list[Any]:

@@ -14,6 +14,7 @@ failures are retried with backoff inside a total time budget. Every failure rais
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import time
@@ -181,7 +182,7 @@ class LLMPlanner:
                             "type": "tool_use",
                             "id": block.id,
                             "name": block.name,
-                            "input": block.input,
+                            "input": _encodable(block.input),
                         }
                     ],
                 }
@@ -361,6 +362,18 @@ def clean_text(text: str) -> str:
         text = _TEMPLATE_MARKS.sub("", text)
     text = " ".join(text.split())
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3].rstrip() + "..."
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with non-finite numbers (which a model's JSON may hold, as 1e999) as null:
+    the repair turn sends the answer back, and the API takes standard JSON only."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _encodable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    return value
 
 
 def _retry_after(response: Any) -> float | None:
