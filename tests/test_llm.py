@@ -22,25 +22,8 @@ from mlgen.recording import Recording
 EXAMPLE = REPO / "examples" / "penguins"
 KEY = "sk-ant-test-7f3c9a-never-write-me"
 FAST = LLMSettings(model="claude-sonnet-5-5", first_backoff_s=0.01, time_budget_s=3.0)
-SAFE_SLOT = '''"""Bill shape: deep, short bills and long, shallow ones separate the species."""
-
-import numpy as np
-import pandas as pd
-
-
-def number(df: pd.DataFrame, name: str) -> pd.Series:
-    """The column as numbers; all missing when the frame does not have it."""
-    if name not in df.columns:
-        return pd.Series(np.nan, index=df.index, dtype=float)
-    return pd.to_numeric(df[name], errors="coerce")
-
-
-def add_features(df: pd.DataFrame) -> pd.DataFrame:
-    ratio = number(df, "bill_length_mm") / number(df, "bill_depth_mm")
-    df["bill_ratio"] = ratio.replace([np.inf, -np.inf], np.nan)
-    return df
-'''
-
+BILL_RATIO = {"kind": "ratio", "name": "bill_ratio", "numerator": "bill_length_mm",
+              "denominator": "bill_depth_mm", "reason": "deep, short bills and long, shallow ones"}
 
 @pytest.fixture(scope="module")
 def penguins():
@@ -74,7 +57,7 @@ def test_valid_plan_is_used_and_recorded(penguins):
     assert outcome.warnings == ()
     manifest = outcome.manifest
     assert manifest["planner"] == "llm" and manifest["fallback"] is False
-    assert manifest["model"] == "claude-sonnet-5-5" and manifest["prompt_version"] == "v1"
+    assert manifest["model"] == "claude-sonnet-5-5" and manifest["prompt_version"] == "v2"
     assert manifest["usage"] == {"input_tokens": 3100, "output_tokens": 850,
                                  "cache_read_input_tokens": 0,
                                  "cache_creation_input_tokens": 1200, "calls": 1}
@@ -84,6 +67,8 @@ def test_valid_plan_is_used_and_recorded(penguins):
     schema = request["tools"][0]["input_schema"]
     assert "data_path" not in schema["properties"] and "feature_code" in schema["properties"]
     assert "$ref" not in json.dumps(schema)
+    kinds = schema["properties"]["feature_transforms"]["items"]["oneOf"]
+    assert len(kinds) >= 12 and all("reason" in kind["required"] for kind in kinds)
     content = request["messages"][0]["content"]
     assert "<data_sample rows=\"5\">" in content and "Torgersen" in content
 
@@ -208,8 +193,10 @@ def test_prompt_injection_cannot_move_data_add_fields_or_template_code(tmp_path)
     written = json.dumps(plan.model_dump(mode="json"))
     assert "{{" not in written and "{%" not in written and "\x1b" not in written
     assert plan.rationale["model_family"] == "include '/etc/passwd' linear"  # inert text
-    assert outcome.slot_code is None
-    assert "`os`" in outcome.warnings[0]
+    # The code is never run: it is kept as text, with a header saying so, for a person to read.
+    assert outcome.proposal.startswith("# PROPOSAL ONLY, NOT USED BY THIS SERVICE")
+    assert "os.system('id')" in outcome.proposal
+    assert "never runs model-written code" in outcome.warnings[0]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -222,15 +209,51 @@ def test_model_free_text_is_one_plain_line(text, expected):
     assert clean_text(text) == expected
 
 
-def test_safe_slot_is_kept_and_recorded(penguins):
+def test_transforms_in_the_answer_are_used_and_recorded(penguins):
     brief, profile = penguins
-    api = FakeMessagesAPI([tool_reply(model_answer(brief, profile, feature_code=SAFE_SLOT))])
+    answer = model_answer(brief, profile, feature_transforms=[BILL_RATIO])
+    outcome = run(brief, profile, FakeMessagesAPI([tool_reply(answer)]))
+    assert outcome.warnings == () and outcome.proposal is None
+    assert outcome.plan.feature_transforms == [BILL_RATIO]
+    assert outcome.manifest["transforms"] == ["bill_ratio"]
+    assert outcome.manifest["feature_code"] == {"proposed": False}
+    assert "| bill_ratio | ratio | numerator=bill_length_mm" in outcome.plan.to_markdown()
+
+
+def test_transforms_that_misfit_the_data_are_sent_back_for_repair(penguins):
+    brief, profile = penguins
+    misfit = [{**BILL_RATIO, "numerator": "island"}, {**BILL_RATIO, "name": "mass",
+                                                       "numerator": "beak_length"}]
+    api = FakeMessagesAPI([
+        tool_reply(model_answer(brief, profile, feature_transforms=misfit)),
+        tool_reply(model_answer(brief, profile, feature_transforms=[BILL_RATIO])),
+    ])
     outcome = run(brief, profile, api)
-    assert outcome.warnings == ()
-    assert "def add_features" in outcome.slot_code and "bill_ratio" in outcome.slot_code
-    assert outcome.slot_code.startswith("# Written by claude-sonnet-5-5")
-    assert outcome.manifest["slot"]["written"] is True
-    assert outcome.manifest["slot"]["added_columns"] == ["bill_ratio"]
+    repair = api.requests[1]["messages"][-1]["content"][0]["content"]
+    assert '"island" to be numeric, but features give it type categorical' in repair
+    assert '"beak_length", which is not in features' in repair
+    assert outcome.plan.feature_transforms == [BILL_RATIO] and outcome.manifest["turns"] == 2
+
+
+def test_feature_code_is_kept_only_as_an_unwired_proposal(penguins, tmp_path):
+    brief, profile = penguins
+    code = "import os\n\u202e# looks harmless\x1b[2J\nos.system('touch /tmp/x')\n"
+    outcome = run(brief, profile, FakeMessagesAPI([tool_reply(model_answer(
+        brief, profile, feature_code=code))]))
+    assert outcome.manifest["planner"] == "llm"  # the plan is used; the code is not
+    service = tmp_path / "svc"
+    service.mkdir()
+    outcome.write(service)
+    written = (service / "docs" / "proposed_features.py.txt").read_text()
+    assert "never runs, imports or tests code an LLM writes" in written
+    assert "os.system('touch /tmp/x')" in written
+    assert "\u202e" not in written and "\x1b" not in written  # shown as it is
+    assert outcome.manifest["feature_code"]["written"] == "docs/proposed_features.py.txt"
+    assert outcome.manifest["feature_code"]["run"] is False
+    assert "saved, unused, as docs/proposed_features.py.txt" in outcome.warnings[0]
+    huge = run(brief, profile, FakeMessagesAPI([tool_reply(model_answer(
+        brief, profile, feature_code="x = 1\n" * 5000))]))
+    assert huge.proposal is None and "is not kept" in huge.warnings[0]
 
 
 def test_recording_replays_the_same_plan_offline(penguins, tmp_path):
@@ -252,7 +275,9 @@ def test_the_example_recording_replays_to_a_valid_llm_plan(penguins):
     outcome = plan_brief(*penguins, PlanOptions(replay=recording))
     assert outcome.manifest["planner"] == "llm" and outcome.warnings == ()
     assert outcome.manifest["usage"]["calls"] == len(Recording.load(recording).exchanges)
-    assert outcome.slot_code is not None
+    assert [step["name"] for step in outcome.plan.feature_transforms] == [
+        "bill_ratio", "mass_per_flipper"]
+    assert outcome.proposal is None
 
 
 def test_the_manifest_holds_hashes_not_the_brief(penguins, tmp_path):

@@ -3,6 +3,7 @@ questions live in one place in effect."""
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from jinja2 import Environment
 from jinja2_ansible_filters import AnsibleCoreFiltersExtension
+from mlgen import transforms
 from mlgen.errors import PlanError
 from mlgen.plan import PLAN_FIELDS, Plan
 
@@ -103,6 +105,10 @@ def test_computed_defaults_match(task, time_column, group_column):
         ("split_strategy", {"split_strategy": "time"}),
         ("split_strategy", {"split_strategy": "group"}),
         ("split_strategy", {"task": "regression", "split_strategy": "stratified"}),
+        ("feature_transforms", {"feature_transforms": [{"kind": "eval", "name": "x",
+                                                        "reason": "r"}]}),
+        ("feature_transforms", {"feature_transforms": [{"kind": "log1p", "name": "x"}]}),
+        ("feature_transforms", {"feature_transforms": {"kind": "log1p"}}),
     ],
 )
 def test_copier_and_plan_refuse_the_same_answers(question, answers):
@@ -146,3 +152,12 @@ def test_plan_schema_is_clean_for_an_llm_to_fill():
         "hist_gradient_boosting",
         "lightgbm",
     ]
+
+
+def test_copier_knows_the_transform_kinds_of_the_runtimes_spec():
+    validator = QUESTIONS["feature_transforms"]["validator"]
+    listed = set(re.search(r"t\.kind not in \[([^\]]*)\]", validator).group(1)
+                 .replace("'", "").replace(" ", "").split(","))
+    assert listed == set(transforms.kinds())
+    step = {"kind": "log1p", "name": "log_x", "reason": "skewed", "column": "x"}
+    assert _copier_says("feature_transforms", feature_transforms=[step]) == ""

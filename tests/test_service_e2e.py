@@ -29,7 +29,7 @@ from mlgen.verify import read_verification
 pytestmark = pytest.mark.e2e
 
 # (case, example folder, planner flags). "penguins-llm" replays the recorded Claude answer
-# through the real SDK: the LLM plan and its validated feature slot must verify too.
+# through the real SDK: the LLM plan and its feature transforms must verify too.
 EXAMPLES = [
     ("penguins", "penguins", ["--no-llm"]),
     ("breast-cancer", "breast-cancer", ["--no-llm"]),
@@ -70,7 +70,10 @@ def trained(request: pytest.FixtureRequest, service_venv: Venv,
     if case == "penguins-llm":
         manifest = json.loads((out / ".mlgen" / "manifest.json").read_text())
         assert not manifest["fallback"], manifest
-        assert "bill_ratio" in {f["name"] for f in _metadata_at(out)["derived_features"]}
+        metadata = _metadata_at(out)
+        assert "bill_ratio" in {f["name"] for f in metadata["derived_features"]}
+        # The transforms compile into the fast path, which matched the pipeline in training.
+        assert metadata["serving"]["path"] in ("onnx", "compiled"), metadata["serving"]
     return Service(case, out, config["project"]["package"], config["task"],
                    config["data"]["target"], frame, proc.stdout + proc.stderr)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mlgen import __version__
 from mlgen.brief import Brief
@@ -103,7 +104,8 @@ def _prepare(
     with console.status("Planning..."):
         outcome = plan_brief(brief, profile, options)
     for warning in outcome.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+        # Warnings quote what the model sent: shown as text, never as Rich markup.
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     return brief, profile, outcome
 
 
@@ -262,5 +264,5 @@ def _package_name(service: Path) -> str:
 
 
 def _fail(error: MlgenError) -> None:
-    console.print(f"[bold red]error:[/bold red] {error}", soft_wrap=True)
+    console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
     raise typer.Exit(error.exit_code)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from mlgen import transforms
 from mlgen.plan import Plan
 from mlgen.profile import Profile
 from mlgen.verify import Verification
@@ -22,15 +24,24 @@ def show_plan(plan: Plan, profile: Profile, planner: str) -> None:
     table.add_column("setting", style="bold")
     table.add_column("value", overflow="fold")
     table.add_column("why", style="dim", overflow="fold")
+    # Values and reasons may come from the model: text, never Rich markup.
     for field, value, why in plan.rows():
-        table.add_row(field, value, why)
+        table.add_row(field, escape(value), escape(why))
     console.print(table)
+    if plan.feature_transforms:
+        added = Table(title="Feature transforms", title_justify="left")
+        for name, style in (("adds", "bold"), ("kind", None), ("from", None), ("why", "dim")):
+            added.add_column(name, style=style, overflow="fold")
+        for step in plan.feature_transforms:
+            added.add_row(", ".join(transforms.outputs(step)), step["kind"],
+                          escape(transforms.describe(step)), escape(step["reason"]))
+        console.print(added)
     if plan.excluded:
         excluded = Table(title="Excluded columns", title_justify="left")
         excluded.add_column("column", style="bold")
         excluded.add_column("reason")
         for item in plan.excluded:
-            excluded.add_row(item.column, item.reason)
+            excluded.add_row(escape(item.column), escape(item.reason))
         console.print(excluded)
     for note in profile.notes:
         console.print(f"[yellow]note:[/yellow] {note}")

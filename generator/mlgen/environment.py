@@ -1,8 +1,8 @@
 """The *environment* of the processes mlgen starts: the user's, without the secrets it knows.
 
 mlgen needs the Anthropic API key in one place, the SDK client of the LLM planner. Nothing it
-starts needs the key: not git (its own calls or Copier's), ruff, the slot sandbox, pip, nor the
-service's tests and training, which run code mlgen did not write. The command line calls
+starts needs the key: not git (its own calls or Copier's), pip, nor the service's tests and
+training, which run code mlgen did not write. The command line calls
 :func:`take_api_key` before anything else runs, so the key leaves this process's environment
 before any child can inherit it; every ``subprocess`` call in mlgen passes :func:`child_env`, so
 a program that uses mlgen as a library and keeps the key in its environment leaks it to no

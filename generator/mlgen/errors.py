@@ -6,6 +6,25 @@ target folder), 1 when a rendered service fails verification.
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
+# Longest given value a message quotes back.
+QUOTE_CHARS = 80
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def quoted(value: Any) -> str:
+    """``value`` as a message quotes it (it may come from a model or a file): a string in
+    double quotes, anything else as JSON; control, invisible and direction characters escaped,
+    long values shortened."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = _UNPRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    if len(text) > QUOTE_CHARS:
+        text = text[: QUOTE_CHARS - 3] + "..."
+    return f'"{text}"' if isinstance(value, str) else text
+
 
 class MlgenError(Exception):
     """Base class: the message says what is wrong and how to fix it."""
@@ -43,10 +62,6 @@ class LLMError(MlgenError):
 
 class LLMAuthError(LLMError):
     """The API rejected the key: the user must fix ANTHROPIC_API_KEY or plan offline."""
-
-
-class SlotError(MlgenError):
-    """The code for a slot is unsafe or does not work; the message says what to change."""
 
 
 class UpdateError(MlgenError):

@@ -1,8 +1,9 @@
 """The *manifest* records how a service's plan was made: ``.mlgen/manifest.json`` in the service.
 
 It names the planner, the model and prompt version, hashes of the brief and of the plan, the
-tokens spent, whether the heuristic plan replaced the model's, and what happened to the code
-slot. It holds hashes and counts, never the brief's text, data values or any credential.
+tokens spent, whether the heuristic plan replaced the model's, the feature transforms' columns,
+and whether the model sent Python feature code (never run; where its proposal file is). It holds
+hashes and counts, never the brief's text, data values or any credential.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlgen import __version__
+from mlgen import __version__, transforms
 from mlgen.plan import Plan
 
 FILE = Path(".mlgen") / "manifest.json"
@@ -39,7 +40,7 @@ def build_manifest(
     sample_rows_sent: int = 0,
     replayed_from: str | None = None,
     fallback_reason: str | None = None,
-    slot: dict[str, Any] | None = None,
+    feature_code: dict[str, Any] | None = None,
     warnings: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The manifest as a JSON-ready dict."""
@@ -56,7 +57,9 @@ def build_manifest(
         "replayed_from": replayed_from,
         "fallback": fallback_reason is not None,
         "fallback_reason": fallback_reason,
-        "slot": slot or {"written": False},
+        "transforms": [name for step in plan.feature_transforms
+                       for name in transforms.outputs(step)],
+        "feature_code": feature_code or {"proposed": False},
         "warnings": list(warnings),
     }
 

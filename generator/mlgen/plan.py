@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
-from mlgen.errors import PlanError
+from mlgen import transforms
+from mlgen.errors import PlanError, quoted
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
@@ -90,6 +91,12 @@ class Plan(BaseModel):
     features: list[Feature] = Field(
         default_factory=list,
         description="Model inputs with type and encoding; empty means infer at training time",
+    )
+    feature_transforms: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Derived columns computed from the features inside the model pipeline "
+        "(the runtime's feature-transform spec: kind, name, reason and the kind's fields); "
+        "every column a transform reads must be listed in features",
     )
     split_strategy: SplitStrategy | None = Field(
         default=None,
@@ -179,23 +186,42 @@ class Plan(BaseModel):
         except ValidationError as exc:
             lines = []
             for err in exc.errors():
-                where = ".".join(str(part) for part in err["loc"]) or "plan"
+                # Field names may come from a model: an unknown one is quoted, escaped.
+                where = ".".join(
+                    str(part) if str(part) in cls.model_fields or not isinstance(part, str)
+                    else quoted(part)
+                    for part in err["loc"]
+                ) or "plan"
                 lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
             raise PlanError("The plan is not valid:\n" + "\n".join(lines)) from exc
 
     def check_columns(self, columns: Sequence[str]) -> None:
-        """Refuse a plan naming columns the data does not have (e.g. from an LLM or a typo)."""
+        """Refuse a plan naming columns the data does not have (e.g. from an LLM or a typo),
+        or adding transform columns the data already has."""
         named = [self.target, self.id_column, self.time_column, self.group_column]
         named += [f.name for f in self.features] + self.exclude_columns
+        named += [column for step in self.feature_transforms
+                  for column, _ in transforms.inputs(step)]
         unknown = [name for name in dict.fromkeys(named) if name and name not in columns]
+        problems = []
         if unknown:
             hints = []
             for name in unknown:
                 close = difflib.get_close_matches(name, list(columns), n=2, cutoff=0.6)
                 hints.append(
-                    f'"{name}"' + (f" (did you mean {' or '.join(close)}?)" if close else "")
+                    quoted(name)
+                    + (f" (did you mean {' or '.join(close)}?)" if close else "")
                 )
-            raise PlanError(f"The plan names columns the data does not have: {', '.join(hints)}.")
+            problems.append(f"The plan names columns the data does not have: {', '.join(hints)}.")
+        existing = [name for step in self.feature_transforms
+                    for name in transforms.outputs(step) if name in columns]
+        if existing:
+            problems.append(
+                "Feature transforms would add columns the data already has: "
+                + ", ".join(map(quoted, existing)) + ". Rename them."
+            )
+        if problems:
+            raise PlanError(" ".join(problems))
 
     def to_answers(
         self,
@@ -225,9 +251,26 @@ class Plan(BaseModel):
         return rows
 
     def to_markdown(self) -> str:
-        """The plan as Markdown: decisions with reasons, then excluded columns."""
+        """The plan as Markdown: decisions with reasons, then feature transforms and excluded
+        columns."""
         lines = ["| setting | value | why |", "| --- | --- | --- |"]
         lines += [f"| {f} | {_md(v)} | {_md(why)} |" for f, v, why in self.rows()]
+        if self.feature_transforms:
+            lines += [
+                "",
+                "### Feature transforms",
+                "",
+                "Columns computed from the features inside the model pipeline, fitted on the "
+                "training split (`transforms` in configs/config.yaml).",
+                "",
+                "| adds | kind | from | why |",
+                "| --- | --- | --- | --- |",
+            ]
+            lines += [
+                f"| {_md(', '.join(transforms.outputs(step)))} | {_md(step['kind'])} | "
+                f"{_md(transforms.describe(step))} | {_md(step['reason'])} |"
+                for step in self.feature_transforms
+            ]
         if self.excluded:
             lines += ["", "### Excluded columns", "", "| column | reason |", "| --- | --- |"]
             lines += [f"| {_md(item.column)} | {_md(item.reason)} |" for item in self.excluded]
@@ -286,6 +329,10 @@ def _problems(plan: Plan) -> list[str]:
     unknown = sorted(set(plan.rationale) - PLAN_FIELDS)
     if unknown:
         problems.append(f"rationale for unknown fields: {', '.join(unknown)}")
+    shape = transforms.schema_problems(plan.feature_transforms)
+    problems += shape or transforms.plan_problems(
+        plan.feature_transforms, {f.name: f.type for f in plan.features}
+    )
     return problems
 
 
@@ -293,10 +340,17 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         if not value:
             return "[]"
-        shown = [f"{v.name} ({v.type})" if isinstance(v, Feature) else str(v) for v in value]
-        return ", ".join(shown)
+        return ", ".join(_item(v) for v in value)
     if value == "":
         return "-"
+    return str(value)
+
+
+def _item(value: Any) -> str:
+    if isinstance(value, Feature):
+        return f"{value.name} ({value.type})"
+    if isinstance(value, dict) and {"kind", "name"} <= set(value):
+        return f"{value['name']} ({value['kind']})"
     return str(value)
 
 

@@ -4,19 +4,24 @@
 on, that plan is the model's starting draft and the fallback. Trouble with the LLM (API errors,
 answers that stay invalid) gives the heuristic plan and a warning, or an error under
 ``llm_required``; a rejected or missing key is always an error, because the user asked for the
-LLM and must fix the key or pass ``--no-llm``. The outcome carries the plan, the checked slot
-code, the manifest and the warnings; :meth:`PlanOutcome.write` puts the last three into a
-rendered service.
+LLM and must fix the key or pass ``--no-llm``. The outcome carries the plan, the model's feature
+code as an inert proposal (if it sent any), the manifest and the warnings; :meth:`PlanOutcome.write`
+puts the proposal and the manifest into a rendered service.
+
+Code an LLM writes is never executed, imported or checked by running it: feature engineering
+reaches the service as data (``feature_transforms``, compiled by the runtime), and
+``feature_code`` is written, unwired, as ``docs/proposed_features.py.txt`` for a person to read.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgen.brief import Brief
-from mlgen.errors import LLMAuthError, LLMError, MlgenError, SlotError
+from mlgen.errors import LLMAuthError, LLMError, MlgenError
 from mlgen.manifest import build_manifest, sha256_text, write_manifest
 from mlgen.plan import Plan
 from mlgen.planners.heuristic import HeuristicPlanner
@@ -30,7 +35,22 @@ if TYPE_CHECKING:
     from mlgen.planners.llm import LLMSettings
     from mlgen.recording import Recording
 
-SLOT_FILE = "custom_features.py"
+PROPOSAL_FILE = Path("docs") / "proposed_features.py.txt"
+# Longer feature code is not kept at all: a proposal is meant to be read in full.
+MAX_PROPOSAL_CHARS = 20_000
+PROPOSAL_HEADER = """\
+# PROPOSAL ONLY, NOT USED BY THIS SERVICE: Python feature code that {author}
+# wrote for this service's brief. mlgen never runs, imports or tests code an LLM writes: nothing
+# below has been executed or reviewed, and nothing imports this file. It may be wrong, or
+# written to do harm. Prefer a feature transform (`transforms` in configs/local.yaml); to adopt
+# an idea from it, read every line, then write your own src/<package>/custom_features.py.
+
+"""
+# Characters that change how text displays (terminal escapes, bidirectional overrides, invisible
+# characters): a proposal is read by a person, so what they see must be what the file says.
+_DISPLAY_CONTROLS = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+)
 
 
 @dataclass(frozen=True)
@@ -60,24 +80,20 @@ class PlanOptions:
 
 @dataclass(frozen=True)
 class PlanOutcome:
-    """A plan ready to render, the validated slot code (or None), the manifest and warnings."""
+    """A plan ready to render, the model's feature code as a proposal to read (or None), the
+    manifest and warnings."""
 
     plan: Plan
-    slot_code: str | None
+    proposal: str | None
     manifest: dict[str, Any]
     warnings: tuple[str, ...] = field(default=())
 
     def write(self, service: Path) -> None:
-        """Write ``.mlgen/manifest.json`` and, when there is one, the checked slot code."""
+        """Write ``.mlgen/manifest.json`` and, when there is one, the unwired proposal."""
         service = Path(service)
-        if self.slot_code is not None:
-            slots = sorted(service.glob(f"src/*/{SLOT_FILE}"))
-            if len(slots) != 1:
-                raise MlgenError(
-                    f"Cannot place the custom features: expected one src/<package>/{SLOT_FILE} "
-                    f"in {service}, found {len(slots)}."
-                )
-            slots[0].write_text(self.slot_code, encoding="utf-8")
+        if self.proposal is not None:
+            (service / PROPOSAL_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (service / PROPOSAL_FILE).write_text(self.proposal, encoding="utf-8")
         write_manifest(service, self.manifest)
 
 
@@ -106,7 +122,6 @@ def _plan_with_llm(
     from mlgen.planners.llm import LLMPlanner, LLMSettings
     from mlgen.prompt import SAMPLE_ROWS, Prompt
     from mlgen.recording import Recording
-    from mlgen.slot import check_slot
 
     prompt = Prompt.load()
     recording = Recording.load(options.replay) if options.replay else None
@@ -150,35 +165,33 @@ def _plan_with_llm(
         if recorder is not None:
             recorder.save(options.record)
     record["usage"] = planner.usage.as_dict()
-    warnings: list[str] = []
-    slot_code, slot = None, {"written": False}
+    proposal, feature_code, warnings = None, {"proposed": False}, []
     if result.feature_code:
-        try:
-            checked = check_slot(result.feature_code, _slot_sample(profile, result.plan))
-        except SlotError as exc:
-            warnings.append(f"The model's custom feature code was dropped: {exc}.")
-            slot = {
-                "written": False,
-                "dropped_reason": str(exc),
-                "proposed_sha256": sha256_text(result.feature_code),
-            }
+        feature_code = {"proposed": True, "sha256": sha256_text(result.feature_code),
+                        "run": False, "written": None}
+        if len(result.feature_code) > MAX_PROPOSAL_CHARS:
+            warnings.append(
+                f"The model also sent {len(result.feature_code):,} characters of Python feature "
+                f"code. mlgen never runs model-written code, and code this long (over "
+                f"{MAX_PROPOSAL_CHARS:,}) is not kept."
+            )
         else:
-            slot_code = _slot_header(settings.model, prompt.version) + checked.code
-            slot = {
-                "written": True,
-                "sha256": sha256_text(slot_code),
-                "added_columns": list(checked.added_columns),
-            }
+            proposal = proposal_text(result.feature_code, settings.model, prompt.version)
+            feature_code["written"] = str(PROPOSAL_FILE)
+            warnings.append(
+                "The model also sent Python feature code. mlgen never runs model-written code: "
+                f"it is saved, unused, as {PROPOSAL_FILE} for you to read."
+            )
     manifest = build_manifest(
         brief.text,
         result.plan,
         "llm",
         turns=result.turns,
-        slot=slot,
+        feature_code=feature_code,
         warnings=tuple(warnings),
         **record,
     )
-    return PlanOutcome(result.plan, slot_code, manifest, tuple(warnings))
+    return PlanOutcome(result.plan, proposal, manifest, tuple(warnings))
 
 
 def _client(
@@ -206,18 +219,9 @@ def _client(
     return anthropic.Anthropic(api_key=key, max_retries=0, http_client=http_client)
 
 
-def _slot_sample(profile: Profile, plan: Plan) -> Any:
-    """The raw columns ``add_features`` receives in the service: the features, never the target."""
-    if plan.features:
-        names = [f.name for f in plan.features]
-    else:
-        roles = {plan.target, plan.id_column, plan.time_column, plan.group_column}
-        names = [c for c in profile.column_names if c not in roles | set(plan.exclude_columns)]
-    return profile.raw[names]
-
-
-def _slot_header(model: str, prompt_version: str) -> str:
-    return (
-        f"# Written by {model} (mlgen prompt {prompt_version}) for this service's brief, then\n"
-        "# checked by mlgen: allowed imports only, no I/O, run on a data sample. It is yours now.\n"
+def proposal_text(code: str, model: str, prompt_version: str) -> str:
+    """The model's feature code as an inert text file a person may read, and adopt by hand."""
+    author = " ".join(f"{model} (mlgen prompt {prompt_version})".split())
+    return PROPOSAL_HEADER.format(author=author) + _DISPLAY_CONTROLS.sub(
+        "", code.replace("\r\n", "\n")
     )

@@ -1,7 +1,7 @@
 """A *recording* is the Messages API responses of one LLM planning run, saved as JSON.
 
 Replaying a recording feeds those responses, in order, to the real ``anthropic`` SDK through an
-``httpx2.MockTransport``: the whole LLM path (parsing, validation, repair turns, slot checks)
+``httpx2.MockTransport``: the whole LLM path (parsing, validation, repair turns, proposals)
 runs offline and deterministically. Recording wraps the real transport and keeps only each
 response's status and JSON body; requests (which carry the API key header) are never stored.
 """
@@ -78,9 +78,11 @@ class Recording:
                     },
                 )
             exchange = remaining.pop(0)
-            return httpx2.Response(
-                exchange["status"], json=exchange["body"], headers=exchange.get("headers", {})
-            )
+            # Python's JSON (NaN and Infinity included), as a server's body could hold them:
+            # httpx2's json= encoder refuses non-finite numbers the SDK itself would parse.
+            body = json.dumps(exchange["body"], ensure_ascii=False).encode("utf-8")
+            headers = {"content-type": "application/json", **exchange.get("headers", {})}
+            return httpx2.Response(exchange["status"], content=body, headers=headers)
 
         return httpx2.Client(transport=httpx2.MockTransport(answer))
 

@@ -3,9 +3,9 @@
 Copier renders into a temporary sibling of the target, with a real row of the data as the
 README's example request; mlgen then adds ``docs/PLAN.md``, ``docs/BRIEF.md``,
 ``data/sample.csv`` (a small sample of the user's data so the service's own tests run on the
-user's columns) and, from the planning outcome, ``.mlgen/manifest.json`` and the checked
-custom-features slot, and only then moves the folder into place. On any failure nothing is
-left behind.
+user's columns) and, from the planning outcome, ``.mlgen/manifest.json`` and the model's
+unwired feature-code proposal, and only then moves the folder into place. On any failure
+nothing is left behind.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def render_service(
 ) -> Path:
     """Render ``plan`` into ``out`` and return it; refuse a non-empty ``out`` unless ``force``.
 
-    ``outcome`` (from :func:`mlgen.planning.plan_brief`) adds the manifest and the slot code.
+    ``outcome`` (from :func:`mlgen.planning.plan_brief`) adds the manifest and the proposal.
     """
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():

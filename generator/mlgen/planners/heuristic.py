@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pandas as pd
+
+from mlgen import transforms
 from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
 from mlgen.leaks import named_leaks, stated_leaks
@@ -19,6 +22,10 @@ RARE_POSITIVES = 0.10
 LOW_LATENCY_MS = 5
 SMALL_DATA = 2_000
 LARGE_DATA = 100_000
+# A non-negative amount this skewed spreads over orders of magnitude: a linear model fits its
+# long tail to a few rows unless it sees the log. Trees split on ranks and need no log.
+LOG_SKEW = 2.0
+MIN_LOG_VALUES = 10
 TIME_NAME = re.compile(r"date|time|timestamp|^(year|month|week|day|period|quarter)$", re.I)
 GROUP_PHRASE = re.compile(r"\b(?:per|grouped by|group by|for each)\s+[`\"']?([\w .-]{1,64})", re.I)
 DEFAULT_REASONS = {
@@ -27,6 +34,8 @@ DEFAULT_REASONS = {
     "group_column": "no repeated entity id, so rows are independent",
     "latency_budget_ms": "no latency stated in the brief",
     "max_batch_size": "the template's default",
+    "feature_transforms": "no date features, and no heavy-tailed amounts a linear model would "
+    "need on a log scale",
 }
 
 
@@ -77,6 +86,7 @@ class _Draft:
         self._tuning()
         self._serving_and_drift()
         self._apply_brief()
+        self._transforms()
         for field, why in DEFAULT_REASONS.items():
             self.why.setdefault(field, why)
         self.values["excluded"] = [{"column": c, "reason": r} for c, r in self.excluded.items()]
@@ -381,6 +391,64 @@ class _Draft:
         if self.values["task"] == "regression":
             self.values.pop("class_weight", None)
             self.why.pop("class_weight", None)
+
+
+    def _transforms(self) -> None:
+        """Cyclical month (and hour) of date features; log1p of skewed amounts for a linear
+        model. Each is kept only if it validates against the spec and the plan."""
+        if "feature_transforms" in self.brief.front:
+            return
+        types = {f["name"]: f["type"] for f in self.values["features"]}
+        linear = self.values["model_family"] == "linear"
+        kept: list[dict[str, Any]] = []
+        for name, kind in types.items():
+            values = self.profile.frame[name]
+            if kind == "datetime":
+                candidates = _date_transforms(name, values)
+            elif kind == "numeric" and linear:
+                candidates = _log_transform(name, values)
+            else:
+                candidates = []
+            for step in candidates:
+                trial = [*kept, step]
+                names = [n for n in transforms.outputs(step) if n in self.profile.column_names]
+                if not (transforms.schema_problems(trial) or names
+                        or transforms.plan_problems(trial, types)):
+                    kept.append(step)
+        if kept:
+            kinds = sorted({step["kind"] for step in kept})
+            self.set("feature_transforms", kept,
+                     f"{len(kept)} derived columns ({', '.join(kinds)}), each with its reason")
+
+
+def _column_slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")[:36].rstrip("_")
+    return slug if slug[:1].isalpha() else f"f_{slug}".rstrip("_")
+
+
+def _date_transforms(name: str, values: pd.Series) -> list[dict[str, Any]]:
+    stamps = pd.to_datetime(values, errors="coerce", utc=True, format="mixed").dropna()
+    if stamps.empty:
+        return []
+    slug = _column_slug(name)
+    steps = [{"kind": "cyclical", "name": f"{slug}_month", "column": name, "part": "month",
+              "reason": "the season as a circle: December sits next to January"}]
+    if bool(((stamps.dt.hour != 0) | (stamps.dt.minute != 0)).any()):
+        steps.append({"kind": "cyclical", "name": f"{slug}_hour", "column": name, "part": "hour",
+                      "reason": "the time of day as a circle: 23:00 sits next to midnight"})
+    return steps
+
+
+def _log_transform(name: str, values: pd.Series) -> list[dict[str, Any]]:
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    if numbers.nunique() < MIN_LOG_VALUES or numbers.min() < 0:
+        return []
+    skew = float(numbers.skew())
+    if skew <= LOG_SKEW:
+        return []
+    return [{"kind": "log1p", "name": f"{_column_slug(name)}_log", "column": name,
+             "reason": f"a non-negative amount with skew {skew:.1f}: on a log scale the linear "
+             "model is not fitted to a few large values"}]
 
 
 def _find(name: str, columns: list[str]) -> str | None:

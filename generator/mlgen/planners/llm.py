@@ -1,17 +1,20 @@
 """The LLM planner: a Claude model fills the Plan from the brief and the data profile.
 
 The model must answer through one forced tool, ``submit_plan``, whose input schema is the Plan's
-JSON schema (without ``data_path``, which is never the model's to choose) plus an optional
-``feature_code`` for the custom-features slot. Its answer is parsed by the same pydantic Plan
-and then reviewed against the profile and the brief; problems go back to the model as an error
-tool result for at most ``max_repair_turns`` more turns. Transient API failures are retried
-with backoff inside a total time budget. Every failure raises :class:`LLMError`, so the caller
-can fall back to the heuristic plan; a rejected key raises :class:`LLMAuthError`.
+JSON schema (without ``data_path``, which is never the model's to choose), with the runtime's
+feature-transform spec for ``feature_transforms``, plus an optional ``feature_code``: Python that
+mlgen never runs or imports, kept only as a proposal for a person to read. Its answer is parsed
+by the same pydantic Plan and then reviewed against the profile and the brief; problems go back
+to the model as an error tool result for at most ``max_repair_turns`` more turns. Transient API
+failures are retried with backoff inside a total time budget. Every failure raises
+:class:`LLMError`, so the caller can fall back to the heuristic plan; a rejected key raises
+:class:`LLMAuthError`.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import time
@@ -21,6 +24,7 @@ from typing import Any
 
 import anthropic
 
+from mlgen import transforms
 from mlgen.brief import Brief
 from mlgen.errors import DataError, LLMAuthError, LLMError, MlgenError, PlanError
 from mlgen.plan import Plan
@@ -111,7 +115,8 @@ class LLMSettings:
 
 @dataclass(frozen=True)
 class LLMResult:
-    """A reviewed plan, the proposed slot code (unchecked), and how many turns it took."""
+    """A reviewed plan, the model's Python feature code if it sent any (never run), and how
+    many turns it took."""
 
     plan: Plan
     feature_code: str | None
@@ -119,12 +124,22 @@ class LLMResult:
 
 
 def plan_tool() -> dict[str, Any]:
-    """The ``submit_plan`` tool: the Plan's JSON schema, inlined, plus ``feature_code``."""
-    schema = _inline_refs(Plan.model_json_schema())
+    """The ``submit_plan`` tool: the Plan's JSON schema with the transform spec's, inlined,
+    plus ``feature_code``."""
+    schema = Plan.model_json_schema()
+    spec = transforms.spec_schema()
+    schema["$defs"] = {**schema.get("$defs", {}), **spec["$defs"]}
+    items = {k: v for k, v in spec["properties"]["steps"]["items"].items() if k != "discriminator"}
+    schema["properties"]["feature_transforms"].update(
+        items=items, maxItems=transforms.max_transforms()
+    )
+    schema = _inline_refs(schema)
     schema["properties"].pop("data_path")
     schema["properties"]["feature_code"] = {
         "type": "string",
-        "description": "Optional Python module defining add_features(df) -> df (see the rules)",
+        "description": "Optional, rarely needed: Python for a feature no transform kind can "
+        "express. mlgen never runs or imports it; it is saved as a text file for a person to "
+        "review and adopt by hand",
     }
     return {
         "name": TOOL_NAME,
@@ -167,7 +182,7 @@ class LLMPlanner:
                             "type": "tool_use",
                             "id": block.id,
                             "name": block.name,
-                            "input": block.input,
+                            "input": _encodable(block.input),
                         }
                     ],
                 }
@@ -263,9 +278,11 @@ def review(raw: Any, brief: Brief, profile: Profile, draft: Plan | None) -> tupl
         data["rationale"] = {
             k: clean_text(v) if isinstance(v, str) else v for k, v in data["rationale"].items()
         }
-    for item in data.get("excluded") or []:
-        if isinstance(item, dict) and isinstance(item.get("reason"), str):
-            item["reason"] = clean_text(item["reason"])
+    for key in ("excluded", "feature_transforms"):
+        items = data.get(key)
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("reason"), str):
+                item["reason"] = clean_text(item["reason"])
     try:
         plan = Plan.build(data)
         plan.check_columns(profile.column_names)
@@ -345,6 +362,18 @@ def clean_text(text: str) -> str:
         text = _TEMPLATE_MARKS.sub("", text)
     text = " ".join(text.split())
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3].rstrip() + "..."
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with non-finite numbers (which a model's JSON may hold, as 1e999) as null:
+    the repair turn sends the answer back, and the API takes standard JSON only."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _encodable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    return value
 
 
 def _retry_after(response: Any) -> float | None:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .transforms import TransformSpec
 
 CONFIG_FILE = Path("configs") / "config.yaml"
 LOCAL_FILE = Path("configs") / "local.yaml"
@@ -180,6 +181,8 @@ class Config(_Section):
     seed: int
     data: DataConfig
     features: list[FeatureSpec] = []
+    # Derived columns computed from the features inside the pipeline (see transforms.py).
+    transforms: TransformSpec = TransformSpec()
     split: SplitConfig
     model: ModelConfig
     tuning: TuningConfig = TuningConfig()

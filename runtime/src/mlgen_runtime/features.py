@@ -5,9 +5,10 @@ A resolved feature is a dict, the unit of ``metadata.json``'s feature list::
     {"name": ..., "type": "numeric", "encoding": "scale", "categories": None,
      "min": 1.0, "max": 9.0, "missing_rate": 0.0}
 
-The preprocessing is one Pipeline (user features -> typed frame -> ColumnTransformer) that is
-fitted on the training split and travels with the model, so serving never re-implements it.
-Every step accepts null in every column: a request may leave out any value.
+The preprocessing is one Pipeline (user features -> feature transforms -> typed frame ->
+ColumnTransformer) that is fitted on the training split and travels with the model, so serving
+never re-implements it. Every step accepts null in every column: a request may leave out any
+value.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from sklearn.preprocessing import (
 from .config import Config, FeatureType
 from .errors import ConfigError
 from .monitoring.drift import FALSE_WORDS, TRUE_WORDS
+from .transforms import FeatureTransforms, Source, TransformSpec, check_inputs
+from .values import category_text
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,37 @@ def derive_features(
         for name in added.columns
         if name not in names and (kind := infer_type(added[name])) not in (None, "text")
     ]
+
+
+def transform_features(
+    raw: pd.DataFrame,
+    features: list[dict[str, Any]],
+    derived: list[dict[str, Any]],
+    config: Config,
+) -> list[dict[str, Any]]:
+    """The features ``config.transforms`` adds, described on the raw training columns.
+
+    Transforms read raw features only (what a request carries), so serving and drift can
+    compute them from request rows; their columns must not replace a feature or a column
+    ``custom_features`` adds. Each described column names its transform's kind.
+    """
+    spec = config.transforms
+    if not spec.steps:
+        return []
+    check_inputs(spec, features, taken=[feature["name"] for feature in derived])
+    step = FeatureTransforms(spec_dicts(spec)).fit(raw)
+    added = step.derive(Source.of_frame(raw))
+    kinds = {name: transform.kind for transform in spec.steps for name in transform.outputs()}
+    return [
+        describe(pd.Series(added[name], index=raw.index, name=name), kind, "auto",
+                 config.model.family) | {"transform": kinds[name]}
+        for name, kind in spec.outputs()
+    ]
+
+
+def spec_dicts(spec: TransformSpec) -> list[dict[str, Any]]:
+    """The transforms as the pipeline step keeps them: plain dicts, as in config.yaml."""
+    return [step.model_dump(mode="json") for step in spec.steps]
 
 
 def infer_type(series: pd.Series) -> FeatureType | None:
@@ -174,11 +208,15 @@ def build_preprocessor(
     family: str,
     seed: int,
     custom_module: str | None = None,
+    transforms: list[dict[str, Any]] | None = None,
 ) -> Pipeline:
-    """user features -> typed frame -> encoded matrix, as one unfitted Pipeline.
+    """user features -> feature transforms -> typed frame -> encoded matrix, as one unfitted
+    Pipeline.
 
     ``custom_module`` names the service's ``custom_features`` module (see
-    :func:`custom_features_module`); None runs no user code.
+    :func:`custom_features_module`); None runs no user code. ``transforms`` (see
+    :func:`spec_dicts`) adds a :class:`~.transforms.FeatureTransforms` step; their columns must
+    be described in ``derived`` (:func:`transform_features`).
     """
     columns = [*features, *derived]
 
@@ -215,16 +253,16 @@ def build_preprocessor(
         "target": TargetEncoder(cv=KFold(n_splits=5, shuffle=True, random_state=seed)),
     }
     transformers = [(group, encoders[group], names) for group, names in groups.items() if names]
-    return Pipeline(
-        [
-            (
-                "custom",
-                FunctionTransformer(apply_custom_features, kw_args={"module": custom_module}),
-            ),
-            ("prepare", FunctionTransformer(prepare_frame, kw_args={"features": columns})),
-            ("encode", ColumnTransformer(transformers, sparse_threshold=0.0)),
-        ]
-    )
+    steps: list[tuple[str, Any]] = [
+        ("custom", FunctionTransformer(apply_custom_features, kw_args={"module": custom_module})),
+    ]
+    if transforms:
+        steps.append(("transforms", FeatureTransforms(transforms)))
+    steps += [
+        ("prepare", FunctionTransformer(prepare_frame, kw_args={"features": columns})),
+        ("encode", ColumnTransformer(transformers, sparse_threshold=0.0)),
+    ]
+    return Pipeline(steps)
 
 
 def custom_features_module(config: Config) -> str:
@@ -282,15 +320,6 @@ def prepare_frame(df: pd.DataFrame, features: list[dict[str, Any]]) -> pd.DataFr
         else:
             out[name] = as_category(column)
     return pd.DataFrame(out, index=df.index)
-
-
-def category_text(value: Any) -> str | None:
-    """One category value as a string (1.0 and 1 become "1"); None when missing."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def as_category(series: pd.Series) -> pd.Series:

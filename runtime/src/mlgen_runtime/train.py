@@ -29,6 +29,8 @@ from .features import (
     custom_features_module,
     derive_features,
     resolve_features,
+    spec_dicts,
+    transform_features,
 )
 from .model import build_baseline, build_estimator
 from .monitoring.drift import build_reference
@@ -103,7 +105,8 @@ def train(
     features = resolve_features(splits.train, config)
     names = [feature["name"] for feature in features]
     x_train, y_train = splits.train[names], splits.train[target]
-    derived = derive_features(x_train, features, config)
+    custom = derive_features(x_train, features, config)
+    derived = [*custom, *transform_features(x_train, features, custom, config)]
 
     make_pipeline = partial(build_pipeline, config, features, derived)
     groups = splits.train[config.data.group_column] if config.split.strategy == "group" else None
@@ -132,6 +135,7 @@ def train(
         # A real training row, the example request of the API's documentation.
         "example": request_example(splits.train, features),
         "derived_features": derived,
+        "transforms": config.transforms.model_dump(mode="json"),
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,
         "primary_metric": primary,
@@ -169,7 +173,14 @@ def train(
         "serving_path": metadata["serving"]["path"],
         **{f"model.{key}": value for key, value in metadata["params"].items()},
     }
-    reference = build_reference(splits.train, features, seed=config.seed)
+    # Drift watches the transforms' columns too, computed from the raw rows it is given.
+    transforms = pipeline.named_steps.get("transforms")
+    reference = build_reference(
+        splits.train,
+        [*features, *(f for f in derived if "transform" in f)],
+        seed=config.seed,
+        transforms=None if transforms is None else transforms.fitted_spec(),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         write_plots(pipeline, x_test, y_test, prediction, config, Path(tmp))
         metadata = log_candidate(
@@ -210,7 +221,12 @@ def build_pipeline(
 ) -> Pipeline:
     """The unfitted preprocessing + model Pipeline; ``params`` override the config's."""
     pipeline = build_preprocessor(
-        features, derived, config.model.family, config.seed, custom_features_module(config)
+        features,
+        derived,
+        config.model.family,
+        config.seed,
+        custom_features_module(config),
+        spec_dicts(config.transforms),
     )
     estimator = build_estimator(
         config.task,

@@ -46,6 +46,10 @@ The default floors are 0.1 (numeric) and 0.05 (categorical): the 20% -> 27% move
 A rise in a feature's missing rate alerts on its own when it exceeds ``missing_threshold``
 (absolute) and the binomial noise of the reference rate at this n. Datetime and text features are
 recorded as skipped.
+
+The columns a service's feature transforms add (``transforms.py``) are monitored like raw
+features: the reference keeps the fitted transforms (``transforms``), and every comparison
+computes those columns from the raw values it is given, with the same code the model ran.
 """
 
 from __future__ import annotations
@@ -148,8 +152,14 @@ def build_reference(
     features: list[dict],
     sample_size: int = 5000,
     seed: int = 0,
+    transforms: dict | None = None,
 ) -> dict:
-    """Summarise the training data's features into a JSON-serialisable drift reference."""
+    """Summarise the training data's features into a JSON-serialisable drift reference.
+
+    ``transforms`` (``FeatureTransforms.fitted_spec()``) adds its columns to ``df``; list them
+    in ``features`` to monitor them.
+    """
+    df = with_derived({"transforms": transforms}, df)
     rng = np.random.default_rng(seed)
     profiles = []
     for feature in features:
@@ -166,7 +176,7 @@ def build_reference(
                 "reason": f"{feature.get('type')} features are not monitored",
             }
         profiles.append({"name": name, "type": feature.get("type", NUMERIC), **profile})
-    return {
+    reference = {
         "version": PROFILE_VERSION,
         "n_rows": len(df),
         "seed": seed,
@@ -174,6 +184,31 @@ def build_reference(
         "null_sizes": list(NULL_SIZES),
         "features": profiles,
     }
+    if transforms:
+        reference["transforms"] = transforms
+    return reference
+
+
+def _transforms(reference: Mapping[str, Any]) -> Any:
+    """The reference's fitted feature transforms (``transforms.Compiled``), or None."""
+    fitted = reference.get("transforms")
+    if not fitted:
+        return None
+    # Imported here: references without transforms (and benchmarks/drift.py, which loads this
+    # file on its own) never need it.
+    from ..transforms import compile_fitted
+
+    return compile_fitted(fitted)
+
+
+def with_derived(reference: Mapping[str, Any], df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (raw feature columns) with the columns of the reference's transforms added."""
+    compiled = _transforms(reference)
+    if compiled is None:
+        return df
+    added = pd.DataFrame(compiled.columns(df, len(df)), index=df.index)
+    return pd.concat([df.drop(columns=[c for c in added.columns if c in df.columns]), added],
+                     axis=1)
 
 
 def feature_column(df: pd.DataFrame, name: str) -> pd.Series:
@@ -590,6 +625,7 @@ def compare(
     limits = _Limits(
         numeric_threshold, categorical_threshold, psi_threshold, missing_threshold, alpha
     )
+    current = with_derived(reference, current)
     columns = []
     for profile in monitored_profiles(reference):
         name = profile["name"]
@@ -633,6 +669,12 @@ class OnlineDrift:
             numeric_threshold, categorical_threshold, psi_threshold, missing_threshold, alpha
         )
         self._profiles = monitored_profiles(reference)
+        # Transform columns are computed from the raw columns of each batch.
+        self._transforms = _transforms(reference)
+        self._names = list(dict.fromkeys(
+            [p["name"] for p in self._profiles]
+            + ([] if self._transforms is None else self._transforms.inputs)
+        ))
         # Per categorical feature: raw request value -> bucket index, grown as values arrive.
         self._codes = [
             _initial_codes(p["categories"]) if p["kind"] == CATEGORICAL else None
@@ -655,8 +697,7 @@ class OnlineDrift:
     def observe(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Add request rows (dicts of raw feature values; missing keys count as missing)."""
         self.observe_columns(
-            {p["name"]: _column(records, p["name"]) for p in self._profiles},
-            rows=len(records),
+            {name: _column(records, name) for name in self._names}, rows=len(records)
         )
 
     def observe_columns(
@@ -679,6 +720,8 @@ class OnlineDrift:
         n = lengths.pop() if lengths else 0
         if n == 0:
             return
+        if self._transforms is not None:
+            columns = {**columns, **self._transforms.columns(columns, n)}
         # Only the last `window` rows can stay in the ring: convert just those.
         kept = min(n, self.window)
         encoded = []

@@ -29,6 +29,7 @@ from .drift import (
     compare,
     feature_column,
     monitored_profiles,
+    with_derived,
 )
 
 JSON_FILE = "drift.json"
@@ -66,7 +67,8 @@ def run_drift(config: Any, data_path: str | Path, out_dir: Path | None = None) -
     from ..registry import load_champion
 
     reference = load_champion(config).reference
-    current = load_data(config.resolve(data_path))
+    # The columns of the model's feature transforms too, for the plots.
+    current = with_derived(reference, load_data(config.resolve(data_path)))
     settings = config.drift.model_dump()
     report = compare(
         reference, current, **{k: settings[k] for k in COMPARE_SETTINGS if k in settings}

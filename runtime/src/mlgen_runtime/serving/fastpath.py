@@ -38,7 +38,9 @@ from sklearn.preprocessing import (
 
 from ..bundle import Bundle
 from ..errors import NotCompilable
-from ..features import DATETIME_PARTS, boolean_value, category_text
+from ..features import DATETIME_PARTS, boolean_value
+from ..transforms import FeatureTransforms, Source
+from ..values import category_text
 from .predictor import Predictor, Rows
 
 log = logging.getLogger(__name__)
@@ -291,10 +293,21 @@ def _flat_steps(pipeline: Pipeline) -> list[Any]:
 
 class RecordEncoder:
     """Validated request rows (records or :class:`.predictor.Rows`) -> the float64 matrix the
-    pipeline's final estimator takes."""
+    pipeline's final estimator takes.
+
+    The pipeline's feature transforms run as they do in the pipeline, on the rows' columns
+    (:meth:`.transforms.FeatureTransforms.derive`); their columns are then encoded like the
+    raw features.
+    """
 
     def __init__(self, pipeline: Pipeline, features: list[dict[str, Any]]) -> None:
         steps = _flat_steps(pipeline)[:-1]
+        found = [step for step in steps if isinstance(step, FeatureTransforms)]
+        self.transforms = found[0] if found else None
+        if found:
+            if len(found) > 1 or len(steps) < 3 or steps[-3] is not self.transforms:
+                raise NotCompilable("the feature transforms do not run just before prepare_frame")
+            steps = [step for step in steps if step is not self.transforms]
         functions = [getattr(getattr(step, "func", None), "__name__", "") for step in steps]
         if (
             len(steps) not in (2, 3)
@@ -307,7 +320,8 @@ class RecordEncoder:
                 "the pipeline is not custom features -> prepare_frame -> ColumnTransformer"
             )
         typed = steps[-2].kw_args["features"]
-        if [f["name"] for f in typed] != [f["name"] for f in features]:
+        added = [] if self.transforms is None else self.transforms.output_names()
+        if [f["name"] for f in typed] != [f["name"] for f in features] + added:
             # Derived columns exist only after the user's custom_features runs on a DataFrame.
             raise NotCompilable("custom_features adds derived features")
         self.names = [feature["name"] for feature in features]
@@ -329,7 +343,7 @@ class RecordEncoder:
             )
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        rows = Rows.of(rows, self.names)
+        rows = self.transformed(Rows.of(rows, self.names))
         if len(rows) == 1:
             return self.one(rows)
         matrix = np.empty((len(rows), self.width))
@@ -337,8 +351,16 @@ class RecordEncoder:
             matrix[:, where] = block.columns([read(rows) for read in readers])
         return matrix
 
+    def transformed(self, rows: Rows) -> Rows:
+        """``rows`` with the columns of the feature transforms added."""
+        if self.transforms is None:
+            return rows
+        added = self.transforms.derive(Source(rows.column, len(rows)))
+        return Rows({**rows.columns, **added}, len(rows))
+
     def one(self, rows: Rows) -> np.ndarray:
-        """The matrix of a single row, built as a list (see :class:`Compiled`)."""
+        """The matrix of a single row, built as a list (see :class:`Compiled`); the transforms'
+        columns already added (:meth:`transformed`)."""
         values = [0.0] * self.width
         for where, readers, block in self.blocks:
             values[where] = block.row([read(rows)[0] for read in readers])
