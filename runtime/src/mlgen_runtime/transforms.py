@@ -501,23 +501,23 @@ def check_inputs(
         )
 
 
-Fitted = list[tuple[_Transform, dict[str, Any]]]
+Steps = list[tuple[_Transform, dict[str, Any]]]
 
 
-class Compiled:
+class Fitted:
     """Fitted transforms as one function: a :class:`Source` of raw columns -> added columns."""
 
-    def __init__(self, fitted: Fitted) -> None:
-        self.fitted = fitted
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
 
     @property
     def inputs(self) -> list[str]:
         """The raw columns the transforms read."""
-        return list(dict.fromkeys(name for step, _ in self.fitted for name, _ in step.inputs()))
+        return list(dict.fromkeys(name for step, _ in self.steps for name, _ in step.inputs()))
 
     def __call__(self, source: Source) -> Derived:
         derived: Derived = {}
-        for step, state in self.fitted:
+        for step, state in self.steps:
             derived.update(step.compute(source, state))
         return derived
 
@@ -526,11 +526,11 @@ class Compiled:
         return self(Source.of_columns(columns, length))
 
 
-def compile_fitted(fitted: Mapping[str, Any]) -> Compiled:
+def compile_fitted(fitted: Mapping[str, Any]) -> Fitted:
     """The fitted transforms :meth:`FeatureTransforms.fitted_spec` saved, ready to apply."""
     spec = TransformSpec(version=fitted["version"], steps=[s["spec"] for s in fitted["steps"]])
     states = [step["state"] for step in fitted["steps"]]
-    return Compiled(list(zip(spec.steps, states, strict=True)))
+    return Fitted(list(zip(spec.steps, states, strict=True)))
 
 
 class FeatureTransforms(TransformerMixin, BaseEstimator):
@@ -546,7 +546,7 @@ class FeatureTransforms(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> FeatureTransforms:
         source = Source.of_frame(X)
-        self.compiled_ = Compiled([(step, step.fit(source)) for step in self.parsed.steps])
+        self.fitted_ = Fitted([(step, step.fit(source)) for step in self.parsed.steps])
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -557,7 +557,7 @@ class FeatureTransforms(TransformerMixin, BaseEstimator):
 
     def derive(self, source: Source) -> Derived:
         """The added columns, from any :class:`Source` (a frame, request rows, a window)."""
-        return self.compiled_(source)
+        return self.fitted_(source)
 
     def output_names(self) -> list[str]:
         return [name for name, _ in self.parsed.outputs()]
@@ -567,7 +567,7 @@ class FeatureTransforms(TransformerMixin, BaseEstimator):
         return {
             "version": SPEC_VERSION,
             "steps": [{"spec": step.model_dump(mode="json"), "state": state}
-                      for step, state in self.compiled_.fitted],
+                      for step, state in self.fitted_.steps],
         }
 
 

@@ -190,7 +190,7 @@ def build_reference(
 
 
 def _transforms(reference: Mapping[str, Any]) -> Any:
-    """The reference's fitted feature transforms (``transforms.Compiled``), or None."""
+    """The reference's fitted feature transforms (``transforms.Fitted``), or None."""
     fitted = reference.get("transforms")
     if not fitted:
         return None
