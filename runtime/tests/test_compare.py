@@ -104,15 +104,14 @@ def serve_and_feed_back(trained_service, config) -> int:
     data = load_data(trained_service.config.resolve(trained_service.config.data.path))
     target = data[trained_service.config.data.target]
     with TestClient(create_app(config, baseline_bundle(trained_service))) as client:
-        for i, (record, truth) in enumerate(
-            zip(as_requests(trained_service.bundle.features, data), target, strict=True)
+        for record, truth in zip(
+            as_requests(trained_service.bundle.features, data), target, strict=True
         ):
-            request_id = f"row-{i}"
-            response = client.post("/predict", json=record, headers={"X-Request-ID": request_id})
+            response = client.post("/predict", json=record)
             assert response.status_code == 200
             feedback = client.post(
                 "/feedback",
-                json={"request_id": request_id, **outcome(config.task, truth)},
+                json={"request_id": response.json()["request_id"], **outcome(config.task, truth)},
             )
             assert feedback.status_code == 200, feedback.text
         settle(client)
