@@ -176,8 +176,17 @@ def test_a_value_a_million_times_beyond_the_training_range_is_rejected(
     assert "unit or encoding error" in problems(response)[feature["name"]]
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ValueError("custom feature produced NaN in a required column"),
+        SystemExit("custom feature called sys.exit()"),
+        KeyboardInterrupt("custom feature raised KeyboardInterrupt"),
+    ],
+    ids=["ValueError", "SystemExit", "KeyboardInterrupt"],
+)
 def test_a_model_failure_is_a_422_answer_and_the_service_keeps_serving(
-    trained_service, record
+    trained_service, record, failure
 ):
     fitted = trained_service.bundle.pipeline
 
@@ -187,17 +196,39 @@ def test_a_model_failure_is_a_422_answer_and_the_service_keeps_serving(
         classes_ = getattr(fitted, "classes_", None)
 
         def predict(self, frame):
-            raise ValueError("custom feature produced NaN in a required column")
+            raise failure
 
         predict_proba = predict
 
     broken = dataclasses.replace(trained_service.bundle, pipeline=Unfit())
     with TestClient(create_app(trained_service.config, broken)) as client:
-        response = client.post("/predict", json=record)
-        assert response.status_code == 422
-        assert response.json()["error"] == "prediction_failed"
-        assert "custom feature produced NaN" in response.json()["message"]
+        for response in (
+            client.post("/predict", json=record),
+            client.post("/predict/batch", json={"records": [record, record]}),
+        ):
+            assert response.status_code == 422
+            assert response.json()["error"] == "prediction_failed"
+            assert str(failure) in response.json()["message"]
         assert client.get("/health").status_code == 200
+    with TestClient(create_app(trained_service.config, broken, trained_service.bundle)) as client:
+        # With a fallback model, it answers instead.
+        assert client.post("/predict", json=record).status_code == 200
+        assert client.get("/ready").json()["status"] == "degraded"
+
+
+def test_a_system_exit_anywhere_while_answering_is_a_json_500(trained_service, record):
+    app = create_app(trained_service.config, trained_service.bundle)
+
+    @app.get("/leave")
+    def leave() -> None:
+        raise SystemExit(3)
+
+    with TestClient(app) as client:
+        response = client.get("/leave")
+        assert response.status_code == 500
+        assert response.json()["error"] == "internal_error"
+        assert response.json()["request_id"] == response.headers["x-request-id"]
+        assert client.post("/predict", json=record).status_code == 200
 
 
 def test_auth_requires_the_api_key_on_model_routes_only(trained_service, record, monkeypatch):

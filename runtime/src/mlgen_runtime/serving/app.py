@@ -37,7 +37,7 @@ from ..config import Config, load_config
 from ..monitoring.drift import OnlineDrift
 from ..monitoring.metrics import ServiceMetrics
 from .degradation import Degradation
-from .errors import ApiError, error_body, install_error_handlers, invalid_body
+from .errors import ApiError, ExitTrap, error_body, install_error_handlers, invalid_body
 from .fastpath import build_predictor
 from .feedback import FeedbackLoop, FeedbackReceipt, FeedbackRequest
 from .guards import BodySizeLimit, api_key_guard
@@ -337,6 +337,8 @@ def create_app(
             route_label(request.scope, app.router)
         ).inc(),
     )
+    # The last added is the outermost: the observer sees every answer, the trap's included.
+    app.add_middleware(ExitTrap)
     app.add_middleware(BodySizeLimit, max_bytes=config.serving.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=metrics, router=app.router)
     _add_service_routes(app, state, guard)
