@@ -40,7 +40,7 @@ from .degradation import Degradation
 from .errors import ApiError, ExitTrap, error_body, install_error_handlers, invalid_body
 from .fastpath import build_predictor
 from .feedback import FeedbackLoop, FeedbackReceipt, FeedbackRequest
-from .guards import BodySizeLimit, api_key_guard
+from .guards import BodyLimits, api_key_guard
 from .observer import RequestObserver, route_label
 from .predictor import Predictor, Rows, Scores
 from .rollout import build_rollout
@@ -65,6 +65,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "The body could not be read (e.g. not UTF-8).",
         401: "Missing or wrong X-API-Key (only when serving.auth_enabled).",
+        408: "The body did not arrive within serving.timeouts.body_read_s.",
         413: "Body larger than serving.max_body_bytes, or a batch over serving.max_batch_size.",
         422: "The body does not match the model's input schema; `fields` says where.",
         503: "No model is loaded; `message` says why.",
@@ -339,7 +340,11 @@ def create_app(
     )
     # The last added is the outermost: the observer sees every answer, the trap's included.
     app.add_middleware(ExitTrap)
-    app.add_middleware(BodySizeLimit, max_bytes=config.serving.max_body_bytes)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=config.serving.max_body_bytes,
+        read_timeout=config.serving.timeouts.body_read_s,
+    )
     app.add_middleware(RequestObserver, metrics=metrics, router=app.router)
     _add_service_routes(app, state, guard)
     if bundle is not None:
