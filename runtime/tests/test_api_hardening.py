@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from mlgen_runtime.config import ServingConfig
 from mlgen_runtime.serving.app import create_app
 from mlgen_runtime.serving.predictor import Rows
 from mlgen_runtime.serving.schemas import RequestBodies
@@ -231,22 +232,64 @@ def test_a_system_exit_anywhere_while_answering_is_a_json_500(trained_service, r
         assert client.post("/predict", json=record).status_code == 200
 
 
-def test_auth_requires_the_api_key_on_model_routes_only(trained_service, record, monkeypatch):
+@pytest.fixture
+def auth_config(trained_service, monkeypatch):
     monkeypatch.setenv(trained_service.config.serving.api_key_env, API_KEY)
     config = trained_service.config.model_copy(deep=True)
     config.serving.auth_enabled = True
-    with TestClient(create_app(config, trained_service.bundle)) as client:
+    return config
+
+
+def test_auth_requires_the_api_key_everywhere_but_the_probes(auth_config, trained_service, record):
+    with TestClient(create_app(auth_config, trained_service.bundle)) as client:
         assert client.post("/predict", json=record).status_code == 401
         wrong = client.post("/predict", json=record, headers={"X-API-Key": "guess"})
         assert wrong.status_code == 401
         assert "X-API-Key" in wrong.json()["message"]
-        assert client.get("/metadata").status_code == 401
+        # The documentation shows what /metadata shows: categories and training ranges.
+        for path in ("/metadata", "/metrics", "/docs", "/redoc", "/openapi.json"):
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.json()["error"] == "unauthorized"
+        # Feedback moves the live performance gauges: only key holders may send it.
+        feedback = client.post("/feedback", json={"request_id": "any", "label": "any"})
+        assert feedback.status_code == 401
         granted = client.post("/predict", json=record, headers={"X-API-Key": API_KEY})
         assert granted.status_code == 200
+        bearer = client.post(
+            "/predict", json=record, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert bearer.status_code == 200
         assert client.get("/health").status_code == 200
-        assert client.get("/metrics").status_code == 200
-        security = client.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert client.get("/ready").status_code == 200
+        document = client.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()
+        security = document["components"]["securitySchemes"]
         assert security["APIKeyHeader"]["name"] == "X-API-Key"
+        assert client.get("/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
+
+
+def test_public_paths_answer_without_the_key(auth_config, trained_service):
+    auth_config.serving.public_paths = ["/health", "/metrics", "/openapi.json", "/docs"]
+    with TestClient(create_app(auth_config, trained_service.bundle)) as client:
+        assert client.get("/metrics").status_code == 200
+        assert "/predict" in client.get("/openapi.json").json()["paths"]
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        assert "/openapi.json" in docs.text
+        assert client.get("/redoc").status_code == 401
+        assert client.get("/ready").status_code == 401
+        assert client.get("/metadata").status_code == 401
+
+
+def test_the_model_routes_can_never_be_public():
+    with pytest.raises(ValidationError, match="public_paths"):
+        ServingConfig(public_paths=["/health", "/predict"])
+
+
+def test_without_auth_the_documentation_is_served(client):
+    assert "/feedback" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    assert "redoc" in client.get("/redoc").text.lower()
 
 
 def test_auth_enabled_without_a_key_refuses_to_start(trained_service, monkeypatch):

@@ -145,12 +145,19 @@ class TimeoutsConfig(_Section):
     body_read_s: float = Field(30, gt=0)
 
 
+# Paths that may answer without the API key when auth is enabled (never /predict, /metadata or
+# /feedback): the probes by default; /metrics for a Prometheus without the key; the
+# documentation, which shows every feature's categories and training range, like /metadata.
+PublicPath = Literal["/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json"]
+
+
 class ServingConfig(_Section):
     max_batch_size: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1)
     latency_budget_ms: int = Field(0, ge=0)
     auth_enabled: bool = False
     api_key_env: str = "MLSERVICE_API_KEY"
+    public_paths: list[PublicPath] = ["/health", "/ready"]
     timeouts: TimeoutsConfig = TimeoutsConfig()
     # Open connections per worker process: beyond it requests are answered 503. Buffered
     # bodies take up to max_connections x max_body_bytes of memory.

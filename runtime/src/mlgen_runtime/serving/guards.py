@@ -4,16 +4,17 @@ They reject a request before any model code runs, with the JSON error shape of
 :class:`~.schemas.ErrorResponse`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the key dependency's Annotated
+# parameters, which name this module's closures, when the function is defined.
 import asyncio
 import hmac
 import json
 import os
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 from fastapi import Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError, error_body
@@ -137,12 +138,13 @@ async def _refuse(scope: Scope, send: Send, status: int, error: str, message: st
 
 
 def api_key_guard(env_var: str) -> Callable[..., Awaitable[None]]:
-    """A FastAPI dependency requiring ``X-API-Key`` to equal the value of ``$env_var``.
+    """A FastAPI dependency requiring the API key, the value of ``$env_var``: in the
+    ``X-API-Key`` header, or as ``Authorization: Bearer <key>`` (which Prometheus can send).
 
     The key is read once, here: an empty key with auth enabled is a configuration error, raised
     at start-up rather than discovered by the first client.
     """
-    expected = os.environ.get(env_var, "")
+    expected = os.environ.get(env_var, "").encode()
     if not expected:
         raise RuntimeError(
             f"serving.auth_enabled is true but the environment variable {env_var} is empty. "
@@ -150,13 +152,20 @@ def api_key_guard(env_var: str) -> Callable[..., Awaitable[None]]:
             "configs/local.yaml (serving: {auth_enabled: false})."
         )
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+    bearer = HTTPBearer(auto_error=False)
 
-    async def require_api_key(key: str | None = Security(header)) -> None:
-        if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
+    async def require_api_key(
+        key: Annotated[str | None, Security(header)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> None:
+        given = key if key is not None else credentials.credentials if credentials else None
+        # compare_digest: the time taken does not tell how much of a guess was right.
+        if given is None or not hmac.compare_digest(given.encode(), expected):
             raise ApiError(
                 401,
                 "unauthorized",
-                f"Missing or wrong API key: send it in the {API_KEY_HEADER} header.",
+                f"Missing or wrong API key: send it in the {API_KEY_HEADER} header "
+                "(or as Authorization: Bearer <key>).",
             )
 
     return require_api_key
