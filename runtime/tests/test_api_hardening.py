@@ -8,7 +8,6 @@ import json
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from mlgen_runtime.config import ServingConfig
 from mlgen_runtime.serving.app import create_app
 from mlgen_runtime.serving.predictor import Rows
 from mlgen_runtime.serving.schemas import RequestBodies
@@ -279,11 +278,6 @@ def test_public_paths_answer_without_the_key(auth_config, trained_service):
         assert client.get("/redoc").status_code == 401
         assert client.get("/ready").status_code == 401
         assert client.get("/metadata").status_code == 401
-
-
-def test_the_model_routes_can_never_be_public():
-    with pytest.raises(ValidationError, match="public_paths"):
-        ServingConfig(public_paths=["/health", "/predict"])
 
 
 def test_without_auth_the_documentation_is_served(client):
