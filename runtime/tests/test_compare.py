@@ -104,10 +104,11 @@ def serve_and_feed_back(trained_service, config) -> int:
     data = load_data(trained_service.config.resolve(trained_service.config.data.path))
     target = data[trained_service.config.data.target]
     with TestClient(create_app(config, baseline_bundle(trained_service))) as client:
-        for record, truth in zip(
-            as_requests(trained_service.bundle.features, data), target, strict=True
+        for i, (record, truth) in enumerate(
+            zip(as_requests(trained_service.bundle.features, data), target, strict=True)
         ):
-            response = client.post("/predict", json=record)
+            # A user per row: the key of a sticky split (request ids are random).
+            response = client.post("/predict", json=record, headers={"X-User-Id": f"row-{i}"})
             assert response.status_code == 200
             feedback = client.post(
                 "/feedback",
@@ -133,7 +134,9 @@ def test_compare_reads_shadow_predictions_and_feedback_as_pairs(trained_service,
 
 def test_compare_reads_a_split_as_independent_samples(trained_service, tmp_path):
     challenger = champion_dir(trained_service.config)
-    config = rollout_config(tmp_path, challenger, mode="split", split_share=0.5)
+    config = rollout_config(
+        tmp_path, challenger, mode="split", split_share=0.5, sticky_key="header:X-User-Id"
+    )
     rows = serve_and_feed_back(trained_service, config)
     result = compare_log(config)
     assert not result.paired
