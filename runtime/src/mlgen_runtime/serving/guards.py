@@ -74,6 +74,7 @@ class BodyLimits:
             await self.app(scope, replay, send)
         finally:
             if len(body) >= LARGE_BODY_BYTES:
+                # Once answered, what the request was parsed into is garbage too.
                 self.trimmer.after_large_body()
 
     async def _read(self, receive: Receive) -> bytes | None:
@@ -94,7 +95,7 @@ class BodyLimits:
                 more = message.get("more_body", False)
         finally:
             if size >= LARGE_BODY_BYTES:
-                # Also for a body left unfinished: its chunks are garbage now.
+                # The chunks are garbage by the trim, whether joined, refused or abandoned.
                 self.trimmer.after_large_body()
         return b"".join(chunks)
 
