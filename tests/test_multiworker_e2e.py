@@ -56,12 +56,12 @@ print(json.dumps(result))
 """
 
 
-def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def call(url: str, body: Any = None) -> tuple[int, Any]:
     """One request on a new connection (so the workers share the load)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         url, data=data, method="POST" if body is not None else "GET",
-        headers={"Content-Type": "application/json", **(headers or {})},
+        headers={"Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -115,17 +115,15 @@ def test_feedback_joins_across_two_workers_and_the_live_metrics_count_all_of_it(
         while sum(w["ready"] > 0 for w in workers().values()) < 2:
             assert time.monotonic() < deadline, f"both workers never got ready: {workers()}"
             list(pool.map(lambda _: call(f"{url}/ready"), range(4 * CLIENTS)))
-        answers = list(pool.map(
-            lambda i: call(f"{url}/predict", records[i], {"X-Request-ID": f"p{i}"}), range(ROWS)
-        ))
-        receipts = list(pool.map(
-            lambda i: call(f"{url}/feedback", {"request_id": f"p{i}", "label": int(truths[i])}),
-            range(ROWS),
-        ))
-        repeated = list(pool.map(
-            lambda i: call(f"{url}/feedback", {"request_id": f"p{i}", "label": int(truths[i])}),
-            range(20),
-        ))
+        answers = list(pool.map(lambda i: call(f"{url}/predict", records[i]), range(ROWS)))
+
+        def feedback(i: int) -> tuple[int, Any]:
+            # The id the server gave the prediction (a client cannot choose it).
+            request_id = answers[i][1]["request_id"]
+            return call(f"{url}/feedback", {"request_id": request_id, "label": int(truths[i])})
+
+        receipts = list(pool.map(feedback, range(ROWS)))
+        repeated = list(pool.map(feedback, range(20)))
         unknown = call(f"{url}/feedback", {"request_id": "never-made", "label": 0})
         # Any worker answers a scrape; each must report the outcomes of both.
         scrapes = [call(f"{url}/metrics")[1] for _ in range(6)]

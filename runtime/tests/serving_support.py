@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,14 +124,32 @@ def service_root(config: BaseModel, folder: Path) -> Path:
     return folder
 
 
-@contextmanager
-def server_process(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
-    """Run a server command in a child process until ``/health`` answers; yields the base URL.
+def serve_command(port: int, workers: int = 1) -> list[str]:
+    """What ``python -m <package> serve --port <port> --workers <workers>`` runs, for the
+    service named by ``MLSERVICE_ROOT``: uvicorn for one worker, gunicorn for several."""
+    return [
+        sys.executable, "-c",
+        "from mlgen_runtime.config import load_config; from mlgen_runtime.serving import run; "
+        f"run(load_config(), port={port}, workers={workers})",
+    ]
 
-    The child imports the same modules as the tests (``PYTHONPATH`` is this ``sys.path``).
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    pid: int
+
+
+@contextmanager
+def server_process(command: list[str], port: int, env: dict[str, str]) -> Iterator[LiveServer]:
+    """Run a server command in a child process until ``/health`` answers.
+
+    The child imports the same modules as the tests (``PYTHONPATH`` is this ``sys.path``,
+    after any ``PYTHONPATH`` in ``env``).
     """
     url = f"http://127.0.0.1:{port}"
-    child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(sys.path)}
+    paths = [env["PYTHONPATH"]] if "PYTHONPATH" in env else []
+    child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([*paths, *sys.path])}
     # A file, not a pipe: a chatty server could fill a pipe nobody reads and hang.
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(command, env=child_env, stderr=log)
@@ -147,7 +166,7 @@ def server_process(command: list[str], port: int, env: dict[str, str]) -> Iterat
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield url
+        yield LiveServer(url, process.pid)
     finally:
         process.terminate()
         try:

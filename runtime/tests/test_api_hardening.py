@@ -176,8 +176,17 @@ def test_a_value_a_million_times_beyond_the_training_range_is_rejected(
     assert "unit or encoding error" in problems(response)[feature["name"]]
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ValueError("custom feature produced NaN in a required column"),
+        SystemExit("custom feature called sys.exit()"),
+        KeyboardInterrupt("custom feature raised KeyboardInterrupt"),
+    ],
+    ids=["ValueError", "SystemExit", "KeyboardInterrupt"],
+)
 def test_a_model_failure_is_a_422_answer_and_the_service_keeps_serving(
-    trained_service, record
+    trained_service, record, failure
 ):
     fitted = trained_service.bundle.pipeline
 
@@ -187,35 +196,94 @@ def test_a_model_failure_is_a_422_answer_and_the_service_keeps_serving(
         classes_ = getattr(fitted, "classes_", None)
 
         def predict(self, frame):
-            raise ValueError("custom feature produced NaN in a required column")
+            raise failure
 
         predict_proba = predict
 
     broken = dataclasses.replace(trained_service.bundle, pipeline=Unfit())
     with TestClient(create_app(trained_service.config, broken)) as client:
-        response = client.post("/predict", json=record)
-        assert response.status_code == 422
-        assert response.json()["error"] == "prediction_failed"
-        assert "custom feature produced NaN" in response.json()["message"]
+        for response in (
+            client.post("/predict", json=record),
+            client.post("/predict/batch", json={"records": [record, record]}),
+        ):
+            assert response.status_code == 422
+            assert response.json()["error"] == "prediction_failed"
+            assert str(failure) in response.json()["message"]
         assert client.get("/health").status_code == 200
+    with TestClient(create_app(trained_service.config, broken, trained_service.bundle)) as client:
+        # With a fallback model, it answers instead.
+        assert client.post("/predict", json=record).status_code == 200
+        assert client.get("/ready").json()["status"] == "degraded"
 
 
-def test_auth_requires_the_api_key_on_model_routes_only(trained_service, record, monkeypatch):
+def test_a_system_exit_anywhere_while_answering_is_a_json_500(trained_service, record):
+    app = create_app(trained_service.config, trained_service.bundle)
+
+    @app.get("/leave")
+    def leave() -> None:
+        raise SystemExit(3)
+
+    with TestClient(app) as client:
+        response = client.get("/leave")
+        assert response.status_code == 500
+        assert response.json()["error"] == "internal_error"
+        assert response.json()["request_id"] == response.headers["x-request-id"]
+        assert client.post("/predict", json=record).status_code == 200
+
+
+@pytest.fixture
+def auth_config(trained_service, monkeypatch):
     monkeypatch.setenv(trained_service.config.serving.api_key_env, API_KEY)
     config = trained_service.config.model_copy(deep=True)
     config.serving.auth_enabled = True
-    with TestClient(create_app(config, trained_service.bundle)) as client:
+    return config
+
+
+def test_auth_requires_the_api_key_everywhere_but_the_probes(auth_config, trained_service, record):
+    with TestClient(create_app(auth_config, trained_service.bundle)) as client:
         assert client.post("/predict", json=record).status_code == 401
         wrong = client.post("/predict", json=record, headers={"X-API-Key": "guess"})
         assert wrong.status_code == 401
         assert "X-API-Key" in wrong.json()["message"]
-        assert client.get("/metadata").status_code == 401
+        # The documentation shows what /metadata shows: categories and training ranges.
+        for path in ("/metadata", "/metrics", "/docs", "/redoc", "/openapi.json"):
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.json()["error"] == "unauthorized"
+        # Feedback moves the live performance gauges: only key holders may send it.
+        feedback = client.post("/feedback", json={"request_id": "any", "label": "any"})
+        assert feedback.status_code == 401
         granted = client.post("/predict", json=record, headers={"X-API-Key": API_KEY})
         assert granted.status_code == 200
+        bearer = client.post(
+            "/predict", json=record, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert bearer.status_code == 200
         assert client.get("/health").status_code == 200
-        assert client.get("/metrics").status_code == 200
-        security = client.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert client.get("/ready").status_code == 200
+        document = client.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()
+        security = document["components"]["securitySchemes"]
         assert security["APIKeyHeader"]["name"] == "X-API-Key"
+        assert client.get("/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
+
+
+def test_public_paths_answer_without_the_key(auth_config, trained_service):
+    auth_config.serving.public_paths = ["/health", "/metrics", "/openapi.json", "/docs"]
+    with TestClient(create_app(auth_config, trained_service.bundle)) as client:
+        assert client.get("/metrics").status_code == 200
+        assert "/predict" in client.get("/openapi.json").json()["paths"]
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        assert "/openapi.json" in docs.text
+        assert client.get("/redoc").status_code == 401
+        assert client.get("/ready").status_code == 401
+        assert client.get("/metadata").status_code == 401
+
+
+def test_without_auth_the_documentation_is_served(client):
+    assert "/feedback" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    assert "redoc" in client.get("/redoc").text.lower()
 
 
 def test_auth_enabled_without_a_key_refuses_to_start(trained_service, monkeypatch):

@@ -112,12 +112,12 @@ def serve_and_feed_back(trained_service, config) -> int:
         for i, (record, truth) in enumerate(
             zip(as_requests(trained_service.bundle.features, data), target, strict=True)
         ):
-            request_id = f"row-{i}"
-            response = client.post("/predict", json=record, headers={"X-Request-ID": request_id})
+            # A user per row: the key of a sticky split (request ids are random).
+            response = client.post("/predict", json=record, headers={"X-User-Id": f"row-{i}"})
             assert response.status_code == 200
             feedback = client.post(
                 "/feedback",
-                json={"request_id": request_id, **outcome(config.task, truth)},
+                json={"request_id": response.json()["request_id"], **outcome(config.task, truth)},
             )
             assert feedback.status_code == 200, feedback.text
         settle(client)
@@ -140,7 +140,9 @@ def test_compare_reads_shadow_predictions_and_feedback_as_pairs(trained_service,
 
 def test_compare_reads_a_split_as_independent_samples(trained_service, tmp_path):
     challenger = champion_dir(trained_service.config)
-    config = rollout_config(tmp_path, challenger, mode="split", split_share=0.5)
+    config = rollout_config(
+        tmp_path, challenger, mode="split", split_share=0.5, sticky_key="header:X-User-Id"
+    )
     rows = serve_and_feed_back(trained_service, config)
     result = compare_log(config)
     assert not result.paired

@@ -95,10 +95,10 @@ def test_promote_needs_a_significant_live_comparison(tmp_path, sample_data, caps
     data = load_data(sample_data)
     records = as_requests(load_champion(config).features, data)
     with TestClient(create_app(config)) as client:
-        for i, (record, truth) in enumerate(zip(records, data[config.data.target], strict=True)):
-            response = client.post("/predict", json=record, headers={"X-Request-ID": f"r{i}"})
+        for record, truth in zip(records, data[config.data.target], strict=True):
+            response = client.post("/predict", json=record)
             assert response.status_code == 200
-            feedback = {"request_id": f"r{i}", **outcome(config.task, truth)}
+            feedback = {"request_id": response.json()["request_id"], **outcome(config.task, truth)}
             assert client.post("/feedback", json=feedback).status_code == 200
         settle(client)
 

@@ -86,6 +86,7 @@ def test_no_config_anywhere_says_where_it_looked(tmp_path, monkeypatch):
         ("serving:\n  feedback_windw: 10\n", "serving.feedback_windw"),
         ("drift:\n  windows: 10\n", "drift.windows"),
         ("serving:\n  rollout:\n    mod: shadow\n", "serving.rollout.mod"),
+        ("serving:\n  timeouts:\n    header_read: 1\n", "serving.timeouts.header_read"),
         ("tunning:\n  trials: 3\n", "tunning"),
     ],
 )
@@ -105,3 +106,20 @@ def test_the_feedback_and_rollout_settings_are_typed(service):
     (service / "configs" / "local.yaml").write_text("serving:\n  feedback_window: 0\n")
     with pytest.raises(ConfigError, match="serving.feedback_window"):
         load_config(service)
+
+
+def test_the_connection_settings_are_typed_and_the_model_routes_never_public(service):
+    (service / "configs" / "local.yaml").write_text(
+        "serving:\n  timeouts:\n    body_read_s: 5\n  public_paths: [/health, /metrics]\n"
+    )
+    config = load_config(service)
+    assert config.serving.timeouts.body_read_s == 5
+    assert config.serving.timeouts.header_read_s == 10
+    assert config.serving.public_paths == ["/health", "/metrics"]
+    for local, key in [
+        ("serving:\n  timeouts:\n    header_read_s: 0\n", "serving.timeouts.header_read_s"),
+        ("serving:\n  public_paths: [/predict]\n", "serving.public_paths"),
+    ]:
+        (service / "configs" / "local.yaml").write_text(local)
+        with pytest.raises(ConfigError, match=key):
+            load_config(service)

@@ -93,13 +93,13 @@ def test_feedback_and_fallback_metrics_are_exposed_from_the_first_scrape(client)
 def test_feedback_is_joined_to_its_prediction_by_request_id(client, trained_service):
     bundle = trained_service.bundle
     record = valid_record(bundle.features)
-    answer = client.post("/predict", json=record, headers={"X-Request-ID": "order-1"}).json()
+    answer = client.post("/predict", json=record).json()
     if bundle.task == "regression":
         outcome = {"value": answer["prediction"] + 1.5}
     else:
         outcome = {"label": answer["prediction"]}
 
-    receipt = client.post("/feedback", json={"request_id": "order-1", **outcome})
+    receipt = client.post("/feedback", json={"request_id": answer["request_id"], **outcome})
 
     assert receipt.status_code == 200, receipt.text
     body = receipt.json()

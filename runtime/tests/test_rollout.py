@@ -54,10 +54,7 @@ def test_shadow_mode_answers_with_the_champion_and_records_the_challenger(
     config = rollout_config(tmp_path, challenger_folder, mode="shadow")
     champion = trained_service.bundle
     with TestClient(create_app(config, champion)) as client:
-        bodies = [
-            client.post("/predict", json=record, headers={"X-Request-ID": f"r{i}"}).json()
-            for i, record in enumerate(records)
-        ]
+        bodies = [client.post("/predict", json=record).json() for record in records]
         settle(client)
         scrape = client.get("/metrics").text
         # The champion's own serving path (sklearn or a compiled fast path).
@@ -72,7 +69,8 @@ def test_shadow_mode_answers_with_the_champion_and_records_the_challenger(
     else:
         assert answered == champion_says
     rows = log_rows(config)
-    assert sorted((r[1], r[2], r[3]) for r in rows if r[0] == "r0") == [
+    first = bodies[0]["request_id"]
+    assert sorted((r[1], r[2], r[3]) for r in rows if r[0] == first) == [
         ("challenger", "dummy", 0),
         ("champion", champion.model_version, 1),
     ]
@@ -185,21 +183,18 @@ def test_shadow_scoring_happens_off_the_request_path_and_drops_what_overflows_it
         rollout_of = client.app.state.service.model.rollout
         gate = GatedChallenger(rollout_of.predictor.predict)
         rollout_of.predictor.predict = gate.predict
-        first = client.post("/predict", json=records[0], headers={"X-Request-ID": "r0"})
-        # The challenger is stuck on r0, yet r0 was answered and the next requests are too.
+        first = client.post("/predict", json=records[0])
+        # The challenger is stuck on the first, yet it was answered and the next ones are too.
         assert gate.waiting.wait(timeout=60)
-        later = [
-            client.post("/predict", json=record, headers={"X-Request-ID": f"r{i}"})
-            for i, record in enumerate(records[1:6], start=1)
-        ]
+        later = [client.post("/predict", json=record) for record in records[1:6]]
         gate.release.set()
         settle(client)
         scrape = client.get("/metrics").text
     assert [r.status_code for r in [first, *later]] == [200] * 6
-    # r0 was being scored, r1 and r2 waited in the queue of 2, r3-r5 found it full.
+    # The first was being scored, the next two waited in the queue of 2, three found it full.
     assert sample_value(scrape, "model_shadow_dropped_total", {}) == 3
     shadowed = sorted(r[0] for r in log_rows(config) if r[1] == "challenger")
-    assert shadowed == ["r0", "r1", "r2"]
+    assert shadowed == sorted(r.json()["request_id"] for r in [first, *later[:2]])
     assert len([r for r in log_rows(config) if r[1] == "champion"]) == 6
     assert sample_value(
         scrape, "model_variant_prediction_duration_seconds_count", {"variant": "challenger"}
@@ -214,14 +209,15 @@ def test_live_performance_is_measured_per_variant_from_the_outcomes(
     task, target = config.task, config.data.target
     bodies = as_requests(trained_service.bundle.features, test)
     with TestClient(create_app(config, trained_service.bundle)) as client:
-        for i, (record, truth) in enumerate(zip(bodies, test[target], strict=True)):
-            client.post("/predict", json=record, headers={"X-Request-ID": f"r{i}"})
-            client.post("/feedback", json={"request_id": f"r{i}", **outcome(task, truth)})
+        truths = {}
+        for record, truth in zip(bodies, test[target], strict=True):
+            request_id = client.post("/predict", json=record).json()["request_id"]
+            client.post("/feedback", json={"request_id": request_id, **outcome(task, truth)})
+            truths[request_id] = truth
         settle(client)
         scrape = client.get("/metrics").text
     with closing(sqlite3.connect(config.resolve("rollout/predictions.sqlite"))) as db:
         logged = db.execute("SELECT variant, request_id, prediction FROM predictions").fetchall()
-    truths = {f"r{i}": truth for i, truth in enumerate(test[target])}
     metric = "mae" if task == "regression" else "accuracy"
     for variant in ("champion", "challenger"):
         pairs = [(json.loads(p), truths[rid]) for v, rid, p in logged if v == variant]

@@ -60,18 +60,21 @@ def test_predict_returns_the_pipelines_prediction_with_model_version(
     assert body["out_of_range"] == []
 
 
-def test_request_id_is_echoed_or_generated(client, record):
-    given = client.post("/predict", json=record, headers={"X-Request-ID": "trace-42"})
-    assert given.headers["x-request-id"] == "trace-42"
-    assert given.json()["request_id"] == "trace-42"
+def test_the_request_id_is_the_servers_and_a_clients_own_is_echoed_beside_it(client, record):
     generated = client.post("/predict", json=record)
     assert len(generated.headers["x-request-id"]) == 32
     assert generated.json()["request_id"] == generated.headers["x-request-id"]
+    assert "x-client-request-id" not in generated.headers
+    given = client.post("/predict", json=record, headers={"X-Request-ID": "trace-42"})
+    assert given.headers["x-client-request-id"] == "trace-42"
+    assert given.json()["request_id"] == given.headers["x-request-id"] != "trace-42"
+    again = client.post("/predict", json=record, headers={"X-Request-ID": "trace-42"})
+    assert again.json()["request_id"] not in ("trace-42", given.json()["request_id"])
 
 
-def test_a_header_unfit_for_logs_gets_a_fresh_request_id(client):
+def test_a_client_id_unfit_for_headers_is_not_echoed(client):
     response = client.get("/health", headers={"X-Request-ID": "x" * 500})
-    assert response.headers["x-request-id"] != "x" * 500
+    assert "x-client-request-id" not in response.headers
 
 
 def test_batch_predicts_every_record_in_order(client, trained_service, record):

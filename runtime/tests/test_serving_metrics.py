@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serving_support import (
     free_port,
     sample_value,
+    serve_command,
     server_process,
     service_root,
     valid_record,
@@ -57,7 +58,8 @@ def test_the_documented_uvicorn_factory_command_serves_the_champion(trained_serv
         "--host", "127.0.0.1", "--port", str(port),
     ]
     env = {"MLSERVICE_ROOT": str(service_root(trained_service.config, tmp_path / "service"))}
-    with server_process(command, port, env) as url:
+    with server_process(command, port, env) as server:
+        url = server.url
         assert httpx.get(f"{url}/ready").status_code == 200
         metadata = httpx.get(f"{url}/metadata").json()
         assert metadata["model_version"] == trained_service.bundle.model_version
@@ -69,18 +71,15 @@ def test_the_documented_uvicorn_factory_command_serves_the_champion(trained_serv
 def test_workers_share_their_counts_through_the_multiprocess_folder(trained_service, tmp_path):
     port = free_port()
     folder = tmp_path / "prometheus"
-    command = [
-        sys.executable, "-c",
-        f"from {PACKAGE}.config import load_config; from {PACKAGE}.serving import run; "
-        f"run(load_config(), port={port}, workers=2)",
-    ]
+    command = serve_command(port, workers=2)
     env = {
         "MLSERVICE_ROOT": str(service_root(trained_service.config, tmp_path / "service")),
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
     }
     record = valid_record(trained_service.bundle.features)
     requests = 12
-    with server_process(command, port, env) as url:
+    with server_process(command, port, env) as server:
+        url = server.url
         for _ in range(requests):
             # A new connection per request lets either worker take it.
             assert httpx.post(f"{url}/predict", json=record).status_code == 200

@@ -149,12 +149,40 @@ class RolloutSettings(_Section):
         return config.serving.rollout
 
 
+class TimeoutsConfig(_Section):
+    """``serving.timeouts``: how long a client may take, in seconds, before it is closed.
+
+    A slow or silent client holds a connection (and its buffered body) for no one else;
+    ``serve`` closes it after these times (see serving/connections.py and serving/guards.py).
+    """
+
+    # An idle connection between two requests.
+    keep_alive_s: float = Field(5, gt=0)
+    # From a connection's opening, or a new request's first byte, to the end of its headers.
+    header_read_s: float = Field(10, gt=0)
+    # From the end of the headers to the end of the body; then 408.
+    body_read_s: float = Field(30, gt=0)
+
+
+# Paths that may answer without the API key when auth is enabled (never /predict, /metadata or
+# /feedback): the probes by default; /metrics for a Prometheus without the key; the
+# documentation, which shows every feature's categories and training range, like /metadata.
+PublicPath = Literal["/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json"]
+
+
 class ServingConfig(_Section):
     max_batch_size: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1)
     latency_budget_ms: int = Field(0, ge=0)
     auth_enabled: bool = False
     api_key_env: str = "MLSERVICE_API_KEY"
+    public_paths: list[PublicPath] = ["/health", "/ready"]
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    # Open connections per worker process: beyond it requests are answered 503. Buffered
+    # bodies take up to max_connections x max_body_bytes of memory.
+    max_connections: int = Field(256, ge=1)
+    # Connections the operating system queues before the server accepts them.
+    backlog: int = Field(2048, ge=1)
     # POST /feedback: predictions (records) kept for joining, the live performance window and
     # the outcomes needed before model_live_performance is exported.
     feedback_log_size: int = Field(100_000, ge=1)

@@ -214,7 +214,8 @@ class FeedbackStore(SpooledDatabase):
     A request is one row (its predictions and scores as JSON arrays): a 1,000-record batch is
     one insert, not 1,000 (each of which gave the GIL away). ``last`` numbers the records in
     the order they were served, so the store forgets exactly the records beyond ``capacity``.
-    A request whose id is used again is replaced by the newer one.
+    A stored request is never replaced: the service's ids are its own and unique (see
+    serving/observer.py), and an id written again is ignored.
     """
 
     def __init__(self, path: str | Path, capacity: int, window: int) -> None:
@@ -244,7 +245,7 @@ class FeedbackStore(SpooledDatabase):
                 truth TEXT NOT NULL);
             """,
             # `last`: the number of records served so far, this request's included.
-            "INSERT OR REPLACE INTO served (last, request_id, model_version, predictions, "
+            "INSERT OR IGNORE INTO served (last, request_id, model_version, predictions, "
             "scores) VALUES ((SELECT IFNULL(MAX(last), 0) FROM served) + ?, ?, ?, ?, ?)",
             _served_row,
             after_write=self._forget_oldest,

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from ..monitoring.performance import FEEDBACK_DB_ENV
 
@@ -26,24 +26,6 @@ APP_FACTORY = "mlgen_runtime.kinds:create_service_app"
 
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-class LoopOptions(TypedDict, total=False):
-    """uvicorn's event loop and HTTP parser (its own choice for what is left out)."""
-
-    loop: str
-    http: str
-
-
-def _fast_loop_options() -> LoopOptions:
-    # uvicorn's plain asyncio loop with several workers adds ~40 ms to keep-alive responses
-    # (uvicorn issue #3149); uvloop + httptools do not, and are faster anyway.
-    options: LoopOptions = {}
-    if _installed("uvloop"):
-        options["loop"] = "uvloop"
-    if _installed("httptools"):
-        options["http"] = "httptools"
-    return options
 
 
 def _prepare_multiprocess_dir() -> Path:
@@ -88,9 +70,12 @@ def run(config: Config, host: str = "127.0.0.1", port: int = 8000, workers: int 
     import uvicorn
 
     from ..kinds import create_service_app
+    from .connections import uvicorn_options
 
     if workers <= 1:
-        uvicorn.run(create_service_app(config), host=host, port=port, **_fast_loop_options())
+        uvicorn.run(
+            create_service_app(config), host=host, port=port, **uvicorn_options(config.serving)
+        )
         return
     _prepare_multiprocess_dir()
     os.environ[ROOT_ENV] = str(config.root)
@@ -105,7 +90,7 @@ def run(config: Config, host: str = "127.0.0.1", port: int = 8000, workers: int 
                 host=host,
                 port=port,
                 workers=workers,
-                **_fast_loop_options(),
+                **uvicorn_options(config.serving),
             )
     finally:
         if temporary is not None:
@@ -114,6 +99,8 @@ def run(config: Config, host: str = "127.0.0.1", port: int = 8000, workers: int 
 
 def _run_gunicorn(config: Config, host: str, port: int, workers: int) -> None:
     from gunicorn.app.base import BaseApplication
+
+    from .connections import gunicorn_worker
 
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
@@ -126,7 +113,8 @@ def _run_gunicorn(config: Config, host: str, port: int, workers: int) -> None:
             settings = {
                 "bind": f"{host}:{port}",
                 "workers": workers,
-                "worker_class": "uvicorn_worker.UvicornWorker",
+                "worker_class": gunicorn_worker(config.serving),
+                "backlog": config.serving.backlog,
                 "child_exit": child_exit,
             }
             for key, value in settings.items():

@@ -9,7 +9,10 @@ a loop.
 
 Routes: ``POST /predict`` (one record), ``POST /predict/batch`` (``{"records": [...]}`` or
 ``{"columns": {feature: [...]}}``), ``POST /feedback`` (the observed outcome of a prediction),
-``GET /health``, ``GET /ready``, ``GET /metadata``, ``GET /metrics`` (Prometheus).
+``GET /health``, ``GET /ready``, ``GET /metadata``, ``GET /metrics`` (Prometheus), and the
+documentation: ``/openapi.json``, ``/docs``, ``/redoc``. With ``serving.auth_enabled`` every
+route needs the API key except those ``serving.public_paths`` lists (the probes by default):
+the documentation shows every feature's categories and training range, as ``/metadata`` does.
 
 The prediction routes read the raw body and validate it once with pydantic-core, and answer
 with JSON bytes serialised once: FastAPI neither parses the request into models nor validates
@@ -27,7 +30,8 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_json
@@ -37,10 +41,10 @@ from ..config import Config, load_config
 from ..monitoring.drift import OnlineDrift
 from ..monitoring.metrics import ServiceMetrics
 from .degradation import Degradation
-from .errors import ApiError, error_body, install_error_handlers, invalid_body
+from .errors import ApiError, ExitTrap, error_body, install_error_handlers, invalid_body
 from .fastpath import build_predictor
 from .feedback import FeedbackLoop, FeedbackReceipt, FeedbackRequest
-from .guards import BodySizeLimit, api_key_guard
+from .guards import BodyLimits, api_key_guard
 from .observer import RequestObserver, route_label
 from .predictor import Predictor, Rows, Scores
 from .rollout import build_rollout
@@ -65,6 +69,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "The body could not be read (e.g. not UTF-8).",
         401: "Missing or wrong X-API-Key (only when serving.auth_enabled).",
+        408: "The body did not arrive within serving.timeouts.body_read_s.",
         413: "Body larger than serving.max_body_bytes, or a batch over serving.max_batch_size.",
         422: "The body does not match the model's input schema; `fields` says where.",
         503: "No model is loaded; `message` says why.",
@@ -307,13 +312,13 @@ def create_app(
     (``fallback.load_fallback``), and the fallback serves alone if the champion cannot load.
     """
     config = config or load_config()
+    serving = config.serving
     metrics = ServiceMetrics(regression=config.task == "regression")
     state = ServiceState(config, metrics)
-    guard = (
-        [Depends(api_key_guard(config.serving.api_key_env))]
-        if config.serving.auth_enabled
-        else []
-    )
+    guard = [Depends(api_key_guard(serving.api_key_env))] if serving.auth_enabled else []
+
+    def guard_of(path: str) -> list:
+        return [] if path in serving.public_paths else guard
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -330,6 +335,10 @@ def create_app(
         description="Predictions from the champion model; the request schema is the model's "
         "features. Errors have one shape (`ErrorResponse`).",
         lifespan=lifespan,
+        # Served by _add_documentation_routes, behind the key unless public.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = state
     install_error_handlers(
@@ -339,9 +348,14 @@ def create_app(
             route_label(request.scope, app.router)
         ).inc(),
     )
-    app.add_middleware(BodySizeLimit, max_bytes=config.serving.max_body_bytes)
+    # The last added is the outermost: the observer sees every answer, the trap's included.
+    app.add_middleware(ExitTrap)
+    app.add_middleware(
+        BodyLimits, max_bytes=serving.max_body_bytes, read_timeout=serving.timeouts.body_read_s
+    )
     app.add_middleware(RequestObserver, metrics=metrics, router=app.router)
-    _add_service_routes(app, state, guard)
+    _add_service_routes(app, state, guard_of)
+    _add_documentation_routes(app, guard_of)
     if bundle is not None:
         _add_prediction_routes(app, state.load(bundle, fallback), guard)
     return app
@@ -373,8 +387,10 @@ async def _load_champion(app: FastAPI, state: ServiceState, guard: list) -> None
     _add_prediction_routes(app, model, guard)
 
 
-def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
-    @app.get("/health", response_model=Health, tags=["service"])
+def _add_service_routes(
+    app: FastAPI, state: ServiceState, guard_of: Callable[[str], list]
+) -> None:
+    @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
     async def health() -> Health:
         """The process is up (it may still have no model: see /ready)."""
         return Health()
@@ -383,6 +399,7 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
         "/ready",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "No model loaded."}},
+        dependencies=guard_of("/ready"),
         tags=["service"],
     )
     async def ready() -> Readiness | JSONResponse:
@@ -402,7 +419,7 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
         "/metadata",
         response_model=ModelMetadata,
         responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 503)},
-        dependencies=guard,
+        dependencies=guard_of("/metadata"),
         tags=["model"],
     )
     async def metadata() -> ModelMetadata:
@@ -417,7 +434,7 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
             404: {"model": ErrorResponse, "description": "No remembered prediction has this id."},
             409: {"model": ErrorResponse, "description": "This prediction already has feedback."},
         },
-        dependencies=guard,
+        dependencies=guard_of("/feedback"),
         tags=["model"],
     )
     def feedback(body: FeedbackRequest) -> FeedbackReceipt:
@@ -431,13 +448,30 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard: list) -> None:
         )
         return receipt
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=guard_of("/metrics"))
     def prometheus_metrics() -> Response:
         # Drift and live performance are scored here, at scrape time, not on every request.
         if state.model is not None:
             state.model.refresh_drift_gauges()
             state.model.feedback.refresh_gauges()
         return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
+
+
+def _add_documentation_routes(app: FastAPI, guard_of: Callable[[str], list]) -> None:
+    """The OpenAPI document and its two viewers, as FastAPI serves them, guarded like the
+    model routes unless ``serving.public_paths`` lists them."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard_of("/openapi.json"))
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard_of("/docs"))
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guard_of("/redoc"))
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
 
 def _add_prediction_routes(app: FastAPI, model: ServedModel, guard: list) -> None:

@@ -1,11 +1,13 @@
 """API *errors*: every failure becomes a JSON :class:`~.schemas.ErrorResponse`.
 
 Bad input is a 422 naming each field and what is wrong with it (413 for a batch over the size
-limit), a missing model is a 503, and nothing a client sends can crash the process.
+limit), a missing model is a 503, and nothing a client sends can crash the process: even a
+SystemExit raised while answering is a JSON 500 (:class:`ExitTrap`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -14,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .schemas import BATCH_TOO_LARGE
 
@@ -47,6 +50,12 @@ def invalid_body(errors: Sequence[Mapping[str, Any]]) -> RequestValidationError:
 
 def request_id_of(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
+
+
+UNEXPECTED = (
+    "internal_error",
+    "The service failed unexpectedly; the error is in its log under this request_id.",
+)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -166,13 +175,54 @@ def install_error_handlers(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("Unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body(
-                "internal_error",
-                "The service failed unexpectedly; the error is in its log under this "
-                "request_id.",
-                request_id_of(request),
-            ),
-            status_code=500,
+        request_id = request_id_of(request)
+        log.exception(
+            "Unhandled error on %s %s (request_id %s)",
+            request.method,
+            request.url.path,
+            request_id,
         )
+        return JSONResponse(error_body(*UNEXPECTED, request_id), status_code=500)
+
+
+class ExitTrap:
+    """ASGI middleware: a SystemExit or KeyboardInterrupt raised while answering a request is
+    answered as any unexpected error, a JSON 500, and the process keeps serving.
+
+    Without it the exception passes Starlette's error handling (which takes ``Exception``
+    only) and uvicorn answers a plain-text 500. The model's own code cannot get here (see
+    ``Predictor.predict``); this catches the rest.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except (SystemExit, KeyboardInterrupt):
+            if scope["type"] != "http":
+                raise
+            request_id = scope.get("state", {}).get("request_id", "")
+            log.exception(
+                "SystemExit or KeyboardInterrupt on %s %s (request_id %s); serving on",
+                scope["method"],
+                scope["path"],
+                request_id,
+            )
+            content = json.dumps(error_body(*UNEXPECTED, request_id)).encode()
+            try:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(content)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": content})
+            except RuntimeError:
+                # The answer had begun; the server ends the connection.
+                log.warning("The answer to request_id %s was cut short", request_id)

@@ -7,6 +7,10 @@ prediction's ``request_id`` (the ``X-Request-ID`` header or the ``request_id`` o
 the model's test-split quality (``model_test_performance``). During a rollout the outcomes
 fed back to the rollout log also measure each variant (``model_variant_live_performance``).
 
+Whoever may send feedback steers those gauges and alerts: with ``serving.auth_enabled`` the
+route needs the API key; without it, anyone who can reach the API can feed wrong outcomes for
+the predictions they asked for (the ids are the server's, so not for anyone else's).
+
 With several workers (``serve --workers N``) every worker uses the one store named by
 ``MLSERVICE_FEEDBACK_DB`` (set by ``serve``): feedback joins whichever worker made the
 prediction, and the gauges, computed at scrape time from the shared outcomes, agree.
@@ -43,7 +47,9 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=128, description="The prediction's id.")
+    request_id: str = Field(
+        min_length=1, max_length=128, description="The request_id of the prediction's answer."
+    )
     index: int = Field(0, ge=0, description="Position of the record in a batch (0 otherwise).")
     label: str | int | bool | None = Field(None, description="The true class (classifiers).")
     value: FiniteFloat | None = Field(None, description="The true value (regression).")

@@ -1,5 +1,10 @@
 """The request *observer*: gives every request an id and records it in the HTTP metrics.
 
+The id is always the server's own (``X-Request-ID`` of the answer, ``request_id`` of its body):
+predictions are stored under it and feedback joins them by it, so a client that could choose it
+could reuse another client's and have that client's feedback joined to its own prediction. An
+``X-Request-ID`` a client sends is echoed as ``X-Client-Request-ID``, for its own tracing only.
+
 It is the outermost middleware, so it sees every answer, including the 413 of the body limit
 and errors raised before routing. The ``route`` label is the route template (``/predict``),
 never the raw path, so a scan of random URLs adds one ``unmatched`` series, not thousands.
@@ -17,10 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..monitoring.metrics import ServiceMetrics
 
 REQUEST_ID_HEADER = b"x-request-id"
+CLIENT_REQUEST_ID_HEADER = b"x-client-request-id"
 UNMATCHED = "unmatched"
 # Any other method token a client invents shares one label value.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# An incoming id is echoed into headers and logs: accept only short, plain tokens.
+# A client's id is echoed into a header: accept only short, plain tokens.
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -47,19 +53,19 @@ class RequestObserver:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
-        request_id = (
-            incoming.decode() if _VALID_REQUEST_ID.match(incoming) else secrets.token_hex(16)
-        )
+        request_id = secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
+        ids = [(REQUEST_ID_HEADER, request_id.encode())]
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
+        if _VALID_REQUEST_ID.match(incoming):
+            ids.append((CLIENT_REQUEST_ID_HEADER, incoming))
         status = 500
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [*message.get("headers", []), *ids]}
             await send(message)
 
         started = time.perf_counter()

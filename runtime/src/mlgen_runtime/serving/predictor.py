@@ -145,6 +145,11 @@ def _python_value(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+class ModelCodeExit(RuntimeError):
+    """The model's code (the service's ``custom_features``, say) raised SystemExit or
+    KeyboardInterrupt while scoring."""
+
+
 class Predictor:
     """Scores records with a scikit-learn pipeline fed a DataFrame of training dtypes."""
 
@@ -241,7 +246,16 @@ class Predictor:
             return self.pipeline.predict_proba(frame)
 
     def predict(self, rows: Sequence[Mapping[str, Any]]) -> Scores:
-        return self.predictions(self.model_output(rows))
+        try:
+            return self.predictions(self.model_output(rows))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # Not a signal (the servers handle those): code in the pipeline called sys.exit()
+            # or raised it. As an ordinary failure it gets the fallback model or a 422, the
+            # challenger's circuit breaker counts it, and the process keeps serving.
+            raise ModelCodeExit(
+                f"the model's code raised {type(exc).__name__}({exc}); custom_features must "
+                "return a DataFrame or raise an Exception"
+            ) from exc
 
     def out_of_range(self, rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         """Per row, the numeric features whose value lies outside the training min/max."""

@@ -131,10 +131,11 @@ class PredictionLog(SpooledDatabase):
         self._spool.put((request_id, variant, version, served, scored, at))
 
     def record_feedback(self, request_id: str, label: Any, row: int = 0) -> None:
-        """The observed outcome of one record; a later label for it replaces an earlier one."""
+        """The observed outcome of one record; the first one stays, as in the feedback store
+        (``POST /feedback`` answers 409 to a second)."""
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?)",
                 (request_id, row, json.dumps(label), time.time()),
             )
 
