@@ -40,9 +40,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
 from mlgen.cli import app
 from mlgen.recording import Recording
+from support import REPO
 from typer.testing import CliRunner
 
 EXAMPLE = REPO / "examples" / "penguins"

@@ -22,13 +22,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from mlgen.environment import SECRET_VARIABLES, child_env, take_api_key
 from mlgen.errors import VerifyError
 from mlgen.recording import Recording
 from mlgen.store import TemplateStore
 from mlgen.update import git, run_tests
 from mlgen.verify import verify_service
+from support import REPO
 
 EXAMPLE = REPO / "examples" / "penguins"
 KEY = "sk-ant-test-FAKE-keyscrub-5b8e0c71"

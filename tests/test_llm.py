@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO
 from fake_anthropic import FakeMessagesAPI, error_reply, tool_reply
 from mlgen.brief import Brief
 from mlgen.errors import LLMAuthError, LLMError, MlgenError
@@ -18,6 +17,7 @@ from mlgen.planners.llm import LLMSettings, clean_text, default_model
 from mlgen.planning import PlanOptions, plan_brief
 from mlgen.profile import profile_file
 from mlgen.recording import Recording
+from support import REPO
 
 EXAMPLE = REPO / "examples" / "penguins"
 KEY = "sk-ant-test-7f3c9a-never-write-me"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import Venv, render, running_server
+from support import Venv, render, running_server
 
 pytestmark = pytest.mark.e2e
 

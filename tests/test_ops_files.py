@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, render
+from support import REPO, render
 
 PENGUIN_FEATURES = [
     {"name": "bill_length_mm", "type": "numeric"},

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import Venv, free_port, render, running_server, wait_until_up
+from support import Venv, free_port, render, running_server, wait_until_up
 
 pytestmark = pytest.mark.e2e
 

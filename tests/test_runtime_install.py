@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import Venv, render
+from support import Venv, render
 from test_ops_files import dockerfile, dockerignored, package_of
 
 pytestmark = pytest.mark.e2e

@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, Venv, running_server
 from mlgen.verify import read_verification
+from support import REPO, Venv, running_server
 
 pytestmark = pytest.mark.e2e
 

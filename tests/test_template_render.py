@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, render
+from support import REPO, render
 
 TASKS = ["binary_classification", "multiclass_classification", "regression"]
 FAMILIES = ["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]

@@ -16,11 +16,11 @@ from pathlib import Path
 import copier
 import pytest
 import yaml
-from conftest import REPO
 from mlgen.errors import UpdateError
 from mlgen.migrations import Rename
 from mlgen.store import ensure_store, template_files
 from mlgen.update import update_service
+from support import REPO
 
 PKG = "churn_svc"
 ANSWERS = {"project_name": "churn-svc", "package_name": PKG}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import realdata
-from conftest import REPO, Venv
+from support import REPO, Venv
 from test_update import (
     RUNTIME_PYPROJECT,
     SLOT,

@@ -1,0 +1,177 @@
+"""Helpers shared by the tests: render the template from this checkout and run rendered services.
+
+Rendered services share ONE virtualenv per test session (``service_venv``): the service
+dependencies are installed once, then each rendered service is installed into it with
+``--no-deps``. The venv is cached between sessions under ``~/.cache/mlgen-tests`` keyed by a
+hash of the service's dependency list, so a developer pays the install once; CI on a fresh
+machine builds it once per run. ``MLGEN_TEST_VENV`` points the tests at another folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE_PYPROJECT = REPO / "template" / "pyproject.toml.jinja"
+# The service's dependencies are the runtime's: its pyproject is part of the venv's cache key.
+RUNTIME = REPO / "runtime"
+# Tools the repo's tests run against rendered services, beside the service's own dev extra.
+TEST_TOOLS = ["schemathesis>=4,<5"]
+
+
+def render(dst: Path, answers: dict[str, Any] | None = None) -> Path:
+    """Render the template in this checkout (working tree, committed or not) into ``dst``."""
+    import copier
+
+    with warnings.catch_warnings():
+        # Copier warns that a dirty checkout is rendered as it is: exactly what tests want.
+        warnings.simplefilter("ignore")
+        copier.run_copy(
+            str(REPO),
+            str(dst),
+            data=answers or {},
+            defaults=True,
+            unsafe=False,
+            quiet=True,
+            overwrite=True,
+            vcs_ref="HEAD",
+        )
+    return dst
+
+
+@dataclass(frozen=True)
+class Venv:
+    """A virtualenv that rendered services are installed into."""
+
+    path: Path
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    @property
+    def bin(self) -> Path:
+        return self.path / "bin"
+
+    def run(self, *args: str, cwd: Path, timeout: float = 900, env: dict | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command with this venv first on PATH; fail the test with its output."""
+        full_env = {**os.environ, **service_env(cwd), **(env or {})}
+        full_env["PATH"] = f"{self.bin}{os.pathsep}{full_env.get('PATH', '')}"
+        full_env.pop("PYTHONPATH", None)
+        proc = subprocess.run(
+            list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(
+                f"`{' '.join(args)}` exited {proc.returncode} in {cwd}\n"
+                f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+            )
+        return proc
+
+    def install_service(self, service: Path) -> None:
+        """Install a rendered service into the shared venv without touching its deps."""
+        self.run(str(self.python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(service),
+                 cwd=service)
+
+    def train_service(self, service: Path, package: str) -> None:
+        """Install a rendered service (see :meth:`install_service`) and train its champion."""
+        self.install_service(service)
+        self.run(str(self.python), "-m", package, "train", cwd=service)
+
+
+def service_env(root: Path) -> dict[str, str]:
+    """Environment for running a service's commands: no telemetry, no stray tracking URI."""
+    return {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": "",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def deps_key() -> str:
+    digest = hashlib.sha256(TEMPLATE_PYPROJECT.read_bytes())
+    digest.update((RUNTIME / "pyproject.toml").read_bytes())
+    digest.update(" ".join(TEST_TOOLS).encode())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()[:16]
+
+
+def install_runtime(venv: Venv) -> None:
+    """Put this checkout's runtime into the venv (no dependencies: those are cached).
+
+    Every session reinstalls it: the cached venv may hold the runtime of another checkout or an
+    older working tree, and services installed with ``--no-deps`` use whatever is there.
+    """
+    venv.run(str(venv.python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+             "--no-build-isolation", str(RUNTIME), cwd=REPO)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float, what: str) -> None:
+    """Poll ``url`` until it answers 200; fail the test with the log if ``proc`` dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log.read_text()[-6000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer {url} in {timeout}s:\n{log.read_text()[-6000:]}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_server(venv: Venv, service: Path, package: str, env: dict | None = None,
+                   timeout: float = 90, workers: int = 1) -> Iterator[str]:
+    """Start the service's API on 127.0.0.1 and yield its base URL.
+
+    One worker: uvicorn in one process. Several: the service's own ``serve --workers N``
+    (gunicorn with uvicorn workers, shared metrics and feedback store).
+    """
+    port = free_port()
+    full_env = {**os.environ, **service_env(service), **(env or {})}
+    full_env["PATH"] = f"{venv.bin}{os.pathsep}{full_env.get('PATH', '')}"
+    log = service / "server.log"
+    if workers > 1:
+        command = ["-m", package, "serve", "--workers", str(workers)]
+    else:
+        command = ["-m", "uvicorn", f"{package}.app:create_app", "--factory"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(venv.python), *command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=service, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(proc, f"{url}/health", log, timeout, "the service")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
