@@ -139,9 +139,13 @@ def test_prometheus_sees_traffic_latency_drift_and_live_accuracy(
 
     with running_server(service_venv, service, PACKAGE) as url, \
             prometheus_scraping(url.removeprefix("http://"), tmp_path / "prometheus") as prom:
+        # The service issues every prediction's id (a client's comes back as
+        # X-Client-Request-ID); the feedback below names the service's.
+        ids = []
         for index, record in enumerate(records):
-            status, _ = _call(f"{url}/predict", record, {"X-Request-ID": f"normal-{index}"})
+            status, answer = _call(f"{url}/predict", record, {"X-Request-ID": f"normal-{index}"})
             assert status == 200
+            ids.append(answer["request_id"])
         settle(prom, "model_drift_window_rows", lambda r: list(r.values()) == [WINDOW])
         normal_drift = by_feature(query(prom, "model_feature_drift"))
         normal_alerts = by_feature(query(prom, "model_feature_drift_alert"))
@@ -159,7 +163,7 @@ def test_prometheus_sees_traffic_latency_drift_and_live_accuracy(
         shifted_drift = by_feature(query(prom, "model_feature_drift"))
 
         for index, truth in enumerate(rows["target"].tolist()):
-            status, _ = _call(f"{url}/feedback", {"request_id": f"normal-{index}", "label": truth})
+            status, _ = _call(f"{url}/feedback", {"request_id": ids[index], "label": truth})
             assert status == 200
         live = settle(prom, 'model_live_performance{metric="accuracy"}', bool)
         rate = query(prom, 'sum(rate(http_requests_total{route="/predict"}[1m]))')

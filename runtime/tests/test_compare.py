@@ -89,7 +89,9 @@ def test_unpaired_rows_use_the_independent_samples_test(trained_service, holdout
     result = compare_predictions(
         primary, _rows(dummy, first), _rows(model, second), False, 0.05, 10
     )
-    assert result.test == statistical_test(primary, paired=False)
+    # (A perfect ranking against the Dummy's constant one leaves DeLong no variance: the test
+    # then says it resampled instead.)
+    assert result.test.startswith(statistical_test(primary, paired=False))
     assert (result.n_champion, result.n_challenger) == ((n + 1) // 2, n // 2)
     assert result.verdict == BETTER
 

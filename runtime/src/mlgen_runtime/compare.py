@@ -25,6 +25,7 @@ numbers say: a promotion on a handful of lucky requests is how a bad model reach
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,7 +180,15 @@ def _test(
     if not len(champion.y_true) or not len(challenger.y_true):
         return name, 0.0, 1.0
     if metric == "roc_auc":
-        return name, *_delong(champion, challenger, paired)
+        z, p = _delong(champion, challenger, paired)
+        if math.isnan(z):
+            # Every structural component alike (a perfect ranking against a constant one):
+            # DeLong estimates no variance at all, so the difference is resampled instead.
+            return (
+                f"{name}; its variance is zero (a perfect or constant ranking), so a bootstrap",
+                *_bootstrap(METRICS[metric], champion, challenger, paired, samples, seed),
+            )
+        return name, z, p
     if metric not in ROW_VALUES:
         return name, *_bootstrap(METRICS[metric], champion, challenger, paired, samples, seed)
     # Per-row losses, lower is better (accuracy: 1 for a wrong row).
@@ -279,7 +288,8 @@ def _delong(champion: Prediction, challenger: Prediction, paired: bool) -> tuple
             float(np.var(part, ddof=1)) / len(part) for pair in components for part in pair
         )
     if not variance > 0:
-        return 0.0, 1.0
+        # No estimated variance: nan tells the caller to test the difference another way.
+        return (math.nan, 1.0) if difference != 0 else (0.0, 1.0)
     z = difference / np.sqrt(variance)
     return float(z), float(stats.norm.sf(z))
 
