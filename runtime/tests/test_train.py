@@ -29,6 +29,7 @@ from mlgen_runtime.train import (
     build_pipeline,
     train,
 )
+from mlgen_runtime.transforms import TransformSpec
 from mlgen_runtime.tuning import tune
 from service_fixture import SERVICE_ROOT, isolated_config
 
@@ -141,7 +142,10 @@ def test_the_gate_keeps_a_worse_model_as_challenger_until_forced(
     noisy = load_data(sample_data)
     noisy["pure_noise"] = np.random.default_rng(0).normal(size=len(noisy))
     noisy.to_csv(tmp_path / "noisy.csv", index=False)
-    worse_config = config.model_copy(update={"features": [FeatureSpec(name="pure_noise")]})
+    # Only the noise column: the service's transforms (if any) read features it no longer has.
+    worse_config = config.model_copy(
+        update={"features": [FeatureSpec(name="pure_noise")], "transforms": TransformSpec()}
+    )
 
     worse = train(worse_config, data_path=tmp_path / "noisy.csv")
     assert not worse.decision.promote
