@@ -139,13 +139,14 @@ def assert_scored_as_training_reads(client, bundle, rows: list[dict], frame) -> 
     if bundle.task == "regression":
         expected = bundle.pipeline.predict(frame).tolist()
         for answer in answers:
-            assert [a["prediction"] for a in answer] == pytest.approx(expected, abs=1e-5)
+            served = [a["prediction"] for a in answer]
+            assert served == pytest.approx(expected, rel=1e-6, abs=1e-5)
         return
     expected = bundle.pipeline.predict_proba(frame).tolist()
     keys = [str(label) for label in bundle.pipeline.classes_]
     for answer in answers:
         served = [[a["probabilities"][key] for key in keys] for a in answer]
-        assert served == [pytest.approx(row, abs=1e-5) for row in expected]
+        assert served == [pytest.approx(row, rel=1e-6, abs=1e-5) for row in expected]
 
 
 def test_rows_of_the_training_file_score_as_the_file_and_pandas_write_them(
