@@ -57,15 +57,8 @@ def verify_service(
     on_step("install the service")
     if python.exists():
         # A reused venv already holds the dependencies: install only the service and the
-        # runtime it pins (its vendored copy, which may differ from the venv's), with the venv's
-        # own build backend, so that a reuse needs no network. A venv without the backend makes
-        # pip fetch it after all.
-        for target in (["--force-reinstall", str(service / RUNTIME_DIR)], ["-e", str(service)]):
-            try:
-                _run("install", [*pip, "--no-deps", "--no-build-isolation", *target],
-                     service, venv)
-            except VerifyError:
-                _run("install", [*pip, "--no-deps", *target], service, venv)
+        # runtime it pins (its vendored copy, which may differ from the venv's).
+        reinstall(python, service, service_deps=False)
     else:
         on_step(f"create virtualenv {venv}")
         _run("create virtualenv", [sys.executable, "-m", "venv", str(venv)], service, venv)
@@ -80,17 +73,20 @@ def verify_service(
     return read_verification(service / "artifacts" / "champion" / "metadata.json")
 
 
-def reinstall(python: Path, service: Path) -> None:
+def reinstall(python: Path, service: Path, service_deps: bool = True) -> None:
     """Install ``service`` (editable) and the runtime it pins into ``python``'s environment.
 
     After an update the runtime in ``vendor/`` may be newer than the installed one: it is
-    reinstalled from there. Dependencies already present are not fetched again; with the venv's
-    own build backend no index is needed unless a dependency is new.
+    reinstalled from there. Dependencies already present are not fetched again
+    (``service_deps=False``: none at all, for a venv known to hold them); with the venv's own
+    build backend no index is needed unless a dependency is new, and a venv without the backend
+    makes pip fetch it after all.
     """
     venv = Path(python).parent.parent
     pip = [str(python), "-m", "pip", "install", "-q"]
+    deps = [] if service_deps else ["--no-deps"]
     for target in (["--force-reinstall", "--no-deps", str(service / RUNTIME_DIR)],
-                   ["-e", str(service)]):
+                   [*deps, "-e", str(service)]):
         try:
             _run("install", [*pip, "--no-build-isolation", *target], service, venv)
         except VerifyError:
