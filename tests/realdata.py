@@ -49,3 +49,33 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return path
+
+
+def mroz_booleans() -> pd.DataFrame:
+    """causaldata Mroz (753 married women): in the labour force? (binary; the target and two
+    features are True/False)."""
+    return rdataset("causaldata", "Mroz")
+
+
+def birthwt() -> pd.DataFrame:
+    """MASS birthwt (189 births): low birth weight? (binary; 0/1 integers throughout). The
+    birth weight itself (``bwt``) defines the target, so it is left out."""
+    return rdataset("MASS", "birthwt").drop(columns=["bwt"])
+
+
+def mpg() -> pd.DataFrame:
+    """ggplot2 mpg (234 cars): the vehicle class (7 classes, "2seater" has 5 rows), with
+    high-cardinality model names (38) and manufacturers (15)."""
+    return rdataset("ggplot2", "mpg")
+
+
+def acs12() -> pd.DataFrame:
+    """openintro acs12 (2,000 census respondents): income (regression, skewed, 19% missing),
+    with missing categorical values (employment, language, education)."""
+    return rdataset("openintro", "acs12")
+
+
+def economics() -> pd.DataFrame:
+    """ggplot2 economics (574 months): unemployment from a date and the other series
+    (regression, time-ordered by an ISO date column)."""
+    return rdataset("ggplot2", "economics")

@@ -15,7 +15,7 @@ from mlgen_runtime.data import load_data
 from mlgen_runtime.errors import CompareError
 from mlgen_runtime.live_comparison import compare_log
 from mlgen_runtime.registry import champion_dir
-from mlgen_runtime.scoring import predict
+from mlgen_runtime.scoring import METRICS, predict
 from mlgen_runtime.serving.app import create_app
 from rollout_support import (
     as_requests,
@@ -163,3 +163,28 @@ def test_compare_without_a_rollout_log_says_how_to_get_one(trained_service, tmp_
     config = rollout_config(tmp_path, champion_dir(trained_service.config), mode="shadow")
     with pytest.raises(CompareError, match="POST /feedback"):
         compare_log(config)
+
+
+def test_compare_judges_a_probability_metric_on_every_class_probability(
+    trained_service, tmp_path
+):
+    """log_loss needs each class's probability, not only the predicted one's: the rollout log
+    keeps them all, so the live comparison decides on log_loss itself (multiclass too)."""
+    if not trained_service.config.is_classification:
+        pytest.skip("log_loss is a classifier's metric")
+    challenger = champion_dir(trained_service.config)
+    config = rollout_config(tmp_path, challenger, mode="shadow")
+    config = config.model_copy(
+        update={"metric": config.metric.model_copy(update={"primary": "log_loss"})}
+    )
+    rows = serve_and_feed_back(trained_service, config)
+    result = compare_log(config)
+    assert result.metric == "log_loss" and not result.note
+    assert result.test == "paired t-test on per-row log loss"
+    assert result.n_challenger == rows and result.verdict == BETTER
+    # The logged probabilities are the model's: its log loss on the data, recomputed.
+    data = load_data(trained_service.config.resolve(trained_service.config.data.path))
+    target = trained_service.config.data.target
+    names = [feature["name"] for feature in trained_service.bundle.features]
+    served = predict(trained_service.bundle.pipeline, data[names], data[target], config.task)
+    assert result.challenger_value == pytest.approx(METRICS["log_loss"].value(served), rel=1e-5)

@@ -112,3 +112,19 @@ def test_promote_needs_a_significant_live_comparison(tmp_path, sample_data, caps
     assert "--reason" in capsys.readouterr().err
     assert main([*root, "promote", "--version", challenger]) == 0
     assert champion_of(config) == challenger
+
+
+def test_promote_without_a_rollout_tests_both_models_on_the_same_test_rows(
+    tmp_path, sample_data, capsys
+):
+    config = service_with_a_clueless_champion(tmp_path, sample_data)
+    root = ["--root", str(config.root)]
+    challenger = train(config, promote=False).version
+    capsys.readouterr()
+    assert main([*root, "promote", "--version", challenger]) == 0
+    out = capsys.readouterr().out
+    # The paired test of the primary metric on the configured data's test split, printed.
+    assert f"metric:     {config.metric.primary}" in out
+    assert statistical_test(config.metric.primary, paired=True) in out
+    assert "significantly better" in out and "no paired test" not in out
+    assert champion_of(config) == challenger

@@ -166,3 +166,24 @@ def test_a_service_without_custom_features_gets_none_and_an_uninstalled_one_an_e
     missing = synthetic_config(tmp_path / "missing", project={"package": "not_installed_svc"})
     with pytest.raises(ConfigError, match="not_installed_svc.custom_features"):
         derive_features(train[names], features, missing)
+
+
+def test_categories_of_rows_outside_the_training_split_are_known_to_the_api():
+    """ggplot2 mpg's fuel type "c" is on one row: when that row lands in the test split, a
+    client posting it from the CSV must still get an answer, not a 422."""
+    from mlgen_runtime.features import describe, known_categories
+    from mlgen_runtime.serving.schemas import build_record_model
+    from pydantic import TypeAdapter
+
+    train = pd.DataFrame({"fl": ["r", "p", "e", "d"] * 5, "cyl": [4, 6, 8, 4] * 5})
+    whole = pd.concat([train, pd.DataFrame({"fl": ["c", None], "cyl": [4, 5]})])
+    fuel = describe(train["fl"], "categorical", "auto", "hist_gradient_boosting")
+    cylinders = describe(train["cyl"], "numeric", "auto", "hist_gradient_boosting")
+    assert fuel["categories"] == ["d", "e", "p", "r"]
+    features = known_categories([fuel, cylinders], whole)
+    assert features[0]["categories"] == ["c", "d", "e", "p", "r"]
+    assert features[1] == cylinders and fuel["categories"] == ["d", "e", "p", "r"]
+    record = TypeAdapter(build_record_model(features))
+    assert record.validate_python({"fl": "c", "cyl": 4}) == {"fl": "c", "cyl": 4}
+    with pytest.raises(ValueError, match="Input should be"):
+        record.validate_python({"fl": "x"})

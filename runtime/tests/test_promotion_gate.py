@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from mlflow import MlflowClient
-from mlgen_runtime.compare import compare_predictions
+from mlgen_runtime.compare import Comparison, compare_predictions
 from mlgen_runtime.config import FeatureSpec, PromotionConfig
 from mlgen_runtime.data import load_data, split
 from mlgen_runtime.features import describe
@@ -91,9 +91,7 @@ def test_a_model_only_noise_better_is_kept_as_challenger(default_service, islr_d
         )
         with_noise = [*features, describe(train_rows["noise"], "numeric", "auto", "linear")]
         columns = [*names, "noise"]
-        lucky = build_pipeline(config, with_noise, []).fit(
-            train_rows[columns], train_rows[target]
-        )
+        lucky = build_pipeline(config, with_noise, []).fit(train_rows[columns], train_rows[target])
         noisy = predict(lucky, test_rows[columns], test_rows[target], config.task)
         if pr_auc.value(noisy) > pr_auc.value(held):
             break
@@ -131,3 +129,34 @@ def test_the_gate_asks_for_the_minimum_changes_of_its_policy():
     assert not relative.promote and "promotion.min_relative_change 0.1" in relative.reason
     # Lower is better for rmse: 1.7 against 2.0 is a gain of 0.3, 15%.
     assert decide("rmse", 1.7, 3.0, 2.0, "v1", PromotionConfig(min_relative_change=0.1)).promote
+
+
+def test_a_model_not_significantly_better_than_its_baseline_is_not_promoted():
+    def against_baseline(p_value: float) -> Comparison:
+        return Comparison(
+            test="paired bootstrap",
+            metric="pr_auc",
+            paired=True,
+            champion_version="baseline",
+            challenger_version="new",
+            n_champion=60,
+            n_challenger=60,
+            champion_value=0.05,
+            challenger_value=0.09,
+            statistic=0.04,
+            p_value=p_value,
+            alpha=0.05,
+            min_samples=1,
+        )
+
+    lucky = decide("pr_auc", 0.09, 0.05, None, "", PromotionConfig(), None, against_baseline(0.3))
+    assert not lucky.promote and not lucky.beats_baseline
+    assert "not significantly better than the Dummy baseline" in lucky.reason
+    assert "paired bootstrap on 60 paired test rows: p=0.3" in lucky.reason
+    real = decide("pr_auc", 0.09, 0.05, None, "", PromotionConfig(), None, against_baseline(0.01))
+    assert real.promote and real.beats_baseline and "significantly" in real.reason
+    # Behind a better champion a model still beats its baseline: kept, not a failed training.
+    behind = decide(
+        "pr_auc", 0.09, 0.05, 0.2, "v1", PromotionConfig(), None, against_baseline(0.01)
+    )
+    assert not behind.promote and behind.beats_baseline

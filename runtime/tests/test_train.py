@@ -189,8 +189,9 @@ def test_tuning_scores_text_labels_with_threshold_metrics(trained_service, sampl
     # Labels such as "No"/"Yes": scikit-learn's named scorers would look for the label 1.
     y = "class_" + splits.train[config.data.target].astype(str)
 
-    result = tune(lambda params: build_pipeline(config, features, [], params), x, y, config,
-                  trials=2)
+    result = tune(
+        lambda params: build_pipeline(config, features, [], params), x, y, config, trials=2
+    )
     assert result.trials == 2 and np.isfinite(result.cv_score)
 
 
@@ -201,3 +202,24 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
     assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
     assert main(["--root", str(tmp_path), "evaluate"]) == 2
     assert "No configs/config.yaml" in capsys.readouterr().err
+
+
+def test_a_target_the_features_cannot_predict_fails_train_with_a_clear_message(tmp_path, capsys):
+    """The service's own data with its target shuffled: no model can beat a constant there.
+    `train` says so and exits 1; nothing becomes the champion."""
+    config = isolated_config(tmp_path / "service", {"tuning": {"trials": 0}})
+    frame = load_data(config.resolve(config.data.path))
+    target = config.data.target
+    rng = np.random.default_rng(7)
+    frame[target] = rng.permutation(frame[target].to_numpy())
+    shuffled = tmp_path / "shuffled.csv"
+    frame.to_csv(shuffled, index=False)
+
+    assert main(["--root", str(config.root), "train", "--data", str(shuffled)]) == 1
+    out = capsys.readouterr().out
+    primary = config.metric.primary
+    assert "kept as challenger" in out and "Dummy baseline" in out
+    assert f"does not beat a constant prediction on {primary}" in out
+    assert not champion_dir(config).exists()
+    with pytest.raises(Exception, match="no version with alias 'champion'"):
+        load_registered(config, "champion")

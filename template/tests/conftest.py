@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlgen_runtime.bundle import Bundle
 from mlgen_runtime.config import Config, load_config
-from mlgen_runtime.registry import load_champion
+from mlgen_runtime.registry import load_registered
 from mlgen_runtime.testing import bounded_sample, isolated_config, isolated_environment
 from mlgen_runtime.train import TrainResult, train
 
@@ -45,11 +45,15 @@ def sample_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, sample_data) -> Trained:
-    """The configured model trained on the sample (no tuning: that is the real run's job)."""
+    """The configured model trained on the sample (no tuning: that is the real run's job).
+
+    The version just trained, promoted or not: on a small sample it may not beat its baseline
+    significantly, and these tests check that the service works, not how good the model is.
+    """
     config = isolated_config(
         SERVICE_ROOT,
         tmp_path_factory.mktemp("service"),
         {"data": {"path": str(sample_data)}, "tuning": {"trials": 0}},
     )
     result = train(config)
-    return Trained(config, load_champion(config), result, sample_data)
+    return Trained(config, load_registered(config, result.version), result, sample_data)

@@ -3,8 +3,9 @@
 Commands: train, evaluate, serve, drift, compare, promote, retrain (``--help`` on each).
 
 Expected failures (bad config, bad data, registry refusals, nothing to compare) print one line
-and exit with status 2; a refused promotion, a retrained model kept as challenger, or a
-challenger `compare` does not find better exits with 1.
+and exit with status 2; a trained model that does not beat its Dummy baseline, a refused
+promotion, a retrained model kept as challenger, or a challenger `compare` does not find better
+exits with 1.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ def _train(config: Config, args: argparse.Namespace) -> int:
     from .kinds import kind_of
 
     kind = kind_of(config)
-    print(kind.summary(kind.train(config, data_path=args.data, trials=args.trials)))
-    return 0
+    result = kind.train(config, data_path=args.data, trials=args.trials)
+    print(kind.summary(result))
+    # A model kept as challenger behind a better champion is a normal outcome; a model that
+    # cannot beat its own Dummy baseline is a failed training, for scripts and CI too.
+    return 0 if result.decision.beats_baseline else 1
 
 
 def _evaluate(config: Config, args: argparse.Namespace) -> int:
@@ -86,7 +90,17 @@ def _promote(config: Config, args: argparse.Namespace) -> int:
         if not comparison.better:
             print(f"Version {args.version} not promoted: live comparison: {comparison.verdict}")
             return 1
-    decision = promote(config, args.version, reason=args.reason, force=args.force)
+    evidence = None
+    if not args.force and RolloutSettings.of(config).mode == "off":
+        from .train import holdout_comparison
+
+        # Both models scored on the same test rows of the configured data: a paired test.
+        evidence = holdout_comparison(config, args.version)
+        if evidence is not None:
+            print(evidence.summary())
+    decision = promote(
+        config, args.version, reason=args.reason, force=args.force, evidence=evidence
+    )
     verdict = "promoted to champion" if decision.promote else "not promoted"
     print(f"Version {args.version} {verdict}: {decision.reason}")
     return 0 if decision.promote else 1

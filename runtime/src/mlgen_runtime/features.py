@@ -90,6 +90,25 @@ def resolve_features(df: pd.DataFrame, config: Config) -> list[dict[str, Any]]:
     return features
 
 
+def known_categories(features: list[dict[str, Any]], data: pd.DataFrame) -> list[dict[str, Any]]:
+    """``features`` with each listed category set widened to the values of ``data``.
+
+    The list comes from the training split; ``data`` is the whole labelled file. A category
+    in the data but only in its validation or test rows (a rare one) is a value of the user's
+    own data, so the API must take it: the model encodes it as unseen, as it would any
+    category its training rows lacked.
+    """
+    widened = []
+    for feature in features:
+        listed = feature.get("categories")
+        if listed is not None and feature["name"] in data.columns:
+            present = set(as_category(data[feature["name"]]).dropna().tolist())
+            if not present <= set(listed):
+                feature = {**feature, "categories": sorted(set(listed) | present)}
+        widened.append(feature)
+    return widened
+
+
 def derive_features(
     raw: pd.DataFrame, features: list[dict[str, Any]], config: Config
 ) -> list[dict[str, Any]]:

@@ -59,7 +59,7 @@ def compare_log(config: Config, challenger_version: str | None = None) -> Compar
         start = next(i for i, row in enumerate(rows) if row is challengers[0])
         champion_rows = [row for row in rows[start:] if row["variant"] == CHAMPION]
     versions = sorted({row["model_version"] for row in champion_rows}) or ["?"]
-    metric, note = _live_metric(config)
+    metric, note = _live_metric(config, [*champion_rows, *challengers])
     champion, challenger = _logged_predictions(config.task, champion_rows, challengers)
     return compare_predictions(
         metric,
@@ -75,18 +75,22 @@ def compare_log(config: Config, challenger_version: str | None = None) -> Compar
     )
 
 
-# The rollout log keeps one score per prediction: the probability of the positive class
-# (binary), of the predicted class (multiclass), or the value (regression).
+# The rollout log keeps one score per prediction (the probability of the positive class, of the
+# predicted class, or the value) and, since 0.2.0, every class's probability.
 NEEDS_EVERY_PROBABILITY = ("log_loss", "roc_auc_ovr")
 
 
-def _live_metric(config: Config) -> tuple[str, str]:
+def _live_metric(config: Config, rows: list[dict[str, Any]]) -> tuple[str, str]:
     """The metric the logged rows can measure: the primary one, or accuracy and why."""
     primary = config.metric.primary
-    if config.task == "multiclass_classification" and primary in NEEDS_EVERY_PROBABILITY:
+    if (
+        config.task == "multiclass_classification"
+        and primary in NEEDS_EVERY_PROBABILITY
+        and any(row.get("probabilities") is None for row in rows)
+    ):
         return "accuracy", (
-            f"not {primary}, which needs every class's probability; the rollout log keeps the "
-            "predicted class's only"
+            f"not {primary}, which needs every class's probability; rows logged before "
+            "mlgen-runtime 0.2.0 keep the predicted class's only"
         )
     return primary, ""
 
@@ -113,7 +117,8 @@ def _logged_classes(task: str, rows: list[dict[str, Any]]) -> list[str]:
     """
     seen = {str(row["label"]) for row in rows} | {str(row["prediction"]) for row in rows}
     if task != "binary_classification":
-        return sorted(seen)
+        # A model's classes that no row predicted or observed are in its probabilities.
+        return sorted(seen.union(*(row.get("probabilities") or {} for row in rows)))
     positive = {str(row["prediction"]) for row in rows if row["score"] > 0.5}
     if not positive:
         positive = seen - {str(row["prediction"]) for row in rows}
@@ -128,7 +133,13 @@ def _logged_classes(task: str, rows: list[dict[str, Any]]) -> list[str]:
 
 def _logged_classification(rows: list[dict[str, Any]], classes: list[str]) -> Prediction:
     scores = np.array([row["score"] for row in rows], dtype=float).reshape(-1, 1)
-    if len(classes) == 2:
+    if len(classes) > 2 and all(row.get("probabilities") for row in rows):
+        # Every class's probability, as the model gave it (a class it never predicts is 0).
+        proba = np.array(
+            [[row["probabilities"].get(label, 0.0) for label in classes] for row in rows],
+            dtype=float,
+        )
+    elif len(classes) == 2:
         proba = np.hstack([1 - scores, scores])
     else:
         # The predicted class's probability is kept; the others share the rest.

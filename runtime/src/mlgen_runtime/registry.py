@@ -54,6 +54,9 @@ class Decision:
 
     promote: bool
     reason: str
+    # False when the model does not beat its Dummy baseline (train exits 1 on it); a model
+    # refused because the champion is better still beats its baseline.
+    beats_baseline: bool = True
 
 
 def use_store(config: Config) -> str:
@@ -168,21 +171,37 @@ def decide(
     champion_label: str,
     policy: PromotionConfig = DEFAULT_PROMOTION,
     evidence: Comparison | None = None,
+    baseline_evidence: Comparison | None = None,
 ) -> Decision:
     """The promotion gate: beat the Dummy baseline, then beat the champion.
 
-    Beating the champion means improving ``metric`` by at least the ``policy``'s minimum
-    changes and, when ``evidence`` (the paired test of both models on the same rows) is given,
-    significantly: a p-value below ``policy.alpha``.
+    Beating the baseline means a better ``metric`` and, when ``baseline_evidence`` (the paired
+    test of the model against its baseline on the same test rows) is given, significantly so:
+    a p-value below ``policy.alpha``. Beating the champion means improving ``metric`` by at
+    least the ``policy``'s minimum changes and, when ``evidence`` (the paired test of both
+    models on the same rows) is given, significantly.
     """
+    against_baseline = f"{metric} {candidate:.4f} vs the Dummy baseline's {baseline:.4f}"
     if not is_better(metric, candidate, baseline):
         return Decision(
-            False, f"{metric} {candidate:.4f} does not beat the Dummy baseline ({baseline:.4f})"
+            False,
+            f"{metric} {candidate:.4f} does not beat the Dummy baseline ({baseline:.4f})",
+            beats_baseline=False,
         )
+    if baseline_evidence is not None:
+        tested = (
+            f"{baseline_evidence.test} on {baseline_evidence.n_challenger} paired test rows: "
+            f"p={baseline_evidence.p_value:.3g}, alpha {policy.alpha}"
+        )
+        if not baseline_evidence.p_value < policy.alpha:
+            return Decision(
+                False,
+                f"{against_baseline}: not significantly better than the Dummy baseline ({tested})",
+                beats_baseline=False,
+            )
+        against_baseline = f"{against_baseline}, significantly ({tested})"
     if champion is None:
-        return Decision(
-            True, f"first model; {metric} {candidate:.4f} beats baseline {baseline:.4f}"
-        )
+        return Decision(True, f"first model; it beats the Dummy baseline: {against_baseline}")
     versus = f"{metric} {candidate:.4f} vs champion {champion_label} ({champion:.4f})"
     gain = candidate - champion if higher_is_better(metric) else champion - candidate
     if gain <= 0:
@@ -211,12 +230,20 @@ def decide(
     return Decision(True, f"{versus}: significantly better ({significance})")
 
 
-def promote(config: Config, version: str | int, reason: str = "", force: bool = False) -> Decision:
+def promote(
+    config: Config,
+    version: str | int,
+    reason: str = "",
+    force: bool = False,
+    evidence: Comparison | None = None,
+) -> Decision:
     """Make ``version`` the champion if the gate allows it (or ``force``); export its bundle.
 
-    Without ``force`` the gate compares the test-split metrics logged with each version's run
-    (by ``promotion``'s minimum changes; the runs may have different test splits, so there is
-    no paired test here: a rollout's live comparison is that evidence, see cli.py).
+    Without ``force`` the gate compares the primary metric of both versions by ``promotion``'s
+    minimum changes and, given ``evidence`` (the paired test of the champion and ``version`` on
+    the same rows: :func:`.train.holdout_comparison`, or a rollout's live comparison), by its
+    significance, on the values it measured. Without evidence it compares the test metrics
+    logged with each version's run, whose test splits may differ, and says so.
     """
     setup(config)
     client = MlflowClient()
@@ -233,13 +260,17 @@ def promote(config: Config, version: str | int, reason: str = "", force: bool = 
         champion = None
         if current is not None:
             champion = client.get_run(current.run_id).data.metrics.get(f"test_{metric}")
+        value = _logged(logged, f"test_{metric}", candidate.version)
+        if evidence is not None and current is not None and evidence.metric == metric:
+            champion, value = evidence.champion_value, evidence.challenger_value
         decision = decide(
             metric,
-            _logged(logged, f"test_{metric}", candidate.version),
+            value,
             _logged(logged, f"baseline_{metric}", candidate.version),
             champion,
             f"v{current.version}" if current is not None else "",
             config.promotion,
+            evidence if current is not None and evidence is not None else None,
         )
         if reason:
             decision = Decision(decision.promote, f"{decision.reason}; {reason}")

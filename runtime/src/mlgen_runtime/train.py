@@ -28,6 +28,7 @@ from .features import (
     build_preprocessor,
     custom_features_module,
     derive_features,
+    known_categories,
     resolve_features,
     spec_dicts,
     transform_features,
@@ -61,6 +62,8 @@ class TrainResult:
     # The paired test against the champion on this run's test split (None: no champion, or
     # its model could not be loaded).
     comparison: Comparison | None = None
+    # The paired test of the model against its Dummy baseline on the test split.
+    baseline_comparison: Comparison | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -102,7 +105,9 @@ def train(
     splits = split(df, config)
     target = config.data.target
 
-    features = resolve_features(splits.train, config)
+    # Types, ranges and categories from the training rows; the API also takes the categories
+    # of every other row of the data file.
+    features = known_categories(resolve_features(splits.train, config), df)
     names = [feature["name"] for feature in features]
     x_train, y_train = splits.train[names], splits.train[target]
     custom = derive_features(x_train, features, config)
@@ -118,8 +123,18 @@ def train(
     samples = config.metric.bootstrap_samples
     prediction = predict(pipeline, x_test, y_test, config.task)
     metrics = score(prediction, config.task, samples, config.seed)
-    baseline_metrics = score(
-        predict(baseline, x_test, y_test, config.task), config.task, samples, config.seed
+    baseline_prediction = predict(baseline, x_test, y_test, config.task)
+    baseline_metrics = score(baseline_prediction, config.task, samples, config.seed)
+    # Does the model beat a constant at all, beyond the noise of this test split?
+    against_baseline = compare_predictions(
+        primary,
+        baseline_prediction,
+        prediction,
+        paired=True,
+        alpha=config.promotion.alpha,
+        versions=("baseline", "new"),
+        samples=config.promotion.bootstrap_samples,
+        seed=config.seed,
     )
     validation = predict(pipeline, splits.validation[names], splits.validation[target], config.task)
 
@@ -138,6 +153,7 @@ def train(
         "transforms": config.transforms.model_dump(mode="json"),
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,
+        "baseline_test": {"test": against_baseline.test, "p_value": against_baseline.p_value},
         "primary_metric": primary,
         # Readers outside the service (mlgen verify) compare with the baseline by this.
         "higher_is_better": METRICS[primary].higher_is_better,
@@ -156,6 +172,7 @@ def train(
         **{f"test_{name}": value for name, value in metrics.items()},
         **{f"baseline_{name}": value for name, value in baseline_metrics.items()},
         f"validation_{primary}": METRICS[primary].value(validation),
+        "baseline_test_p_value": against_baseline.p_value,
     }
     onnx_error = (metadata["serving"].get("onnx") or {}).get("max_error")
     if onnx_error is not None:
@@ -205,12 +222,13 @@ def train(
         f"v{current.version}" if current is not None else "",
         config.promotion,
         comparison,
+        against_baseline,
     )
     if promote and decision.promote:
         apply_promotion(config, metadata["model_version"], decision.reason)
         # The champion's own Dummy baseline: the last-resort fallback of serving.
         export_baseline(config, baseline, metadata, reference)
-    return TrainResult(pipeline, metadata, decision, comparison)
+    return TrainResult(pipeline, metadata, decision, comparison, against_baseline)
 
 
 def build_pipeline(
@@ -260,7 +278,44 @@ def summary(result: TrainResult) -> str:
         lines.append(result.comparison.summary())
     verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
     lines.append(f"{verdict}: {result.decision.reason}")
+    if not result.decision.beats_baseline:
+        lines.append(
+            f"The model does not beat a constant prediction on {primary}, the primary metric. "
+            "Check that the features can predict the target (and are known at prediction "
+            "time), that the data has enough rows, and that metric.primary suits the "
+            "problem; `train` exits 1 until a model beats its baseline."
+        )
     return "\n".join(lines)
+
+
+def holdout_comparison(config: Config, version: str) -> Comparison | None:
+    """The paired test of the champion against ``version`` on the test split of the
+    configured data, on the primary metric: the evidence of ``promote`` without a rollout.
+
+    None, with a warning, when there is no champion or the data or a model cannot be read:
+    the gate then compares the logged test metrics, and says that it did.
+    """
+    current = champion_version(config)
+    if current is None or str(current.version) == str(version):
+        return None
+    try:
+        df = load_data(config.resolve(config.data.path))
+        validate(df, config)
+        splits = split(df, config)
+        model = mlflow.sklearn.load_model(
+            f"models:/{config.tracking.registered_model}/{version}"
+        )
+        x = splits.test.drop(columns=[config.data.target])
+        prediction = predict(model, x, splits.test[config.data.target], config.task)
+    except Exception as exc:  # the logged metrics remain a (weaker) comparison
+        log.warning(
+            "Could not score v%s on the test split of %s (%s); comparing logged metrics.",
+            version,
+            config.data.path,
+            exc,
+        )
+        return None
+    return _against_champion(current, prediction, splits, config, str(version))[1]
 
 
 def _against_champion(

@@ -57,7 +57,9 @@ class ProblemKind(Protocol):
     def train(
         self, config: Config, data_path: str | Path | None = None, trials: int | None = None
     ) -> Any:
-        """One tracked training run; the result has a ``summary()``-able form (see ``summary``)."""
+        """One tracked training run; the result has a ``summary()``-able form (see ``summary``)
+        and a ``decision`` (:class:`..registry.Decision`): the CLI exits 1 when it says the
+        model does not beat its baseline."""
 
     def summary(self, result: Any) -> str:
         """What a person reads after training."""

@@ -101,7 +101,7 @@ class PredictionLog(SpooledDatabase):
             CREATE TABLE IF NOT EXISTS predictions (
                 request_id TEXT NOT NULL, row INTEGER NOT NULL, variant TEXT NOT NULL,
                 model_version TEXT NOT NULL, served INTEGER NOT NULL, prediction TEXT NOT NULL,
-                at REAL NOT NULL, score REAL);
+                at REAL NOT NULL, score REAL, probabilities TEXT);
             CREATE INDEX IF NOT EXISTS predictions_key ON predictions (request_id, row);
             CREATE INDEX IF NOT EXISTS predictions_variant ON predictions (variant, at);
             CREATE TABLE IF NOT EXISTS feedback (
@@ -110,13 +110,16 @@ class PredictionLog(SpooledDatabase):
             CREATE INDEX IF NOT EXISTS feedback_at ON feedback (at);
             """,
             "INSERT INTO predictions (request_id, row, variant, model_version, served, "
-            "prediction, at, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "prediction, at, score, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             _log_rows,
         )
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
         if "score" not in columns:
             # A log written before scores were kept: its old rows have none.
             self._db.execute("ALTER TABLE predictions ADD COLUMN score REAL")
+        if "probabilities" not in columns:
+            # Nor every class's probability (a multiclass log_loss or roc_auc_ovr needs them).
+            self._db.execute("ALTER TABLE predictions ADD COLUMN probabilities TEXT")
 
     def record(
         self,
@@ -144,13 +147,13 @@ class PredictionLog(SpooledDatabase):
         before scores were kept have none)."""
         query = """
             SELECT p.request_id, p.row, p.variant, p.model_version, p.served, p.prediction,
-                   p.score, f.label
+                   p.score, p.probabilities, f.label
             FROM predictions p JOIN feedback f USING (request_id, row)
             WHERE p.score IS NOT NULL
             ORDER BY p.at, p.request_id, p.row"""
         with self._lock:
             rows = self._db.execute(query).fetchall()
-        for request_id, row, variant, version, served, prediction, score, label in rows:
+        for request_id, row, variant, version, served, prediction, score, chances, label in rows:
             yield {
                 "request_id": request_id,
                 "row": row,
@@ -159,6 +162,8 @@ class PredictionLog(SpooledDatabase):
                 "served": bool(served),
                 "prediction": json.loads(prediction),
                 "score": score,
+                # Every class's probability (classifiers; None in rows logged before 0.2.0).
+                "probabilities": None if chances is None else json.loads(chances),
                 "label": json.loads(label),
             }
 
@@ -182,10 +187,21 @@ class PredictionLog(SpooledDatabase):
 
 def _log_rows(item: tuple[str, str, str, bool, Scores, float]) -> list[tuple]:
     request_id, variant, version, served, scored, at = item
+    chances = scored.probabilities or [None] * len(scored.scores)
     return [
-        (request_id, row, variant, version, int(served), json.dumps(prediction), at, score)
-        for row, (prediction, score) in enumerate(
-            zip(scored.predictions, scored.scores, strict=True)
+        (
+            request_id,
+            row,
+            variant,
+            version,
+            int(served),
+            json.dumps(prediction),
+            at,
+            score,
+            None if probabilities is None else json.dumps(probabilities),
+        )
+        for row, (prediction, score, probabilities) in enumerate(
+            zip(scored.predictions, scored.scores, chances, strict=True)
         )
     ]
 
