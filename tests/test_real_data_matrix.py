@@ -14,7 +14,8 @@ for a missing value) and as the natural JSON types, on /predict and /predict/bat
 
 The shapes: Yes/No and True/False strings, 0/1 integers, rare positives (3%), many classes with
 a rare one (5 rows), high-cardinality strings, missing categorical values (and a target with
-missing values), an ISO date column.
+missing values), an ISO date column. And one data set no model can learn (its labels
+shuffled): the service's tests still pass, and `train` reports it by its output and exit 1.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ class Case:
     task: str
     brief: str
     rows: int | None = None  # a seeded sample of a large set keeps the test quick
+    # False: the target is shuffled, so no model can beat a constant; `train` must say so.
+    learnable: bool = True
+    routes: tuple[str, ...] = ("copier", "mlgen-new")
+
+
+def _shuffled_mroz() -> pd.DataFrame:
+    frame = realdata.mroz_booleans()
+    return frame.assign(lfp=frame["lfp"].sample(frac=1, random_state=3).to_numpy())
 
 
 CASES = [
@@ -70,6 +79,9 @@ CASES = [
     Case("economics", realdata.economics, "unemploy", "regression",
          "Predict the number of unemployed (thousands) each month from the date and the "
          "other monthly series."),
+    Case("mroz-shuffled", _shuffled_mroz, "lfp", "binary_classification",
+         "Predict labour force participation (the labels are shuffled).", learnable=False,
+         routes=("copier",)),
 ]
 
 
@@ -117,8 +129,8 @@ def _mlgen_new(case: Case, data: Path, out: Path) -> Path:
 ROUTES = {"copier": _copier, "mlgen-new": _mlgen_new}
 
 
-@pytest.fixture(scope="module", params=[(c, r) for c in CASES for r in ROUTES],
-                ids=[f"{c.name}-{r}" for c in CASES for r in ROUTES])
+@pytest.fixture(scope="module", params=[(c, r) for c in CASES for r in c.routes],
+                ids=[f"{c.name}-{r}" for c in CASES for r in c.routes])
 def rendered(request: pytest.FixtureRequest, service_venv: Venv,
              tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     case, route = request.param
@@ -138,7 +150,13 @@ def test_the_services_own_suite_passes_training_succeeds_and_csv_rows_are_served
                      cwd=rendered.root, timeout=1200)
     # Training on the whole file, as `make train` does; it prints the verdict it exits with.
     proc = service_venv.run(str(service_venv.python), "-m", rendered.package, "train",
-                            cwd=rendered.root, timeout=1200)
+                            cwd=rendered.root, timeout=1200, check=rendered.case.learnable)
+    if not rendered.case.learnable:
+        # Reported by `train`, with its exit status, not by the service's tests (above).
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "does not beat a constant prediction" in proc.stdout, proc.stdout[-3000:]
+        assert not (rendered.root / "artifacts" / "champion").exists()
+        return
     assert "beats the Dummy baseline" in proc.stdout, proc.stdout[-3000:]
     metadata = json.loads((rendered.root / "artifacts" / "champion" / "metadata.json").read_text())
     primary = metadata["primary_metric"]

@@ -187,7 +187,7 @@ class PredictionLog(SpooledDatabase):
 
 def _log_rows(item: tuple[str, str, str, bool, Scores, float]) -> list[tuple]:
     request_id, variant, version, served, scored, at = item
-    chances = scored.probabilities or [None] * len(scored.scores)
+    chances: Sequence[dict[str, float] | None] = scored.probabilities or [None] * len(scored)
     return [
         (
             request_id,
