@@ -151,6 +151,7 @@ def test_plan_schema_is_clean_for_an_llm_to_fill():
         "random_forest",
         "hist_gradient_boosting",
         "lightgbm",
+        "auto",
     ]
 
 

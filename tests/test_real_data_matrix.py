@@ -53,6 +53,7 @@ class Case:
     # False: the target is shuffled, so no model can beat a constant; `train` must say so.
     learnable: bool = True
     routes: tuple[str, ...] = ("copier", "mlgen-new")
+    answers: tuple[tuple[str, Any], ...] = ()  # more questionnaire answers (copier route)
 
 
 def _shuffled_mroz() -> pd.DataFrame:
@@ -75,7 +76,9 @@ CASES = [
          "engine and fuel economy."),
     Case("acs12", realdata.acs12, "income", "regression",
          "Predict a respondent's yearly income from the census answers: employment, hours, "
-         "age, education, language and so on."),
+         "age, education, language and so on.",
+         # Model selection: every candidate family cross-validated on data with gaps.
+         answers=(("model_family", "auto"),)),
     Case("economics", realdata.economics, "unemploy", "regression",
          "Predict the number of unemployed (thousands) each month from the date and the "
          "other monthly series."),
@@ -107,6 +110,7 @@ def _copier(case: Case, data: Path, out: Path) -> Path:
         "task": case.task,
         "data_path": str(data),
         "target": case.target,
+        **dict(case.answers),
     })
 
 
@@ -159,6 +163,9 @@ def test_the_services_own_suite_passes_training_succeeds_and_csv_rows_are_served
         return
     assert "beats the Dummy baseline" in proc.stdout, proc.stdout[-3000:]
     metadata = json.loads((rendered.root / "artifacts" / "champion" / "metadata.json").read_text())
+    if dict(rendered.case.answers).get("model_family") == "auto" and rendered.route == "copier":
+        assert "Model selection (model.family auto)" in proc.stdout, proc.stdout[-3000:]
+        assert metadata["model_family"] == metadata["leaderboard"][0]["family"]
     primary = metadata["primary_metric"]
     assert math.isfinite(metadata["metrics"][primary]), metadata["metrics"]
 

@@ -21,7 +21,7 @@ Task = Literal["binary_classification", "multiclass_classification", "regression
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
 SplitStrategy = Literal["stratified", "random", "time", "group"]
-ModelFamily = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+ModelFamily = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm", "auto"]
 ClassWeight = Literal["none", "balanced"]
 
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
@@ -109,7 +109,8 @@ class Plan(BaseModel):
     )
     model_family: ModelFamily = Field(
         default="hist_gradient_boosting",
-        description="linear means logistic regression (classification) or ridge (regression)",
+        description="linear means logistic regression (classification) or ridge (regression); "
+        "auto cross-validates each family on the training split and keeps the best",
     )
     primary_metric: Metric | None = Field(
         default=None,

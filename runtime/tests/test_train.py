@@ -27,6 +27,7 @@ from mlgen_runtime.registry import (
 from mlgen_runtime.scoring import is_better
 from mlgen_runtime.train import (
     build_pipeline,
+    summary,
     train,
 )
 from mlgen_runtime.transforms import TransformSpec
@@ -223,3 +224,81 @@ def test_a_target_the_features_cannot_predict_fails_train_with_a_clear_message(t
     assert not champion_dir(config).exists()
     with pytest.raises(Exception, match="no version with alias 'champion'"):
         load_registered(config, "champion")
+
+
+def test_family_auto_cross_validates_each_candidate_and_trains_the_best(tmp_path, sample_data):
+    overrides = {
+        "data": {"path": str(sample_data)},
+        "model": {"family": "auto", "params": {}},
+        "tuning": {"trials": 0, "time_budget_seconds": None},
+    }
+    config = isolated_config(tmp_path / "auto", overrides)
+    result = train(config)
+    board = result.metadata["leaderboard"]
+    assert sorted(row["family"] for row in board) == sorted(config.model.candidates)
+    chosen = board[0]
+    assert chosen["chosen"] and not any(row["chosen"] for row in board[1:])
+    assert all(row["cv_mean"] <= chosen["cv_mean"] for row in board)
+    # The rest of training is the chosen family's: the model, the metadata, the fast path.
+    assert result.metadata["model_family"] == chosen["family"]
+    assert result.metadata["serving"]["path"] in ("onnx", "compiled", "sklearn")
+    # Training with family auto is training the chosen family, whatever the others scored.
+    fixed = train(config.with_family(chosen["family"]), promote=False)
+    assert fixed.metrics == result.metrics
+    # Each candidate is a child run of the training run, with its score.
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    children = client.search_runs(
+        [client.get_run(result.run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'",
+    )
+    primary = config.metric.primary
+    logged = {run.data.params["family"]: run.data.metrics[f"cv_{primary}"] for run in children}
+    assert logged == {row["family"]: row["cv_mean"] for row in board}
+    assert "Model selection (model.family auto)" in summary(result)
+    # Same seed and data: the same choice and the same scores, bit for bit.
+    again = train(config, promote=False)
+    assert again.metadata["leaderboard"] == [
+        {**row, "fit_seconds": again_row["fit_seconds"]}
+        for row, again_row in zip(board, again.metadata["leaderboard"], strict=True)
+    ]
+    assert again.metrics == result.metrics
+
+
+def test_a_spent_time_budget_skips_the_candidates_left_and_says_so(tmp_path, sample_data):
+    overrides = {
+        "data": {"path": str(sample_data)},
+        "model": {"family": "auto", "params": {}},
+        "tuning": {"trials": 0, "time_budget_seconds": 1e-6},
+    }
+    config = isolated_config(tmp_path / "spent", overrides)
+    result = train(config)
+    first, *rest = result.metadata["leaderboard"]
+    # The first (cheapest) candidate is always scored; the budget was gone after it.
+    assert first["family"] == config.model.candidates[0] and first["chosen"]
+    assert rest and all(row["cv_mean"] is None and not row["chosen"] for row in rest)
+    assert "skipped (time budget spent)" in summary(result)
+
+
+def test_a_budget_without_a_trial_count_searches_from_the_familys_defaults(sample_data, tmp_path):
+    from mlgen_runtime.tuning import Budget, warm_start
+
+    config = isolated_config(
+        tmp_path / "budget",
+        {"data": {"path": str(sample_data)}, "tuning": {"trials": 0, "time_budget_seconds": 3}},
+    )
+    splits = split(load_data(sample_data), config)
+    features = resolve_features(splits.train, config)
+    x = splits.train[[f["name"] for f in features]]
+    y = splits.train[config.data.target]
+
+    def make(params):
+        return build_pipeline(config, features, [], params)
+
+    searched = tune(make, x, y, config, budget=Budget(3))
+    assert searched.trials >= 1 and searched.cv_score is not None
+    # An explicit --trials 0 still means the defaults, budget or not.
+    assert tune(make, x, y, config, trials=0, budget=Budget(3)).trials == 0
+    # The search starts at the family's defaults: it never ends below them.
+    defaults = tune(make, x, y, config, trials=1)
+    assert defaults.params == warm_start(config.model.family, config.task)
+    assert searched.cv_score >= defaults.cv_score

@@ -290,7 +290,9 @@ class _Draft:
         for col in self._feature_columns():
             kind = col.kind  # profile kinds are the Plan's feature types
             if kind == "numeric":
-                encoding = "scale" if linear else "passthrough"
+                # auto: the runtime scales numbers for the linear candidate only.
+                auto = self.values["model_family"] == "auto"
+                encoding = "scale" if linear else "auto" if auto else "passthrough"
             elif kind == "categorical":
                 encoding = "onehot" if col.cardinality == "low" else "target"
             else:

@@ -26,7 +26,12 @@ Task = Literal["binary_classification", "multiclass_classification", "regression
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
 Family = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+# model.family: a family, or auto (cross-validated choice among model.candidates).
+FamilyChoice = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm", "auto"]
 RolloutMode = Literal["off", "shadow", "split"]
+# The families ``model.family: auto`` chooses among, cheapest to fit first (a time budget
+# that runs out skips the last ones).
+CANDIDATES: list[Family] = ["linear", "hist_gradient_boosting", "lightgbm", "random_forest"]
 # The registry aliases of the served model and of the model under test.
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -66,15 +71,28 @@ class SplitConfig(_Section):
 
 
 class ModelConfig(_Section):
-    family: Family
+    """``model``: one family, or ``auto``: each of ``candidates`` cross-validated with its
+    defaults on the training split, the best on the primary metric tuned and trained."""
+
+    family: FamilyChoice
+    candidates: list[Family] = Field(default_factory=lambda: list(CANDIDATES), min_length=1)
     class_weight: Literal["none", "balanced"] = "none"
     params: dict[str, Any] = {}
 
 
 class TuningConfig(_Section):
+    """``tuning``: ``trials`` Optuna trials of cross-validation (0: the family's defaults).
+
+    ``time_budget_seconds`` bounds model selection and tuning together: a candidate family
+    not reached in time is skipped, and with ``trials: 0`` the search runs until the budget
+    is spent. A run that the budget cut short depends on the machine's speed; a run that
+    finishes its candidates and trials inside it is reproducible bit for bit.
+    """
+
     trials: int = 0
     cv_folds: int = 3
     timeout_seconds: float = 600
+    time_budget_seconds: float | None = Field(None, gt=0)
 
 
 class MetricConfig(_Section):
@@ -224,6 +242,10 @@ class Config(_Section):
     @property
     def is_classification(self) -> bool:
         return self.task != "regression"
+
+    def with_family(self, family: str) -> Config:
+        """This config with ``model.family`` set (the choice of ``family: auto``)."""
+        return self.model_copy(update={"model": self.model.model_copy(update={"family": family})})
 
     def resolve(self, path: str | Path) -> Path:
         """An absolute path for ``path``, relative paths taken from the service root."""

@@ -63,7 +63,8 @@ def render_model_card(config: Config, metadata: dict[str, Any]) -> str:
         "period, population or source is unknown until monitored (see `drift`).",
         "- Inputs far outside the training ranges or categories unseen in training get "
         "predictions the model has no evidence for.",
-        f"- The model family ({config.model.family}) learns associations, not causes.",
+        f"- The model family ({metadata.get('model_family', config.model.family)}) learns "
+        "associations, not causes.",
         "",
         "## How to reproduce",
         f"1. Check out commit `{metadata['git_commit']}` and the data file with the hash above.",

@@ -145,11 +145,29 @@ def log_candidate(
             registered_model_name=name,
         )
         version = str(info.registered_model_version)
+        _log_leaderboard(metadata.get("leaderboard") or [], metadata["primary_metric"])
         metadata = {**metadata, "run_id": run.info.run_id, "model_version": version}
         mlflow.log_dict(metadata, METADATA_FILE)
         mlflow.log_dict(reference, REFERENCE_FILE)
     MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
     return metadata
+
+
+def _log_leaderboard(board: list[dict[str, Any]], metric: str) -> None:
+    """Each candidate family of model selection as a child run of the training run."""
+    for row in board:
+        with mlflow.start_run(run_name=f"candidate: {row['family']}", nested=True):
+            mlflow.log_params({"family": row["family"], "chosen": row["chosen"]})
+            if row["cv_mean"] is not None:
+                mlflow.log_metrics(
+                    {
+                        f"cv_{metric}": row["cv_mean"],
+                        f"cv_{metric}_sd": row["cv_sd"],
+                        "fit_seconds": row["fit_seconds"],
+                    }
+                )
+            else:
+                mlflow.set_tag("skipped", "time budget spent")
 
 
 def champion_version(config: Config) -> Any | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.sklearn
+import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from .bundle import Bundle
@@ -47,7 +49,7 @@ from .registry import (
 from .scoring import METRICS, Prediction, metrics_for, predict, score
 from .serving.fastpath import export_check
 from .serving.schemas import request_example
-from .tuning import tune
+from .tuning import Budget, Candidate, select_family, tune
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +107,27 @@ def train(
     splits = split(df, config)
     target = config.data.target
 
-    # Types, ranges and categories from the training rows; the API also takes the categories
-    # of every other row of the data file.
-    features = known_categories(resolve_features(splits.train, config), df)
+    groups = splits.train[config.data.group_column] if config.split.strategy == "group" else None
+    budget = Budget(config.tuning.time_budget_seconds)
+    leaderboard: list[Candidate] = []
+    if config.model.family == "auto":
+        # Cross-validated choice among the candidate families; the rest of training (and the
+        # metadata, the model card, the fast path) sees the chosen family.
+        names = [feature["name"] for feature in resolve_features(splits.train, config)]
+        family, leaderboard = select_family(
+            lambda family: _prepared(config.with_family(family), splits, df)[2]({}),
+            splits.train[names],
+            splits.train[target],
+            config,
+            groups=groups,
+            budget=budget,
+        )
+        config = config.with_family(family)
+
+    features, derived, make_pipeline = _prepared(config, splits, df)
     names = [feature["name"] for feature in features]
     x_train, y_train = splits.train[names], splits.train[target]
-    custom = derive_features(x_train, features, config)
-    derived = [*custom, *transform_features(x_train, features, custom, config)]
-
-    make_pipeline = partial(build_pipeline, config, features, derived)
-    groups = splits.train[config.data.group_column] if config.split.strategy == "group" else None
-    tuned = tune(make_pipeline, x_train, y_train, config, groups=groups, trials=trials)
+    tuned = tune(make_pipeline, x_train, y_train, config, groups, trials, budget)
     pipeline = make_pipeline(tuned.params).fit(x_train, y_train)
     baseline = build_baseline(config.task).fit(x_train, y_train)
 
@@ -158,6 +170,8 @@ def train(
         # Readers outside the service (mlgen verify) compare with the baseline by this.
         "higher_is_better": METRICS[primary].higher_is_better,
         "model_family": config.model.family,
+        # model.family auto: each candidate's cross-validated score (best first).
+        "leaderboard": [candidate.as_dict() for candidate in leaderboard],
         "params": {key: str(value) for key, value in pipeline[-1].get_params().items()},
         "seed": config.seed,
         "data_path": str(path),
@@ -179,6 +193,9 @@ def train(
         logged_metrics["serving_onnx_max_error"] = onnx_error
     if tuned.cv_score is not None:
         logged_metrics[f"cv_{primary}"] = tuned.cv_score
+    for candidate in leaderboard:
+        if candidate.cv_mean is not None:
+            logged_metrics[f"selection_cv_{primary}_{candidate.family}"] = candidate.cv_mean
     params = {
         "family": config.model.family,
         "class_weight": config.model.class_weight,
@@ -231,6 +248,21 @@ def train(
     return TrainResult(pipeline, metadata, decision, comparison, against_baseline)
 
 
+def _prepared(
+    config: Config, splits: Splits, data: pd.DataFrame
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Callable[..., Pipeline]]:
+    """The features, derived features and pipeline factory of ``config``'s model family.
+
+    Types, ranges and categories come from the training rows; the API also takes the
+    categories of every other row of the data file (``data``).
+    """
+    features = known_categories(resolve_features(splits.train, config), data)
+    x_train = splits.train[[feature["name"] for feature in features]]
+    custom = derive_features(x_train, features, config)
+    derived = [*custom, *transform_features(x_train, features, custom, config)]
+    return features, derived, partial(build_pipeline, config, features, derived)
+
+
 def build_pipeline(
     config: Config,
     features: list[dict[str, Any]],
@@ -274,6 +306,19 @@ def summary(result: TrainResult) -> str:
             f"{name + marker:<20}{result.metrics[name]:>10.4f}{ci:>22}"
             f"{result.baseline_metrics[name]:>10.4f}"
         )
+    board = meta.get("leaderboard") or []
+    if board:
+        lines.append(
+            f"Model selection (model.family auto), {primary} by cross-validation on the "
+            "training split, defaults of each family:"
+        )
+        for row in board:
+            score = (
+                "skipped (time budget spent)"
+                if row["cv_mean"] is None
+                else f"{row['cv_mean']:.4f} +- {row['cv_sd']:.4f}, fit {row['fit_seconds']:.2f} s"
+            )
+            lines.append(f"  {row['family']:<24}{score}{'  <- chosen' if row['chosen'] else ''}")
     if result.comparison is not None:
         lines.append(result.comparison.summary())
     verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
@@ -302,9 +347,7 @@ def holdout_comparison(config: Config, version: str) -> Comparison | None:
         df = load_data(config.resolve(config.data.path))
         validate(df, config)
         splits = split(df, config)
-        model = mlflow.sklearn.load_model(
-            f"models:/{config.tracking.registered_model}/{version}"
-        )
+        model = mlflow.sklearn.load_model(f"models:/{config.tracking.registered_model}/{version}")
         x = splits.test.drop(columns=[config.data.target])
         prediction = predict(model, x, splits.test[config.data.target], config.task)
     except Exception as exc:  # the logged metrics remain a (weaker) comparison

@@ -1,15 +1,22 @@
-"""Hyper-parameter *tuning*: a seeded Optuna search scored by cross-validation on train.
+"""Model *selection* and hyper-parameter *tuning*, scored by cross-validation on train.
 
-With ``tuning.trials: 0`` nothing is searched and the family's defaults are used. The search
-is reproducible for a given seed as long as it finishes all trials before
+``model.family: auto`` first cross-validates each candidate family with its defaults on the
+same folds and keeps the best mean score on the primary metric (:func:`select_family`; the
+leaderboard goes to the training report and to MLflow, a child run per candidate). Then a
+seeded Optuna search tunes that family: ``tuning.trials`` trials, or with ``trials: 0`` and a
+``tuning.time_budget_seconds``, as many as the budget leaves room for.
+
+With ``tuning.trials: 0`` and no budget nothing is searched and the family's defaults are used.
+Selection and search are reproducible for a given seed when they finish before the budget and
 ``tuning.timeout_seconds`` (the timeout is a safety net, not a budget).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +29,7 @@ from sklearn.model_selection import (
     StratifiedKFold,
     TimeSeriesSplit,
     cross_val_score,
+    cross_validate,
 )
 from sklearn.pipeline import Pipeline
 
@@ -36,6 +44,86 @@ class TuningResult:
     params: dict[str, Any]
     cv_score: float | None
     trials: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One family's cross-validated score with its default parameters."""
+
+    family: str
+    cv_mean: float | None  # None: skipped, the time budget was spent before its turn
+    cv_sd: float | None
+    fit_seconds: float  # mean fit time of one fold
+    chosen: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Budget:
+    """The seconds left of ``tuning.time_budget_seconds`` (unbounded without one)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic()
+
+    def left(self) -> float | None:
+        if self.seconds is None:
+            return None
+        return max(0.0, self.seconds - (time.monotonic() - self.start))
+
+    def spent(self) -> bool:
+        left = self.left()
+        return left is not None and left <= 0
+
+
+def select_family(
+    pipeline_of: Callable[[str], Pipeline],
+    x: pd.DataFrame,
+    y: pd.Series,
+    config: Config,
+    groups: pd.Series | None = None,
+    budget: Budget | None = None,
+) -> tuple[str, list[Candidate]]:
+    """The candidate family with the best mean cross-validated primary metric, and the
+    leaderboard (best first; families the budget left no time for come last, unscored).
+
+    ``pipeline_of(family)`` is the unfitted pipeline of ``family`` with its defaults (the
+    preprocessing differs by family: linear models get scaled, one-hot columns).
+    """
+    budget = budget or Budget(None)
+    scoring = _scoring(METRICS[config.metric.primary].scorer, y, config.task)
+    folds = _folds(config)
+    scored: list[Candidate] = []
+    skipped: list[Candidate] = []
+    for family in dict.fromkeys(config.model.candidates):
+        if scored and budget.spent():
+            skipped.append(Candidate(family, None, None, 0.0))
+            continue
+        result = cross_validate(
+            pipeline_of(family), x, y, groups=groups, cv=folds, scoring=scoring, n_jobs=1
+        )
+        scores = np.asarray(result["test_score"], dtype=float)
+        scored.append(
+            Candidate(
+                family,
+                float(np.mean(scores)),
+                float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+                float(np.mean(result["fit_time"])),
+            )
+        )
+    if skipped:
+        log.warning(
+            "Model selection: the time budget (tuning.time_budget_seconds=%s) ran out before "
+            "%s; the choice depends on the machine's speed.",
+            config.tuning.time_budget_seconds,
+            ", ".join(c.family for c in skipped),
+        )
+    # Scorers are higher-is-better (losses negated); ties go to the earlier candidate.
+    ranked = sorted(scored, key=_rank)
+    best = ranked[0]
+    board = [Candidate(**{**best.as_dict(), "chosen": True}), *ranked[1:], *skipped]
+    return best.family, board
 
 
 def search_space(trial: optuna.Trial, family: str, task: str) -> dict[str, Any]:
@@ -69,6 +157,43 @@ def search_space(trial: optuna.Trial, family: str, task: str) -> dict[str, Any]:
     }
 
 
+# Where each search starts: the family's defaults (model.DEFAULT_PARAMS) within its search
+# space, so that tuning never ends below them on the cross-validated metric.
+WARM_START: dict[str, dict[str, Any]] = {
+    "random_forest": {
+        "n_estimators": 300,
+        "max_depth": 24,
+        "min_samples_leaf": 2,
+        "max_features": "sqrt",
+    },
+    "hist_gradient_boosting": {
+        "learning_rate": 0.1,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 20,
+        "l2_regularization": 1e-6,
+    },
+    "lightgbm": {
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "subsample": 1.0,
+        "colsample_bytree": 1.0,
+        "reg_lambda": 1e-6,
+    },
+}
+
+
+def warm_start(family: str, task: str) -> dict[str, Any]:
+    if family == "linear":
+        return {"alpha": 1.0} if task == "regression" else {"C": 1.0}
+    return WARM_START[family]
+
+
+def _rank(candidate: Candidate) -> float:
+    score = candidate.cv_mean
+    return -score if score is not None and np.isfinite(score) else np.inf
+
+
 def tune(
     make_pipeline: Callable[[dict[str, Any]], Pipeline],
     x: pd.DataFrame,
@@ -76,10 +201,21 @@ def tune(
     config: Config,
     groups: pd.Series | None = None,
     trials: int | None = None,
+    budget: Budget | None = None,
 ) -> TuningResult:
-    """Search parameters for ``make_pipeline(params)``; returns the best (or none to tune)."""
-    n_trials = config.tuning.trials if trials is None else trials
-    if n_trials <= 0:
+    """Search parameters for ``make_pipeline(params)``; returns the best (or none to tune).
+
+    ``budget``: with no trial count, search until it is spent; with one, stop there at the
+    latest.
+    """
+    n_trials: int | None = config.tuning.trials if trials is None else trials
+    budget = budget or Budget(None)
+    left = budget.left()
+    if n_trials is not None and n_trials <= 0:
+        if left is None or left <= 0 or trials is not None:
+            return TuningResult(params={}, cv_score=None, trials=0)
+        n_trials = None  # trials: 0 with a budget: as many as it holds
+    elif left is not None and left <= 0:
         return TuningResult(params={}, cv_score=None, trials=0)
     metric = METRICS[config.metric.primary]
     scoring = _scoring(metric.scorer, y, config.task)
@@ -88,18 +224,20 @@ def tune(
     def objective(trial: optuna.Trial) -> float:
         pipeline = make_pipeline(search_space(trial, config.model.family, config.task))
         # One job: parallel folds would finish in varying order and are no faster on 2 cores.
-        scores = cross_val_score(
-            pipeline, x, y, groups=groups, cv=folds, scoring=scoring, n_jobs=1
-        )
+        scores = cross_val_score(pipeline, x, y, groups=groups, cv=folds, scoring=scoring, n_jobs=1)
         return float(np.mean(scores))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed)
     )
-    study.optimize(objective, n_trials=n_trials, timeout=config.tuning.timeout_seconds)
+    study.enqueue_trial(warm_start(config.model.family, config.task))
+    timeout = (
+        config.tuning.timeout_seconds if left is None else min(left, config.tuning.timeout_seconds)
+    )
+    study.optimize(objective, n_trials=n_trials, timeout=timeout)
     completed = len(study.trials)
-    if completed < n_trials:
+    if n_trials is not None and completed < n_trials:
         log.warning(
             "Tuning stopped after %d of %d trials (tuning.timeout_seconds=%s); "
             "the result may differ between runs.",
@@ -125,9 +263,7 @@ def _scoring(name: str, y: pd.Series, task: str) -> Any:
     positive = np.unique(y.dropna())[1]
     if name == "f1":
         return make_scorer(f1_score, pos_label=positive)
-    return make_scorer(
-        average_precision_score, response_method="predict_proba", pos_label=positive
-    )
+    return make_scorer(average_precision_score, response_method="predict_proba", pos_label=positive)
 
 
 def _folds(config: Config) -> Any:
