@@ -161,16 +161,22 @@ def test_the_gate_keeps_a_worse_model_as_challenger_until_forced(
     assert load_bundle_dir(champion_dir(config)).model_version == worse.version
 
 
-def test_tuning_is_seeded(trained_service, sample_data):
-    config = trained_service.config
-    splits = split(load_data(sample_data), config)
+def tuning_inputs(config, data):
+    """A pipeline factory of the service's features (no derived ones), and the training
+    split's features and target, as train() hands them to tune()."""
+    splits = split(load_data(data), config)
     features = resolve_features(splits.train, config)
-    x = splits.train[[f["name"] for f in features]]
-    y = splits.train[config.data.target]
 
     def make(params):
         return build_pipeline(config, features, [], params)
 
+    x = splits.train[[feature["name"] for feature in features]]
+    return make, x, splits.train[config.data.target]
+
+
+def test_tuning_is_seeded(trained_service, sample_data):
+    config = trained_service.config
+    make, x, y = tuning_inputs(config, sample_data)
     first = tune(make, x, y, config, trials=3)
     assert first.trials == 3 and np.isfinite(first.cv_score)
     assert tune(make, x, y, config, trials=3) == first
@@ -286,14 +292,7 @@ def test_a_budget_without_a_trial_count_searches_from_the_familys_defaults(sampl
         tmp_path / "budget",
         {"data": {"path": str(sample_data)}, "tuning": {"trials": 0, "time_budget_seconds": 3}},
     )
-    splits = split(load_data(sample_data), config)
-    features = resolve_features(splits.train, config)
-    x = splits.train[[f["name"] for f in features]]
-    y = splits.train[config.data.target]
-
-    def make(params):
-        return build_pipeline(config, features, [], params)
-
+    make, x, y = tuning_inputs(config, sample_data)
     searched = tune(make, x, y, config, budget=Budget(3))
     assert searched.trials >= 1 and searched.cv_score is not None
     # An explicit --trials 0 still means the defaults, budget or not.
