@@ -403,7 +403,10 @@ def _serve_without_monitoring(service: Path, package: str, port: int) -> None:
     drift.observe = drift.observe_columns = lambda *args, **kwargs: None
     config = importlib.import_module("mlgen_runtime.config").load_config(service)
     app = importlib.import_module("mlgen_runtime.serving.app").create_app(config)
-    uvicorn.run(app, host=HOST, port=port)
+    # The server `serve` runs (event loop, HTTP protocol with its header deadline, connection
+    # limits), so that the two servers differ by the metrics and drift only.
+    options = importlib.import_module("mlgen_runtime.serving.connections").uvicorn_options
+    uvicorn.run(app, host=HOST, port=port, **options(config.serving))
 
 
 def _plot(results_file: Path, output: Path) -> None:

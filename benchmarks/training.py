@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -86,15 +87,18 @@ def main() -> None:
 
     env = {"MLFLOW_TRACKING_URI": "", "MLFLOW_DISABLE_TELEMETRY": "true"}
     results = {}
+    trained = {}
     for label, trials in (("template default (no tuning)", 0),
                           (f"planner's tuning budget ({config['tuning']['trials']} trials)",
                            config["tuning"]["trials"])):
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            _run([python, "-m", package, "train", "--trials", str(trials)], cwd=service, env=env)
+            proc = _run([python, "-m", package, "train", "--trials", str(trials)], cwd=service,
+                        env=env)
             times.append(time.perf_counter() - start)
         results[label] = times
+        trained[label] = _trained(proc.stdout)
     meta = json.loads((service / "artifacts" / "champion" / "metadata.json").read_text())
 
     print(f"\nTraining {package} on 10,000 rows ({config['model']['family']}, "
@@ -104,8 +108,20 @@ def main() -> None:
         print(f"| {label} | {statistics.median(times):.1f} | {min(times):.1f} | "
               f"{max(times):.1f} |")
     metric = meta["primary_metric"]
-    print(f"\ntest {metric}: model {meta['metrics'][metric]:.4f}, "
+    # Same seed and data give the same model on every repeat: the last run of each setting
+    # stands for all. The champion is whichever model the promotion gate let through.
+    print()
+    for label, (value, verdict) in trained.items():
+        print(f"{label}: test {metric} {value}; {verdict}")
+    print(f"champion v{meta['model_version']}: test {metric} {meta['metrics'][metric]:.4f}, "
           f"baseline {meta['baseline_metrics'][metric]:.4f}")
+
+
+def _trained(output: str) -> tuple[str, str]:
+    """The primary metric (the summary's starred row) and the gate's verdict of one `train`."""
+    value = re.search(r"^\S+ \*\s+(\S+)", output, re.MULTILINE)
+    verdict = re.search(r"^(promoted to champion|kept as challenger): .*$", output, re.MULTILINE)
+    return (value.group(1) if value else "?", verdict.group(0) if verdict else "no verdict")
 
 
 if __name__ == "__main__":

@@ -199,6 +199,50 @@ def test_slow_clients_are_closed_in_time_while_health_answers(
     assert statistics.median(probe.latencies) < HEALTH_P50_LIMIT_S
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """The head of one answer, its body (Content-Length) read off the connection too."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed after {received!r}")
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert len(body) == length, "one request at a time: nothing may follow the body"
+    return head
+
+
+def test_busy_connection_keeps_its_header_deadline(trained_service, tmp_path):
+    """One timer per connection (serving/connections.py): requests answered for longer than
+    header_read_s never trip a stale deadline, and headers that then stall are still closed
+    header_read_s after their first byte."""
+    port = free_port()
+    env = {"MLSERVICE_ROOT": str(limited_service(trained_service, tmp_path / "service"))}
+    with server_process(serve_command(port, 1), port, env):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(WATCH_LIMIT_S)
+            busy_until = time.monotonic() + 2.5 * HEADER_READ_S
+            answers = 0
+            while time.monotonic() < busy_until:
+                sock.sendall(ONE_REQUEST)
+                assert read_answer(sock).startswith(b"HTTP/1.1 200")
+                answers += 1
+                time.sleep(0.05)
+            sock.sendall(SLOW_HEADERS[:20])
+            started = time.monotonic()
+            assert sock.recv(65536) == b""
+            closed_after = time.monotonic() - started
+    assert answers > 10
+    assert HEADER_READ_S - 0.2 <= closed_after <= HEADER_READ_S + MARGIN_S, closed_after
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
