@@ -235,7 +235,8 @@ def test_a_target_the_features_cannot_predict_fails_train_with_a_clear_message(t
 def test_family_auto_cross_validates_each_candidate_and_trains_the_best(tmp_path, sample_data):
     overrides = {
         "data": {"path": str(sample_data)},
-        "model": {"family": "auto", "params": {}},
+        # Two families keep it quick; the choice is among whatever model.candidates lists.
+        "model": {"family": "auto", "params": {}, "candidates": ["linear", "lightgbm"]},
         "tuning": {"trials": 0, "time_budget_seconds": None},
     }
     config = isolated_config(tmp_path / "auto", overrides)
