@@ -332,6 +332,8 @@ if config.task == "regression":
 else:
     proba = model.predict_proba(x)
     result = {"classes": [str(c) for c in model.classes_], "proba": proba.tolist()}
+meta = champion.parent / "metadata.json"
+result["rows"] = json.loads(meta.read_text())["rows"] if meta.exists() else None
 result["source"] = source
 out.write_text(json.dumps(result))
 """
@@ -512,6 +514,7 @@ def run_dataset(data: DataSet, n_folds: int, work: Path, venv: Path, flaml_venv:
                 "train_s": round(mlgen["seconds"], 2), "exit": mlgen["exit"],
                 "load_at_start": mlgen["load"],
                 "model": mlgen["predictions"]["source"],
+                "split_rows": mlgen["predictions"].get("rows"),
                 **{k: plan[k] for k in ("family", "class_weight", "trials", "split", "excluded")},
                 **({"trials_run": trials} if trials is not None else {}),
             },
@@ -553,9 +556,9 @@ def summarise(record: dict[str, Any]) -> None:
 
 def table(records: list[dict[str, Any]]) -> str:
     lines = [
-        "| data set | rows x features | metric | mlgen | FLAML | ratio | fold ratios | "
+        "| data set | rows x features | folds | metric | mlgen | FLAML | ratio | fold ratios | "
         "mlgen model | mlgen train s (= FLAML budget) | FLAML best |",
-        "|---|---|---|---:|---:|---:|---|---|---:|---|",
+        "|---|---|---:|---|---:|---:|---:|---|---|---:|---|",
     ]
     for r in records:
         folds = r["folds"]
@@ -568,7 +571,7 @@ def table(records: list[dict[str, Any]]) -> str:
         per_fold = ", ".join(f"{v:.3f}" for v in r.get("fold_ratios", [])) or "-"
         best = ", ".join(sorted({f["flaml"]["best_estimator"] for f in folds})) if has else "-"
         lines.append(
-            f"| {r['name']} | {r['rows']:,} x {r['columns']} | {r['metric']} | "
+            f"| {r['name']} | {r['rows']:,} x {r['columns']} | {len(folds)} | {r['metric']} | "
             f"{r['mlgen_mean']:.4f} | {flaml} | {ratio} | {per_fold} | {model} | "
             f"{r['mlgen_train_s_mean']:.1f} | {best} |"
         )
@@ -633,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the planner's tuning trials (default: the plan's)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (kept)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the data sets already in --output that this run does not redo")
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args(argv)
     if args.flaml_worker:
@@ -661,18 +666,25 @@ def main(argv: list[str] | None = None) -> int:
     installed = [False]
     records: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
+    if args.append and args.output.exists():
+        earlier = json.loads(args.output.read_text())
+        records = [r for r in earlier["datasets"] if r["name"] not in names]
+        for record in records:
+            record.setdefault("command", earlier["command"])
+        failures = {k: v for k, v in earlier.get("failures", {}).items() if k not in names}
     for data in DATASETS:
         if data.name not in names:
             continue
         try:
             records.append(run_dataset(data, n_folds, work, venv, flaml_venv, trials, installed))
+            records[-1]["command"] = " ".join(sys.argv if argv is None else argv)
         except Exception as exc:  # one data set's failure is recorded; the others still run
             failures[data.name] = f"{type(exc).__name__}: {exc}"[-4000:]
             print(f"{data.name} FAILED: {failures[data.name]}", file=sys.stderr, flush=True)
         write_results(args, argv, records, failures, n_folds, flaml_venv, started, load_before)
     results = write_results(args, argv, records, failures, n_folds, flaml_venv, started,
                             load_before)
-    plot(records, args.plot)
+    plot(results["datasets"], args.plot)
     print()
     print(results["table"])
     print(f"\ngoal (>= {GOAL_RATIO} on 8 of >= 10, none below {FLOOR_RATIO}): {results['goal']}")
@@ -684,6 +696,8 @@ def write_results(args: argparse.Namespace, argv: list[str] | None,
                   flaml_venv: Path | None, started: float,
                   load_before: tuple[float, ...]) -> dict[str, Any]:
     """The JSON results so far (rewritten after every data set: a cut-short run keeps them)."""
+    order = [d.name for d in DATASETS]
+    records = sorted(records, key=lambda r: order.index(r["name"]))
     text = table(records)
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -692,7 +706,8 @@ def write_results(args: argparse.Namespace, argv: list[str] | None,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_before": load_before, "load_after": os.getloadavg()},
         "flaml_version": _flaml_version(flaml_venv),
-        "folds": n_folds, "seed": SEED, "quick": args.quick,
+        "folds": sorted({len(r["folds"]) for r in records}) if args.append else n_folds,
+        "seed": SEED, "quick": args.quick,
         "budget": "FLAML time_budget = mlgen's measured `train` wall time on the same fold",
         "seconds": round(time.perf_counter() - started, 1),
         "datasets": records,
