@@ -64,3 +64,37 @@ def test_serving_benchmark_tiny(tmp_path, capsys, service_venv):
     assert "soak" in datasets[0] and datasets[0]["soak"]["rss_last_mb"] > 0
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert results["table"] in capsys.readouterr().out
+
+
+def test_automl_benchmark_quick_mlgen_only(tmp_path, capsys, service_venv):
+    """The mlgen side of the FLAML comparison on one small set: render, train the way a
+    service does, score the held-out fold with the runtime's scorer (FLAML's venv is not in CI)."""
+    automl = load_benchmark("automl")
+    output, plot = tmp_path / "automl.json", tmp_path / "automl.png"
+    args = ["--quick", "--no-flaml", "--datasets", "diabetes", "--venv", str(service_venv.path),
+            "--work", str(tmp_path / "work")]
+    assert automl.main([*args, "--output", str(output), "--plot", str(plot)]) == 0
+    results = json.loads(output.read_text())
+    assert results["failures"] == {} and results["folds"] == 1
+    (data,) = results["datasets"]
+    assert data["name"] == "diabetes" and data["metric"] == "rmse" and "ratio" not in data
+    (fold,) = data["folds"]
+    assert fold["train_rows"] + fold["test_rows"] == data["rows"]
+    assert fold["mlgen"]["train_s"] > 0 and "flaml" not in fold
+    # A real model on real data: far better than the target's spread (sd ~77).
+    assert 30 < fold["mlgen"]["score"] < 70
+    assert results["table"] in capsys.readouterr().out
+
+
+def test_automl_ratio_orientation_and_folds():
+    automl = load_benchmark("automl")
+    assert automl.oriented_ratio("roc_auc", 0.9, 0.8) > 1
+    assert automl.oriented_ratio("rmse", 10.0, 12.0) == 1.2  # lower error: mlgen better
+    flights = next(d for d in automl.DATASETS if d.name == "flights_late")
+    import pandas as pd
+
+    frame = pd.DataFrame({"late": ["no", "yes"] * 30, "time_hour": range(60)})
+    folds = automl.outer_folds(frame, flights, 3)
+    # Rolling origin: every test block comes after all of its training rows.
+    assert all(train.max() < test.min() for train, test in folds)
+    assert [len(test) for _, test in folds] == [10, 10, 10]
