@@ -152,6 +152,17 @@ def test_brief_front_matter_overrides_the_heuristics(tmp_path):
     assert "year" in plan.exclude_columns and "year" not in features(plan)
 
 
+@pytest.mark.parametrize(("family", "numeric"), [("linear", "scale"), ("auto", "auto"),
+                                                 ("random_forest", "passthrough")])
+def test_a_family_named_in_the_brief_sets_the_encodings(tmp_path, family, numeric):
+    """The encodings follow the brief's family, not the one the heuristics would have chosen:
+    a linear model needs scaled numbers, and auto leaves scaling to the linear candidate."""
+    plan = plan_for(penguins(), with_front("species", model=family), tmp_path)
+    assert plan.model_family == family
+    encodings = {f.encoding for f in plan.features if f.type == "numeric"}
+    assert encodings == {numeric}
+
+
 def test_repeated_entity_ids_give_a_grouped_split(tmp_path):
     rng = np.random.default_rng(3)
     frame = sk.load_diabetes(as_frame=True, scaled=False).frame

@@ -256,6 +256,11 @@ class _Draft:
         ]
 
     def _family(self) -> None:
+        named = self.brief.front.get("model_family")
+        if named is not None:
+            # Set now, not only by _apply_brief: the feature encodings and tuning follow it.
+            self.set("model_family", named, "stated in the brief")
+            return
         rows = self.profile.n_rows
         width = len(self._feature_columns())
         latency = int(self.brief.front.get("latency_budget_ms") or 0)
