@@ -288,7 +288,7 @@ def promote(
             champion,
             f"v{current.version}" if current is not None else "",
             config.promotion,
-            evidence if current is not None and evidence is not None else None,
+            evidence if current is not None else None,
         )
         if reason:
             decision = Decision(decision.promote, f"{decision.reason}; {reason}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from .config import Config
+from .model import build_estimator
 from .scoring import METRICS
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def select_family(
     # Scorers are higher-is-better (losses negated); ties go to the earlier candidate.
     ranked = sorted(scored, key=_rank)
     best = ranked[0]
-    board = [Candidate(**{**best.as_dict(), "chosen": True}), *ranked[1:], *skipped]
+    board = [replace(best, chosen=True), *ranked[1:], *skipped]
     return best.family, board
 
 
@@ -157,36 +158,27 @@ def search_space(trial: optuna.Trial, family: str, task: str) -> dict[str, Any]:
     }
 
 
-# Where each search starts: the family's defaults (model.DEFAULT_PARAMS) within its search
-# space, so that tuning never ends below them on the cross-validated metric.
-WARM_START: dict[str, dict[str, Any]] = {
-    "random_forest": {
-        "n_estimators": 300,
-        "max_depth": 24,
-        "min_samples_leaf": 2,
-        "max_features": "sqrt",
-    },
-    "hist_gradient_boosting": {
-        "learning_rate": 0.1,
-        "max_leaf_nodes": 31,
-        "min_samples_leaf": 20,
-        "l2_regularization": 1e-6,
-    },
-    "lightgbm": {
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_child_samples": 20,
-        "subsample": 1.0,
-        "colsample_bytree": 1.0,
-        "reg_lambda": 1e-6,
-    },
-}
-
-
 def warm_start(family: str, task: str) -> dict[str, Any]:
-    if family == "linear":
-        return {"alpha": 1.0} if task == "regression" else {"C": 1.0}
-    return WARM_START[family]
+    """Where each search starts: the family's defaults (as :func:`.model.build_estimator` makes
+    them) inside its search space, so that tuning never ends below them on the cross-validated
+    metric. A default outside the space is moved to its nearest end (an unlimited
+    ``max_depth`` to the deepest one searched)."""
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    search_space(trial, family, task)  # registers the space's distributions on the trial
+    defaults = build_estimator(task, family, 0).get_params()
+    start: dict[str, Any] = {}
+    for name, distribution in trial.distributions.items():
+        value = defaults.get(name)
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            choices = distribution.choices
+            start[name] = value if value in choices else choices[0]
+        elif isinstance(
+            distribution,
+            optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution,
+        ):
+            low, high = distribution.low, distribution.high
+            start[name] = high if value is None else min(max(value, low), high)
+    return start
 
 
 def _rank(candidate: Candidate) -> float:
@@ -209,14 +201,15 @@ def tune(
     latest.
     """
     n_trials: int | None = config.tuning.trials if trials is None else trials
-    budget = budget or Budget(None)
-    left = budget.left()
-    if n_trials is not None and n_trials <= 0:
-        if left is None or left <= 0 or trials is not None:
-            return TuningResult(params={}, cv_score=None, trials=0)
-        n_trials = None  # trials: 0 with a budget: as many as it holds
-    elif left is not None and left <= 0:
+    left = (budget or Budget(None)).left()
+    if left is not None and left <= 0:
         return TuningResult(params={}, cv_score=None, trials=0)
+    if n_trials is not None and n_trials <= 0:
+        # An explicit 0 (--trials 0), or no budget: the defaults. tuning.trials 0 with a
+        # budget: as many trials as it holds.
+        if trials is not None or left is None:
+            return TuningResult(params={}, cv_score=None, trials=0)
+        n_trials = None
     metric = METRICS[config.metric.primary]
     scoring = _scoring(metric.scorer, y, config.task)
     folds = _folds(config)
