@@ -123,3 +123,36 @@ def test_the_connection_settings_are_typed_and_the_model_routes_never_public(ser
         (service / "configs" / "local.yaml").write_text(local)
         with pytest.raises(ConfigError, match=key):
             load_config(service)
+
+
+def test_a_tabular_config_without_its_target_or_model_names_what_is_missing(service):
+    text = (service / "configs" / "config.yaml").read_text()
+    (service / "configs" / "local.yaml").write_text("data:\n  target: ''\n")
+    with pytest.raises(ConfigError, match="data.target"):
+        load_config(service)
+    import yaml
+
+    raw = yaml.safe_load(text)
+    del raw["model"]
+    (service / "configs" / "config.yaml").write_text(yaml.safe_dump(raw))
+    (service / "configs" / "local.yaml").write_text("{}\n")
+    with pytest.raises(ConfigError, match="needs model"):
+        load_config(service)
+
+
+def test_a_recommendation_config_needs_its_section_and_no_target(service):
+    import yaml
+
+    raw = yaml.safe_load((service / "configs" / "config.yaml").read_text())
+    for tabular_only in ("model", "split", "metric", "features", "transforms"):
+        raw.pop(tabular_only, None)
+    raw.update(kind="recommendation", task="recommendation")
+    raw["data"] = {"path": "data/ratings.csv"}
+    (service / "configs" / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="needs a `recommendation` section"):
+        load_config(service)
+    raw["recommendation"] = {"user_column": "userId", "item_column": "movieId"}
+    (service / "configs" / "config.yaml").write_text(yaml.safe_dump(raw))
+    config = load_config(service)
+    assert config.recommendation is not None and config.recommendation.k == 10
+    assert not config.is_classification

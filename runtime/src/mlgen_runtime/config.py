@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .transforms import TransformSpec
@@ -22,7 +29,7 @@ LOCAL_FILE = Path("configs") / "local.yaml"
 ROOT_ENV = "MLSERVICE_ROOT"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
-Task = Literal["binary_classification", "multiclass_classification", "regression"]
+Task = Literal["binary_classification", "multiclass_classification", "regression", "recommendation"]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
 Family = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
@@ -51,7 +58,8 @@ class ProjectConfig(_Section):
 class DataConfig(_Section):
     path: str
     sample_path: str | None = None
-    target: str
+    # The column to predict (the tabular kind); a recommendation service has none.
+    target: str = ""
     id_column: str | None = None
     time_column: str | None = None
     group_column: str | None = None
@@ -116,6 +124,56 @@ class PromotionConfig(_Section):
     # Resamples of the bootstrap tests (compare.py says which metrics they test); the live
     # comparison of a rollout uses them too.
     bootstrap_samples: int = Field(1000, ge=100)
+
+
+RecommenderFamily = Literal[
+    "popularity", "recent_popularity", "item_knn", "ease", "als", "bpr", "content"
+]
+RECOMMENDERS: list[RecommenderFamily] = [
+    "popularity",
+    "recent_popularity",
+    "item_knn",
+    "ease",
+    "als",
+    "bpr",
+    "content",
+]
+
+
+class RecommendationConfig(_Section):
+    """``recommendation``: a service of the recommendation kind (kinds/recommendation/).
+
+    Interactions are rows of (user, item[, time][, weight]); item metadata comes from columns of
+    the same file (``item_columns``, first value per item) or from a file of its own
+    (``items_path``, keyed by ``item_column``).
+    """
+
+    user_column: str
+    item_column: str
+    # When the interaction happened (the time split needs it).
+    time_column: str | None = None
+    # Strength of an interaction (rating, count, duration); none: every row counts 1.
+    weight_column: str | None = None
+    # Interactions weighing less are not positives (e.g. ratings below 4 on a 1-5 scale).
+    min_weight: float | None = None
+    item_columns: list[str] = []
+    items_path: str | None = None
+    # Recommendations per request by default, and the most a request may ask for.
+    k: int = Field(10, ge=1)
+    max_k: int = Field(100, ge=1)
+    # time: a global time cut; user_last: each user's latest interactions; random: a seeded
+    # share of the interactions.
+    split: Literal["time", "user_last", "random"] = "time"
+    test_size: float = Field(0.2, gt=0.0, lt=0.5)
+    validation_size: float = Field(0.1, gt=0.0, lt=0.5)
+    candidates: list[RecommenderFamily] = Field(
+        default_factory=lambda: list(RECOMMENDERS), min_length=1
+    )
+    primary_metric: Literal["ndcg", "recall", "map", "precision"] = "ndcg"
+    # Seeded search per tunable family, and the budget of selection and tuning together.
+    trials: int = Field(8, ge=0)
+    time_budget_seconds: float = Field(60, gt=0)
+    bootstrap_samples: int = Field(200, ge=10)
 
 
 class PathsConfig(_Section):
@@ -229,19 +287,40 @@ class Config(_Section):
     features: list[FeatureSpec] = []
     # Derived columns computed from the features inside the pipeline (see transforms.py).
     transforms: TransformSpec = TransformSpec()
-    split: SplitConfig
-    model: ModelConfig
+    # split, model and metric are the tabular kind's and required there (see _kind_sections);
+    # the defaults only stand in for a kind that has sections of its own.
+    split: SplitConfig = SplitConfig(strategy="random", test_size=0.2, validation_size=0.2)
+    model: ModelConfig = ModelConfig(family="auto")
     tuning: TuningConfig = TuningConfig()
-    metric: MetricConfig
+    metric: MetricConfig = MetricConfig(primary="")
+    recommendation: RecommendationConfig | None = None
     promotion: PromotionConfig = PromotionConfig()
     paths: PathsConfig = PathsConfig()
     tracking: TrackingConfig
     serving: ServingConfig = ServingConfig()
     drift: DriftConfig = DriftConfig()
 
+    @model_validator(mode="after")
+    def _kind_sections(self) -> Config:
+        if self.kind == "recommendation" or self.task == "recommendation":
+            if self.recommendation is None:
+                raise ValueError(
+                    "a recommendation service needs a `recommendation` section "
+                    "(user_column, item_column, ...)"
+                )
+        else:
+            missing = [
+                name for name in ("split", "model", "metric") if name not in self.model_fields_set
+            ]
+            if not self.data.target:
+                missing.append("data.target")
+            if missing:
+                raise ValueError(f"the {self.kind} kind needs {', '.join(missing)}")
+        return self
+
     @property
     def is_classification(self) -> bool:
-        return self.task != "regression"
+        return self.task not in ("regression", "recommendation")
 
     def with_family(self, family: str) -> Config:
         """This config with ``model.family`` set (the choice of ``family: auto``)."""
