@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlgen_runtime.cli import main
 from mlgen_runtime.monitoring.investigation import Investigation, from_file
 from mlgen_runtime.monitoring.tabular_investigation import investigate
@@ -172,3 +173,47 @@ def test_a_bad_duration_or_no_prediction_log_is_a_clear_error(service, capsys):
     assert "is not a duration" in capsys.readouterr().err
     assert main(["--root", str(service.root), "investigate", "--since", "30d"]) == 2
     assert "serving.feedback_db" in capsys.readouterr().err
+
+
+def test_since_reads_the_services_logged_predictions_and_fed_back_outcomes(
+    service, population, tmp_path, capsys
+):
+    """Predictions served by the real app are logged with their inputs and time in the
+    feedback store's file (serving.feedback_db); `investigate --since` reads them with the
+    outcomes fed back to POST /feedback, here for the label-shifted rows."""
+    from fastapi.testclient import TestClient
+    from mlgen_runtime.kinds import create_service_app
+
+    _, pool = population
+    weights = np.where(pool["insurance"] == "no", 4.0, 1.0)
+    frame = pd.read_csv(recent(population, pool.sample(
+        RECENT, replace=True, random_state=5, weights=weights), tmp_path / "served.csv"))
+    local = service.root / "configs" / "local.yaml"
+    settings = yaml.safe_load(local.read_text()) or {}
+    settings["serving"] = {**settings.get("serving", {}),
+                           "feedback_db": "logs/feedback.sqlite", "feedback_log_size": 10000}
+    local.write_text(yaml.safe_dump(settings))
+    config = service.model_copy(update={"serving": service.serving.model_copy(
+        update={"feedback_db": "logs/feedback.sqlite", "feedback_log_size": 10000})})
+    features = [c for c in frame.columns if c != "insurance"]
+    with TestClient(create_service_app(config)) as client:
+        for start in range(0, len(frame), 500):
+            part = frame.iloc[start : start + 500]
+            answer = client.post("/predict/batch", json={
+                "records": json.loads(part[features].to_json(orient="records"))})
+            assert answer.status_code == 200, answer.text
+            request_id = answer.json()["request_id"]
+            # Outcomes come back for most records, not all.
+            for index, label in enumerate(part["insurance"].tolist()):
+                if index % 10:
+                    sent = client.post("/feedback", json={
+                        "request_id": request_id, "index": index, "label": label})
+                    assert sent.status_code == 200, sent.text
+    out = tmp_path / "from-log"
+    assert main(["--root", str(service.root), "investigate", "--since", "1d",
+                 "--out", str(out)]) == 1
+    report = json.loads((out / "investigation.json").read_text())
+    assert report["rows"] == 2 * RECENT
+    assert report["labelled"]
+    assert "label_shift" in report["findings"]
+    assert "covariate_drift" not in report["findings"]

@@ -242,7 +242,7 @@ def from_log(config: Config, since: str, log_path: str | Path | None = None) -> 
             "restart the service, or investigate a data file with --data."
         )
     after = (datetime.now(UTC) - duration).timestamp()
-    frame = read_log(path, after)
+    frame = read_log(path, after, config.data.target)
     if frame.empty:
         raise UsageError(
             f"The prediction log {path} holds no prediction of the last {since}: widen --since."
