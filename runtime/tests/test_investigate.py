@@ -40,18 +40,27 @@ def service(tmp_path_factory, population):
     folder = tmp_path_factory.mktemp("insurance")
     history, _ = population
     history.to_csv(folder / "history.csv", index=False)
-    config = isolated_config(folder / "service", {
-        "task": "binary_classification",
-        "data": {"path": str(folder / "history.csv"), "sample_path": None,
-                 "target": "insurance", "id_column": None, "time_column": None,
-                 "group_column": None, "exclude_columns": []},
-        "features": [],
-        "split": {"strategy": "stratified"},
-        "model": {"family": "hist_gradient_boosting", "class_weight": "none", "params": {}},
-        "metric": {"primary": "roc_auc"},
-        "tuning": {"trials": 0},
-        "fairness": {"sensitive_attributes": ["gender", "ethnicity"]},
-    })
+    config = isolated_config(
+        folder / "service",
+        {
+            "task": "binary_classification",
+            "data": {
+                "path": str(folder / "history.csv"),
+                "sample_path": None,
+                "target": "insurance",
+                "id_column": None,
+                "time_column": None,
+                "group_column": None,
+                "exclude_columns": [],
+            },
+            "features": [],
+            "split": {"strategy": "stratified"},
+            "model": {"family": "hist_gradient_boosting", "class_weight": "none", "params": {}},
+            "metric": {"primary": "roc_auc"},
+            "tuning": {"trials": 0},
+            "fairness": {"sensitive_attributes": ["gender", "ethnicity"]},
+        },
+    )
     train(config)
     return config
 
@@ -78,8 +87,12 @@ def section(report: Investigation, name: str):
 
 def test_an_unchanged_stream_raises_no_alarm(service, population, tmp_path):
     _, pool = population
-    report = run(service, recent(population, pool.sample(RECENT, replace=True, random_state=2),
-                                 tmp_path / "control.csv"))
+    report = run(
+        service,
+        recent(
+            population, pool.sample(RECENT, replace=True, random_state=2), tmp_path / "control.csv"
+        ),
+    )
     assert found(report) == set()
     assert "nothing to act on" in section(report, "recommendation").summary
 
@@ -89,8 +102,9 @@ def test_a_covariate_shift_in_one_feature_is_named_and_not_called_concept_drift(
 ):
     _, pool = population
     # Older people, sampled as they are: P(insured | person) is untouched.
-    older = pool.sample(RECENT, replace=True, random_state=3,
-                        weights=np.exp((pool["age"] - 40) / 10.0))
+    older = pool.sample(
+        RECENT, replace=True, random_state=3, weights=np.exp((pool["age"] - 40) / 10.0)
+    )
     report = run(service, recent(population, older, tmp_path / "covariate.csv"))
     drift = section(report, "covariate_drift")
     assert [f["feature"] for f in drift.details["features"]] == ["age"]
@@ -124,7 +138,9 @@ def test_a_label_prior_change_is_label_shift_and_explains_the_inputs_that_moved_
     shift = section(report, "label_shift")
     assert shift.found
     no = shift.details["classes"].index("no")
-    assert shift.details["test_split_priors"][no] < 0.25 < 0.4 < shift.details["adjusted_priors"][no]
+    assert (
+        shift.details["test_split_priors"][no] < 0.25 < 0.4 < shift.details["adjusted_priors"][no]
+    )
     assert "covariate_drift" not in found(report)
     assert "concept_drift" not in found(report)
 
@@ -134,11 +150,16 @@ def test_the_command_writes_json_and_html_and_exits_1_on_findings(
 ):
     _, pool = population
     weights = np.where(pool["insurance"] == "no", 4.0, 1.0)
-    path = recent(population, pool.sample(RECENT, replace=True, random_state=5, weights=weights),
-                  tmp_path / "label.csv")
+    path = recent(
+        population,
+        pool.sample(RECENT, replace=True, random_state=5, weights=weights),
+        tmp_path / "label.csv",
+    )
     out = tmp_path / "report"
-    assert main(["--root", str(service.root), "investigate", "--data", str(path),
-                 "--out", str(out)]) == 1
+    assert (
+        main(["--root", str(service.root), "investigate", "--data", str(path), "--out", str(out)])
+        == 1
+    )
     printed = capsys.readouterr().out
     assert "[!!] Label shift" in printed
     report = json.loads((out / "investigation.json").read_text())
@@ -149,14 +170,25 @@ def test_the_command_writes_json_and_html_and_exits_1_on_findings(
     backtest = report["sections"]["recommendation"]["candidates"]
     assert {c["candidate"] for c in backtest} >= {"recent rows only"}
     assert "<img" in (out / "investigation.html").read_text()
+    # The recommended retrain's data goes through `retrain` and its promotion gate.
+    recommendation = report["sections"]["recommendation"]
+    assert recommendation["recommended"] in {c["candidate"] for c in backtest}
+    assert main(["--root", str(service.root), "retrain", "--data", str(out / "retrain.csv")]) in (
+        0,
+        1,
+    )
+    gate = capsys.readouterr().out
+    assert "paired" in gate or "DeLong" in gate
+    assert "promoted to champion" in gate or "kept as challenger" in gate
 
 
 def test_unlabelled_data_gets_drift_and_an_estimate_without_labels(
     service, population, tmp_path, capsys
 ):
     _, pool = population
-    older = pool.sample(RECENT, replace=True, random_state=3,
-                        weights=np.exp((pool["age"] - 40) / 10.0))
+    older = pool.sample(
+        RECENT, replace=True, random_state=3, weights=np.exp((pool["age"] - 40) / 10.0)
+    )
     path = recent(population, older, tmp_path / "unlabelled.csv")
     pd.read_csv(path).drop(columns=["insurance"]).to_csv(path, index=False)
     report = run(service, path)
@@ -186,32 +218,49 @@ def test_since_reads_the_services_logged_predictions_and_fed_back_outcomes(
 
     _, pool = population
     weights = np.where(pool["insurance"] == "no", 4.0, 1.0)
-    frame = pd.read_csv(recent(population, pool.sample(
-        RECENT, replace=True, random_state=5, weights=weights), tmp_path / "served.csv"))
+    frame = pd.read_csv(
+        recent(
+            population,
+            pool.sample(RECENT, replace=True, random_state=5, weights=weights),
+            tmp_path / "served.csv",
+        )
+    )
     local = service.root / "configs" / "local.yaml"
     settings = yaml.safe_load(local.read_text()) or {}
-    settings["serving"] = {**settings.get("serving", {}),
-                           "feedback_db": "logs/feedback.sqlite", "feedback_log_size": 10000}
+    settings["serving"] = {
+        **settings.get("serving", {}),
+        "feedback_db": "logs/feedback.sqlite",
+        "feedback_log_size": 10000,
+    }
     local.write_text(yaml.safe_dump(settings))
-    config = service.model_copy(update={"serving": service.serving.model_copy(
-        update={"feedback_db": "logs/feedback.sqlite", "feedback_log_size": 10000})})
+    config = service.model_copy(
+        update={
+            "serving": service.serving.model_copy(
+                update={"feedback_db": "logs/feedback.sqlite", "feedback_log_size": 10000}
+            )
+        }
+    )
     features = [c for c in frame.columns if c != "insurance"]
     with TestClient(create_service_app(config)) as client:
         for start in range(0, len(frame), 500):
             part = frame.iloc[start : start + 500]
-            answer = client.post("/predict/batch", json={
-                "records": json.loads(part[features].to_json(orient="records"))})
+            answer = client.post(
+                "/predict/batch",
+                json={"records": json.loads(part[features].to_json(orient="records"))},
+            )
             assert answer.status_code == 200, answer.text
             request_id = answer.json()["request_id"]
             # Outcomes come back for most records, not all.
             for index, label in enumerate(part["insurance"].tolist()):
                 if index % 10:
-                    sent = client.post("/feedback", json={
-                        "request_id": request_id, "index": index, "label": label})
+                    sent = client.post(
+                        "/feedback", json={"request_id": request_id, "index": index, "label": label}
+                    )
                     assert sent.status_code == 200, sent.text
     out = tmp_path / "from-log"
-    assert main(["--root", str(service.root), "investigate", "--since", "1d",
-                 "--out", str(out)]) == 1
+    assert (
+        main(["--root", str(service.root), "investigate", "--since", "1d", "--out", str(out)]) == 1
+    )
     report = json.loads((out / "investigation.json").read_text())
     assert report["rows"] == 2 * RECENT
     assert report["labelled"]

@@ -50,8 +50,9 @@ def fairness_report(
             lines.append(f"{attribute}: not in the data")
             continue
         values = frame[attribute].astype(str).to_numpy()
-        rows = [_group(attribute, g, values == g, prediction, task, labelled)
-                for g in pd.unique(values)]
+        rows = [
+            _group(attribute, g, values == g, prediction, task, labelled) for g in pd.unique(values)
+        ]
         result["groups"].extend(rows)
         sized = [r for r in rows if r["rows"] >= MIN_GROUP]
         summary: dict[str, Any] = {"groups": len(rows), "compared": len(sized)}
@@ -59,14 +60,18 @@ def fairness_report(
             summary["demographic_parity_difference"] = _spread(sized, "selection_rate")
             if labelled:
                 summary["equalized_odds_difference"] = max(
-                    _spread(sized, "true_positive_rate"), _spread(sized, "false_positive_rate"))
+                    _spread(sized, "true_positive_rate"), _spread(sized, "false_positive_rate")
+                )
         key = "mean_absolute_error" if task == REGRESSION else "accuracy"
         if labelled and len(sized) > 1:
             summary[f"{key}_difference"] = _spread(sized, key)
         result["attributes"][attribute] = summary
-        shown = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in summary.items()
-                          if k.endswith("difference"))
-        lines.append(f"{attribute}: {shown or 'fewer than two groups of ' + str(MIN_GROUP) + ' rows'}")
+        shown = ", ".join(
+            f"{k.replace('_', ' ')} {v:.3f}" for k, v in summary.items() if k.endswith("difference")
+        )
+        lines.append(
+            f"{attribute}: {shown or 'fewer than two groups of ' + str(MIN_GROUP) + ' rows'}"
+        )
     result["summary"] = "; ".join(lines)
     return result
 
@@ -76,8 +81,9 @@ def _spread(rows: list[dict[str, Any]], key: str) -> float:
     return float(max(values) - min(values)) if len(values) > 1 else 0.0
 
 
-def _group(attribute: str, group: str, mask: np.ndarray, p: Prediction, task: str,
-           labelled: bool) -> dict[str, Any]:
+def _group(
+    attribute: str, group: str, mask: np.ndarray, p: Prediction, task: str, labelled: bool
+) -> dict[str, Any]:
     n = int(mask.sum())
     row: dict[str, Any] = {"attribute": attribute, "group": group, "rows": n}
     if task == REGRESSION:
@@ -101,7 +107,9 @@ def _group(attribute: str, group: str, mask: np.ndarray, p: Prediction, task: st
         if task == BINARY:
             positives, negatives = truth == 1, truth == 0
             row["true_positive_rate"] = (
-                float((said[positives] == 1).mean()) if positives.any() else math.nan)
+                float((said[positives] == 1).mean()) if positives.any() else math.nan
+            )
             row["false_positive_rate"] = (
-                float((said[negatives] == 1).mean()) if negatives.any() else math.nan)
+                float((said[negatives] == 1).mean()) if negatives.any() else math.nan
+            )
     return row

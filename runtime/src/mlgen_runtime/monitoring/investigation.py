@@ -105,6 +105,8 @@ class Section:
     plots: list[tuple[str, str]] = field(default_factory=list)
     # Whether the section tests anything (and so takes a share of the false-alarm budget).
     tests: bool = True
+    # Data files the section offers (file name -> rows), written beside the report.
+    files: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass
@@ -222,8 +224,9 @@ def from_file(config: Config, path: str | Path) -> Observed:
         # Rows whose outcome is unknown yet are left out of every labelled measure.
         known = frame[config.data.target].notna().to_numpy()
         if not known.all():
-            frame, times = frame[known].reset_index(drop=True), (
-                None if times is None else times[known].reset_index(drop=True)
+            frame, times = (
+                frame[known].reset_index(drop=True),
+                (None if times is None else times[known].reset_index(drop=True)),
             )
     return Observed(frame, times, labelled, str(path))
 
@@ -273,6 +276,9 @@ def write(investigation: Investigation, out_dir: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(investigation.to_dict(), indent=2, default=_plain))
     html_path = out_dir / HTML_FILE
     html_path.write_text(_html(investigation))
+    for s in investigation.sections:
+        for name, frame in s.files.items():
+            frame.to_csv(out_dir / name, index=False)
     return json_path, html_path
 
 
@@ -292,9 +298,7 @@ def _html(investigation: Investigation) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             for caption, png in s.plots
         )
-        tables = "".join(
-            _table(name, rows) for name, rows in s.details.items() if _is_table(rows)
-        )
+        tables = "".join(_table(name, rows) for name, rows in s.details.items() if _is_table(rows))
         state = "found" if s.found else "ok"
         parts.append(
             f"<section class='{state}'><h2>{html.escape(s.title)}</h2>"
@@ -312,9 +316,9 @@ section.found {{ border-color: #d55; }} figure {{ display: inline-block; margin:
 </style></head><body>
 <h1>Investigation of {html.escape(investigation.model)}</h1>
 <p>{investigation.rows} rows of {html.escape(investigation.source)}
-({'labelled' if investigation.labelled else 'unlabelled'}). Found: <strong>{findings}</strong>.</p>
+({"labelled" if investigation.labelled else "unlabelled"}). Found: <strong>{findings}</strong>.</p>
 <p>{html.escape(investigation.multiple_testing)}</p>
-{''.join(parts)}
+{"".join(parts)}
 </body></html>
 """
 
@@ -366,4 +370,8 @@ def run_investigate(
     json_path, html_path = write(investigation, out_dir)
     print(investigation.summary())
     print(f"Report: {html_path}\nJSON:   {json_path}")
+    for s in investigation.sections:
+        for name in s.files:
+            print(f"Data:   {out_dir / name}  (python -m {config.project.package} retrain "
+                  f"--data {out_dir / name})")
     return 1 if investigation.findings else 0

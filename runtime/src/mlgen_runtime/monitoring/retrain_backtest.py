@@ -30,8 +30,12 @@ MIN_HOLDOUT = 100
 MIN_RECENT = 200
 
 
-def backtest(inv: TabularInvestigation, sections: list[Section]) -> dict[str, Any]:
-    """The candidates' scores on the latest window and the recommendation they support."""
+def backtest(
+    inv: TabularInvestigation, sections: list[Section]
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """The candidates' scores on the latest window, the recommendation they support, and
+    the data of the recommended retrain (all labelled rows of its kind, the latest window
+    included: the retrain's own test split and the promotion gate judge it)."""
     from ..data import load_data
 
     config, observed = inv.config, inv.observed
@@ -40,9 +44,12 @@ def backtest(inv: TabularInvestigation, sections: list[Section]) -> dict[str, An
     holdout = observed.frame.iloc[latest.rows]
     recent = observed.frame.iloc[recent_start : latest.start]
     if len(holdout) < MIN_HOLDOUT or len(recent) < MIN_RECENT:
-        return {"summary": (
-            f"too few labelled rows to backtest a retrain ({len(recent)} recent, "
-            f"{len(holdout)} in the latest window; need {MIN_RECENT} and {MIN_HOLDOUT})")}
+        return {
+            "summary": (
+                f"too few labelled rows to backtest a retrain ({len(recent)} recent, "
+                f"{len(holdout)} in the latest window; need {MIN_RECENT} and {MIN_HOLDOUT})"
+            )
+        }, None
     history = load_data(config.resolve(config.data.path))
     target, names = inv.target, inv.names
     champion = inv._predict(holdout, labelled=True)
@@ -55,7 +62,7 @@ def backtest(inv: TabularInvestigation, sections: list[Section]) -> dict[str, An
             np.r_[np.ones(len(history)), np.full(len(recent), weight)],
         ),
     }
-    results = []
+    results: list[dict[str, Any]] = []
     for name, (rows, weights) in candidates.items():
         rows = rows[rows[target].notna()]
         model = clone(inv.bundle.pipeline)
@@ -67,19 +74,32 @@ def backtest(inv: TabularInvestigation, sections: list[Section]) -> dict[str, An
         finally:
             inv.bundle = original
         comparison = compare_predictions(
-            inv.primary, champion, prediction, paired=True, alpha=config.promotion.alpha,
-            versions=(inv.bundle.model_version, name), samples=config.promotion.bootstrap_samples,
+            inv.primary,
+            champion,
+            prediction,
+            paired=True,
+            alpha=config.promotion.alpha,
+            versions=(inv.bundle.model_version, name),
+            samples=config.promotion.bootstrap_samples,
             seed=config.seed,
         )
-        results.append({
-            "candidate": name, "rows": len(rows), inv.primary: comparison.challenger_value,
-            "champion": comparison.champion_value, "test": comparison.test,
-            "p_value": comparison.p_value, "better": comparison.better,
-        })
+        results.append(
+            {
+                "candidate": name,
+                "rows": len(rows),
+                inv.primary: comparison.challenger_value,
+                "champion": comparison.champion_value,
+                "test": comparison.test,
+                "p_value": comparison.p_value,
+                "better": comparison.better,
+            }
+        )
     higher = METRICS[inv.primary].higher_is_better
-    better = sorted((r for r in results if r["better"]),
-                    key=lambda r: -r[inv.primary] if higher else r[inv.primary])
-    evidence = {
+    better = sorted(
+        (r for r in results if r["better"]),
+        key=lambda r: -r[inv.primary] if higher else r[inv.primary],
+    )
+    evidence: dict[str, Any] = {
         "latest_window": {"from": latest.first, "to": latest.last, "rows": len(holdout)},
         "recent_rows": {"from": observed.when(recent_start), "rows": len(recent)},
         "candidates": results,
@@ -89,19 +109,24 @@ def backtest(inv: TabularInvestigation, sections: list[Section]) -> dict[str, An
             f"no retrain beat the champion on the latest window ({inv.primary} "
             f"{results[0]['champion']:.4f}); look at the data quality and slices before retraining"
         )
-        return evidence
+        return evidence, None
     best = better[0]
     evidence["recommended"] = best["candidate"]
-    evidence["retrain_data"] = (
-        "recent" if best["candidate"] == "recent rows only" else "history+recent"
-    )
+    since = observed.frame.iloc[recent_start:].reindex(columns=history.columns)
+    if best["candidate"] == "recent rows only":
+        data = since
+    else:
+        data = pd.concat([history, since], ignore_index=True)
+    weighted = "recency-weighted" in best["candidate"]
     evidence["summary"] = (
         f"retrain on {best['candidate']} (since {observed.when(recent_start)}): on the latest "
         f"window {inv.primary} {best[inv.primary]:.4f} vs the champion's {best['champion']:.4f} "
-        f"({best['test']}, p={best['p_value']:.2g}); then `retrain --data` with the written "
-        "file, where the promotion gate decides"
+        f"({best['test']}, p={best['p_value']:.2g}). `retrain --data retrain.csv` (written "
+        "beside this report) trains on "
+        + ("these rows without the weights, which `train` does not take; " if weighted else "")
+        + "its promotion gate then decides"
     )
-    return evidence
+    return evidence, data[data[target].notna()]
 
 
 def _recent_start(inv: TabularInvestigation, sections: list[Section]) -> int:

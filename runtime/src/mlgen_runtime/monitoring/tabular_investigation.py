@@ -60,11 +60,19 @@ MAX_SLICE_CATEGORIES = 20
 MIN_SLICE_ROWS = 30
 TOP_SLICES = 10
 # Sections that test (each takes an equal share of the report's alpha).
-TESTING = ("performance", "slices", "covariate_drift", "label_shift", "concept_drift",
-           "data_quality")
+TESTING = (
+    "performance",
+    "slices",
+    "covariate_drift",
+    "label_shift",
+    "concept_drift",
+    "data_quality",
+)
 # Bootstrap draws for a metric without an analytic interval, and at most this many rows each.
 BOOTSTRAP_DRAWS = 100
 BOOTSTRAP_ROWS = 20_000
+# The recommended retrain's data, written beside the report for `retrain --data`.
+RETRAIN_FILE = "retrain.csv"
 
 
 def investigate(config: Config, observed: Observed, bundle: Bundle | None = None) -> Investigation:
@@ -74,7 +82,9 @@ def investigate(config: Config, observed: Observed, bundle: Bundle | None = None
 
     bundle = bundle or load_champion(config)
     history = load_data(config.resolve(config.data.path))
-    return TabularInvestigation(config, bundle, observed, history, split(history, config).test).run()
+    return TabularInvestigation(
+        config, bundle, observed, history, split(history, config).test
+    ).run()
 
 
 class TabularInvestigation:
@@ -241,8 +251,13 @@ class TabularInvestigation:
     def _needs_labels(self, name: str, title: str) -> Section | None:
         if self.observed.labelled:
             return None
-        return Section(name, title, False, "needs labelled rows (the target column, or "
-                       "outcomes fed back to POST /feedback)", tests=False)
+        return Section(
+            name,
+            title,
+            False,
+            "needs labelled rows (the target column, or outcomes fed back to POST /feedback)",
+            tests=False,
+        )
 
     def performance(self) -> Section:
         title = "Performance over time"
@@ -252,18 +267,26 @@ class TabularInvestigation:
         ref_value, ref_se = self.metric_value(self.ref)
         higher = METRICS[self.primary].higher_is_better
         floor = self.settings.min_relative_drop * abs(ref_value)
-        rows, p_values = [], []
+        rows: list[dict[str, Any]] = []
+        p_values: list[float] = []
         for w in self.windows:
             value, se = self.metric_value(self.cur, w.rows)
             worse = (ref_value - value) if higher else (value - ref_value)
             spread = math.hypot(se, ref_se)
             z = worse / spread if spread > 0 else 0.0
             p_values.append(float(stats.norm.sf(z)) if np.isfinite(z) else 1.0)
-            rows.append({
-                "window": w.index, "from": w.first, "to": w.last, "rows": w.stop - w.start,
-                self.primary: value, "ci_low": value - Z95 * se, "ci_high": value + Z95 * se,
-                "worse_by": worse,
-            })
+            rows.append(
+                {
+                    "window": w.index,
+                    "from": w.first,
+                    "to": w.last,
+                    "rows": w.stop - w.start,
+                    self.primary: value,
+                    "ci_low": value - Z95 * se,
+                    "ci_high": value + Z95 * se,
+                    "worse_by": worse,
+                }
+            )
         rejected = holm(p_values, self.alpha)
         for row, p, r in zip(rows, p_values, rejected, strict=True):
             row["p_value"] = p
@@ -271,8 +294,12 @@ class TabularInvestigation:
         degraded = [r for r in rows if r["degraded"]]
         details: dict[str, Any] = {
             "metric": self.primary,
-            "test_split": {"value": ref_value, "ci_low": ref_value - Z95 * ref_se,
-                           "ci_high": ref_value + Z95 * ref_se, "rows": len(self.ref.y_true)},
+            "test_split": {
+                "value": ref_value,
+                "ci_low": ref_value - Z95 * ref_se,
+                "ci_high": ref_value + Z95 * ref_se,
+                "rows": len(self.ref.y_true),
+            },
             "windows": rows,
         }
         if degraded:
@@ -286,8 +313,7 @@ class TabularInvestigation:
             )
         else:
             summary = (
-                f"{self.primary} {ref_value:.4f} on the test split; no window significantly "
-                "worse"
+                f"{self.primary} {ref_value:.4f} on the test split; no window significantly worse"
             )
         plot = self._plot_timeline(rows, ref_value, ref_se)
         return Section("performance", title, bool(degraded), summary, details, [plot])
@@ -310,8 +336,13 @@ class TabularInvestigation:
         colors = ["#c33" if r["degraded"] else "#37a" for r in rows]
         ax.errorbar(x, values, yerr=[low, high], fmt="none", ecolor="#999")
         ax.scatter(x, values, c=colors, zorder=3)
-        ax.axhspan(ref - Z95 * ref_se, ref + Z95 * ref_se, color="#8c8", alpha=0.3,
-                   label="test split (95% CI)")
+        ax.axhspan(
+            ref - Z95 * ref_se,
+            ref + Z95 * ref_se,
+            color="#8c8",
+            alpha=0.3,
+            label="test split (95% CI)",
+        )
         ax.set_xlabel("window (oldest first)")
         ax.set_ylabel(self.primary)
         ax.legend(fontsize=8)
@@ -363,8 +394,15 @@ class TabularInvestigation:
         )
         plot = self._plot_slices(top)
         return Section(
-            "slices", title, bool(found), summary,
-            {"loss": self.loss_name, "largest_loss": top, "significant": [r["slice"] for r in found]},
+            "slices",
+            title,
+            bool(found),
+            summary,
+            {
+                "loss": self.loss_name,
+                "largest_loss": top,
+                "significant": [r["slice"] for r in found],
+            },
             [plot],
         )
 
@@ -377,19 +415,26 @@ class TabularInvestigation:
 
     def _slice_tests(self, ref_values: np.ndarray, cur_values: np.ndarray) -> list[dict]:
         ref_masks = dict(self._slices(self.reference))
-        rows, p_values = [], []
+        rows: list[dict[str, Any]] = []
+        p_values: list[float] = []
         for name, mask in self._slices(self.observed.frame):
             ref_mask = ref_masks.get(name)
             if ref_mask is None or mask.sum() < MIN_SLICE_ROWS or ref_mask.sum() < MIN_SLICE_ROWS:
                 continue
             cur, ref = cur_values[mask], ref_values[ref_mask]
             increase, se, p = _welch_greater(cur, ref)
-            rows.append({
-                "slice": name, "rows": int(mask.sum()), "test_rows": int(ref_mask.sum()),
-                "test_split": float(ref.mean()), "current": float(cur.mean()),
-                "increase": increase, "ci_low": increase - Z95 * se,
-                "ci_high": increase + Z95 * se,
-            })
+            rows.append(
+                {
+                    "slice": name,
+                    "rows": int(mask.sum()),
+                    "test_rows": int(ref_mask.sum()),
+                    "test_split": float(ref.mean()),
+                    "current": float(cur.mean()),
+                    "increase": increase,
+                    "ci_low": increase - Z95 * se,
+                    "ci_high": increase + Z95 * se,
+                }
+            )
             p_values.append(p)
         for row, p, r in zip(rows, p_values, holm(p_values, self.alpha), strict=True):
             row["p_value"] = p
@@ -403,8 +448,12 @@ class TabularInvestigation:
         names = [r["slice"] for r in top][::-1]
         values = np.array([r["increase"] for r in top][::-1])
         errors = values - np.array([r["ci_low"] for r in top][::-1])
-        ax.barh(names, values, xerr=errors,
-                color=["#c33" if r["significant"] else "#37a" for r in top][::-1])
+        ax.barh(
+            names,
+            values,
+            xerr=errors,
+            color=["#c33" if r["significant"] else "#37a" for r in top][::-1],
+        )
         ax.axvline(0, color="#444", linewidth=0.8)
         ax.set_xlabel(f"rise in mean {self.loss_name} vs the test split (95% CI)")
         ax.tick_params(axis="y", labelsize=7)
@@ -424,22 +473,34 @@ class TabularInvestigation:
     def _drift_timeline(self, reference: dict) -> tuple[list[dict], dict[str, dict]]:
         """Per window, every feature's score; per feature drifted anywhere, when and how much."""
         limits = self._drift_limits(self.alpha / len(self.windows))
-        timeline, moved = [], {}
+        timeline: list[dict[str, Any]] = []
+        moved: dict[str, dict[str, Any]] = {}
         frame = self.observed.frame
         for w in self.windows:
             report = compare(reference, frame.iloc[w.rows], **limits)
-            timeline.append({
-                "window": w.index, "from": w.first, "to": w.last,
-                "scores": {f.name: f.score for f in report.features},
-                "drifted": report.drifted_features,
-            })
+            timeline.append(
+                {
+                    "window": w.index,
+                    "from": w.first,
+                    "to": w.last,
+                    "scores": {f.name: f.score for f in report.features},
+                    "drifted": report.drifted_features,
+                }
+            )
             for f in report.features:
                 if f.drifted:
-                    entry = moved.setdefault(f.name, {
-                        "feature": f.name, "measure": f.measure, "first_window": w.index,
-                        "since": w.first, "max_score": 0.0, "threshold": f.threshold,
-                        "reasons": f.reasons,
-                    })
+                    entry = moved.setdefault(
+                        f.name,
+                        {
+                            "feature": f.name,
+                            "measure": f.measure,
+                            "first_window": w.index,
+                            "since": w.first,
+                            "max_score": 0.0,
+                            "threshold": f.threshold,
+                            "reasons": f.reasons,
+                        },
+                    )
                     entry["max_score"] = max(entry["max_score"], f.score or 0.0)
         return timeline, moved
 
@@ -468,7 +529,10 @@ class TabularInvestigation:
             summary += "; moved with the label shift: " + ", ".join(explained)
         plot = self._plot_drift(timeline)
         return Section(
-            "covariate_drift", title, bool(drifted), summary,
+            "covariate_drift",
+            title,
+            bool(drifted),
+            summary,
             {"features": drifted, "explained_by_label_shift": explained, "timeline": timeline},
             [plot] if plot else [],
         )
@@ -486,8 +550,12 @@ class TabularInvestigation:
         picked = rng.choice(len(codes), size=len(codes), p=row_weights / row_weights.sum())
         resampled = self.history.iloc[picked]
         features = [f for f in self.bundle.features if f["name"] in resampled.columns]
-        return build_reference(resampled, features, seed=self.config.seed,
-                               transforms=self.bundle.reference.get("transforms"))
+        return build_reference(
+            resampled,
+            features,
+            seed=self.config.seed,
+            transforms=self.bundle.reference.get("transforms"),
+        )
 
     def _plot_drift(self, timeline: list[dict]) -> tuple[str, str] | None:
         import matplotlib.pyplot as plt
@@ -515,11 +583,12 @@ class TabularInvestigation:
         if missing:
             return missing
         kind = "numeric" if self.task == REGRESSION else "categorical"
-        spec = {"name": self.target, "type": kind}
+        spec: dict[str, Any] = {"name": self.target, "type": kind}
         if kind == "categorical":
             spec["categories"] = [str(c) for c in self.ref.labels]
         reference = build_reference(
-            pd.DataFrame({self.target: _as_text(self.ref.y_true, kind)}), [spec],
+            pd.DataFrame({self.target: _as_text(self.ref.y_true, kind)}),
+            [spec],
             seed=self.config.seed,
         )
         limits = self._drift_limits(self.alpha / len(self.windows))
@@ -527,9 +596,14 @@ class TabularInvestigation:
         for w in self.windows:
             truth = _as_text(self.cur.y_true[w.rows], kind)
             feature = compare(reference, pd.DataFrame({self.target: truth}), **limits).features[0]
-            row: dict[str, Any] = {"window": w.index, "from": w.first, "to": w.last,
-                                   "measure": feature.measure, "score": feature.score,
-                                   "shifted": feature.drifted}
+            row: dict[str, Any] = {
+                "window": w.index,
+                "from": w.first,
+                "to": w.last,
+                "measure": feature.measure,
+                "score": feature.score,
+                "shifted": feature.drifted,
+            }
             if kind == "categorical":
                 row["priors"] = self._priors(w.rows).tolist()
             rows.append(row)
@@ -546,12 +620,18 @@ class TabularInvestigation:
                 rows_after = slice(self.windows[first["window"]].start, None)
                 details["adjusted_priors"] = self._priors(rows_after).tolist()
                 change = ", ".join(
-                    f"{c} {a:.1%} -> {b:.1%}" for c, a, b in zip(
-                        details["classes"], details["test_split_priors"],
-                        details["adjusted_priors"], strict=True)
+                    f"{c} {a:.1%} -> {b:.1%}"
+                    for c, a, b in zip(
+                        details["classes"],
+                        details["test_split_priors"],
+                        details["adjusted_priors"],
+                        strict=True,
+                    )
                 )
             else:
-                change = f"{self.target} distribution moved ({first['measure']} {first['score']:.3f})"
+                change = (
+                    f"{self.target} distribution moved ({first['measure']} {first['score']:.3f})"
+                )
             summary = f"since {first['from']}: {change}"
         else:
             summary = "the target's distribution is the test split's, within noise"
@@ -578,9 +658,8 @@ class TabularInvestigation:
         else:
             ref_gap = self._gap(self.ref, None)
             cur_gap = self._gap(self.cur, priors)
-            measure = (
-                "log loss minus the log loss the calibrated probabilities expect"
-                + (" (adjusted to the new class priors)" if priors is not None else "")
+            measure = "log loss minus the log loss the calibrated probabilities expect" + (
+                " (adjusted to the new class priors)" if priors is not None else ""
             )
         floor = self._loss_floor()
         increase, se, p_all = _welch_greater(cur_gap, ref_gap)
@@ -588,8 +667,9 @@ class TabularInvestigation:
         # The overall test is one more member of the section's family.
         rejected = holm([p_all, *[r["p_value"] for r in slices]], self.alpha)
         overall = bool(rejected[0] and increase >= floor and self.task != REGRESSION)
-        found = [r for r, rej in zip(slices, rejected[1:], strict=True)
-                 if rej and r["increase"] >= floor]
+        found = [
+            r for r, rej in zip(slices, rejected[1:], strict=True) if rej and r["increase"] >= floor
+        ]
         found.sort(key=lambda r: -r["increase"])
         if found:
             summary = "P(y|x) changed in " + ", ".join(
@@ -600,12 +680,21 @@ class TabularInvestigation:
         else:
             summary = "the relation between inputs and target held"
         return Section(
-            "concept_drift", title, bool(found) or overall, summary,
-            {"measure": measure, "overall_increase": increase,
-             "overall_ci": [increase - Z95 * se, increase + Z95 * se], "overall_p_value": p_all,
-             "slices": [r for r in found], "assumption": (
-                 "Under covariate shift alone P(y|x) is unchanged, so the realised loss keeps "
-                 "to the loss the model's calibrated probabilities expect.")},
+            "concept_drift",
+            title,
+            bool(found) or overall,
+            summary,
+            {
+                "measure": measure,
+                "overall_increase": increase,
+                "overall_ci": [increase - Z95 * se, increase + Z95 * se],
+                "overall_p_value": p_all,
+                "slices": [r for r in found],
+                "assumption": (
+                    "Under covariate shift alone P(y|x) is unchanged, so the realised loss keeps "
+                    "to the loss the model's calibrated probabilities expect."
+                ),
+            },
         )
 
     def _gap(self, p: Prediction, priors: np.ndarray | None) -> np.ndarray:
@@ -620,9 +709,13 @@ class TabularInvestigation:
     def without_labels(self) -> Section:
         title = "Performance without labels"
         if self.task == REGRESSION:
-            return Section("without_labels", title, False,
-                           "not estimated: a regressor states no distribution of its errors",
-                           tests=False)
+            return Section(
+                "without_labels",
+                title,
+                False,
+                "not estimated: a regressor states no distribution of its errors",
+                tests=False,
+            )
         metric = self.primary if self.primary in ESTIMATORS else "accuracy"
         estimate = ESTIMATORS[metric]
         ref_estimate = estimate(self.calibrated(self.ref))
@@ -630,8 +723,12 @@ class TabularInvestigation:
         rows = []
         for w in self.windows:
             p = _subset(self.cur, w.rows)
-            row = {"window": w.index, "from": w.first, "to": w.last,
-                   f"estimated_{metric}": estimate(self.calibrated(p))}
+            row = {
+                "window": w.index,
+                "from": w.first,
+                "to": w.last,
+                f"estimated_{metric}": estimate(self.calibrated(p)),
+            }
             if self.observed.labelled:
                 row[f"actual_{metric}"] = METRICS[metric].value(p)
             rows.append(row)
@@ -641,15 +738,23 @@ class TabularInvestigation:
             f"{ref_estimate:.4f}, actual {ref_actual:.4f})"
         )
         return Section(
-            "without_labels", title, False, summary,
-            {"metric": metric, "windows": rows, "test_split_estimate": ref_estimate,
-             "test_split_actual": ref_actual,
-             "assumptions": (
-                 "CBPE (confidence-based performance estimation): the metric expected if each "
-                 "row's class follows the model's probabilities after isotonic calibration on "
-                 "the test split (binary; multiclass as predicted). It holds under covariate "
-                 "shift alone; label shift or concept drift make it optimistic, so it is shown, "
-                 "never alarmed on.")},
+            "without_labels",
+            title,
+            False,
+            summary,
+            {
+                "metric": metric,
+                "windows": rows,
+                "test_split_estimate": ref_estimate,
+                "test_split_actual": ref_actual,
+                "assumptions": (
+                    "CBPE (confidence-based performance estimation): the metric expected if each "
+                    "row's class follows the model's probabilities after isotonic calibration on "
+                    "the test split (binary; multiclass as predicted). It holds under covariate "
+                    "shift alone; label shift or concept drift make it optimistic, so it is shown, "
+                    "never alarmed on."
+                ),
+            },
             tests=False,
         )
 
@@ -659,32 +764,49 @@ class TabularInvestigation:
         title = "Data quality"
         frame = self.observed.frame
         missing_columns = [n for n in self.names if n not in frame.columns]
-        rows, p_values = [], []
+        rows: list[dict[str, Any]] = []
+        p_values: list[float] = []
         for feature in self.bundle.features:
             name = feature["name"]
             if name in missing_columns:
                 continue
             for problem, cur, ref in self._quality_shares(feature, frame):
                 _, _, p = _welch_greater(cur, ref)
-                rows.append({"feature": name, "problem": problem, "test_split": float(ref.mean()),
-                             "current": float(cur.mean())})
+                rows.append(
+                    {
+                        "feature": name,
+                        "problem": problem,
+                        "test_split": float(ref.mean()),
+                        "current": float(cur.mean()),
+                    }
+                )
                 p_values.append(p)
         for row, p, r in zip(rows, p_values, holm(p_values, self.alpha), strict=True):
             row["p_value"] = p
-            row["alarm"] = bool(r and row["current"] - row["test_split"]
-                                >= self.settings.min_quality_share)
+            row["alarm"] = bool(
+                r and row["current"] - row["test_split"] >= self.settings.min_quality_share
+            )
         alarms = [r for r in rows if r["alarm"]]
         problems = [f"columns gone: {', '.join(missing_columns)}"] if missing_columns else []
         problems += [
             f"{r['feature']}: {r['problem']} {r['test_split']:.1%} -> {r['current']:.1%}"
             for r in alarms
         ]
-        summary = "; ".join(problems) or "no missing columns, new categories, out-of-range or newly missing values"
+        summary = (
+            "; ".join(problems)
+            or "no missing columns, new categories, out-of-range or newly missing values"
+        )
         extra = [c for c in frame.columns if c not in self.names and c != self.target]
         return Section(
-            "data_quality", title, bool(problems), summary,
-            {"missing_columns": missing_columns, "extra_columns": extra,
-             "checks": sorted(rows, key=lambda r: r["p_value"])[:30]},
+            "data_quality",
+            title,
+            bool(problems),
+            summary,
+            {
+                "missing_columns": missing_columns,
+                "extra_columns": extra,
+                "checks": sorted(rows, key=lambda r: r["p_value"])[:30],
+            },
         )
 
     def _quality_shares(
@@ -702,11 +824,13 @@ class TabularInvestigation:
                 return ((values < low) | (values > high)).astype(float)
 
             checks.append(("out of the training range", outside(cur), outside(ref)))
-            checks.append((
-                "not a number",
-                (pd.to_numeric(cur, errors="coerce").isna() & cur.notna()).to_numpy(float),
-                (pd.to_numeric(ref, errors="coerce").isna() & ref.notna()).to_numpy(float),
-            ))
+            checks.append(
+                (
+                    "not a number",
+                    (pd.to_numeric(cur, errors="coerce").isna() & cur.notna()).to_numpy(float),
+                    (pd.to_numeric(ref, errors="coerce").isna() & ref.notna()).to_numpy(float),
+                )
+            )
         elif feature.get("categories"):
             known = {str(c) for c in feature["categories"]}
 
@@ -724,7 +848,10 @@ class TabularInvestigation:
         title = "Fairness"
         attributes = self.config.fairness.sensitive_attributes
         report = fairness_report(
-            self.observed.frame, self.cur, attributes, self.task,
+            self.observed.frame,
+            self.cur,
+            attributes,
+            self.task,
             labelled=self.observed.labelled,
         )
         return Section("fairness", title, False, report["summary"], report, tests=False)
@@ -735,17 +862,25 @@ class TabularInvestigation:
         title = "Recommendation"
         found = [s for s in sections if s.found]
         if not found:
-            return Section("recommendation", title, False,
-                           "nothing to act on: keep the champion", tests=False)
+            return Section(
+                "recommendation", title, False, "nothing to act on: keep the champion", tests=False
+            )
         if not self.observed.labelled:
             return Section(
-                "recommendation", title, False,
+                "recommendation",
+                title,
+                False,
                 "collect outcomes (POST /feedback) or a labelled file: a retrain needs labels, "
-                "and its backtest needs a labelled latest window", tests=False)
+                "and its backtest needs a labelled latest window",
+                tests=False,
+            )
         from .retrain_backtest import backtest
 
-        result = backtest(self, sections)
-        return Section("recommendation", title, False, result["summary"], result, tests=False)
+        result, data = backtest(self, sections)
+        files = {} if data is None else {RETRAIN_FILE: data}
+        return Section(
+            "recommendation", title, False, result["summary"], result, tests=False, files=files
+        )
 
 
 # Metrics estimated from probabilities alone (CBPE), by metric name.
@@ -791,8 +926,10 @@ def _subset(p: Prediction, rows: Any) -> Prediction:
     if isinstance(rows, slice) and rows == slice(None):
         return p
     return Prediction(
-        p.y_true[rows], p.predicted[rows],
-        None if p.proba is None else p.proba[rows], p.classes,
+        p.y_true[rows],
+        p.predicted[rows],
+        None if p.proba is None else p.proba[rows],
+        p.classes,
     )
 
 
@@ -813,5 +950,3 @@ def _as_text(values: np.ndarray, kind: str) -> Any:
     if kind == "numeric":
         return np.asarray(values, dtype=float)
     return [str(v) for v in values.tolist()]
-
-
