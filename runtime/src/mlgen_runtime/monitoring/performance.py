@@ -394,7 +394,9 @@ def read_log(path: str | Path, after: float, target: str) -> Any:
         values = json.loads(inputs)
         n = len(next(iter(values.values()))) if values else 0
         for name, column in values.items():
-            columns.setdefault(name, [None] * len(times)).extend(column)
+            if name not in columns:  # a feature first logged now: missing in earlier rows
+                columns[name] = [None] * len(times)
+            columns[name].extend(column)
         times.extend([at] * n)
         outcomes.extend(
             json.loads(truths[(last, i)]) if (last, i) in truths else None

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 # The latest window must hold this many labelled rows for a backtest worth reading.
 MIN_HOLDOUT = 100
 MIN_RECENT = 200
+# A refit takes the latest this many rows before the latest window: three refits on a million
+# rows would cost minutes, and the newest rows are the ones that show the new world.
+MAX_RECENT = 50_000
 
 
 def backtest(
@@ -42,7 +45,7 @@ def backtest(
     latest = inv.windows[-1]
     recent_start = _recent_start(inv, sections)
     holdout = observed.frame.iloc[latest.rows]
-    recent = observed.frame.iloc[recent_start : latest.start]
+    recent = observed.frame.iloc[max(recent_start, latest.start - MAX_RECENT) : latest.start]
     if len(holdout) < MIN_HOLDOUT or len(recent) < MIN_RECENT:
         return {
             "summary": (
