@@ -11,9 +11,9 @@ label-prior change), and every record's outcome fed back. Feedback is written by
 (``claims`` rows, as ``POST /feedback`` writes them): a million HTTP round trips would time
 the client, not ``investigate``.
 
-Timed: ``investigate --since 30d`` (the runtime's command line, as ``python -m <package>``) end to end in a fresh process
-(imports, reading the log, scoring 1M rows, every section, the backtest's three refits, the
-JSON/HTML report), with one and with two threads per native library, median of ``--repeats``.
+Timed: ``investigate --since 30d`` (the runtime's command line, as ``python -m <package>``)
+end to end in a fresh process (imports, reading the log, scoring 1M rows, every section, the
+backtest's three refits, the JSON/HTML report), with one and with two threads per native library, median of ``--repeats``.
 
     python benchmarks/investigate.py [--rows 1000000] [--batch 1] [--repeats 3] [--output PATH]
 """
@@ -38,12 +38,17 @@ HERE = Path(__file__).resolve().parent
 # This checkout's runtime, for this process and the timed ones.
 RUNTIME = HERE.parent / "runtime" / "src"
 sys.path.insert(0, str(RUNTIME))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(RUNTIME), os.environ.get("PYTHONPATH")]))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(RUNTIME), os.environ.get("PYTHONPATH")])
+)
 RESULTS = HERE / "results" / "investigate.json"
 TARGET = "insurance"
 # The runtime's command line, as a service's `python -m <package>` runs it.
-CLI = [sys.executable, "-c", "import sys; from mlgen_runtime.cli import main; "
-       "sys.exit(main(sys.argv[1:]))"]
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from mlgen_runtime.cli import main; sys.exit(main(sys.argv[1:]))",
+]
 
 
 def service_config(root: Path, data: Path, feedback_db: Path) -> None:
@@ -108,13 +113,20 @@ def fill_log(path: Path, pool: pd.DataFrame, rows: int, batch: int, features: li
 
 
 def timed(root: Path, out: Path, threads: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads), "MLFLOW_TRACKING_URI": ""}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "MLFLOW_TRACKING_URI": "",
+    }
     env.pop("MLFLOW_TRACKING_URI")
     start = time.perf_counter()
     done = subprocess.run(
         [*CLI, "--root", str(root), "investigate", "--since", "30d", "--out", str(out)],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - start
     if done.returncode not in (0, 1):
@@ -141,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     history.to_csv(work / "history.csv", index=False)
     root = work / "service"
     service_config(root, work / "history.csv", work / "feedback.sqlite")
-    trained = subprocess.run([*CLI, "--root", str(root), "train"], capture_output=True,
-                             text=True, cwd=root)
+    trained = subprocess.run(
+        [*CLI, "--root", str(root), "train"], capture_output=True, text=True, cwd=root
+    )
     if trained.returncode != 0:
         raise SystemExit(f"train failed:\n{trained.stdout}\n{trained.stderr}")
     features = [c for c in people.columns if c != TARGET]
