@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from mlgen.plan import Plan
 from support import REPO, render
 
 TASKS = ["binary_classification", "multiclass_classification", "regression"]
@@ -219,7 +220,14 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
     from mlgen_runtime import config
 
     fields = config.Config.model_fields
-    assert _choices("task") == set(get_args(fields["task"].annotation))
+    # The recommendation kind's task is not asked: it is the kind's one task.
+    assert _choices("task") | {"recommendation"} == set(get_args(fields["task"].annotation))
+    rec = config.RecommendationConfig.model_fields
+    assert _choices("recommendation_split") == set(get_args(rec["split"].annotation))
+    assert set(get_args(config.RecommenderFamily)) == set(Plan().recommenders or []) | {
+        "recent_popularity", "content"}
+    assert ["ndcg", "recall", "map", "precision"] == list(get_args(rec["primary_metric"]
+                                                                   .annotation))
     assert _choices("model_family") == set(get_args(config.ModelConfig.model_fields["family"]
                                                     .annotation))
     assert _choices("split_strategy") == set(
