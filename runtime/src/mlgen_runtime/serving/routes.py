@@ -147,7 +147,6 @@ def add_post_route(
     summary: str,
     body: str | None = None,
     examples: dict[str, Any] | None = None,
-    tags: list[str] | None = None,
 ) -> None:
     """A :class:`SelfServedRoute` for ``POST path``.
 
@@ -169,7 +168,7 @@ def add_post_route(
         responses=ERROR_RESPONSES,
         dependencies=guard,
         summary=summary,
-        tags=tags or ["model"],
+        tags=["model"],
         openapi_extra=extra,
         route_class_override=SelfServedRoute,
     )
