@@ -135,6 +135,21 @@ def test_a_known_user_gets_the_models_items_best_first_without_those_already_see
     assert with_seen.json()["items"] != body["items"]
 
 
+def test_every_answer_is_the_models_own_whatever_k_and_whoever_asks(
+    service: Service, client: TestClient
+) -> None:
+    # Unfiltered answers come from the serving cache: each must equal the model's call.
+    recommender = service.recommender
+    for user in [*service.ratings["userId"].unique().tolist(), "someone-new", "another-new"]:
+        for k, exclude_seen in ((1, True), (10, True), (MAX_K, True), (10, False)):
+            body = {"user_id": user, "k": k, "exclude_seen": exclude_seen}
+            answer = client.post("/recommend", json=body).json()
+            expected = recommender.recommend(user, k, exclude_seen)
+            assert [item["item_id"] for item in answer["items"]] == expected.items
+            assert [item["score"] for item in answer["items"]] == expected.scores
+            assert answer["strategy"] == expected.strategy
+
+
 def test_a_user_id_sent_as_text_finds_the_same_user(service: Service, client: TestClient) -> None:
     user = known_user(service)
     as_number = client.post("/recommend", json={"user_id": user}).json()
