@@ -1,6 +1,7 @@
 """The *command line* of the service: ``python -m <package> <command>``.
 
-Commands: train, evaluate, serve, drift, compare, promote, retrain (``--help`` on each).
+Commands: train, evaluate, serve, drift, compare, promote, retrain (``--help`` on each), and
+the commands of the service's kind (kinds/: e.g. recommend-all of a recommendation service).
 
 Expected failures (bad config, bad data, registry refusals, nothing to compare) print one line
 and exit with status 2; a trained model that does not beat its Dummy baseline, a refused
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import ROOT_ENV, Config, load_config
@@ -162,7 +164,33 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     retrain.add_argument("--data", help="the new data file (default: data.path in the config)")
     retrain.add_argument("--trials", type=int, help="Optuna trials (default: tuning.trials)")
     retrain.set_defaults(handler=_retrain)
+    _kind_commands(commands)
     return parser
+
+
+def _kind_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands of every kind (e.g. recommend-all); each refuses a service of another."""
+    from .kinds import KINDS, get_kind
+
+    for kind_name in KINDS:
+        for command in get_kind(kind_name).commands():
+            sub = commands.add_parser(command.name, help=f"{command.help} ({kind_name} services)")
+            command.arguments(sub)
+            sub.set_defaults(handler=_for_kind(kind_name, command.name, command.run))
+
+
+def _for_kind(
+    kind: str, name: str, run: Callable[[Config, argparse.Namespace], int]
+) -> Callable[[Config, argparse.Namespace], int]:
+    def handler(config: Config, args: argparse.Namespace) -> int:
+        if config.kind != kind:
+            raise UsageError(
+                f"`{name}` is a command of {kind} services; this service is of the "
+                f"{config.kind} kind."
+            )
+        return run(config, args)
+
+    return handler
 
 
 def main(argv: list[str] | None = None, package: str | None = None) -> int:

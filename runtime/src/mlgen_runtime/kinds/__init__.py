@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
+from .command import Command
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,6 +79,9 @@ class ProblemKind(Protocol):
     def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
         """Markdown sections this kind adds to the model card."""
 
+    def commands(self) -> list[Command]:
+        """Commands of this kind's services beyond the shared ones (cli.py offers them)."""
+
 
 def _tabular() -> ProblemKind:
     from .tabular import TabularKind
@@ -85,8 +89,17 @@ def _tabular() -> ProblemKind:
     return TabularKind()
 
 
+def _recommendation() -> ProblemKind:
+    from .recommendation import RecommendationKind
+
+    return RecommendationKind()
+
+
 #: Every kind by name, built on first use (a kind imports its heavy libraries only then).
-KINDS: dict[str, Callable[[], ProblemKind]] = {"tabular": _tabular}
+KINDS: dict[str, Callable[[], ProblemKind]] = {
+    "tabular": _tabular,
+    "recommendation": _recommendation,
+}
 _loaded: dict[str, ProblemKind] = {}
 
 

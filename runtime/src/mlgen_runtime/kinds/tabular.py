@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..bundle import Bundle
     from ..config import Config
     from ..train import TrainResult
+    from .command import Command
 
 FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
 
@@ -93,3 +94,6 @@ class TabularKind:
         from ..model_card import render_model_card
 
         return [render_model_card(config, metadata)]
+
+    def commands(self) -> list[Command]:
+        return []

@@ -1,0 +1,108 @@
+"""The *recommendation* kind: top-k items for a user, and items related to a set of items,
+learnt from implicit feedback (rows of user, item, time, weight) and item metadata.
+
+Modules: data.py (interactions, metadata, splits), models.py (popularity, recent popularity,
+item-kNN, EASE, ALS, BPR, content), metrics.py (ranking metrics, intervals, the paired test),
+train.py (search, evaluation, MLflow, the gate), recommender.py (what serving loads),
+serving.py and monitoring.py (the HTTP app and its drift signals), batch.py (recommend-all).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from fastapi import FastAPI
+
+    from ...bundle import Bundle
+    from ...config import Config
+    from ..command import Command
+    from .train import RecommendationResult
+
+
+class RecommendationKind:
+    name = "recommendation"
+    tasks: tuple[str, ...] = ("recommendation",)
+
+    def validate(self, df: pd.DataFrame, config: Config) -> None:
+        from .data import read_interactions
+
+        read_interactions(df, config)
+
+    def split(self, df: pd.DataFrame, config: Config) -> Any:
+        from .data import read_interactions, split
+
+        data, _ = read_interactions(df, config)
+        return split(data, config)
+
+    def baseline(self, config: Config) -> Any:
+        from .models import build
+
+        return build("popularity", seed=config.seed)
+
+    def candidates(self, config: Config) -> list[str]:
+        from .data import section
+
+        return list(section(config).candidates)
+
+    def metrics(self, config: Config) -> list[str]:
+        from .data import section
+        from .metrics import RANKING
+
+        primary = section(config).primary_metric
+        return [primary, *(name for name in RANKING if name != primary)]
+
+    def higher_is_better(self, metric: str) -> bool:
+        # Ranking metrics and coverage; popularity bias is reported, never gated on.
+        return metric != "popularity_bias"
+
+    def comparison_test(self, config: Config) -> str:
+        from .data import section
+        from .metrics import TEST
+
+        rec = section(config)
+        return f"{TEST} on {rec.primary_metric}@{rec.k}"
+
+    def train(
+        self, config: Config, data_path: str | Path | None = None, trials: int | None = None
+    ) -> RecommendationResult:
+        from .train import train
+
+        return train(config, data_path=data_path, trials=trials)
+
+    def summary(self, result: RecommendationResult) -> str:
+        from .train import summary
+
+        return summary(result)
+
+    def create_app(
+        self, config: Config, bundle: Bundle | None = None, fallback: Bundle | None = None
+    ) -> FastAPI:
+        from .serving import create_app
+
+        return create_app(config)
+
+    def drift_signals(self, config: Config) -> list[str]:
+        return [
+            "item-popularity distribution of requested and of served items vs training "
+            "(Jensen-Shannon over popularity bins)",
+            "new-user rate and new-item rate of requests",
+            "catalogue coverage of what is served",
+            "live hit-rate@k from POST /feedback",
+        ]
+
+    def export_check(self, bundle: Bundle, sample: pd.DataFrame) -> dict[str, Any]:
+        # The served model is the evaluated one (numpy arrays); there is no second path.
+        return {"path": "numpy", "reason": "recommenders are served from their arrays"}
+
+    def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
+        from .train import model_card
+
+        return [model_card(config, metadata)]
+
+    def commands(self) -> list[Command]:
+        from .batch import COMMAND
+
+        return [COMMAND]
