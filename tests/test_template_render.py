@@ -220,6 +220,9 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
     from mlgen_runtime import config
 
     fields = config.Config.model_fields
+    from mlgen_runtime.kinds import KINDS
+
+    assert _choices("kind") == set(KINDS)
     # The recommendation kind's task is not asked: it is the kind's one task.
     assert _choices("task") | {"recommendation"} == set(get_args(fields["task"].annotation))
     rec = config.RecommendationConfig.model_fields
