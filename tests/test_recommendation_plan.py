@@ -114,6 +114,9 @@ def test_the_issue_example_plans_sheets_equipment_and_their_metadata():
     # The engineer is the sheet's attribute, not the equipment's.
     assert plan.item_columns == ["category", "brand"]
     assert plan.top_k == 10
+    # A sheet is made on one date: a global time cut would test on unseen sheets only.
+    assert plan.recommendation_split == "user_last"
+    assert "basket" in plan.rationale["recommendation_split"]
 
 
 def test_the_example_data_is_what_its_generator_writes(tmp_path):

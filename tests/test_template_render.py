@@ -312,6 +312,7 @@ def test_a_tabular_render_is_untouched_by_the_recommendation_kind(
         ({"min_weight": 4}, "min_weight needs weight_column"),
         ({"min_weight": "high", "weight_column": "w"}, "min_weight must be a number"),
         ({"recommendation_split": "time"}, "A time split needs time_column"),
+        ({"time_column": "t", "user_column": "t"}, "cannot also be the time column"),
         ({"recommenders": ["svd"]}, 'Unknown recommender "svd"'),
         ({"recommenders": ["content"]}, "content needs item_columns"),
         ({"item_columns": ["user_id"]}, "cannot also be item metadata"),

@@ -145,8 +145,9 @@ class Plan(BaseModel):
     )
     recommendation_split: RecommendationSplit | None = Field(
         default=None,
-        description="Recommendation: time (a global time cut) and user_last (each user's latest "
-        "interactions) need time_column; random otherwise; null picks time when there is a "
+        description="Recommendation: time (a global time cut; needs time_column), user_last "
+        "(each user's latest interactions, by time_column else file order; for baskets made at "
+        "one time it holds out some items of each), random; null picks time when there is a "
         "time_column, else random",
     )
     recommenders: list[Recommender] | None = Field(
@@ -467,8 +468,8 @@ def _recommendation_problems(plan: Plan) -> list[str]:
             f"{', '.join(clashes)}: the user, item, weight or time column cannot also be item "
             "metadata"
         )
-    if plan.recommendation_split in ("time", "user_last") and not plan.time_column:
-        problems.append(f"a {plan.recommendation_split} split needs time_column")
+    if plan.recommendation_split == "time" and not plan.time_column:
+        problems.append("a time split needs time_column")
     families = plan.recommenders or []
     if not families:
         problems.append("recommenders must list at least one model family")

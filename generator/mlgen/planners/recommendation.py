@@ -261,8 +261,17 @@ class _Draft:
         else:
             self.set("top_k", 10, "ten items a request by default; a request may ask for up to 100")
         rows = self.profile.n_rows
-        if not self.values["time_column"]:
+        time, user = self.values["time_column"], self.values["user_column"]
+        if not time:
             self.set("recommendation_split", "random", "no time column: a seeded random split")
+        elif _constant_within(self.profile.frame, user, time):
+            self.set(
+                "recommendation_split",
+                "user_last",
+                f'each "{user}" is made at one time (a basket): a time cut would test only on '
+                "baskets never seen, so the test holds out some items of every basket, as when "
+                "the service completes one",
+            )
         elif NEXT_ITEM.search(self.brief.prose) and "next" in (self.brief.recommends or ""):
             self.set(
                 "recommendation_split",
@@ -275,8 +284,11 @@ class _Draft:
                 "time",
                 "a global time cut: the test is the future, as when the service is used",
             )
-        self.set("test_size", 0.2, "the latest 20% of interactions for the test")
-        self.set("validation_size", 0.1, "10% before them select and tune the model")
+        held = {"time": "the latest 20% of the interactions",
+                "user_last": "the last 20% of each user's interactions",
+                "random": "a seeded 20% of the interactions"}[self.values["recommendation_split"]]
+        self.set("test_size", 0.2, f"{held} for the test")
+        self.set("validation_size", 0.1, "10% more to select and tune the model")
         self.set("primary_metric", "ndcg", "NDCG@k rewards the relevant items ranked first")
         self.set("seed", 42, "one seed for splits, models and search")
         window = 1000 if rows >= 10_000 else max(100, (rows // 10) // 50 * 50)
