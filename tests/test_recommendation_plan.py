@@ -59,12 +59,25 @@ def test_movielens_briefs_plan_a_recommender_on_the_right_columns(movielens, pro
     assert plan.top_k == 10 and plan.primary_metric == "ndcg"
     assert set(plan.recommenders) == {"popularity", "recent_popularity", "item_knn", "ease",
                                       "als", "bpr", "content"}
-    assert plan.recommendation_split == ("user_last" if "next" in prose else "time")
+    # The latest 20% of the ratings come from a few users: a global cut would test on them only.
+    assert plan.recommendation_split == "user_last"
+    assert "of 671 users" in plan.rationale["recommendation_split"]
     assert plan.time_budget_seconds == 60
     answers = plan.to_answers("movie-picks")
     assert "target" not in answers and "task" not in answers and "features" not in answers
     assert all(plan.rationale.get(name) for name in ("user_column", "item_column",
                                                      "time_column", "item_columns"))
+
+
+def test_a_time_cut_is_kept_when_enough_users_span_it(tmp_path):
+    rows = [(user, item, day) for user in range(200) for item, day in
+            ((user % 50, 1), ((user + 1) % 50, 2), ((user + 2) % 50, 3), ((user + 3) % 50, 9))]
+    data = tmp_path / "visits.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "day"]).to_csv(data, index=False)
+    plan = plan_for(data, "Recommend the next item for each user.", tmp_path)
+    assert plan.time_column == "day" and plan.recommendation_split == "user_last"
+    plan = plan_for(data, "Recommend items.", tmp_path)
+    assert plan.recommendation_split == "time"
 
 
 def test_the_front_matter_wins_over_the_columns_the_planner_would_pick(movielens, tmp_path):
