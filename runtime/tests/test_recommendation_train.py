@@ -92,6 +92,24 @@ def test_the_same_seed_and_data_give_the_same_metrics_and_no_promotion(trained):
     assert "does not beat champion" in again.decision.reason
 
 
+def test_promote_gates_a_version_by_the_paired_test_and_force_needs_a_reason(trained, capsys):
+    config, first = trained
+    root = ["--root", str(config.root)]
+    challenger = train(config, promote=False).version
+    capsys.readouterr()
+    # The same model as the champion: re-scored on the same test users, it is no better.
+    assert main([*root, "promote", "--version", challenger]) == 1
+    out = capsys.readouterr().out
+    assert "one-sided paired t-test over users" in out and "not promoted" in out
+    assert main([*root, "promote", "--version", challenger, "--force"]) == 2
+    assert main([*root, "promote", "--version", challenger, "--force", "--reason", "drill"]) == 0
+    assert load_version(config, "champion").metadata["model_version"] == challenger
+    exported = load_recommender(fallback_dir(config, CHAMPION_DIR))
+    assert exported.metadata["model_version"] == challenger
+    previous = load_recommender(fallback_dir(config, "previous"))
+    assert previous.metadata["model_version"] != challenger
+
+
 def untimed(board: list[dict]) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "fit_seconds"} for row in board]
 

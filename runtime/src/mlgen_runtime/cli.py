@@ -79,30 +79,11 @@ def _compare(config: Config, args: argparse.Namespace) -> int:
 
 
 def _promote(config: Config, args: argparse.Namespace) -> int:
-    from .live_comparison import compare_log
-    from .registry import promote
-    from .serving.rollout import RolloutSettings
+    from .kinds import kind_of
 
     if args.force and not args.reason:
         raise UsageError("--force skips the promotion gate: say why with --reason TEXT.")
-    if not args.force and RolloutSettings.of(config).mode != "off":
-        # A challenger on live traffic is promoted on that evidence, not on old test data alone.
-        comparison = compare_log(config, args.version)
-        print(comparison.summary())
-        if not comparison.better:
-            print(f"Version {args.version} not promoted: live comparison: {comparison.verdict}")
-            return 1
-    evidence = None
-    if not args.force and RolloutSettings.of(config).mode == "off":
-        from .train import holdout_comparison
-
-        # Both models scored on the same test rows of the configured data: a paired test.
-        evidence = holdout_comparison(config, args.version)
-        if evidence is not None:
-            print(evidence.summary())
-    decision = promote(
-        config, args.version, reason=args.reason, force=args.force, evidence=evidence
-    )
+    decision = kind_of(config).promote(config, args.version, reason=args.reason, force=args.force)
     verdict = "promoted to champion" if decision.promote else "not promoted"
     print(f"Version {args.version} {verdict}: {decision.reason}")
     return 0 if decision.promote else 1

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from ...bundle import Bundle
     from ...config import Config
+    from ...registry import Decision
     from ..command import Command
     from .train import RecommendationResult
 
@@ -101,6 +102,11 @@ class RecommendationKind:
         from .train import model_card
 
         return [model_card(config, metadata)]
+
+    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
+        from .train import promote_version
+
+        return promote_version(config, version, reason, force)
 
     def commands(self) -> list[Command]:
         from .batch import COMMAND
