@@ -120,8 +120,11 @@ class RecommenderPyfunc:
 
 
 def pyfunc_class() -> type:
+    import cloudpickle
     import mlflow.pyfunc
 
+    # By value: MLflow's server cannot import this script by the name a test loaded it under.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     return type("RecommenderPyfunc", (RecommenderPyfunc, mlflow.pyfunc.PythonModel), {})
 
 
