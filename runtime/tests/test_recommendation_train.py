@@ -22,6 +22,8 @@ SETTINGS = {
         "split": "user_last",
         "candidates": ["popularity", "item_knn", "als", "bpr"],
         "trials": 2,
+        # Never the limit here: a budget that cut a busy machine's search would change it.
+        "time_budget_seconds": 3600,
         "bootstrap_samples": 100,
     }
 }
@@ -133,6 +135,15 @@ def test_recommend_all_refuses_a_k_above_max_k(trained, tmp_path, capsys):
     out = tmp_path / "recs.parquet"
     assert main(["--root", str(config.root), "recommend-all", "--k", "51", "--out", str(out)]) == 2
     assert "max_k (50)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "retrain", "compare"])
+def test_tabular_only_commands_say_what_to_use_instead(trained, command, capsys):
+    config, _ = trained
+    assert main(["--root", str(config.root), command]) == 2
+    error = capsys.readouterr().err
+    assert f"`{command}` is not a command of recommendation services" in error
+    assert "promote --version" in error or "train --data" in error
 
 
 def test_bad_data_stops_training_with_a_message_naming_the_column(tmp_path, ratings, capsys):

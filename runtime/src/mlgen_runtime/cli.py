@@ -149,6 +149,18 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     return parser
 
 
+def _check_supported(config: Config, command: str) -> None:
+    """Refuse a shared command the service's kind does not have, saying what to use instead."""
+    from .kinds import kind_of
+
+    kind = kind_of(config)
+    if command in kind.unsupported_commands:
+        raise UsageError(
+            f"`{command}` is not a command of {kind.name} services: "
+            f"{kind.unsupported_commands[command]}"
+        )
+
+
 def _kind_commands(commands: argparse._SubParsersAction) -> None:
     """The commands of every kind (e.g. recommend-all); each refuses a service of another."""
     from .kinds import KINDS, get_kind
@@ -182,7 +194,9 @@ def main(argv: list[str] | None = None, package: str | None = None) -> int:
     for name in {RUNTIME, package}:
         logging.getLogger(name).setLevel(logging.INFO)
     try:
-        return args.handler(load_config(args.root), args)
+        config = load_config(args.root)
+        _check_supported(config, args.command)
+        return args.handler(config, args)
     except (ServiceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -34,6 +34,8 @@ class ProblemKind(Protocol):
     name: str
     #: The ``task`` values a service of this kind may have.
     tasks: tuple[str, ...]
+    #: Shared commands (cli.py) this kind's services do not have, each with what to do instead.
+    unsupported_commands: dict[str, str]
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         """Raise ``DataValidationError`` naming the column and the problem."""

@@ -29,6 +29,7 @@ FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
 class TabularKind:
     name = "tabular"
     tasks: tuple[str, ...] = ("binary_classification", "multiclass_classification", "regression")
+    unsupported_commands: dict[str, str] = {}
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         from ..data import validate
