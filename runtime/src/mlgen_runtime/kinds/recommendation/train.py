@@ -292,11 +292,31 @@ def train(
     seconds = time.perf_counter() - started
     metadata = _log_run(config, model.recommender, metadata, all_trials, seconds)
     champion_value, comparison = _against_champion(config, current, model, users, data, truth)
-    decision = decide(
-        primary,
-        metrics[primary],
-        baseline_metrics[primary],
-        champion_value,
+    decision = _decide(
+        config, metrics[primary], baseline_metrics[primary], current, champion_value,
+        comparison, against_baseline,
+    )
+    if promote and decision.promote:
+        apply_promotion(config, metadata["model_version"], decision.reason, model.recommender)
+    return RecommendationResult(model.recommender, metadata, decision, comparison, against_baseline)
+
+
+def _decide(
+    config: Config,
+    value: float,
+    baseline: float,
+    current: Any | None,
+    champion: float | None,
+    comparison: Comparison | None,
+    against_baseline: Comparison,
+) -> Decision:
+    """The runtime's promotion gate (registry.decide) on the primary metric, with popularity
+    as the baseline."""
+    return decide(
+        section(config).primary_metric,
+        value,
+        baseline,
+        champion,
         f"v{current.version}" if current is not None else "",
         config.promotion,
         comparison,
@@ -304,9 +324,6 @@ def train(
         higher=True,
         baseline_label="popularity",
     )
-    if promote and decision.promote:
-        apply_promotion(config, metadata["model_version"], decision.reason, model.recommender)
-    return RecommendationResult(model.recommender, metadata, decision, comparison, against_baseline)
 
 
 def _metrics(scored: Scored, samples: int, seed: int) -> dict[str, float]:
@@ -497,17 +514,9 @@ def promote_version(
         champion_value, comparison = _against_champion(config, current, new, users, data, truth)
         if comparison is not None:
             print(comparison.summary())
-        decision = decide(
-            primary,
-            new.value(primary),
-            baseline.value(primary),
-            champion_value,
-            f"v{current.version}" if current is not None else "",
-            config.promotion,
-            comparison,
-            against_baseline,
-            higher=True,
-            baseline_label="popularity",
+        decision = _decide(
+            config, new.value(primary), baseline.value(primary), current, champion_value,
+            comparison, against_baseline,
         )
         if reason:
             decision = Decision(decision.promote, f"{decision.reason}; {reason}")
