@@ -93,6 +93,13 @@ def test_the_front_matter_wins_over_the_columns_the_planner_would_pick(movielens
     assert plan.rationale["min_weight"] == "stated in the brief"
 
 
+def test_a_recommendation_setting_in_the_front_matter_means_the_kind(movielens, tmp_path):
+    (tmp_path / "brief.md").write_text(f"---\ndata: {movielens}\nitem: movieId\n---\nMovies.")
+    parsed = Brief.load(tmp_path / "brief.md")
+    plan = get_planner().plan(parsed, profile_file(parsed.data_path()))
+    assert plan.kind == "recommendation" and plan.item_column == "movieId"
+
+
 def test_a_brief_with_a_target_stays_tabular_even_if_it_says_recommend(movielens, tmp_path):
     (tmp_path / "brief.md").write_text(
         f"---\ndata: {movielens}\ntarget: rating\n---\nWould a user recommend this movie? "
