@@ -98,6 +98,7 @@ def test_a_recommendation_setting_in_the_front_matter_means_the_kind(movielens, 
     parsed = Brief.load(tmp_path / "brief.md")
     plan = get_planner().plan(parsed, profile_file(parsed.data_path()))
     assert plan.kind == "recommendation" and plan.item_column == "movieId"
+    assert plan.rationale["kind"] == "the brief sets recommendation settings and no target"
 
 
 def test_a_brief_with_a_target_stays_tabular_even_if_it_says_recommend(movielens, tmp_path):

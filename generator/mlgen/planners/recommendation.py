@@ -68,11 +68,15 @@ class _Draft:
         self.brief, self.profile = brief, profile
         self.front = brief.front
         self.values: dict[str, Any] = {"kind": "recommendation", "data_path": str(profile.source)}
+        if brief.kind:
+            kind = "stated in the brief"
+        elif brief.recommends:
+            kind = (f'the brief asks for recommendations ("{brief.recommends}"), not a column to '
+                    "predict")
+        else:
+            kind = "the brief sets recommendation settings and no target"
         self.why: dict[str, str] = {
-            "kind": "stated in the brief"
-            if brief.kind
-            else f'the brief asks for recommendations ("{brief.recommends}"), not a column to '
-            "predict",
+            "kind": kind,
             "data_path": "the brief's data file, read in place (absolute path)",
         }
 
