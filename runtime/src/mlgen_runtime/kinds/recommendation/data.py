@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Numeric times above this are milliseconds since the epoch, not seconds (year 5138 in s).
 MILLISECONDS = 1e11
+# The smallest recency weight (an interaction thousands of a user's interactions ago).
+MIN_RECENCY = 1e-6
 # Fewer interactions than this cannot be split into train, validation and test.
 MIN_INTERACTIONS = 20
 
@@ -66,6 +68,25 @@ class Interactions:
         matrix.sort_indices()
         return matrix
 
+    def recency(self, half_life: float) -> sp.csr_matrix:
+        """users x items: 0.5 ** (r / half_life) for each item a user used, r the number of the
+        user's interactions after it (0: the latest; by time, else by row order)."""
+        time = self.time if self.time is not None else np.arange(len(self), dtype=np.float64)
+        order = np.lexsort((np.arange(len(self)), -time, self.user))
+        users = self.user[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+        counts = np.diff(np.r_[starts, len(order)])
+        later = np.empty(len(self), dtype=np.float64)
+        later[order] = np.arange(len(order)) - np.repeat(starts, counts)
+        weight = np.power(0.5, later / half_life) if half_life > 0 else np.ones(len(self))
+        # Never 0 in float32: the matrix must hold every item the user used (what is excluded).
+        weight = np.maximum(weight, MIN_RECENCY)
+        matrix = sp.coo_matrix(
+            (weight.astype(np.float32), (self.user, self.item)), shape=(self.n_users, self.n_items)
+        )
+        # A repeated item counts as its latest use.
+        return _max_duplicates(matrix)
+
     def subset(self, rows: np.ndarray) -> Interactions:
         """These rows, on the same index."""
         return Interactions(
@@ -76,6 +97,13 @@ class Interactions:
             self.weight[rows],
             None if self.time is None else self.time[rows],
         )
+
+
+def _max_duplicates(matrix: sp.coo_matrix) -> sp.csr_matrix:
+    order = np.lexsort((-matrix.data, matrix.col, matrix.row))
+    row, col, data = matrix.row[order], matrix.col[order], matrix.data[order]
+    first = np.r_[True, (np.diff(row) != 0) | (np.diff(col) != 0)]
+    return sp.csr_matrix((data[first], (row[first], col[first])), shape=matrix.shape)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,10 @@ THREADS = 1
 #: The score of items a model cannot rank (outside EASE's item bound): after every other item.
 UNRANKED = np.float32(-1e30)
 SECONDS_PER_DAY = 86_400.0
+#: Half-lives (in a user's interactions) of history recency a search tries; 0: no decay. On
+#: each MovieLens user's latest 20%, a half-life of 10 lifted EASE's NDCG@10 from 0.140 to
+#: 0.155 and item-kNN's from 0.117 to 0.135: a user's next items follow their latest ones.
+RECENCY = (0.0, 5.0, 10.0, 25.0, 50.0)
 
 
 def _csr(matrix: Any) -> sp.csr_matrix:
@@ -78,6 +82,9 @@ class Model:
     space: ClassVar[dict[str, tuple[Any, ...]]] = {}
     #: True when a history of other items tells the model what a user wants (not popularity).
     personal: ClassVar[bool] = True
+    #: True when the model scores a user's history weighted by recency (``recency`` param:
+    #: the half-life in interactions, 0 for none; see Interactions.recency), not by weight.
+    by_recency: ClassVar[bool] = False
 
     def param(self, name: str) -> Any:
         return self.params.get(name, self.defaults[name])
@@ -141,13 +148,16 @@ class RecentPopularity(Popularity):
 @dataclass
 class ItemKNN(Model):
     family: ClassVar[str] = "item_knn"
+    by_recency: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         "similarity": "bm25",
         "neighbours": 100,
         "k1": 1.2,
         "b": 0.75,
+        "recency": 10.0,
     }
     space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "recency": RECENCY,
         "similarity": ("cosine", "bm25"),
         "neighbours": (20, 50, 100, 200, 400),
         "k1": (0.6, 1.2, 2.0),
@@ -193,9 +203,11 @@ class Ease(Model):
     #: ``max_items`` bounds the inverted Gram matrix (n^2 floats, n^3 time): 3,000 items take
     #: 36 MB and about a second; on MovieLens latest-small 6,000 scored no better (NDCG@10
     #: 0.139 vs 0.140, user_last split) and took 8x longer.
-    defaults: ClassVar[dict[str, Any]] = {"l2": 300.0, "max_items": 3000}
+    by_recency: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {"l2": 300.0, "max_items": 3000, "recency": 10.0}
     space: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "l2": (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+        "l2": (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0),
+        "recency": RECENCY,
     }
     kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
@@ -220,8 +232,7 @@ class Ease(Model):
 
     def scores(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         out = np.full((history.shape[0], self.n_items), UNRANKED, dtype=np.float32)
-        binary = (history[:, self.kept] > 0).astype(np.float32)
-        out[:, self.kept] = binary @ self.weights
+        out[:, self.kept] = _csr(history[:, self.kept]) @ self.weights
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
