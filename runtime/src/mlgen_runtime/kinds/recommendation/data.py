@@ -69,8 +69,11 @@ class Interactions:
         return matrix
 
     def recency(self, half_life: float) -> sp.csr_matrix:
-        """users x items: 0.5 ** (r / half_life) for each item a user used, r the number of the
-        user's interactions after it (0: the latest; by time, else by row order)."""
+        """:attr:`matrix` with each (user, item) weighed down by 0.5 ** (r / half_life), r the
+        number of the user's interactions after its latest use (0: the latest; by time, else by
+        row order); ``half_life`` 0: :attr:`matrix` itself."""
+        if half_life <= 0:
+            return self.matrix
         time = self.time if self.time is not None else np.arange(len(self), dtype=np.float64)
         order = np.lexsort((np.arange(len(self)), -time, self.user))
         users = self.user[order]
@@ -78,14 +81,15 @@ class Interactions:
         counts = np.diff(np.r_[starts, len(order)])
         later = np.empty(len(self), dtype=np.float64)
         later[order] = np.arange(len(order)) - np.repeat(starts, counts)
-        weight = np.power(0.5, later / half_life) if half_life > 0 else np.ones(len(self))
         # Never 0 in float32: the matrix must hold every item the user used (what is excluded).
-        weight = np.maximum(weight, MIN_RECENCY)
-        matrix = sp.coo_matrix(
-            (weight.astype(np.float32), (self.user, self.item)), shape=(self.n_users, self.n_items)
+        decay = np.maximum(np.power(0.5, later / half_life), MIN_RECENCY)
+        latest = _max_duplicates(
+            sp.coo_matrix(
+                (decay.astype(np.float32), (self.user, self.item)),
+                shape=(self.n_users, self.n_items),
+            )
         )
-        # A repeated item counts as its latest use.
-        return _max_duplicates(matrix)
+        return sp.csr_matrix(self.matrix.multiply(latest), dtype=np.float32)
 
     def subset(self, rows: np.ndarray) -> Interactions:
         """These rows, on the same index."""
