@@ -155,7 +155,7 @@ def search(
             if round_ and time.monotonic() + slowest[family] + reserve > deadline:
                 log.info("Time budget spent after %d trials.", len(done))
                 return done
-            params = FAMILIES[family].defaults if not round_ else sample(family, draws[family])
+            params = defaults(family, config) if not round_ else sample(family, draws[family])
             key = json.dumps([family, plain(params)], sort_keys=True)
             if key in tried:
                 continue
@@ -169,6 +169,16 @@ def search(
             slowest[family] = max(slowest.get(family, 0.0), time.perf_counter() - started)
             done.append(Trial(family, plain(params), value, seconds))
     return done
+
+
+def defaults(family: str, config: Config) -> dict[str, Any]:
+    """The first trial of ``family``: its defaults, without recency for a random split (it
+    holds out interactions whatever their age, so age says nothing about them: on MovieLens
+    recency 10 took EASE's NDCG@10 from 0.344 to 0.197 there, and lifted it on user_last)."""
+    params = dict(FAMILIES[family].defaults)
+    if "recency" in params and section(config).split == "random":
+        params["recency"] = 0.0
+    return params
 
 
 def _families(config: Config, items: ItemMetadata) -> list[str]:
@@ -211,6 +221,7 @@ def train(
     )
     finalists = best_trials(all_trials)
     chosen = next(iter(finalists))
+    searched = time.perf_counter() - started
 
     fit_part = data.subset(np.concatenate([parts.train, parts.validation]))
     users, truth = relevant(fit_part, data.subset(parts.test))
@@ -286,6 +297,11 @@ def train(
         "data_hash": file_hash(path),
         "git_commit": git_commit(config.root),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Where the time went (the budget bounds the sum, logging included).
+        "seconds": {
+            "search": searched,
+            "refit_and_test": time.perf_counter() - started - searched,
+        },
     }
     setup(config)
     current = champion_version(config)
@@ -352,6 +368,7 @@ def _log_run(
         **{f"baseline_{key}": value for key, value in metadata["baseline_metrics"].items()},
         "baseline_test_p_value": metadata["baseline_test"]["p_value"],
         "training_seconds": seconds,
+        **{f"{phase}_seconds": value for phase, value in metadata["seconds"].items()},
     }
     for row in metadata["leaderboard"]:
         logged[f"validation_{primary}_{row['family']}"] = row[f"validation_{primary}"]
