@@ -128,9 +128,10 @@ def search(
 ) -> list[Trial]:
     """Every trial of the seeded search, scored on ``held_out``'s users (see the module).
 
-    Each family's defaults are always tried; a drawn trial starts only if it, and then the
-    refit and test of every family's best (estimated by their slowest trial so far), fit
-    before ``deadline`` (``time.monotonic()``; default: ``time_budget_seconds`` from now).
+    A trial starts only if it (a drawn one: its family's slowest trial so far), and then the
+    refit and test of every family's best (1.5x their slowest trials), fit before
+    ``deadline`` (``time.monotonic()``; default: ``time_budget_seconds`` from now). The first
+    family's defaults always run; a family whose defaults are not reached in time is skipped.
     """
     rec = section(config)
     users, truth = relevant(fit, held_out)
@@ -148,13 +149,17 @@ def search(
     done: list[Trial] = []
     for round_ in range(max(per_family, 1)):
         for family in families:
-            if round_ and not FAMILIES[family].space:
+            if round_ and (not FAMILIES[family].space or family not in slowest):
                 continue
             # The refits see more data and score the test users too: half as long again.
             reserve = REFIT_FACTOR * sum(slowest.values())
             if round_ and time.monotonic() + slowest[family] + reserve > deadline:
                 log.info("Time budget spent after %d trials.", len(done))
                 return done
+            if done and not round_ and time.monotonic() + reserve > deadline:
+                # As the tabular kind's selection does: a family not reached in time is skipped.
+                log.warning("Time budget spent: candidate %s skipped.", family)
+                continue
             params = defaults(family, config) if not round_ else sample(family, draws[family])
             key = json.dumps([family, plain(params)], sort_keys=True)
             if key in tried:
