@@ -47,7 +47,8 @@ class ForecastingKind:
 
         fc = section(config)
         # An inferred frequency is known only with the data: read_panel resolves it there.
-        return SeasonalNaive(fc.season_length or (season_length_of(fc.frequency) if fc.frequency else 1))
+        season = fc.season_length or (season_length_of(fc.frequency) if fc.frequency else 1)
+        return SeasonalNaive(season)
 
     def candidates(self, config: Config) -> list[str]:
         from .data import section

@@ -154,8 +154,9 @@ def read_panel(df: pd.DataFrame, config: Config) -> Panel:
     missing = [name for name in needed if name not in df.columns]
     if missing:
         raise DataValidationError(
-            f"Column(s) {', '.join(missing)} not in the data (it has {', '.join(map(str, df.columns))})."
-            " Fix forecasting.time_column / series_column / covariates or data.target."
+            f"Column(s) {', '.join(missing)} not in the data (it has "
+            f"{', '.join(map(str, df.columns))}). Fix forecasting.time_column / series_column / "
+            "covariates or data.target."
         )
     if df.empty:
         raise DataValidationError("The data file has no rows.")

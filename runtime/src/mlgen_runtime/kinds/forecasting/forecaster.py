@@ -120,7 +120,7 @@ def save_forecaster(forecaster: Forecaster, folder: Path) -> None:
         arrays[f"{index}.y"] = series.y
         for name, values in series.covariates.items():
             arrays[f"{index}.cov.{name}"] = values
-    np.savez(folder / HISTORY_FILE, **arrays)
+    np.savez(folder / HISTORY_FILE, **arrays)  # type: ignore[arg-type]
 
 
 def load_forecaster(directory: Path) -> Forecaster:

@@ -84,7 +84,9 @@ class ForecastRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     series_id: SeriesId = Field(None, description="The series (omit for a single-series model).")
-    horizon: StrictInt | None = Field(None, description="Steps ahead (default forecasting.horizon).")
+    horizon: StrictInt | None = Field(
+        None, description="Steps ahead (default forecasting.horizon)."
+    )
     history: list[dict[str, Number | str | None]] | None = Field(
         None,
         description="Recent values to forecast from instead of the training history: rows "

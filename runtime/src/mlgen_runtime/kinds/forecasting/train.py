@@ -108,7 +108,11 @@ def cut(panel: Panel, steps_before_end: int) -> Panel:
 
 
 def forecast_windows(
-    model: Model, panel: Panel, origins_before_end: list[int], horizon: int, scales: dict[str, float]
+    model: Model,
+    panel: Panel,
+    origins_before_end: list[int],
+    horizon: int,
+    scales: dict[str, float],
 ) -> Windows:
     """``model``'s forecasts of ``horizon`` steps from each origin (steps before each series'
     end) of each series, with the actual values."""
