@@ -137,8 +137,33 @@ def write_sample(profile: Profile, plan: Plan, path: Path, rows: int = SAMPLE_RO
 
     Classification samples are stratified and keep at least ``MIN_ROWS_PER_CLASS`` rows of every
     class (when the data has them) so the service's stratified splits work on the sample.
-    Rows keep their file order, which keeps a time-ordered file ordered.
+    Rows keep their file order, which keeps a time-ordered file ordered. A recommendation sample
+    keeps whole users (every interaction of a seeded share of them), so it keeps their histories.
     """
+    if plan.kind == "recommendation":
+        data = _whole_users(profile, plan, rows)
+    else:
+        data = _stratified(profile, plan, rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.to_csv(path, index=False)
+    return path
+
+
+def _whole_users(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
+    """Every interaction of seeded users, taken in random order until ``rows`` is reached."""
+    frame = profile.frame
+    known = frame[plan.user_column].notna() & frame[plan.item_column].notna()
+    data = profile.raw[known]
+    if len(data) <= rows:
+        return data
+    users = frame.loc[known, plan.user_column]
+    sizes = users.value_counts(sort=False)
+    order = sizes.sample(frac=1.0, random_state=plan.seed)
+    chosen = order.index[order.cumsum() <= rows]
+    return data[users.isin(chosen).to_numpy()]
+
+
+def _stratified(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
     data = profile.raw[profile.frame[plan.target].notna()]
     if len(data) > rows:
         if plan.task == "regression":
@@ -158,15 +183,18 @@ def write_sample(profile: Profile, plan: Plan, path: Path, rows: int = SAMPLE_RO
                 for label, group in groups.items()
             )
         data = data.sort_index()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data.to_csv(path, index=False)
-    return path
+    return data
 
 
 def example_record(profile: Profile, plan: Plan) -> dict[str, Any]:
     """One row of the data as a request of the plan's features (the ``example_record`` answer):
     the first with every feature present, else the first with its gaps left out, in the JSON
-    pandas writes. Empty without planned features (they are inferred at training)."""
+    pandas writes. Empty without planned features (they are inferred at training).
+
+    A recommendation plan's example is a request: the user with the most interactions, a few of
+    their items, and a filter on the first item metadata column their first item has."""
+    if plan.kind == "recommendation":
+        return _example_request(profile, plan)
     names = [feature.name for feature in plan.features]
     if not names:
         return {}
@@ -175,6 +203,28 @@ def example_record(profile: Profile, plan: Plan) -> dict[str, Any]:
     first = (complete if len(complete) else rows).head(1)
     (record,) = json.loads(first.to_json(orient="records", date_format="iso"))
     return {name: value for name, value in record.items() if value is not None}
+
+
+def _example_request(profile: Profile, plan: Plan) -> dict[str, Any]:
+    rows = profile.raw[[plan.user_column, plan.item_column, *plan.item_columns]].dropna(
+        subset=[plan.user_column, plan.item_column]
+    )
+    if rows.empty:
+        return {}
+    user = rows[plan.user_column].value_counts(sort=True).index[0]
+    mine = rows[rows[plan.user_column] == user].drop_duplicates(plan.item_column).head(3)
+    # The JSON pandas writes: ids as the data has them (numbers stay numbers).
+    (record,) = json.loads(mine.head(1).to_json(orient="records", date_format="iso"))
+    items = json.loads(mine[plan.item_column].to_json(orient="values"))
+    request: dict[str, Any] = {"user_id": record[plan.user_column], "items": items}
+    for column in plan.item_columns:
+        value = record.get(column)
+        if isinstance(value, str) and value.strip():
+            # A |-separated tag list filters on one tag; a free text on its first word.
+            tag = value.split("|")[0].strip() if "|" in value else value.strip()
+            request["filters"] = {column: [tag]}
+            break
+    return request
 
 
 def _move_into_place(staging: Path, out: Path) -> None:

@@ -207,7 +207,7 @@ class Ease(Model):
         x = binary[:, self.kept]
         gram = (x.T @ x).toarray()
         gram[np.diag_indices_from(gram)] += float(self.param("l2"))
-        with threadpool_limits(limits=2):
+        with threadpool_limits(limits=THREADS):
             inverse = np.linalg.inv(gram)
         weights = inverse / -np.diag(inverse)
         weights[np.diag_indices_from(weights)] = 0.0

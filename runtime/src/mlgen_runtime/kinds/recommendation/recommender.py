@@ -380,11 +380,18 @@ def _key(value: Any, numeric: bool) -> Any:
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the ``k`` best columns (best first; ties by column) and their scores; -1 and
-    -inf pad rows with fewer than ``k`` finite-or-ranked scores (``-inf`` is never returned)."""
+    """Per row, the ``k`` best columns (best first; ties by column, also at the k-th place)
+    and their scores; -1 and -inf pad rows with fewer than ``k`` items (``-inf`` is never
+    returned)."""
     n_rows, n_items = scores.shape
     k_eff = min(k, n_items)
     part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    threshold = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    for row in range(n_rows):
+        # argpartition picks any of the items tied at the k-th score: take the first ones.
+        above = np.flatnonzero(scores[row] > threshold[row])
+        tied = np.flatnonzero(scores[row] == threshold[row])[: k_eff - len(above)]
+        part[row] = np.concatenate([above, tied])
     picked = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -picked), axis=1)
     codes = np.take_along_axis(part, order, axis=1)

@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
@@ -68,11 +68,13 @@ from .monitoring import (
     hit_rate,
     test_metrics,
 )
-from .recommender import Recommender, load_recommender
+from .recommender import Recommendation, Recommender, load_recommender
 
 log = logging.getLogger(__name__)
 
 SERVING_PATH = "numpy"
+# Users whose unfiltered answers are kept (see AnswerCache).
+CACHED_USERS = 20_000
 Strategy = Literal["personalised", "similar_items", "content", "popularity"]
 MAX_ID_LENGTH = 256
 
@@ -181,6 +183,58 @@ class RecommenderMetadata(BaseModel):
     drift_signals: list[str]
 
 
+class Ranked(NamedTuple):
+    """A recommendation of the cache's depth: the first k of it answer any k up to that."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    strategy: str
+
+
+class AnswerCache:
+    """The unfiltered answers of known users (and the one of every unknown user), computed by
+    the model once, to the depth of ``max_k``, and sliced to each request's k.
+
+    A user's unfiltered ranking depends only on the model and the user: computing it per
+    request spent ~0.15 ms of numpy (ALS over MovieLens' 9,066 items) on an answer that never
+    changes, three times the rest of the request. The answers are the model's own
+    (``Recommender.recommend``), so a cached answer equals a computed one exactly (tested).
+    Up to :data:`CACHED_USERS` users are kept (~1.6 kB each at depth 100); the known users are
+    computed at load, up to that many, and the rest on their first request (the oldest entry
+    then makes room). Filtered requests are always computed.
+    """
+
+    def __init__(self, recommender: Recommender, depth: int) -> None:
+        self.recommender = recommender
+        self.depth = depth
+        self._users: dict[tuple[int, bool], Ranked] = {}
+        self._cold: Ranked | None = None
+        active = np.flatnonzero(np.diff(recommender.history.indptr) > 0)
+        for code in active[:CACHED_USERS].tolist():
+            self._users[(code, True)] = self._ranked(recommender.users[code].item(), True)
+
+    def _ranked(self, user_id: Any, exclude_seen: bool) -> Ranked:
+        answer = self.recommender.recommend(user_id, self.depth, exclude_seen)
+        # .tolist() of these arrays gives back the very Python values of the answer.
+        return Ranked(
+            np.asarray(answer.items), np.asarray(answer.scores, dtype=np.float64), answer.strategy
+        )
+
+    def get(self, code: int | None, user_id: Any, exclude_seen: bool) -> Ranked:
+        """The answer for ``user_id``, whose index row is ``code`` (None: an unknown user)."""
+        if code is None:
+            if self._cold is None:
+                self._cold = self._ranked(user_id, exclude_seen)
+            return self._cold
+        key = (code, exclude_seen)
+        found = self._users.get(key)
+        if found is None:
+            if len(self._users) >= CACHED_USERS:
+                del self._users[next(iter(self._users))]
+            found = self._users[key] = self._ranked(user_id, exclude_seen)
+        return found
+
+
 class ServedList:
     """One request's recommendation as the feedback store keeps it: one record whose
     prediction is the list of items served."""
@@ -215,6 +269,7 @@ class ServedRecommender:
         self.max_k = int(meta.get("max_k") or settings.max_k)
         self.max_items = config.serving.max_batch_size
         self.filter_columns = recommender.filter_columns()
+        self.answers = AnswerCache(recommender, self.max_k)
         self.monitor = RecommendationMonitor(recommender, config, metrics)
         self.store = FeedbackStore(
             os.environ.get(FEEDBACK_DB_ENV) or MEMORY,
@@ -249,11 +304,17 @@ class ServedRecommender:
     def recommend(self, body: RecommendRequest, request_id: str) -> Response:
         k = self._k(body.k)
         filters = self._filters(body.filters)
-        known = self.recommender.knows_user(body.user_id)
-        answer = self._call(
-            lambda: self.recommender.recommend(body.user_id, k, body.exclude_seen, filters)
-        )
-        self.monitor.feed.add(not known, (), answer.items)
+        code = self.recommender.user_code(body.user_id)
+        if filters is None:
+            ranked = self.answers.get(code, body.user_id, body.exclude_seen)
+            answer = Recommendation(
+                ranked.items[:k].tolist(), ranked.scores[:k].tolist(), ranked.strategy
+            )
+        else:
+            answer = self._call(
+                lambda: self.recommender.recommend(body.user_id, k, body.exclude_seen, filters)
+            )
+        self.monitor.feed.add(code is None, (), answer.items)
         return self._respond(answer, request_id)
 
     def similar(self, body: SimilarRequest, request_id: str) -> Response:
@@ -320,7 +381,7 @@ class ServedRecommender:
             self.metrics.feedback.labels(exc.kind).inc()
             raise ApiError(404 if exc.kind == "unknown" else 409, exc.kind, str(exc)) from exc
         self.metrics.feedback.labels("joined").inc()
-        self.monitor.feed.add(None, [body.item_id], ())
+        self.monitor.feed.add(None, [body.item_id], None)
         served = [str(item) for item in joined.prediction]
         rank = served.index(str(body.item_id)) + 1 if str(body.item_id) in served else None
         return FeedbackReceipt(
@@ -510,9 +571,11 @@ def _add_model_routes(app: FastAPI, model: ServedRecommender, guard_of: Guards) 
         body = validated(RECOMMEND, await json_body(request))
         return model.recommend(body, request.state.request_id)
 
+    # Folding a basket into the model takes milliseconds (ALS solves for the basket's
+    # factors): in the thread pool, where it cannot stall /health and /recommend.
     async def similar(request: Request) -> Response:
         body = validated(SIMILAR, await json_body(request))
-        return model.similar(body, request.state.request_id)
+        return await run_in_threadpool(model.similar, body, request.state.request_id)
 
     guard = guard_of("/recommend")
     examples = model.examples()

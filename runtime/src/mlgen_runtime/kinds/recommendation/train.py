@@ -39,7 +39,7 @@ from ...errors import DataValidationError
 from ...fallback import CHAMPION_DIR, fallback_dir, keep_previous
 from ...registry import CHALLENGER, CHAMPION, Decision, champion_version, decide, git_commit, setup
 from .data import Interactions, ItemMetadata, read_interactions, relevant, section, split
-from .metrics import RANKING, TEST, coverage, paired_test, per_user, popularity_bias, summarise
+from .metrics import REPORTED, TEST, coverage, paired_test, per_user, popularity_bias, summarise
 from .models import FAMILIES, THREADS, plain, sample
 from .recommender import Recommender, fit_recommender, load_recommender, save_model
 
@@ -226,7 +226,7 @@ def train(
             "params": trial.params,
             "trials": sum(t.family == family for t in all_trials),
             f"validation_{primary}": trial.validation,
-            **{f"test_{name}": tested[family].value(name) for name in RANKING},
+            **{f"test_{name}": tested[family].value(name) for name in REPORTED},
             "fit_seconds": trial.fit_seconds,
             "chosen": family == chosen,
         }
@@ -483,7 +483,7 @@ def model_card(config: Config, metadata: dict[str, Any]) -> str:
         *(
             f"| {name}@{k} | {metrics[name]:.4f} | [{metrics[f'{name}_ci_low']:.4f}, "
             f"{metrics[f'{name}_ci_high']:.4f}] | {baseline[name]:.4f} |"
-            for name in RANKING
+            for name in REPORTED
         ),
         f"| catalogue coverage | {metrics['coverage']:.4f} | | {baseline['coverage']:.4f} |",
         f"| popularity bias | {metrics['popularity_bias']:.4f} | | "
@@ -524,7 +524,7 @@ def summary(result: RecommendationResult) -> str:
         f"interactions; {meta['split']} split, {meta['evaluated_users']} test users.",
         f"{'metric':<20}{'model':>10}{'95% CI':>22}{'popularity':>12}",
     ]
-    for name in RANKING:
+    for name in REPORTED:
         marker = " *" if name == primary else ""
         ci = f"[{result.metrics[f'{name}_ci_low']:.4f}, {result.metrics[f'{name}_ci_high']:.4f}]"
         lines.append(
