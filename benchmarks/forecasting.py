@@ -53,7 +53,8 @@ ELEC_SF_HISTORY = 28 * 48
 
 
 def _serving_module() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "benchmarks" / "serving.py")
+    path = ROOT / "benchmarks" / "serving.py"
+    spec = importlib.util.spec_from_file_location("bench_serving", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_serving"] = module
@@ -182,6 +183,7 @@ def statsforecast_windows(
 
 def accuracy(name: str, spec: dict[str, Any], work: Path, sf_venv: Path | None) -> dict[str, Any]:
     from mlgen_runtime.kinds.forecasting.metrics import forecast_metrics
+    from mlgen_runtime.kinds.forecasting.models import SeasonalNaive
     from mlgen_runtime.kinds.forecasting.train import (
         Windows,
         _scales,
@@ -202,7 +204,9 @@ def accuracy(name: str, spec: dict[str, Any], work: Path, sf_venv: Path | None) 
         "train_seconds": round(seconds, 1),
         "mlgen": result.metrics,
         "seasonal_naive": result.metadata["baseline_metrics"],
-        "leaderboard": {row["family"]: row["backtest_mase"] for row in result.metadata["leaderboard"]},
+        "leaderboard": {
+            row["family"]: row["backtest_mase"] for row in result.metadata["leaderboard"]
+        },
         "promoted": result.decision.promote,
         "decision": result.decision.reason,
     }
@@ -214,11 +218,10 @@ def accuracy(name: str, spec: dict[str, Any], work: Path, sf_venv: Path | None) 
     test_span = fc["test_windows"] * horizon
     origins = [test_span - w * horizon for w in range(fc["test_windows"])]
     scales = _scales(cut(panel, test_span))
-    naive = forecast_windows(
-        __import__("mlgen_runtime.kinds.forecasting.models", fromlist=["SeasonalNaive"])
-        .SeasonalNaive(panel.season_length), panel, origins, horizon, scales,
+    naive = forecast_windows(SeasonalNaive(panel.season_length), panel, origins, horizon, scales)
+    answers = statsforecast_windows(
+        sf_venv, panel, origins, horizon, spec["sf_history"], work / name
     )
-    answers = statsforecast_windows(sf_venv, panel, origins, horizon, spec["sf_history"], work / name)
     for model_name in ("AutoETS", "AutoARIMA"):
         forecast = np.asarray(answers[model_name]["forecasts"], dtype=float)
         windows = Windows(naive.actual, forecast, naive.scales)

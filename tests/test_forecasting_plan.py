@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from mlgen.brief import Brief
 from mlgen.errors import PlanError
-from mlgen.planners import get_planner
 from mlgen.plan import Plan
+from mlgen.planners import get_planner
 from mlgen.profile import profile_file
 from realdata import rdataset
 
