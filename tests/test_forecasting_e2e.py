@@ -112,7 +112,7 @@ def test_the_trained_forecaster_beats_seasonal_naive(service: Service) -> None:
         assert forecasting["horizon"] == 48
         assert {c["name"]: c["known_future"] for c in forecasting["covariates"]} == {
             "workday": True, "temperature": True}
-        summary = json.loads(service.output[service.output.index("{"):])
+        summary, _ = json.JSONDecoder().raw_decode(service.output[service.output.index("{"):])
         calls = summary["verification"]["calls"]
         assert calls[0].startswith("POST /forecast: 200, 48 steps"), calls
 
