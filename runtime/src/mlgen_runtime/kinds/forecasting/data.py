@@ -99,8 +99,15 @@ def series_key(value: Any) -> str:
 
 
 def future_times(series: Series, frequency: str, horizon: int) -> pd.DatetimeIndex:
-    """The ``horizon`` timestamps after the series' last one."""
-    return pd.date_range(series.times[-1], periods=horizon + 1, freq=frequency)[1:]
+    """The ``horizon`` timestamps after the series' last one (by numpy arithmetic for a fixed
+    step: ``date_range`` costs more than the model on the request path)."""
+    offset = to_offset(frequency)
+    try:
+        step = pd.Timedelta(offset).to_timedelta64()
+    except ValueError:
+        return pd.date_range(series.times[-1], periods=horizon + 1, freq=offset)[1:]
+    last = series.times[-1].to_datetime64()
+    return pd.DatetimeIndex(last + step * np.arange(1, horizon + 1))
 
 
 def season_length_of(frequency: str) -> int:

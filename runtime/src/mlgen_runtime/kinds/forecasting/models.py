@@ -25,7 +25,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from ...errors import RequestError
-from .data import Panel, Series
+from .data import Panel, Series, future_times
 
 # LightGBM threads: one, so the same seed and data give the same model bit for bit.
 THREADS = 1
@@ -264,14 +264,15 @@ class LightGBM:
     def _rows(
         self,
         series: Series,
-        times: pd.DatetimeIndex,
+        target_times: pd.DatetimeIndex,
         y: np.ndarray,
         covariates: dict[str, np.ndarray],
         targets: np.ndarray,
         origins: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        """Feature columns for predicting positions ``targets`` of ``y`` knowing it up to
-        ``origins`` (recursive: origin = target - 1, values after an origin are forecasts)."""
+        """Feature columns for predicting positions ``targets`` of ``y`` (at ``target_times``)
+        knowing it up to ``origins`` (recursive: origin = target - 1, values after an origin
+        are forecasts)."""
         scale = self._scale(series)
         direct = self.strategy == "direct"
         window = self.window
@@ -295,7 +296,7 @@ class LightGBM:
             if self.season > 1:
                 back = self.season * np.ceil(steps / self.season).astype(int)
                 columns["last_cycle"] = (y[targets - back] - level) / scale
-        for name, values in calendar(times[targets], self.frequency).items():
+        for name, values in calendar(target_times, self.frequency).items():
             columns[name] = values
         for name in self.known:
             columns[f"known_{name}"] = covariates[name][targets]
@@ -331,7 +332,9 @@ class LightGBM:
                 targets = origins + np.tile(steps, len(origin_range))
                 keep = targets < n
                 origins, targets = origins[keep], targets[keep]
-            rows = self._rows(series, series.times, series.y, series.covariates, targets, origins)
+            rows = self._rows(
+                series, series.times[targets], series.y, series.covariates, targets, origins
+            )
             rows["_y"] = (series.y[targets] - rows["_level"]) / rows["_scale"]
             parts.append(pd.DataFrame(rows))
         if not parts:
@@ -361,9 +364,7 @@ class LightGBM:
 
     def _one(self, series: Series, horizon: int, future: dict[str, np.ndarray]) -> np.ndarray:
         n = len(series)
-        times = series.times.append(
-            pd.date_range(series.times[-1], periods=horizon + 1, freq=self.frequency)[1:]
-        )
+        times = future_times(series, self.frequency, horizon)
         y = np.concatenate([series.y, np.zeros(horizon)])
         covariates = {
             name: np.concatenate([values, future.get(name, np.full(horizon, values[-1]))])
@@ -375,7 +376,7 @@ class LightGBM:
             return self._predict(rows)
         for step in range(horizon):
             position = np.array([n + step])
-            rows = self._rows(series, times, y, covariates, position, position - 1)
+            rows = self._rows(series, times[step : step + 1], y, covariates, position, position - 1)
             y[n + step] = self._predict(rows)[0]
         return y[n:]
 
