@@ -150,7 +150,7 @@ def test_same_seed_same_data_same_metrics(air_service, tmp_path: Path) -> None:
 
 
 def test_half_hourly_demand_with_temperature_direct_lightgbm(tmp_path: Path) -> None:
-    elecdemand(6).to_csv(tmp_path / "elec.csv", index=False)
+    elecdemand(4).to_csv(tmp_path / "elec.csv", index=False)
     config = write_config(
         tmp_path, tmp_path / "elec.csv", "demand",
         {"time_column": "time", "horizon": 48, "candidates": ["lightgbm"], "test_windows": 3,
