@@ -136,7 +136,8 @@ def test_the_trained_recommender_beats_popularity_on_its_test_users(service: Ser
     assert metadata["kind"] == "recommendation" and primary == "ndcg"
     assert metadata["metrics"][primary] > metadata["baseline_metrics"][primary], metadata
     if service.route == "mlgen-new":
-        summary = json.loads(service.output[service.output.index("{"):])
+        # --json prints the summary on stdout, before the progress on stderr.
+        summary, _ = json.JSONDecoder().raw_decode(service.output[service.output.index("{"):])
         calls = summary["verification"]["calls"]
         assert len(calls) == 3 and "a user never seen" in calls[1] and "popularity" in calls[1]
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from mlgen.planning import PlanOutcome
 
 SAMPLE_ROWS = 1000
+# A recommendation sample keeps whole users: more rows, so it holds enough of them.
+RECOMMENDATION_SAMPLE_ROWS = 5000
 MIN_ROWS_PER_CLASS = 20
 
 
@@ -132,8 +134,9 @@ def plan_document(plan: Plan, profile: Profile, answers: dict) -> str:
     return "\n".join(lines)
 
 
-def write_sample(profile: Profile, plan: Plan, path: Path, rows: int = SAMPLE_ROWS) -> Path:
-    """A seeded sample of at most ``rows`` rows, as read from the file.
+def write_sample(profile: Profile, plan: Plan, path: Path, rows: int | None = None) -> Path:
+    """A seeded sample of at most ``rows`` rows (default: ``SAMPLE_ROWS``, for a recommendation
+    plan ``RECOMMENDATION_SAMPLE_ROWS``), as read from the file.
 
     Classification samples are stratified and keep at least ``MIN_ROWS_PER_CLASS`` rows of every
     class (when the data has them) so the service's stratified splits work on the sample.
@@ -144,18 +147,21 @@ def write_sample(profile: Profile, plan: Plan, path: Path, rows: int = SAMPLE_RO
     ``rows`` in all.
     """
     if plan.kind == "recommendation":
-        data = _whole_users(profile, plan, rows)
+        data = _whole_users(profile, plan, rows or RECOMMENDATION_SAMPLE_ROWS)
     elif plan.kind == "forecasting":
-        data = _series_tails(profile, plan, rows)
+        data = _series_tails(profile, plan, rows or SAMPLE_ROWS)
     else:
-        data = _stratified(profile, plan, rows)
+        data = _stratified(profile, plan, rows or SAMPLE_ROWS)
     path.parent.mkdir(parents=True, exist_ok=True)
     data.to_csv(path, index=False)
     return path
 
 
 def _whole_users(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
-    """Every interaction of seeded users, taken in random order until ``rows`` is reached."""
+    """Every interaction of seeded users, in random order while they fit in ``rows`` (users
+    with more than a twentieth of it are left out, so the sample has many users). With a time
+    split, users active on both sides of the data's time cut come first: the service's tests
+    train with that split and need users with a history and a future."""
     frame = profile.frame
     known = frame[plan.user_column].notna() & frame[plan.item_column].notna()
     data = profile.raw[known]
@@ -163,7 +169,16 @@ def _whole_users(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
         return data
     users = frame.loc[known, plan.user_column]
     sizes = users.value_counts(sort=False)
-    order = sizes.sample(frac=1.0, random_state=plan.seed)
+    order = sizes[sizes <= max(1, rows // 20)].sample(frac=1.0, random_state=plan.seed)
+    if plan.recommendation_split == "time" and plan.time_column:
+        time = frame.loc[known, plan.time_column]
+        if profile.column(plan.time_column).kind == "datetime":
+            time = (time - time.min()).dt.total_seconds()
+        time = pd.to_numeric(time, errors="coerce")
+        cut = time.quantile(1.0 - plan.test_size)
+        spans = time.groupby(users).agg(["min", "max"])
+        spanning = set(spans.index[(spans["min"] < cut) & (spans["max"] >= cut)])
+        order = pd.concat([order[order.index.isin(spanning)], order[~order.index.isin(spanning)]])
     chosen = order.index[order.cumsum() <= rows]
     return data[users.isin(chosen).to_numpy()]
 

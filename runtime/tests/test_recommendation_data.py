@@ -142,3 +142,19 @@ def test_a_time_split_without_a_time_column_says_what_to_do(service, ratings):
     data, _ = read_interactions(ratings, config)
     with pytest.raises(ConfigError, match="time_column.*split: random"):
         split(data, config)
+
+
+def test_recency_halves_a_users_weights_every_half_life_from_their_latest(service, ratings):
+    config = service()
+    data, _ = read_interactions(ratings, config)
+    recent = data.recency(10.0)
+    assert (recent != 0).sum() == (data.matrix != 0).sum()  # the same items, none lost
+    user = int(np.argmax(np.bincount(data.user)))
+    mine = np.flatnonzero(data.user == user)
+    latest_first = data.item[mine[np.lexsort((mine, -data.time[mine]))]]
+    aged = np.asarray(recent[user, latest_first].todense()).ravel()
+    weights = np.asarray(data.matrix[user, latest_first].todense()).ravel()
+    decay = aged / weights
+    assert decay[0] == 1.0 and decay[10] == pytest.approx(0.5)
+    assert decay[20] == pytest.approx(0.25) and np.all(np.diff(decay) <= 1e-7)
+    assert data.recency(0.0) is data.matrix

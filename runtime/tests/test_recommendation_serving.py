@@ -242,6 +242,40 @@ def test_bad_input_is_a_422_naming_the_field_and_the_problem(
     assert says in problems[field]
 
 
+ODD_BODIES = [
+    {"user_id": 10**30},
+    {"user_id": -1, "k": 1},
+    {"user_id": "ü🎧 patch sheet", "k": 3},
+    {"user_id": "x" * 300},
+    {"user_id": None},
+    {"user_id": 1, "k": None},
+    {"user_id": 1, "k": 10**30},
+    {"user_id": 1, "filters": None},
+    {"user_id": 1, "filters": {}},
+    {"user_id": 1, "filters": {"title": ["!!!", "", "a" * 300]}},
+    {"user_id": 1, "filters": {"genres": ["(no genres listed)"]}},
+    {"user_id": 1, "filters": {"genres": ["comedy drama"], "title": ["story"]}},
+    {"user_id": 1, "filters": ["genres"]},
+    {"user_id": {"id": 1}},
+    {"items": [10**30, -5, "nothing", "🎧"]},
+    {"items": [318] * 500, "k": MAX_K},
+    {"items": [None]},
+    {"items": [318], "filters": {"genres": ["Horror"]}, "k": MAX_K},
+    "just a string",
+    None,
+    12,
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES, ids=lambda body: repr(body)[:40])
+@pytest.mark.parametrize("path", ["/recommend", "/recommend/similar"])
+def test_no_body_gets_a_server_error(client: TestClient, path: str, body: object) -> None:
+    answer = client.post(path, json=body)
+    assert answer.status_code in (200, 422), answer.text
+    if answer.status_code == 422:
+        assert answer.json()["fields"], answer.text
+
+
 def test_a_body_that_is_not_json_is_a_422_and_a_huge_one_a_413(
     service: Service, client: TestClient
 ) -> None:

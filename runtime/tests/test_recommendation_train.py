@@ -22,6 +22,8 @@ SETTINGS = {
         "split": "user_last",
         "candidates": ["popularity", "item_knn", "als", "bpr"],
         "trials": 2,
+        # Never the limit here: a budget that cut a busy machine's search would change it.
+        "time_budget_seconds": 3600,
         "bootstrap_samples": 100,
     }
 }
@@ -92,6 +94,24 @@ def test_the_same_seed_and_data_give_the_same_metrics_and_no_promotion(trained):
     assert "does not beat champion" in again.decision.reason
 
 
+def test_promote_gates_a_version_by_the_paired_test_and_force_needs_a_reason(trained, capsys):
+    config, first = trained
+    root = ["--root", str(config.root)]
+    challenger = train(config, promote=False).version
+    capsys.readouterr()
+    # The same model as the champion: re-scored on the same test users, it is no better.
+    assert main([*root, "promote", "--version", challenger]) == 1
+    out = capsys.readouterr().out
+    assert "one-sided paired t-test over users" in out and "not promoted" in out
+    assert main([*root, "promote", "--version", challenger, "--force"]) == 2
+    assert main([*root, "promote", "--version", challenger, "--force", "--reason", "drill"]) == 0
+    assert load_version(config, "champion").metadata["model_version"] == challenger
+    exported = load_recommender(fallback_dir(config, CHAMPION_DIR))
+    assert exported.metadata["model_version"] == challenger
+    previous = load_recommender(fallback_dir(config, "previous"))
+    assert previous.metadata["model_version"] != challenger
+
+
 def untimed(board: list[dict]) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "fit_seconds"} for row in board]
 
@@ -115,6 +135,15 @@ def test_recommend_all_refuses_a_k_above_max_k(trained, tmp_path, capsys):
     out = tmp_path / "recs.parquet"
     assert main(["--root", str(config.root), "recommend-all", "--k", "51", "--out", str(out)]) == 2
     assert "max_k (50)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "retrain", "compare"])
+def test_tabular_only_commands_say_what_to_use_instead(trained, command, capsys):
+    config, _ = trained
+    assert main(["--root", str(config.root), command]) == 2
+    error = capsys.readouterr().err
+    assert f"`{command}` is not a command of recommendation services" in error
+    assert "promote --version" in error or "train --data" in error
 
 
 def test_bad_data_stops_training_with_a_message_naming_the_column(tmp_path, ratings, capsys):

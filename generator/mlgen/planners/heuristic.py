@@ -15,7 +15,7 @@ from mlgen import transforms
 from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
 from mlgen.leaks import named_leaks, stated_leaks
-from mlgen.plan import Plan
+from mlgen.plan import RECOMMENDATION_ONLY, Plan
 from mlgen.planners.forecasting import forecasts, plan_forecasting
 from mlgen.planners.recommendation import plan_recommendation
 from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
@@ -435,11 +435,14 @@ class _Draft:
 
 
 def recommends(brief: Brief) -> bool:
-    """Whether the brief asks for the recommendation kind: stated (``kind``), else its prose
-    asks for recommendations and its front matter names no target."""
+    """Whether the brief asks for the recommendation kind: stated (``kind``), else its front
+    matter names no target and either sets a recommendation setting (``user_column``, ...) or
+    its prose asks for recommendations."""
     if brief.kind:
         return brief.kind == "recommendation"
-    return brief.recommends is not None and "target" not in brief.front
+    if "target" in brief.front:
+        return False
+    return brief.recommends is not None or bool(RECOMMENDATION_ONLY & set(brief.front))
 
 
 def _column_slug(name: str) -> str:

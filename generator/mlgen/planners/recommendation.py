@@ -44,7 +44,9 @@ TOP_K = re.compile(
     r"\btop[- ]?(\d{1,3})\b|\b(\d{1,3})\s+(?:recommendations|suggestions|items|products)\b",
     re.I,
 )
-NEXT_ITEM = re.compile(r"\bnext\s+\w+", re.I)
+NEXT_ITEM = re.compile(
+    r"\bnext\s+(?:item|product|song|track|movie|film|purchase|book|video|episode|order)s?\b", re.I
+)
 # Items share this much of their rows' metadata value at least (a few typos are tolerated).
 CONSTANT_SHARE = 0.98
 MIN_IDS = 5
@@ -66,11 +68,15 @@ class _Draft:
         self.brief, self.profile = brief, profile
         self.front = brief.front
         self.values: dict[str, Any] = {"kind": "recommendation", "data_path": str(profile.source)}
+        if brief.kind:
+            kind = "stated in the brief"
+        elif brief.recommends:
+            kind = (f'the brief asks for recommendations ("{brief.recommends}"), not a column to '
+                    "predict")
+        else:
+            kind = "the brief sets recommendation settings and no target"
         self.why: dict[str, str] = {
-            "kind": "stated in the brief"
-            if brief.kind
-            else f'the brief asks for recommendations ("{brief.recommends}"), not a column to '
-            "predict",
+            "kind": kind,
             "data_path": "the brief's data file, read in place (absolute path)",
         }
 
@@ -272,7 +278,16 @@ class _Draft:
                 "baskets never seen, so the test holds out some items of every basket, as when "
                 "the service completes one",
             )
-        elif NEXT_ITEM.search(self.brief.prose) and "next" in (self.brief.recommends or ""):
+        elif (spread := self._users_across_the_cut()) is not None:
+            spanning, total = spread
+            self.set(
+                "recommendation_split",
+                "user_last",
+                f"a global time cut at the latest 20% would leave {spanning} of {total:,} users "
+                "with both a history to learn from and a future to test: each user's latest "
+                "interactions are held out instead",
+            )
+        elif NEXT_ITEM.search(self.brief.prose):
             self.set(
                 "recommendation_split",
                 "user_last",
@@ -298,6 +313,21 @@ class _Draft:
             0.05,
             "a floor above negligible shifts of the requested items' popularity",
         )
+
+    def _users_across_the_cut(self) -> tuple[int, int] | None:
+        """(users on both sides, users) when too few users have interactions before and after
+        the time cut of a 20% test (fewer than 100 and a fifth of them), else None."""
+        frame = self.profile.frame
+        time = frame[self.values["time_column"]]
+        if self.profile.column(self.values["time_column"]).kind == "datetime":
+            time = (time - time.min()).dt.total_seconds()
+        time = pd.to_numeric(time, errors="coerce")
+        cut = time.quantile(0.8)
+        spans = time.groupby(frame[self.values["user_column"]]).agg(["min", "max"])
+        spanning = int(((spans["min"] < cut) & (spans["max"] >= cut)).sum())
+        if spanning >= min(100, 0.2 * len(spans)):
+            return None
+        return spanning, len(spans)
 
     def _search(self) -> None:
         families = ["popularity", "item_knn", "ease", "als", "bpr"]
