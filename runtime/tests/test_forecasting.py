@@ -149,6 +149,17 @@ def test_same_seed_same_data_same_metrics(air_service, tmp_path: Path) -> None:
     assert train(again, promote=False).metrics == result.metrics
 
 
+def test_promote_refuses_the_champion_and_other_commands_say_what_to_do(
+    air_service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = air_service
+    root = str(config.root)
+    assert main(["--root", root, "promote", "--version", "1"]) == 1
+    assert "already the champion" in capsys.readouterr().out
+    assert main(["--root", root, "evaluate"]) == 2
+    assert "not a command of forecasting services" in capsys.readouterr().err
+
+
 def test_half_hourly_demand_with_temperature_direct_lightgbm(tmp_path: Path) -> None:
     elecdemand(4).to_csv(tmp_path / "elec.csv", index=False)
     config = write_config(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ...bundle import Bundle
     from ...config import Config
+    from ...registry import Decision
     from ..command import Command
     from .train import ForecastResult
 
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
 class ForecastingKind:
     name = "forecasting"
     tasks: tuple[str, ...] = ("forecasting",)
+    unsupported_commands: dict[str, str] = {
+        "evaluate": "`train` prints the test windows' metrics beside seasonal naive's and logs "
+        "them to MLflow, and `promote --version N` re-scores a version on the test windows.",
+        "retrain": "run `train --data NEW_FILE`: a model trained on new data replaces the "
+        "champion only if the gate finds it significantly better on the same test windows.",
+        "drift": "the service watches forecast error, residual drift and seasonality from "
+        "POST /feedback as it serves: see GET /monitoring and /metrics.",
+        "compare": "champion/challenger rollouts are not available for forecasters yet; "
+        "`promote --version N` compares a version with the champion on the test windows.",
+    }
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         from .data import read_panel
@@ -104,6 +115,11 @@ class ForecastingKind:
         from .train import model_card
 
         return [model_card(config, metadata)]
+
+    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
+        from .train import promote_version
+
+        return promote_version(config, version, reason, force)
 
     def commands(self) -> list[Command]:
         from .batch import COMMAND

@@ -444,6 +444,61 @@ def _against_champion(
     return windows.metric(primary), comparison
 
 
+def promote_version(
+    config: Config, version: str, reason: str = "", force: bool = False
+) -> Decision:
+    """The ``promote`` command: registered ``version`` against seasonal naive and the
+    champion, all forecasting the test windows of the configured data from the same histories
+    (the paired test, as at training), or ``force``d; a positive decision is applied.
+
+    A served model was refitted on all of its data: when that data holds these test windows,
+    both versions have seen them, and the comparison is optimistic for both."""
+    setup(config)
+    candidate = load_version(config, version)
+    if force:
+        decision = Decision(True, f"forced: {reason or 'no reason given'}")
+    else:
+        current = champion_version(config)
+        if current is not None and str(current.version) == str(version):
+            return Decision(False, f"version {version} is already the champion")
+        fc = section(config)
+        primary = fc.primary_metric
+        _, panel = prepare(config)
+        horizon = check_length(config, panel)
+        test_span = fc.test_windows * horizon
+        before_test = cut(panel, test_span)
+        scales = _scales(before_test)
+        origins = [test_span - w * horizon for w in range(fc.test_windows)]
+        new = forecast_windows(candidate.model, panel, origins, horizon, scales)
+        naive = forecast_windows(fit(BASELINE, config, before_test), panel, origins, horizon,
+                                 scales)
+        against_baseline = paired_test(
+            naive.scaled, new.scaled, config.promotion.alpha, (BASELINE, version), primary
+        )
+        champion_value, comparison = _against_champion(
+            config, current, panel, origins, horizon, scales, new
+        )
+        if comparison is not None:
+            print(comparison.summary())
+        decision = decide(
+            primary,
+            new.metric(primary),
+            naive.metric(primary),
+            champion_value,
+            f"v{current.version}" if current is not None else "",
+            config.promotion,
+            comparison,
+            against_baseline,
+            higher=False,
+            baseline_label="seasonal naive",
+        )
+        if reason:
+            decision = Decision(decision.promote, f"{decision.reason}; {reason}")
+    if decision.promote:
+        apply_promotion(config, version, decision.reason, candidate)
+    return decision
+
+
 def apply_promotion(config: Config, version: str, reason: str, forecaster: Forecaster) -> Path:
     """Move the ``champion`` alias to ``version`` and export its bundle (the outgoing
     champion's becomes ``previous/``)."""
