@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -101,6 +102,15 @@ def service_env(root: Path) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": "",
         "PYTHONHASHSEED": "0",
     }
+
+
+def _runtime_extra(name: str) -> list[str]:
+    project = tomllib.loads((RUNTIME / "pyproject.toml").read_text())["project"]
+    return list(project["optional-dependencies"][name])
+
+
+#: What a forecasting service adds to a recommendation service's dependencies.
+FORECASTING_EXTRA = _runtime_extra("forecasting")
 
 
 def deps_key() -> str:

@@ -176,6 +176,8 @@ def test_alert_rules_use_only_documented_metrics_and_labels(service: Path) -> No
         "ModelNewUsersHigh",
         "ModelNewItemsHigh",
         "ModelCatalogueCoverageLow",
+        "ModelForecastResidualDrift",
+        "ModelSeasonalityChanged",
     }
     for rule in rules:
         assert_documented(rule["expr"], f"alert {rule['alert']}")

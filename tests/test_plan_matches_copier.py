@@ -13,7 +13,14 @@ from jinja2 import Environment
 from jinja2_ansible_filters import AnsibleCoreFiltersExtension
 from mlgen import transforms
 from mlgen.errors import PlanError
-from mlgen.plan import PLAN_FIELDS, RECOMMENDATION_ONLY, TABULAR_ONLY, Plan
+from mlgen.plan import (
+    FORECASTING_ONLY,
+    PLAN_FIELDS,
+    RECOMMENDATION_ONLY,
+    TABULAR_ONLY,
+    TABULAR_OR_FORECASTING,
+    Plan,
+)
 
 COPIER_YML = Path(__file__).resolve().parents[1] / "copier.yml"
 # Questions about the project, not the problem, and the example row mlgen reads from the data:
@@ -31,6 +38,7 @@ VALID = {"kind": "tabular", "task": "binary_classification", "time_column": "",
          "group_column": "", "user_column": "user_id", "item_column": "item_id",
          "weight_column": "", "item_columns": []}
 REC = {"kind": "recommendation"}
+FC = {"kind": "forecasting", "time_column": "ts", "target": "demand"}
 
 
 def _is_jinja(text: object) -> bool:
@@ -109,13 +117,20 @@ def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
     whens = {name: spec.get("when") for name, spec in PROBLEM_QUESTIONS.items()}
     tabular = {n for n, w in whens.items() if w and w.startswith("{{ kind == 'tabular'")}
     recommendation = {n for n, w in whens.items() if w == "{{ kind == 'recommendation' }}"}
+    forecasting = {n for n, w in whens.items() if w == "{{ kind == 'forecasting' }}"}
+    both = {n for n, w in whens.items() if w == "{{ kind in ['tabular', 'forecasting'] }}"}
     assert tabular == TABULAR_ONLY and recommendation == RECOMMENDATION_ONLY
-    assert {n for n, w in whens.items() if w} == tabular | recommendation
+    assert forecasting == FORECASTING_ONLY and both == TABULAR_OR_FORECASTING
+    assert {n for n, w in whens.items() if w} == tabular | recommendation | forecasting | both
     assert list(QUESTIONS)[0] == "kind", "the first question: everything else depends on it"
     assert QUESTIONS["kind"]["default"] == "tabular", "existing answers files mean tabular"
-    for kind, own, other in (("tabular", TABULAR_ONLY, RECOMMENDATION_ONLY),
-                             ("recommendation", RECOMMENDATION_ONLY, TABULAR_ONLY)):
-        answers = Plan(kind=kind).to_answers("p")
+    for kind, own, other in (
+        ("tabular", TABULAR_ONLY | TABULAR_OR_FORECASTING, RECOMMENDATION_ONLY | FORECASTING_ONLY),
+        ("recommendation", RECOMMENDATION_ONLY, TABULAR_ONLY | FORECASTING_ONLY),
+        ("forecasting", FORECASTING_ONLY | TABULAR_OR_FORECASTING,
+         TABULAR_ONLY | RECOMMENDATION_ONLY),
+    ):
+        answers = Plan(kind=kind, time_column="time").to_answers("p")
         assert own - {"class_weight", "exclude_columns"} <= set(answers)
         assert not other & set(answers)
 
@@ -156,6 +171,17 @@ def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
         ("time_budget_seconds", {**REC, "time_budget_seconds": 0}),
         ("primary_metric", {**REC, "primary_metric": "roc_auc"}),
         ("test_size", {**REC, "test_size": 0.5}),
+        ("time_column", {**FC, "time_column": ""}),
+        ("series_column", {**FC, "series_column": "ts"}),
+        ("covariates", {**FC, "covariates": [{"name": "demand"}]}),
+        ("covariates", {**FC, "covariates": [{"known_future": True}]}),
+        ("covariates", {**FC, "covariates": "temperature"}),
+        ("horizon", {**FC, "horizon": 0}),
+        ("forecasters", {**FC, "forecasters": []}),
+        ("forecasters", {**FC, "forecasters": ["prophet"]}),
+        ("backtest_windows", {**FC, "backtest_windows": 0}),
+        ("interval_level", {**FC, "interval_level": 0.999}),
+        ("primary_metric", {**FC, "primary_metric": "ndcg"}),
     ],
 )
 def test_copier_and_plan_refuse_the_same_answers(question, answers):
@@ -175,6 +201,9 @@ def test_copier_and_plan_refuse_the_same_answers(question, answers):
          "min_weight": 3.5, "item_columns": ["title"], "top_k": 100,
          "recommenders": ["content", "recent_popularity"], "primary_metric": "map",
          "test_size": 0.45, "time_budget_seconds": 1},
+        {**FC, "series_column": "store", "covariates": [{"name": "temp", "known_future": True}],
+         "horizon": 48, "forecasters": ["lightgbm"], "primary_metric": "smape",
+         "interval_level": 0.99, "test_windows": 50},
     ],
 )
 def test_copier_and_plan_accept_the_same_edge_answers(answers):
@@ -195,7 +224,7 @@ def test_class_weight_is_only_answered_for_classifiers():
 
 def test_plan_schema_is_clean_for_an_llm_to_fill():
     schema = Plan.model_json_schema()
-    assert schema["properties"]["kind"]["enum"] == ["tabular", "recommendation"]
+    assert schema["properties"]["kind"]["enum"] == ["tabular", "recommendation", "forecasting"]
     assert set(schema["properties"]) == (PLAN_FIELDS - {"exclude_columns"}) | {
         "excluded",
         "rationale",

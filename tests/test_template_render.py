@@ -73,12 +73,26 @@ REC_CASES = [
                                      "filters": {"category": ["microphone"]}}}),
 ]
 
+# The forecasting kind: the defaults (the bundled AirPassengers sample) and every forecasting
+# question answered.
+FC_CASES = [
+    ("fc-defaults", {"kind": "forecasting"}),
+    ("fc-full", {"kind": "forecasting", "target": "demand", "time_column": "ts",
+                 "series_column": "store",
+                 "covariates": [{"name": "temperature", "known_future": True},
+                                {"name": "footfall", "known_future": False}],
+                 "frequency": "30min", "horizon": 48, "season_length": 48, "gaps": "fill",
+                 "duplicates": "mean", "forecasters": ["lightgbm"],
+                 "forecast_strategy": "recursive", "backtest_windows": 2, "test_windows": 4,
+                 "primary_metric": "smape", "interval_level": 0.8}),
+]
+
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("matrix")
     out = {}
-    for name, answers in _matrix() + REC_CASES:
+    for name, answers in _matrix() + REC_CASES + FC_CASES:
         # Long names on purpose (40 characters is the most the questions allow): imports of the
         # package must still fit ruff's line length.
         pkg = ("svc_" + re.sub(r"\W", "_", name) + "_pkg" * 10)[:40].rstrip("_")
@@ -96,7 +110,7 @@ def _text_files(root: Path):
                 continue
 
 
-@pytest.mark.parametrize("case", [name for name, _ in _matrix() + REC_CASES])
+@pytest.mark.parametrize("case", [name for name, _ in _matrix() + REC_CASES + FC_CASES])
 def test_render_leaves_no_jinja_behind(rendered: dict[str, Path], case: str) -> None:
     root = rendered[case]
     problems = []
@@ -223,8 +237,9 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
     from mlgen_runtime.kinds import KINDS
 
     assert _choices("kind") == set(KINDS)
-    # The recommendation kind's task is not asked: it is the kind's one task.
-    assert _choices("task") | {"recommendation"} == set(get_args(fields["task"].annotation))
+    # The recommendation and forecasting kinds' tasks are not asked: each is its kind's one task.
+    assert _choices("task") | {"recommendation", "forecasting"} == set(
+        get_args(fields["task"].annotation))
     rec = config.RecommendationConfig.model_fields
     assert _choices("recommendation_split") == set(get_args(rec["split"].annotation))
     assert set(get_args(config.RecommenderFamily)) == set(Plan().recommenders or []) | {
@@ -237,6 +252,12 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
         get_args(config.SplitConfig.model_fields["strategy"].annotation))
     assert _choices("class_weight") == set(
         get_args(config.ModelConfig.model_fields["class_weight"].annotation))
+    forecasting = config.ForecastingConfig.model_fields
+    for question, field in (("gaps", "gaps"), ("duplicates", "duplicates"),
+                            ("forecast_strategy", "strategy")):
+        assert _choices(question) == set(get_args(forecasting[field].annotation))
+    assert set(get_args(config.Forecaster)) == set(
+        Plan(kind="forecasting", time_column="time").forecasters)
 
 
 @pytest.mark.parametrize("case", [name for name, _ in _matrix()])
@@ -247,6 +268,47 @@ def test_every_rendered_config_loads_in_the_runtime(rendered: dict[str, Path], c
     config = load_config(rendered[case])
     assert kind_of(config).name == "tabular"
     assert config.task == dict(_matrix())[case]["task"]
+
+
+@pytest.mark.parametrize("case", [name for name, _ in FC_CASES])
+def test_a_forecasting_service_renders_its_own_config_files_and_tests(
+    rendered: dict[str, Path], case: str
+) -> None:
+    from mlgen_runtime.config import load_config
+
+    answers = dict(FC_CASES)[case]
+    root = rendered[case]
+    config = load_config(root)
+    assert config.kind == config.task == "forecasting"
+    fc = config.forecasting
+    assert config.data.target == answers.get("target", "target")
+    assert fc.time_column == answers.get("time_column", "time")
+    assert fc.series_column == (answers.get("series_column") or None)
+    assert [c.model_dump() for c in fc.covariates] == answers.get("covariates", [])
+    assert fc.frequency == (answers.get("frequency") or None)
+    assert fc.season_length == (answers.get("season_length") or None)
+    for name, field in (("horizon", "horizon"), ("gaps", "gaps"), ("duplicates", "duplicates"),
+                        ("forecasters", "candidates"), ("forecast_strategy", "strategy"),
+                        ("backtest_windows", "backtest_windows"),
+                        ("test_windows", "test_windows"), ("primary_metric", "primary_metric"),
+                        ("interval_level", "interval_level")):
+        if name in answers:
+            assert getattr(fc, field) == answers[name]
+    stored = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    assert stored["kind"] == "forecasting" and "target" in stored
+    assert not {"task", "features", "model_family", "user_column", "top_k"} & set(stored)
+    assert not (root / "tests" / "test_data_contract.py").exists()
+    assert not (root / "tests" / "test_recommendations.py").exists()
+    assert (root / "tests" / "test_forecasts.py").exists()
+    assert "mlgen-runtime[forecasting] @" in (root / "pyproject.toml").read_text()
+    assert "forecast-all:" in (root / "Makefile").read_text()
+    readme = (root / "README.md").read_text()
+    assert "/forecast" in readme and "/feedback" in readme
+    if case == "fc-defaults":
+        sample = pd.read_csv(root / "data" / "sample.csv")
+        assert list(sample.columns) == ["time", "target"] and len(sample) == 144
+    else:
+        assert '"temperature": [<48 values>]' in readme
 
 
 @pytest.mark.parametrize("case", [name for name, _ in REC_CASES])

@@ -244,6 +244,8 @@ def _normalise(raw: dict[Any, Any], where: object) -> dict[str, Any]:
         name = ALIASES.get(name, name)
         if name == "task" and str(value).strip().lower() in ("recommendation", "recommend"):
             name, value = "kind", "recommendation"
+        elif name == "task" and str(value).strip().lower() in ("forecasting", "forecast"):
+            name, value = "kind", "forecasting"
         elif name == "task":
             value = _task(value, where)
         elif name == "exclude_columns" and isinstance(value, str):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 from mlgen import transforms
 from mlgen.errors import PlanError, quoted
 
-Kind = Literal["tabular", "recommendation"]
+Kind = Literal["tabular", "recommendation", "forecasting"]
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
@@ -31,6 +31,9 @@ Recommender = Literal[
     "popularity", "recent_popularity", "item_knn", "ease", "als", "bpr", "content"
 ]
 RECOMMENDERS: tuple[str, ...] = typing.get_args(Recommender)
+# The runtime's forecasting families (mlgen_runtime.config.FORECASTERS), in its order.
+Forecaster = Literal["seasonal_naive", "ets", "lightgbm"]
+FORECASTERS: tuple[str, ...] = typing.get_args(Forecaster)
 
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary_classification": (
@@ -51,6 +54,8 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "regression": ("rmse", "mae", "r2"),
     # The recommendation kind has no task question: its metrics are ranking metrics at top_k.
     "recommendation": ("ndcg", "recall", "map", "precision"),
+    # Forecasting: point-forecast errors on the test windows (lower is better).
+    "forecasting": ("mase", "smape", "rmse"),
 }
 # Every metric of every task, in order: the one list the plan's field accepts.
 Metric = Literal[tuple(dict.fromkeys(m for ms in METRICS_BY_TASK.values() for m in ms))]
@@ -67,6 +72,19 @@ class Feature(BaseModel):
     encoding: Encoding = Field(
         default="auto",
         description="auto lets the service choose (scale numerics, one-hot small categoricals)",
+    )
+
+
+class Covariate(BaseModel):
+    """A column that helps to forecast, and whether its future values are known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Column name, exactly as in the data header")
+    known_future: bool = Field(
+        default=False,
+        description="True when its values for the forecast period are known at forecast time "
+        "(a calendar flag, a weather forecast, a planned price)",
     )
 
 
@@ -88,7 +106,8 @@ class Plan(BaseModel):
         default="tabular",
         description="tabular: predict one column of a table (task, target, features, ...); "
         "recommendation: rank items for users from interactions (user_column, item_column, "
-        "...). Each kind answers only its own questions; the other kind's fields are ignored",
+        "...); forecasting: the next values of time series (target, time_column, horizon, ...). "
+        "Each kind answers only its own questions; the other kind's fields are ignored",
     )
     task: Task = Field(
         default="binary_classification", description="What kind of prediction (tabular)"
@@ -161,6 +180,47 @@ class Plan(BaseModel):
         ge=1,
         le=86400,
         description="Recommendation: seconds model selection and tuning may take together",
+    )
+    series_column: str = Field(
+        default="",
+        description="Forecasting: the column telling several series apart; '' for one series",
+    )
+    covariates: list[Covariate] = Field(
+        default_factory=list,
+        description="Forecasting: columns that help to forecast, each with known_future",
+    )
+    frequency: str = Field(
+        default="",
+        description="Forecasting: pandas frequency alias (30min, h, D, W, MS, QS); '' infers it",
+    )
+    horizon: int = Field(
+        default=12, ge=1, le=10000, description="Forecasting: steps ahead a forecast covers"
+    )
+    season_length: int = Field(
+        default=0, ge=0,
+        description="Forecasting: steps per seasonal cycle; 0 derives it from the frequency",
+    )
+    gaps: Literal["error", "fill"] = Field(
+        default="error", description="Forecasting: missing timestamps are an error, or filled"
+    )
+    duplicates: Literal["error", "mean", "sum", "last"] = Field(
+        default="error", description="Forecasting: repeated timestamps are an error, or merged"
+    )
+    forecasters: list[Forecaster] = Field(
+        default_factory=lambda: list(FORECASTERS),
+        description="Forecasting: candidate families; the best in the backtests wins",
+    )
+    forecast_strategy: Literal["direct", "recursive"] = Field(
+        default="direct", description="Forecasting: how LightGBM forecasts several steps"
+    )
+    backtest_windows: int = Field(
+        default=3, ge=1, le=50, description="Forecasting: expanding-window backtests"
+    )
+    test_windows: int = Field(
+        default=2, ge=1, le=50, description="Forecasting: test windows at the end of each series"
+    )
+    interval_level: float = Field(
+        default=0.9, ge=0.5, le=0.99, description="Forecasting: nominal interval coverage"
     )
     split_strategy: SplitStrategy | None = Field(
         default=None,
@@ -259,15 +319,19 @@ class Plan(BaseModel):
 
     @property
     def problem(self) -> str:
-        """The key of METRICS_BY_TASK: the task, or "recommendation" for that kind."""
-        return "recommendation" if self.kind == "recommendation" else self.task
+        """The key of METRICS_BY_TASK: the task, or the kind when it is not tabular."""
+        return self.task if self.kind == "tabular" else self.kind
 
     def asks(self, name: str) -> bool:
         """Whether copier.yml asks question ``name`` for this plan (its ``when``)."""
+        if name in TABULAR_OR_FORECASTING:
+            return self.kind in ("tabular", "forecasting")
         if name in TABULAR_ONLY:
             return self.kind == "tabular" and (name != "class_weight" or self.task != "regression")
         if name in RECOMMENDATION_ONLY:
             return self.kind == "recommendation"
+        if name in FORECASTING_ONLY:
+            return self.kind == "forecasting"
         return True
 
     @classmethod
@@ -293,6 +357,9 @@ class Plan(BaseModel):
         if self.kind == "recommendation":
             named = [self.user_column, self.item_column, self.time_column, self.weight_column]
             named += self.item_columns
+        elif self.kind == "forecasting":
+            named = [self.target, self.time_column, self.series_column]
+            named += [c.name for c in self.covariates]
         else:
             named = [self.target, self.id_column, self.time_column, self.group_column]
             named += [f.name for f in self.features] + self.exclude_columns
@@ -377,7 +444,7 @@ _ANSWER_FIELDS = [name for name in Plan.model_fields if name not in ("excluded",
 PLAN_FIELDS = frozenset([*_ANSWER_FIELDS, "exclude_columns"])
 # Questions of one kind only (copier.yml's `when`); every other question is asked for both.
 TABULAR_ONLY = frozenset({
-    "task", "target", "id_column", "group_column", "features", "feature_transforms",
+    "task", "id_column", "group_column", "features", "feature_transforms",
     "exclude_columns", "split_strategy", "model_family", "class_weight",
     "drift_numeric_threshold",
 })
@@ -385,6 +452,13 @@ RECOMMENDATION_ONLY = frozenset({
     "user_column", "item_column", "weight_column", "min_weight", "item_columns", "top_k",
     "recommendation_split", "recommenders", "time_budget_seconds",
 })
+FORECASTING_ONLY = frozenset({
+    "series_column", "covariates", "frequency", "horizon", "season_length", "gaps",
+    "duplicates", "forecasters", "forecast_strategy", "backtest_windows", "test_windows",
+    "interval_level",
+})
+# The column to predict: the tabular kind's target, and the forecasting kind's.
+TABULAR_OR_FORECASTING = frozenset({"target"})
 
 
 def _default_split(plan: Plan) -> str:
@@ -409,6 +483,8 @@ def _problems(plan: Plan) -> list[str]:
         problems.append(f"rationale for unknown fields: {', '.join(unknown)}")
     if plan.kind == "recommendation":
         return problems + _recommendation_problems(plan)
+    if plan.kind == "forecasting":
+        return problems + _forecasting_problems(plan)
     if plan.split_strategy == "time" and not plan.time_column:
         problems.append("a time split needs time_column")
     if plan.split_strategy == "group" and not plan.group_column:
@@ -483,6 +559,26 @@ def _recommendation_problems(plan: Plan) -> list[str]:
     return problems
 
 
+def _forecasting_problems(plan: Plan) -> list[str]:
+    """copier.yml's validators of the forecasting questions, in the same words."""
+    problems = []
+    if not plan.target.strip():
+        problems.append("The target column name cannot be empty")
+    if not plan.time_column.strip():
+        problems.append("A forecasting service needs time_column: the time of each value")
+    if plan.series_column and plan.series_column in (plan.target, plan.time_column):
+        problems.append("The series column cannot also be the target or the time column")
+    roles = [plan.target, plan.time_column, plan.series_column]
+    clashes = [c.name for c in plan.covariates if c.name in roles]
+    if clashes:
+        problems.append(
+            f"{', '.join(clashes)}: the target, time or series column cannot also be a covariate"
+        )
+    if not plan.forecasters:
+        problems.append("forecasters must be a non-empty YAML list of model families")
+    return problems
+
+
 def _show(value: Any) -> str:
     if isinstance(value, list):
         if not value:
@@ -496,6 +592,8 @@ def _show(value: Any) -> str:
 def _item(value: Any) -> str:
     if isinstance(value, Feature):
         return f"{value.name} ({value.type})"
+    if isinstance(value, Covariate):
+        return f"{value.name} ({'known future' if value.known_future else 'past only'})"
     if isinstance(value, dict) and {"kind", "name"} <= set(value):
         return f"{value['name']} ({value['kind']})"
     return str(value)

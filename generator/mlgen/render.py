@@ -142,9 +142,14 @@ def write_sample(profile: Profile, plan: Plan, path: Path, rows: int | None = No
     class (when the data has them) so the service's stratified splits work on the sample.
     Rows keep their file order, which keeps a time-ordered file ordered. A recommendation sample
     keeps whole users (every interaction of a seeded share of them), so it keeps their histories.
+    A forecasting sample keeps the latest steps of every series (a random share of rows would
+    break each series' grid), as many as its test and backtest windows need and at least
+    ``rows`` in all.
     """
     if plan.kind == "recommendation":
         data = _whole_users(profile, plan, rows or RECOMMENDATION_SAMPLE_ROWS)
+    elif plan.kind == "forecasting":
+        data = _series_tails(profile, plan, rows or SAMPLE_ROWS)
     else:
         data = _stratified(profile, plan, rows or SAMPLE_ROWS)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +181,22 @@ def _whole_users(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
         order = pd.concat([order[order.index.isin(spanning)], order[~order.index.isin(spanning)]])
     chosen = order.index[order.cumsum() <= rows]
     return data[users.isin(chosen).to_numpy()]
+
+
+def _series_tails(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
+    """The last steps of each series, in file order (whole file read: the profile's rows may
+    be a sample)."""
+    source = profile.source
+    reader = pd.read_parquet if source.suffix.lower() in (".parquet", ".pq") else pd.read_csv
+    data = reader(source)
+    series = data[plan.series_column] if plan.series_column else pd.Series(0, index=data.index)
+    count = max(series.nunique(), 1)
+    windows = (plan.test_windows + plan.backtest_windows + 2) * plan.horizon
+    # Two weeks of a daily cycle at most beside the windows (season lengths up to 7 x 48).
+    per_series = max(rows // count, windows + 2 * max(plan.season_length, 336))
+    order = pd.to_datetime(data[plan.time_column], errors="coerce")
+    ranks = order.groupby(series).rank(ascending=False, method="first")
+    return data[(ranks <= per_series).to_numpy()]
 
 
 def _stratified(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
@@ -210,6 +231,9 @@ def example_record(profile: Profile, plan: Plan) -> dict[str, Any]:
     their items, and a filter on the first item metadata column their first item has."""
     if plan.kind == "recommendation":
         return _example_request(profile, plan)
+    if plan.kind == "forecasting":
+        # The README's forecast example is built from the answers (series, horizon, covariates).
+        return {}
     names = [feature.name for feature in plan.features]
     if not names:
         return {}

@@ -89,7 +89,44 @@ def verify_service(
     if answers.get("kind") == "recommendation":
         on_step("serve and ask for recommendations")
         result = replace(result, calls=check_recommendations(service, package, venv, answers))
+    if answers.get("kind") == "forecasting":
+        on_step("serve and ask for a forecast")
+        result = replace(result, calls=check_forecasts(service, package, venv))
     return result
+
+
+def check_forecasts(service: Path, package: str, venv: Path) -> tuple[str, ...]:
+    """Serve the trained service, ask /forecast for the first series of the model over its
+    horizon (with future covariates when the model reads them) and feed back the first step's
+    forecast as its actual value; raise :class:`VerifyError` on any answer that is not one
+    point with an interval per step."""
+    with _Served(service, package, venv) as url:
+        with urllib.request.urlopen(f"{url}/metadata", timeout=60) as response:
+            meta = json.loads(response.read())
+        horizon = int(meta["horizon"])
+        body: dict[str, Any] = {"horizon": horizon}
+        if meta["series"] and meta["series"][0]:
+            body["series_id"] = meta["series"][0]
+        known = [c["name"] for c in meta["covariates"] if c.get("known_future")]
+        if known and meta["family"] == "lightgbm":
+            body["future_covariates"] = {name: [0.0] * horizon for name in known}
+        status, answer = _post(f"{url}/forecast", body)
+        points = answer.get("forecasts") if isinstance(answer, dict) else None
+        if status != 200 or not isinstance(points, list) or len(points) != horizon:
+            raise VerifyError(f"POST /forecast {body} answered {status}: {answer}")
+        if not all(p["lower"] <= p["mean"] <= p["upper"] for p in points):
+            raise VerifyError(f"POST /forecast returned a mean outside its interval: {points}")
+        feedback = {"time": points[0]["time"], "value": points[0]["mean"]}
+        if "series_id" in body:
+            feedback["series_id"] = body["series_id"]
+        status, receipt = _post(f"{url}/feedback", feedback)
+        if status != 200:
+            raise VerifyError(f"POST /feedback {feedback} answered {status}: {receipt}")
+    return (
+        f"POST /forecast: {status}, {horizon} steps from {points[0]['time']}, first "
+        f"{points[0]['mean']:.4g} [{points[0]['lower']:.4g}, {points[0]['upper']:.4g}]",
+        f"POST /feedback: {status}, error {receipt['error']:.4g}",
+    )
 
 
 def check_recommendations(

@@ -16,6 +16,7 @@ from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
 from mlgen.leaks import named_leaks, stated_leaks
 from mlgen.plan import RECOMMENDATION_ONLY, Plan
+from mlgen.planners.forecasting import forecasts, plan_forecasting
 from mlgen.planners.recommendation import plan_recommendation
 from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
 
@@ -48,6 +49,8 @@ class HeuristicPlanner:
     def plan(self, brief: Brief, profile: Profile) -> Plan:
         if recommends(brief):
             return plan_recommendation(brief, profile)
+        if forecasts(brief, profile):
+            return plan_forecasting(brief, profile)
         target = brief.find_target(profile.column_names)
         draft = _Draft(brief, profile, target)
         draft.decide()

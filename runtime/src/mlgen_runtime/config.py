@@ -29,7 +29,10 @@ LOCAL_FILE = Path("configs") / "local.yaml"
 ROOT_ENV = "MLSERVICE_ROOT"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
-Task = Literal["binary_classification", "multiclass_classification", "regression", "recommendation"]
+Task = Literal[
+    "binary_classification", "multiclass_classification", "regression", "recommendation",
+    "forecasting",
+]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
 Family = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
@@ -174,6 +177,55 @@ class RecommendationConfig(_Section):
     trials: int = Field(8, ge=0)
     time_budget_seconds: float = Field(60, gt=0)
     bootstrap_samples: int = Field(200, ge=10)
+
+
+Forecaster = Literal["seasonal_naive", "ets", "lightgbm"]
+FORECASTERS: list[Forecaster] = ["seasonal_naive", "ets", "lightgbm"]
+
+
+class CovariateSpec(_Section):
+    """A column that helps to forecast the target. ``known_future``: its values for the
+    forecast period are known when forecasting (a calendar flag, a weather forecast, a planned
+    price); otherwise only its past is used (values at least ``horizon`` steps old)."""
+
+    name: str
+    known_future: bool = False
+
+
+class ForecastingConfig(_Section):
+    """``forecasting``: a service of the forecasting kind (kinds/forecasting/).
+
+    Rows are (time[, series], target[, covariates]); the target is ``data.target``. Each series
+    must be regular at ``frequency`` (a pandas offset alias such as ``30min``, ``h``, ``D``,
+    ``MS``; empty: inferred from the data).
+    """
+
+    time_column: str
+    # Several series in one file, told apart by this column; none: a single series.
+    series_column: str | None = None
+    covariates: list[CovariateSpec] = []
+    frequency: str | None = None
+    # Steps ahead a forecast covers by default, and the most a request may ask for.
+    horizon: int = Field(ge=1)
+    max_horizon: int | None = Field(None, ge=1)
+    # Steps per seasonal cycle (48 for half-hourly data and a daily cycle); empty: from the
+    # frequency.
+    season_length: int | None = Field(None, ge=1)
+    # Missing timestamps inside a series: an error naming them, or filled (target by linear
+    # interpolation, covariates by the last value). Repeated timestamps: an error, or merged.
+    gaps: Literal["error", "fill"] = "error"
+    duplicates: Literal["error", "mean", "sum", "last"] = "error"
+    candidates: list[Forecaster] = Field(default_factory=lambda: list(FORECASTERS), min_length=1)
+    # lightgbm: recursive (one model, its own forecasts fed back as lags) or direct (one model
+    # with the step ahead as a feature, no feedback of its errors).
+    strategy: Literal["recursive", "direct"] = "direct"
+    # Expanding-window backtests that choose the model, and the final test windows (each
+    # ``horizon`` steps, the latest data).
+    backtest_windows: int = Field(3, ge=1)
+    test_windows: int = Field(2, ge=1)
+    primary_metric: Literal["mase", "smape", "rmse"] = "mase"
+    # Coverage the conformal prediction intervals aim at.
+    interval_level: float = Field(0.9, gt=0.0, lt=1.0)
 
 
 class PathsConfig(_Section):
@@ -329,6 +381,7 @@ class Config(_Section):
     tuning: TuningConfig = TuningConfig()
     metric: MetricConfig = MetricConfig(primary="")
     recommendation: RecommendationConfig | None = None
+    forecasting: ForecastingConfig | None = None
     promotion: PromotionConfig = PromotionConfig()
     paths: PathsConfig = PathsConfig()
     tracking: TrackingConfig
@@ -345,6 +398,12 @@ class Config(_Section):
                     "a recommendation service needs a `recommendation` section "
                     "(user_column, item_column, ...)"
                 )
+        elif self.kind == "forecasting" or self.task == "forecasting":
+            if self.forecasting is None or not self.data.target:
+                raise ValueError(
+                    "a forecasting service needs data.target and a `forecasting` section "
+                    "(time_column, horizon, ...)"
+                )
         else:
             missing = [
                 name for name in ("split", "model", "metric") if name not in self.model_fields_set
@@ -357,7 +416,7 @@ class Config(_Section):
 
     @property
     def is_classification(self) -> bool:
-        return self.task not in ("regression", "recommendation")
+        return self.task not in ("regression", "recommendation", "forecasting")
 
     def with_family(self, family: str) -> Config:
         """This config with ``model.family`` set (the choice of ``family: auto``)."""

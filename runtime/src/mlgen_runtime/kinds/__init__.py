@@ -107,10 +107,17 @@ def _recommendation() -> ProblemKind:
     return RecommendationKind()
 
 
+def _forecasting() -> ProblemKind:
+    from .forecasting import ForecastingKind
+
+    return ForecastingKind()
+
+
 #: Every kind by name, built on first use (a kind imports its heavy libraries only then).
 KINDS: dict[str, Callable[[], ProblemKind]] = {
     "tabular": _tabular,
     "recommendation": _recommendation,
+    "forecasting": _forecasting,
 }
 _loaded: dict[str, ProblemKind] = {}
 

