@@ -13,12 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...errors import UsageError
+
 if TYPE_CHECKING:
     import pandas as pd
     from fastapi import FastAPI
 
     from ...bundle import Bundle
     from ...config import Config
+    from ...monitoring.investigation import Investigation, Observed
     from ...registry import Decision
     from ..command import Command
     from .train import ForecastResult
@@ -36,6 +39,8 @@ class ForecastingKind:
         "POST /feedback as it serves: see GET /monitoring and /metrics.",
         "compare": "champion/challenger rollouts are not available for forecasters yet; "
         "`promote --version N` compares a version with the champion on the test windows.",
+        "investigate": "the investigation report covers tabular services so far; a "
+        "forecaster's live error, residual drift and seasonality are on GET /monitoring.",
     }
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
@@ -115,6 +120,10 @@ class ForecastingKind:
         from .train import model_card
 
         return [model_card(config, metadata)]
+
+    def investigate(self, config: Config, observed: Observed) -> Investigation:
+        # cli.py refuses the command first (unsupported_commands); a direct call is refused too.
+        raise UsageError(f"investigate: {self.unsupported_commands['investigate']}")
 
     def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
         from .train import promote_version
