@@ -36,6 +36,8 @@ ALIASES = {
     "exclude": "exclude_columns",
     "name": "project_name",
     "trials": "tuning_trials",
+    "budget": "tuning_time_budget_seconds",
+    "time_budget_seconds": "tuning_time_budget_seconds",
 }
 PROJECT_KEYS = frozenset({"project_name", "package_name", "description", "author"})
 TASK_WORDS = {

@@ -53,7 +53,8 @@ def trained(tmp_path_factory, sample_data) -> Trained:
     config = isolated_config(
         SERVICE_ROOT,
         tmp_path_factory.mktemp("service"),
-        {"data": {"path": str(sample_data)}, "tuning": {"trials": 0}},
+        # No search: trials 0 with a time budget would search until the budget is spent.
+        {"data": {"path": str(sample_data)}, "tuning": {"trials": 0, "time_budget_seconds": None}},
     )
     result = train(config)
     return Trained(config, load_registered(config, result.version), result, sample_data)

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..train import TrainResult
 
-FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
 
 
 class TabularKind:
@@ -44,6 +43,8 @@ class TabularKind:
         return build_baseline(config.task)
 
     def candidates(self, config: Config) -> list[str]:
+        from ..model import FAMILIES
+
         return [config.model.family, *(f for f in FAMILIES if f != config.model.family)]
 
     def metrics(self, config: Config) -> list[str]:
