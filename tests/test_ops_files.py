@@ -172,6 +172,10 @@ def test_alert_rules_use_only_documented_metrics_and_labels(service: Path) -> No
         "ModelLivePerformanceDegraded",
         "ModelChallengerFailing",
         "ModelChallengerWorse",
+        "ModelItemPopularityDrift",
+        "ModelNewUsersHigh",
+        "ModelNewItemsHigh",
+        "ModelCatalogueCoverageLow",
     }
     for rule in rules:
         assert_documented(rule["expr"], f"alert {rule['alert']}")
@@ -194,7 +198,8 @@ def test_dashboard_uses_documented_metrics_and_the_provisioned_datasource(servic
         assert_documented(expr, f"panel {title!r}")
     used = {name for _, expr in exprs for name, _ in promql_selectors(expr)[0]}
     # The dashboard shows what the brief promised: traffic, errors, latency, outcomes, scores,
-    # drift, the model, and each rollout variant's traffic, latency and live performance.
+    # drift, the model, and each rollout variant's traffic, latency and live performance; for a
+    # recommender, its strategies, item-popularity drift, cold starts and coverage.
     assert {
         "http_requests_total",
         "http_request_duration_seconds_bucket",
@@ -207,6 +212,12 @@ def test_dashboard_uses_documented_metrics_and_the_provisioned_datasource(servic
         "model_variant_prediction_duration_seconds_bucket",
         "model_variant_live_performance",
         "model_challenger_active",
+        "model_recommendations_total",
+        "model_item_popularity_drift",
+        "model_new_user_rate",
+        "model_new_item_rate",
+        "model_catalogue_coverage",
+        "model_catalogue_coverage_expected",
     } <= used
     datasources = yaml.safe_load(
         (service / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()

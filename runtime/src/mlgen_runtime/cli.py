@@ -1,6 +1,8 @@
 """The *command line* of the service: ``python -m <package> <command>``.
 
-Commands: train, evaluate, serve, drift, compare, promote, retrain (``--help`` on each).
+Commands: train, evaluate, serve, drift, investigate, compare, promote, retrain (``--help`` on
+each), and the commands of the service's kind (kinds/: e.g. recommend-all of a recommendation
+service).
 
 Expected failures (bad config, bad data, registry refusals, nothing to compare) print one line
 and exit with status 2; a trained model that does not beat its Dummy baseline, a refused
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import ROOT_ENV, Config, load_config
@@ -67,6 +70,12 @@ def _drift(config: Config, args: argparse.Namespace) -> int:
     return run_drift(config, args.data, out_dir)
 
 
+def _investigate(config: Config, args: argparse.Namespace) -> int:
+    from .monitoring.investigation import run_investigate
+
+    return run_investigate(config, args.data, args.since, args.out, args.log)
+
+
 def _compare(config: Config, args: argparse.Namespace) -> int:
     from .live_comparison import compare_log
 
@@ -77,30 +86,11 @@ def _compare(config: Config, args: argparse.Namespace) -> int:
 
 
 def _promote(config: Config, args: argparse.Namespace) -> int:
-    from .live_comparison import compare_log
-    from .registry import promote
-    from .serving.rollout import RolloutSettings
+    from .kinds import kind_of
 
     if args.force and not args.reason:
         raise UsageError("--force skips the promotion gate: say why with --reason TEXT.")
-    if not args.force and RolloutSettings.of(config).mode != "off":
-        # A challenger on live traffic is promoted on that evidence, not on old test data alone.
-        comparison = compare_log(config, args.version)
-        print(comparison.summary())
-        if not comparison.better:
-            print(f"Version {args.version} not promoted: live comparison: {comparison.verdict}")
-            return 1
-    evidence = None
-    if not args.force and RolloutSettings.of(config).mode == "off":
-        from .train import holdout_comparison
-
-        # Both models scored on the same test rows of the configured data: a paired test.
-        evidence = holdout_comparison(config, args.version)
-        if evidence is not None:
-            print(evidence.summary())
-    decision = promote(
-        config, args.version, reason=args.reason, force=args.force, evidence=evidence
-    )
+    decision = kind_of(config).promote(config, args.version, reason=args.reason, force=args.force)
     verdict = "promoted to champion" if decision.promote else "not promoted"
     print(f"Version {args.version} {verdict}: {decision.reason}")
     return 0 if decision.promote else 1
@@ -142,6 +132,24 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     drift.add_argument("--out", help="report folder (default: <paths.reports>/drift)")
     drift.set_defaults(handler=_drift)
 
+    investigate = commands.add_parser(
+        "investigate",
+        help="explain a degraded model: performance over time, slices, drift, label shift, "
+        "concept drift, data quality, and a backtested retrain",
+    )
+    source = investigate.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--since", help="the service's logged predictions of the last 30d, 12h, 2w, ..."
+    )
+    source.add_argument("--data", help="a data file (CSV or Parquet), labelled or not")
+    investigate.add_argument(
+        "--log", help="the prediction log (default: $MLSERVICE_FEEDBACK_DB or serving.feedback_db)"
+    )
+    investigate.add_argument(
+        "--out", help="report folder (default: <paths.reports>/investigation-<time>)"
+    )
+    investigate.set_defaults(handler=_investigate)
+
     compare = commands.add_parser(
         "compare", help="test the rollout challenger against the champion on fed-back outcomes"
     )
@@ -162,7 +170,45 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     retrain.add_argument("--data", help="the new data file (default: data.path in the config)")
     retrain.add_argument("--trials", type=int, help="Optuna trials (default: tuning.trials)")
     retrain.set_defaults(handler=_retrain)
+    _kind_commands(commands)
     return parser
+
+
+def _check_supported(config: Config, command: str) -> None:
+    """Refuse a shared command the service's kind does not have, saying what to use instead."""
+    from .kinds import kind_of
+
+    kind = kind_of(config)
+    if command in kind.unsupported_commands:
+        raise UsageError(
+            f"`{command}` is not a command of {kind.name} services: "
+            f"{kind.unsupported_commands[command]}"
+        )
+
+
+def _kind_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands of every kind (e.g. recommend-all); each refuses a service of another."""
+    from .kinds import KINDS, get_kind
+
+    for kind_name in KINDS:
+        for command in get_kind(kind_name).commands():
+            sub = commands.add_parser(command.name, help=f"{command.help} ({kind_name} services)")
+            command.arguments(sub)
+            sub.set_defaults(handler=_for_kind(kind_name, command.name, command.run))
+
+
+def _for_kind(
+    kind: str, name: str, run: Callable[[Config, argparse.Namespace], int]
+) -> Callable[[Config, argparse.Namespace], int]:
+    def handler(config: Config, args: argparse.Namespace) -> int:
+        if config.kind != kind:
+            raise UsageError(
+                f"`{name}` is a command of {kind} services; this service is of the "
+                f"{config.kind} kind."
+            )
+        return run(config, args)
+
+    return handler
 
 
 def main(argv: list[str] | None = None, package: str | None = None) -> int:
@@ -173,7 +219,9 @@ def main(argv: list[str] | None = None, package: str | None = None) -> int:
     for name in {RUNTIME, package}:
         logging.getLogger(name).setLevel(logging.INFO)
     try:
-        return args.handler(load_config(args.root), args)
+        config = load_config(args.root)
+        _check_supported(config, args.command)
+        return args.handler(config, args)
     except (ServiceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,6 +33,11 @@ class UsageError(ServiceError):
     """A command was given a combination of options it refuses."""
 
 
+class RequestError(ServiceError, ValueError):
+    """A request a model cannot answer as asked (an unknown filter column, an empty item list,
+    k out of range): the API answers it with a 4xx naming the problem."""
+
+
 class FeedbackError(ServiceError):
     """Feedback that cannot be joined; ``kind`` is ``unknown`` or ``duplicate``."""
 

@@ -35,7 +35,7 @@ from .config import TRACKING_ENV, Config, PromotionConfig
 from .errors import RegistryError
 from .fallback import CHAMPION_DIR, fallback_dir, keep_previous
 from .model_card import write_model_card
-from .scoring import higher_is_better, is_better
+from .scoring import higher_is_better
 
 if TYPE_CHECKING:
     from .compare import Comparison
@@ -190,6 +190,8 @@ def decide(
     policy: PromotionConfig = DEFAULT_PROMOTION,
     evidence: Comparison | None = None,
     baseline_evidence: Comparison | None = None,
+    higher: bool | None = None,
+    baseline_label: str = "the Dummy baseline",
 ) -> Decision:
     """The promotion gate: beat the Dummy baseline, then beat the champion.
 
@@ -198,12 +200,16 @@ def decide(
     a p-value below ``policy.alpha``. Beating the champion means improving ``metric`` by at
     least the ``policy``'s minimum changes and, when ``evidence`` (the paired test of both
     models on the same rows) is given, significantly.
+
+    ``higher`` is the metric's direction (default: the tabular metrics' table, scoring.py);
+    ``baseline_label`` names the baseline in the reasons (another kind's is not a Dummy).
     """
-    against_baseline = f"{metric} {candidate:.4f} vs the Dummy baseline's {baseline:.4f}"
-    if not is_better(metric, candidate, baseline):
+    higher = higher_is_better(metric) if higher is None else higher
+    against_baseline = f"{metric} {candidate:.4f} vs {baseline_label}'s {baseline:.4f}"
+    if not (candidate > baseline if higher else candidate < baseline):
         return Decision(
             False,
-            f"{metric} {candidate:.4f} does not beat the Dummy baseline ({baseline:.4f})",
+            f"{metric} {candidate:.4f} does not beat {baseline_label} ({baseline:.4f})",
             beats_baseline=False,
         )
     if baseline_evidence is not None:
@@ -214,14 +220,14 @@ def decide(
         if not baseline_evidence.p_value < policy.alpha:
             return Decision(
                 False,
-                f"{against_baseline}: not significantly better than the Dummy baseline ({tested})",
+                f"{against_baseline}: not significantly better than {baseline_label} ({tested})",
                 beats_baseline=False,
             )
         against_baseline = f"{against_baseline}, significantly ({tested})"
     if champion is None:
-        return Decision(True, f"first model; it beats the Dummy baseline: {against_baseline}")
+        return Decision(True, f"first model; it beats {baseline_label}: {against_baseline}")
     versus = f"{metric} {candidate:.4f} vs champion {champion_label} ({champion:.4f})"
-    gain = candidate - champion if higher_is_better(metric) else champion - candidate
+    gain = candidate - champion if higher else champion - candidate
     if gain <= 0:
         return Decision(
             False,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
+from .command import Command
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
     from ..bundle import Bundle
     from ..config import Config
+    from ..monitoring.investigation import Investigation, Observed
+    from ..registry import Decision
 
 
 @runtime_checkable
@@ -32,6 +35,8 @@ class ProblemKind(Protocol):
     name: str
     #: The ``task`` values a service of this kind may have.
     tasks: tuple[str, ...]
+    #: Shared commands (cli.py) this kind's services do not have, each with what to do instead.
+    unsupported_commands: dict[str, str]
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         """Raise ``DataValidationError`` naming the column and the problem."""
@@ -78,6 +83,17 @@ class ProblemKind(Protocol):
     def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
         """Markdown sections this kind adds to the model card."""
 
+    def investigate(self, config: Config, observed: Observed) -> Investigation:
+        """Why the champion got worse on ``observed``: the sections of ``investigate``'s report
+        (monitoring/investigation.py holds the rows, the false-alarm budget and the report)."""
+
+    def commands(self) -> list[Command]:
+        """Commands of this kind's services beyond the shared ones (cli.py offers them)."""
+
+    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
+        """The ``promote`` command's gate for a registered version (``force``: none, but a
+        ``reason``); it prints the evidence it weighed, and applies a positive decision."""
+
 
 def _tabular() -> ProblemKind:
     from .tabular import TabularKind
@@ -85,8 +101,17 @@ def _tabular() -> ProblemKind:
     return TabularKind()
 
 
+def _recommendation() -> ProblemKind:
+    from .recommendation import RecommendationKind
+
+    return RecommendationKind()
+
+
 #: Every kind by name, built on first use (a kind imports its heavy libraries only then).
-KINDS: dict[str, Callable[[], ProblemKind]] = {"tabular": _tabular}
+KINDS: dict[str, Callable[[], ProblemKind]] = {
+    "tabular": _tabular,
+    "recommendation": _recommendation,
+}
 _loaded: dict[str, ProblemKind] = {}
 
 

@@ -576,6 +576,43 @@ def _score_feature(
     )
 
 
+def bucket_drift(
+    name: str,
+    buckets: Sequence[str],
+    reference_counts: Sequence[float] | np.ndarray,
+    current_counts: Sequence[float] | np.ndarray,
+    threshold: float = 0.05,
+    alpha: float = 0.01,
+) -> FeatureDrift:
+    """Drift of counts over named buckets, scored exactly as a categorical feature is: the
+    Jensen-Shannon distance above ``threshold`` and a bucket's share changed beyond sampling
+    noise (the exact test at level ``alpha``).
+
+    For a kind's own signals (e.g. the recommendation kind's item-popularity bins).
+    ``reference_counts`` and ``current_counts`` hold one count per bucket, then one for
+    values unseen in the reference.
+    """
+    reference = np.asarray(reference_counts, dtype=float)
+    current = np.asarray(current_counts, dtype=float)
+    if len(reference) != len(buckets) + 1 or len(current) != len(buckets) + 1:
+        raise ValueError(
+            f"{name}: expected {len(buckets) + 1} counts (the buckets, then unseen), got "
+            f"{len(reference)} and {len(current)}"
+        )
+    # The categorical profile's layout: the buckets, unseen, missing (never, here).
+    counts = np.append(reference, 0.0)
+    profile = {
+        "name": name,
+        "kind": CATEGORICAL,
+        "categories": list(buckets),
+        "counts": counts.tolist(),
+        "frequencies": (counts / max(counts.sum(), 1.0)).tolist(),
+        "missing_rate": 0.0,
+    }
+    limits = _Limits(math.inf, threshold, math.inf, math.inf, alpha)
+    return _score_feature(profile, {}, np.append(current, 0.0), limits, 1.0 - alpha)
+
+
 def monitored_profiles(reference: dict) -> list[dict]:
     """The reference's monitored feature profiles, as every comparison reads them."""
     if reference.get("version") != PROFILE_VERSION:

@@ -62,16 +62,17 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-class ServiceMetrics:
-    """The metrics of one serving app.
+class CommonMetrics:
+    """The metrics every kind's serving app exports: HTTP traffic, rejected requests, the
+    model served, and its quality from feedback (live) and at training (test).
 
-    ``regression`` chooses the buckets of ``model_prediction_score`` (predicted values instead
-    of probabilities).
+    Each kind adds its own (:class:`ServiceMetrics` for tabular models); the names are one
+    contract with ``deploy/`` whatever the kind.
     """
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, regression: bool = False) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._children: dict[tuple, Any] = {}
         registry = self.registry
@@ -88,6 +89,94 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.validation_errors = Counter(
+            "model_validation_errors_total",
+            "Requests rejected because their body did not match the model's input schema.",
+            ["route"],
+            registry=registry,
+        )
+        # Gauges describe the live state of each worker: with several workers a scrape reports
+        # the highest (flags) or the most recent (drift) value among the live ones.
+        self.model_info = Gauge(
+            "model_info",
+            "The model being served (value is always 1).",
+            ["name", "version", "source", "serving_path"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "model_feedback_total",
+            "Ground-truth feedback received, by result (joined, unknown, duplicate, invalid).",
+            ["result"],
+            registry=registry,
+        )
+        self.live_performance = Gauge(
+            "model_live_performance",
+            "Model quality over the recent predictions whose outcome was fed back.",
+            ["metric"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.live_performance_rows = Gauge(
+            "model_live_performance_rows",
+            "Predictions with feedback in the live performance window.",
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.test_performance = Gauge(
+            "model_test_performance",
+            "The served model's quality on its test split at training time, per metric.",
+            ["metric"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: on the request path a lookup costs ~0.1 us,
+        ``labels()`` (lock, validation) ~2 us. Label sets are few (routes, versions, classes)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._child(self.http_requests, route, method, str(status)).inc()
+        self._child(self.http_duration, route, method).observe(seconds)
+
+    def set_model(self, name: str, version: str, source: str, serving_path: str) -> None:
+        self.model_info.labels(name, version, source, serving_path).set(1)
+
+    def set_performance(
+        self, live: Mapping[str, float], rows: int, tested: Mapping[str, float]
+    ) -> None:
+        """Copy live and test-split quality into their gauges (metrics absent stay absent)."""
+        self.live_performance_rows.set(rows)
+        for metric, value in live.items():
+            self.live_performance.labels(metric).set(value)
+        for metric, value in tested.items():
+            self.test_performance.labels(metric).set(value)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric (of all workers in multiprocess mode)."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(merged, path=directory)
+        return generate_latest(merged)
+
+
+class ServiceMetrics(CommonMetrics):
+    """The metrics of one tabular model's serving app.
+
+    ``regression`` chooses the buckets of ``model_prediction_score`` (predicted values instead
+    of probabilities).
+    """
+
+    def __init__(self, regression: bool = False) -> None:
+        super().__init__()
+        registry = self.registry
         self.predictions = Counter(
             "model_predictions_total",
             "Predictions served, by model version and predicted class ('value' for regression).",
@@ -102,25 +191,10 @@ class ServiceMetrics:
             buckets=VALUE_BUCKETS if regression else PROBABILITY_BUCKETS,
             registry=registry,
         )
-        self.validation_errors = Counter(
-            "model_validation_errors_total",
-            "Requests rejected because their body did not match the model's input schema.",
-            ["route"],
-            registry=registry,
-        )
         self.out_of_range = Counter(
             "model_out_of_range_total",
             "Numeric feature values outside the training minimum/maximum (accepted, flagged).",
             ["feature"],
-            registry=registry,
-        )
-        # Gauges describe the live state of each worker: with several workers a scrape reports
-        # the highest (flags) or the most recent (drift) value among the live ones.
-        self.model_info = Gauge(
-            "model_info",
-            "The model being served (value is always 1).",
-            ["name", "version", "source", "serving_path"],
-            multiprocess_mode="livemax",
             registry=registry,
         )
         self.feature_drift = Gauge(
@@ -153,32 +227,6 @@ class ServiceMetrics:
             "model_fallback_predictions_total",
             "Records answered by the fallback model, by why the champion did not answer.",
             ["reason"],
-            registry=registry,
-        )
-        self.feedback = Counter(
-            "model_feedback_total",
-            "Ground-truth feedback received, by result (joined, unknown, duplicate, invalid).",
-            ["result"],
-            registry=registry,
-        )
-        self.live_performance = Gauge(
-            "model_live_performance",
-            "Model quality over the recent predictions whose outcome was fed back.",
-            ["metric"],
-            multiprocess_mode="livemostrecent",
-            registry=registry,
-        )
-        self.live_performance_rows = Gauge(
-            "model_live_performance_rows",
-            "Predictions with feedback in the live performance window.",
-            multiprocess_mode="livemostrecent",
-            registry=registry,
-        )
-        self.test_performance = Gauge(
-            "model_test_performance",
-            "The served model's quality on its test split at training time, per metric.",
-            ["metric"],
-            multiprocess_mode="livemax",
             registry=registry,
         )
 
@@ -228,19 +276,6 @@ class ServiceMetrics:
             registry=registry,
         )
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, remembered: on the request path a lookup costs ~0.1 us,
-        ``labels()`` (lock, validation) ~2 us. Label sets are few (routes, versions, classes)."""
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self._child(self.http_requests, route, method, str(status)).inc()
-        self._child(self.http_duration, route, method).observe(seconds)
-
     def observe_predictions(
         self, model_version: str, outcomes: list[str], scores: list[float]
     ) -> None:
@@ -266,9 +301,6 @@ class ServiceMetrics:
         for feature in features:
             self.out_of_range.labels(feature).inc()
 
-    def set_model(self, name: str, version: str, source: str, serving_path: str) -> None:
-        self.model_info.labels(name, version, source, serving_path).set(1)
-
     def set_drift(self, scores: Mapping[str, Mapping[str, Any]], window_rows: int) -> None:
         """Copy the online drift monitor's latest scores into the drift gauges."""
         self.drift_window_rows.set(window_rows)
@@ -278,26 +310,8 @@ class ServiceMetrics:
             self.feature_drift.labels(feature, str(score["measure"])).set(value)
             self.feature_drift_alert.labels(feature).set(1 if score["alert"] else 0)
 
-    def set_performance(
-        self, live: Mapping[str, float], rows: int, tested: Mapping[str, float]
-    ) -> None:
-        """Copy live and test-split quality into their gauges (metrics absent stay absent)."""
-        self.live_performance_rows.set(rows)
-        for metric, value in live.items():
-            self.live_performance.labels(metric).set(value)
-        for metric, value in tested.items():
-            self.test_performance.labels(metric).set(value)
-
     def set_variant_performance(self, variant: str, live: Mapping[str, float]) -> None:
         """Copy one rollout variant's live quality into its gauges (absent metrics stay absent)."""
         for metric, value in live.items():
             self.variant_live_performance.labels(variant, metric).set(value)
 
-    def exposition(self) -> bytes:
-        """The Prometheus text format of every metric (of all workers in multiprocess mode)."""
-        directory = multiprocess_dir()
-        if directory is None:
-            return generate_latest(self.registry)
-        merged = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(merged, path=directory)
-        return generate_latest(merged)

@@ -17,23 +17,22 @@ the documentation shows every feature's categories and training range, as ``/met
 The prediction routes read the raw body and validate it once with pydantic-core, and answer
 with JSON bytes serialised once: FastAPI neither parses the request into models nor validates
 the response again (``response_model`` still documents it). Their request schemas reach the
-OpenAPI document through ``openapi_extra`` and the components added by ``_document_bodies``.
+OpenAPI document through ``openapi_extra`` and the components added by
+``routes.add_component_schemas``; the guards, error handlers and documentation routes are the
+ones every kind's app shares (``routes.py``).
 """
 
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 
 from ..bundle import Bundle
@@ -41,15 +40,23 @@ from ..config import Config, load_config
 from ..monitoring.drift import OnlineDrift
 from ..monitoring.metrics import ServiceMetrics
 from .degradation import Degradation
-from .errors import ApiError, ExitTrap, error_body, install_error_handlers, invalid_body
+from .errors import ApiError, error_body
 from .fastpath import build_predictor
 from .feedback import FeedbackLoop, FeedbackReceipt, FeedbackRequest
-from .guards import BodyLimits, api_key_guard
-from .observer import RequestObserver, route_label
 from .predictor import Predictor, Rows, Scores
 from .rollout import build_rollout
+from .routes import (
+    ERROR_RESPONSES,
+    Guards,
+    add_component_schemas,
+    add_documentation_routes,
+    add_post_route,
+    hot_routes_first,
+    json_body,
+    protect,
+    validated,
+)
 from .schemas import (
-    COMPONENTS,
     BatchResponse,
     ErrorResponse,
     Health,
@@ -64,17 +71,6 @@ log = logging.getLogger(__name__)
 # Rows buffered before they reach the online drift monitor (see DriftFeed).
 DRIFT_CHUNK_ROWS = 256
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
-        400: "The body could not be read (e.g. not UTF-8).",
-        401: "Missing or wrong X-API-Key (only when serving.auth_enabled).",
-        408: "The body did not arrive within serving.timeouts.body_read_s.",
-        413: "Body larger than serving.max_body_bytes, or a batch over serving.max_batch_size.",
-        422: "The body does not match the model's input schema; `fields` says where.",
-        503: "No model is loaded; `message` says why.",
-    }.items()
-}
 
 
 @dataclass(frozen=True)
@@ -225,7 +221,7 @@ class ServedModel:
         self.metrics.observe_out_of_range([name for flagged in flags for name in flagged])
         if self.drift_feed is not None:
             self.drift_feed.add(rows)
-        self.feedback.remember(request_id, version, scored)
+        self.feedback.remember(request_id, version, scored, rows.columns)
         return Answer(scored, flags, answered_by.model_name, version)
 
     def _predict(self, rows: Rows) -> tuple[Scores, Bundle]:
@@ -315,15 +311,10 @@ def create_app(
     serving = config.serving
     metrics = ServiceMetrics(regression=config.task == "regression")
     state = ServiceState(config, metrics)
-    guard = [Depends(api_key_guard(serving.api_key_env))] if serving.auth_enabled else []
-
-    def guard_of(path: str) -> list:
-        return [] if path in serving.public_paths else guard
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.model is None:
-            await _load_champion(app, state, guard)
+            await _load_champion(app, state, guard_of("/predict"))
         yield
         if state.model is not None:
             # The shadow requests still queued are scored and the rollout log written.
@@ -335,27 +326,19 @@ def create_app(
         description="Predictions from the champion model; the request schema is the model's "
         "features. Errors have one shape (`ErrorResponse`).",
         lifespan=lifespan,
-        # Served by _add_documentation_routes, behind the key unless public.
+        # Served by routes.add_documentation_routes, behind the key unless public.
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
     app.state.service = state
-    install_error_handlers(
-        app,
-        feature_names=lambda: state.model.feature_names if state.model else [],
-        on_validation_error=lambda request: metrics.validation_errors.labels(
-            route_label(request.scope, app.router)
-        ).inc(),
+    guard_of = protect(
+        app, serving, metrics, lambda: state.model.feature_names if state.model else []
     )
-    # The last added is the outermost: the observer sees every answer, the trap's included.
-    app.add_middleware(ExitTrap)
-    app.add_middleware(
-        BodyLimits, max_bytes=serving.max_body_bytes, read_timeout=serving.timeouts.body_read_s
-    )
-    app.add_middleware(RequestObserver, metrics=metrics, router=app.router)
+    # Model routes are never public (serving.public_paths cannot list them).
+    guard = guard_of("/predict")
     _add_service_routes(app, state, guard_of)
-    _add_documentation_routes(app, guard_of)
+    add_documentation_routes(app, guard_of)
     if bundle is not None:
         _add_prediction_routes(app, state.load(bundle, fallback), guard)
     return app
@@ -387,9 +370,7 @@ async def _load_champion(app: FastAPI, state: ServiceState, guard: list) -> None
     _add_prediction_routes(app, model, guard)
 
 
-def _add_service_routes(
-    app: FastAPI, state: ServiceState, guard_of: Callable[[str], list]
-) -> None:
+def _add_service_routes(app: FastAPI, state: ServiceState, guard_of: Guards) -> None:
     @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
     async def health() -> Health:
         """The process is up (it may still have no model: see /ready)."""
@@ -457,41 +438,24 @@ def _add_service_routes(
         return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
 
 
-def _add_documentation_routes(app: FastAPI, guard_of: Callable[[str], list]) -> None:
-    """The OpenAPI document and its two viewers, as FastAPI serves them, guarded like the
-    model routes unless ``serving.public_paths`` lists them."""
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=guard_of("/openapi.json"))
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=guard_of("/docs"))
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
-
-    @app.get("/redoc", include_in_schema=False, dependencies=guard_of("/redoc"))
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
-
-
 def _add_prediction_routes(app: FastAPI, model: ServedModel, guard: list) -> None:
     bodies = model.bodies
 
     # Single records are fast and scored on the event loop; batches may take a while, so they
     # are validated and scored in the thread pool, where they cannot stall /health.
     async def predict(request: Request) -> Response:
-        record = _validated(bodies.record, await _json_body(request))
+        record = validated(bodies.record, await json_body(request))
         request_id = request.state.request_id
         answer = model.score(model.rows([record]), request_id, request.headers)
         return answer.response(request_id, batch=False)
 
     async def predict_batch(request: Request) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         return await run_in_threadpool(
             _score_batch, model, body, request.state.request_id, request.headers
         )
 
-    _add_route(
+    add_post_route(
         app,
         "/predict",
         predict,
@@ -499,9 +463,9 @@ def _add_prediction_routes(app: FastAPI, model: ServedModel, guard: list) -> Non
         guard,
         "Predict one record.",
         "Record",
-        bodies.examples.get("Record"),
+        _training_row(bodies.examples.get("Record")),
     )
-    _add_route(
+    add_post_route(
         app,
         "/predict/batch",
         predict_batch,
@@ -510,12 +474,17 @@ def _add_prediction_routes(app: FastAPI, model: ServedModel, guard: list) -> Non
         "Predict a batch of records: `records` (a list of records) or `columns` (a list of "
         "values per feature, faster for large batches).",
         "BatchRequest",
-        bodies.examples.get("BatchRequest"),
+        _training_row(bodies.examples.get("BatchRequest")),
     )
-    _document_bodies(app, bodies)
-    # Routing tries routes in order: the two answering most requests go first (~5 us saved).
-    hot = [route for route in app.router.routes if isinstance(route, SelfServedRoute)]
-    app.router.routes[:] = hot + [r for r in app.router.routes if r not in hot]
+    add_component_schemas(app, bodies.json_schemas)
+    hot_routes_first(app)
+
+
+def _training_row(example: Any) -> dict[str, Any] | None:
+    """A /docs example built from a row of the training data, if there is one."""
+    if example is None:
+        return None
+    return {"training_row": {"summary": "A row of the training data", "value": example}}
 
 
 def _score_batch(
@@ -525,54 +494,13 @@ def _score_batch(
     if screened is not None:
         rows = Rows(*screened)
     else:
-        batch = _validated(model.bodies.batch, body)
+        batch = validated(model.bodies.batch, body)
         if "records" in batch:
             rows = model.rows(batch["records"])
         else:
             columns = batch["columns"]
             rows = Rows(columns, len(next(iter(columns.values()))))
     return model.score(rows, request_id, headers).response(request_id, batch=True)
-
-
-async def _json_body(request: Request) -> bytes:
-    """The raw body; a declared media type other than JSON is a 422, as FastAPI would answer."""
-    kind = request.headers.get("content-type")
-    if kind is not None and not _is_json(kind):
-        raise invalid_body(
-            [{"type": "media_type", "loc": (), "msg": f"send JSON with Content-Type: "
-              f"application/json, not {kind}"}]
-        )
-    return await request.body()
-
-
-def _is_json(content_type: str) -> bool:
-    kind = content_type.partition(";")[0].strip().lower()
-    return kind == "application/json" or (
-        kind.startswith("application/") and kind.endswith("+json")
-    )
-
-
-def _validated(adapter: TypeAdapter, body: bytes) -> Any:
-    try:
-        return adapter.validate_json(body)
-    except ValidationError as exc:
-        raise invalid_body(exc.errors(include_url=False)) from None
-
-
-def _document_bodies(app: FastAPI, bodies: RequestBodies) -> None:
-    """Add the request bodies' schemas to the OpenAPI document's components."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        document = app.openapi_schema
-        if document is None:
-            document = build()
-            document.setdefault("components", {}).setdefault("schemas", {}).update(
-                bodies.json_schemas()
-            )
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_unavailable_routes(app: FastAPI, guard: list) -> None:
@@ -584,52 +512,4 @@ def _add_unavailable_routes(app: FastAPI, guard: list) -> None:
         )
 
     for path in ("/predict", "/predict/batch"):
-        _add_route(app, path, unavailable, ErrorResponse, guard, "No model is loaded: 503.")
-
-
-class SelfServedRoute(APIRoute):
-    """A route whose endpoint reads the ``Request`` and returns the ``Response`` itself.
-
-    FastAPI documents it as usual (``response_model``, ``openapi_extra``). Without route
-    dependencies the endpoint is called directly, skipping FastAPI's per-request dependency
-    solving (~15 us of a ~150 us /predict); with them (the API key) FastAPI solves them first.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Any]:
-        if self.dependencies:
-            return super().get_route_handler()
-        return self.endpoint
-
-
-def _add_route(
-    app: FastAPI,
-    path: str,
-    endpoint: Callable[..., Any],
-    response_model: type[BaseModel],
-    guard: list,
-    summary: str,
-    body: str | None = None,
-    example: Any = None,
-) -> None:
-    # `body`: the component schema of the request body the endpoint validates itself;
-    # `example`: such a body, shown (and sent by "Try it out") in /docs.
-    extra = None
-    if body is not None:
-        content: dict[str, Any] = {"schema": {"$ref": f"{COMPONENTS}{body}"}}
-        if example is not None:
-            content["examples"] = {
-                "training_row": {"summary": "A row of the training data", "value": example}
-            }
-        extra = {"requestBody": {"required": True, "content": {"application/json": content}}}
-    app.router.add_api_route(
-        path,
-        endpoint,
-        methods=["POST"],
-        response_model=response_model,
-        responses=ERROR_RESPONSES,
-        dependencies=guard,
-        summary=summary,
-        tags=["model"],
-        openapi_extra=extra,
-        route_class_override=SelfServedRoute,
-    )
+        add_post_route(app, path, unavailable, ErrorResponse, guard, "No model is loaded: 503.")

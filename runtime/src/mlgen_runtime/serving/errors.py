@@ -72,6 +72,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 def _problem(error: dict[str, Any], feature_names: list[str]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
+        if not feature_names:
+            return "unknown field; /docs shows the request schema"
         listed = ", ".join(feature_names[:MAX_LISTED_FEATURES])
         more = " ..." if len(feature_names) > MAX_LISTED_FEATURES else ""
         return f"unknown field; the model takes: {listed}{more}"

@@ -19,7 +19,7 @@ import time
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..monitoring.metrics import ServiceMetrics
+from ..monitoring.metrics import CommonMetrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_REQUEST_ID_HEADER = b"x-client-request-id"
@@ -44,7 +44,7 @@ def route_label(scope: Scope, router: Router) -> str:
 class RequestObserver:
     """ASGI middleware: request id in and out, request count and duration per route."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, router: Router) -> None:
+    def __init__(self, app: ASGIApp, metrics: CommonMetrics, router: Router) -> None:
         self.app = app
         self.metrics = metrics
         self.router = router
