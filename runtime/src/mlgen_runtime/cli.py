@@ -71,9 +71,34 @@ def _drift(config: Config, args: argparse.Namespace) -> int:
 
 
 def _investigate(config: Config, args: argparse.Namespace) -> int:
-    from .monitoring.investigation import run_investigate
+    """1 when the report found something, 0 when not (2: an error)."""
+    from datetime import UTC, datetime
 
-    return run_investigate(config, args.data, args.since, args.out, args.log)
+    from .kinds import kind_of
+    from .monitoring.investigation import from_file, from_log, write
+
+    if bool(args.data) == bool(args.since):
+        raise UsageError(
+            "Say what to investigate: --since 30d (the service's logged predictions) or "
+            "--data recent.csv (a data file), not both."
+        )
+    observed = from_file(config, args.data) if args.data else from_log(config, args.since, args.log)
+    investigation = kind_of(config).investigate(config, observed)
+    if args.out:
+        out_dir = Path(args.out)
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = config.resolve(config.paths.reports) / f"investigation-{stamp}"
+    json_path, html_path = write(investigation, out_dir)
+    print(investigation.summary())
+    print(f"Report: {html_path}\nJSON:   {json_path}")
+    for section in investigation.sections:
+        for name in section.files:
+            print(
+                f"Data:   {out_dir / name}  (python -m {config.project.package} retrain "
+                f"--data {out_dir / name})"
+            )
+    return 1 if investigation.findings else 0
 
 
 def _compare(config: Config, args: argparse.Namespace) -> int:

@@ -343,35 +343,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, list | dict):
         return json.dumps(value, default=_plain)[:200]
     return "" if value is None else str(value)
-
-
-def run_investigate(
-    config: Config,
-    data: str | None,
-    since: str | None,
-    out: str | None = None,
-    log_path: str | None = None,
-) -> int:
-    """The command: 1 when the report found something, 0 when not (2: an error, in cli.py)."""
-    from ..kinds import kind_of
-
-    if bool(data) == bool(since):
-        raise UsageError(
-            "Say what to investigate: --since 30d (the service's logged predictions) or "
-            "--data recent.csv (a data file), not both."
-        )
-    observed = from_file(config, data) if data else from_log(config, since or "", log_path)
-    investigation = kind_of(config).investigate(config, observed)
-    if out:
-        out_dir = Path(out)
-    else:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        out_dir = config.resolve(config.paths.reports) / f"investigation-{stamp}"
-    json_path, html_path = write(investigation, out_dir)
-    print(investigation.summary())
-    print(f"Report: {html_path}\nJSON:   {json_path}")
-    for s in investigation.sections:
-        for name in s.files:
-            print(f"Data:   {out_dir / name}  (python -m {config.project.package} retrain "
-                  f"--data {out_dir / name})")
-    return 1 if investigation.findings else 0

@@ -23,7 +23,10 @@ from ..scoring import METRICS
 
 if TYPE_CHECKING:
     from .investigation import Section
-    from .tabular_investigation import TabularInvestigation
+
+# The tabular_investigation.TabularInvestigation that calls backtest (typed loosely here: that
+# module imports this one, and the import graph stays acyclic).
+Investigator = Any
 
 # The latest window must hold this many labelled rows for a backtest worth reading.
 MIN_HOLDOUT = 100
@@ -34,7 +37,7 @@ MAX_RECENT = 50_000
 
 
 def backtest(
-    inv: TabularInvestigation, sections: list[Section]
+    inv: Investigator, sections: list[Section]
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """The candidates' scores on the latest window, the recommendation they support, and
     the data of the recommended retrain (all labelled rows of its kind, the latest window
@@ -132,7 +135,7 @@ def backtest(
     return evidence, data[data[target].notna()]
 
 
-def _recent_start(inv: TabularInvestigation, sections: list[Section]) -> int:
+def _recent_start(inv: Investigator, sections: list[Section]) -> int:
     """The first row of the first window in which a section found a change (else the first
     row): what came before it is the old world."""
     starts = []
