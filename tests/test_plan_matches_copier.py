@@ -234,6 +234,7 @@ def test_plan_schema_is_clean_for_an_llm_to_fill():
     assert schema["properties"]["model_family"]["enum"] == [
         "linear",
         "random_forest",
+        "extra_trees",
         "hist_gradient_boosting",
         "lightgbm",
         "auto",

@@ -36,6 +36,8 @@ ALIASES = {
     "exclude": "exclude_columns",
     "name": "project_name",
     "trials": "tuning_trials",
+    "budget": "tuning_time_budget_seconds",
+    "time_budget_seconds": "tuning_time_budget_seconds",
     "user": "user_column",
     "item": "item_column",
     "weight": "weight_column",

@@ -23,7 +23,9 @@ Task = Literal["binary_classification", "multiclass_classification", "regression
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
 SplitStrategy = Literal["stratified", "random", "time", "group"]
-ModelFamily = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm", "auto"]
+ModelFamily = Literal[
+    "linear", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm", "auto"
+]
 ClassWeight = Literal["none", "balanced"]
 RecommendationSplit = Literal["time", "user_last", "random"]
 # The runtime's recommender families (mlgen_runtime.config.RECOMMENDERS), in its order.
@@ -252,6 +254,13 @@ class Plan(BaseModel):
         le=500,
         description="Optuna trials (tabular) or seeded search trials per recommender family "
         "(0 = the family's sensible defaults)",
+    )
+    tuning_time_budget_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=86400,
+        description="Seconds for model selection, tuning and the final fit together "
+        "(0 = no budget: the trials alone bound tuning)",
     )
     latency_budget_ms: int = Field(
         default=0, ge=0, description="Target p50 latency of /predict in ms (0 = none)"

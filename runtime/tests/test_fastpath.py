@@ -46,8 +46,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 # Small models: the paths, not the model quality, are under test.
-SMALL = {"random_forest": {"n_estimators": 20}, "hist_gradient_boosting": {"max_iter": 30},
-         "lightgbm": {"n_estimators": 30}}
+SMALL = {"random_forest": {"n_estimators": 20}, "extra_trees": {"n_estimators": 20},
+         "hist_gradient_boosting": {"max_iter": 30}, "lightgbm": {"n_estimators": 30}}
 TASKS = ("regression", "binary_classification", "multiclass_classification")
 
 
@@ -83,7 +83,9 @@ def records_of(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def fitted_bundle(task: str, family: str) -> tuple[Bundle, pd.DataFrame]:
+def fitted_bundle(
+    task: str, family: str, metric: str | None = None
+) -> tuple[Bundle, pd.DataFrame]:
     frame, y = mixed_frame()
     if task == "binary_classification":
         y = (y > y.median()).map({True: "high", False: "low"})
@@ -94,7 +96,10 @@ def fitted_bundle(task: str, family: str) -> tuple[Bundle, pd.DataFrame]:
     pipeline = Pipeline(
         [
             ("prepare", build_preprocessor(features, [], family, 0)),
-            ("model", build_estimator(task, family, 0, params=SMALL.get(family))),
+            (
+                "model",
+                build_estimator(task, family, 0, params=SMALL.get(family), metric=metric),
+            ),
         ]
     ).fit(frame, y)
     classes = None if task == "regression" else [str(c) for c in pipeline.classes_]
@@ -122,13 +127,25 @@ def test_fast_paths_predict_what_the_pipeline_predicts(task, family):
     served = build_predictor(bundle)
     compiled = build_predictor(bundle, onnx=False)
     assert compiled.serving_path == "compiled"
-    # Trees in ONNX compare in float32: a random forest may miss the tolerance and stay native.
-    assert served.serving_path == "onnx" or family == "random_forest"
+    # Trees in ONNX compare in float32: a forest may miss the tolerance and stay native.
+    assert served.serving_path == "onnx" or family in ("random_forest", "extra_trees")
     labels = [s.prediction for s in native.predict(records)]
     for fast in (served, compiled):
         assert parity_error(expected, fast.model_output(records)) <= PARITY_TOLERANCE
         if task != "regression":
             assert [s.prediction for s in fast.predict(records)] == labels
+
+
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "lightgbm"])
+def test_boosted_trees_trained_on_absolute_error_serve_through_onnx(family):
+    """A model scored by MAE trains on absolute error (model.METRIC_LOSSES): its trees still
+    export to ONNX and match the pipeline."""
+    bundle, frame = fitted_bundle("regression", family, metric="mae")
+    records = records_of(frame) + probe_records(bundle.features, seed=1)
+    served = build_predictor(bundle)
+    assert served.serving_path == "onnx"
+    expected = Predictor(bundle).model_output(records)
+    assert parity_error(expected, served.model_output(records)) <= PARITY_TOLERANCE
 
 
 @pytest.mark.parametrize("task", TASKS)

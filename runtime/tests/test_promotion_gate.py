@@ -9,6 +9,7 @@ higher by chance alone is not.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlgen_runtime.compare import Comparison, compare_predictions
 from mlgen_runtime.config import FeatureSpec, PromotionConfig
@@ -84,10 +85,12 @@ def test_a_model_only_noise_better_is_kept_as_challenger(default_service, islr_d
     pr_auc = METRICS["pr_auc"]
     # The champion's features plus a column of pure noise: whatever it gains is luck. The
     # first noise column whose model happens to score a higher PR AUC on the holdout:
+    # Fitted as training fits the champion: on the training and validation rows.
+    fitted = pd.concat([splits.train, splits.validation])
     for seed in range(50):
         rng = np.random.default_rng(seed)
         train_rows, test_rows = (
-            part.assign(noise=rng.normal(size=len(part))) for part in (splits.train, splits.test)
+            part.assign(noise=rng.normal(size=len(part))) for part in (fitted, splits.test)
         )
         with_noise = [*features, describe(train_rows["noise"], "numeric", "auto", "linear")]
         columns = [*names, "noise"]

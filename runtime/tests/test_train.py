@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlgen_runtime.bundle import load_bundle_dir
@@ -18,13 +19,14 @@ from mlgen_runtime.data import (
 )
 from mlgen_runtime.evaluate import evaluate_champion
 from mlgen_runtime.features import resolve_features
+from mlgen_runtime.model import build_estimator
 from mlgen_runtime.registry import (
     champion_dir,
     load_champion,
     load_registered,
     promote,
 )
-from mlgen_runtime.scoring import is_better
+from mlgen_runtime.scoring import is_better, predict
 from mlgen_runtime.train import (
     build_pipeline,
     summary,
@@ -302,3 +304,55 @@ def test_a_budget_without_a_trial_count_searches_from_the_familys_defaults(sampl
     defaults = tune(make, x, y, config, trials=1)
     assert defaults.params == warm_start(config.model.family, config.task)
     assert searched.cv_score >= defaults.cv_score
+
+
+def test_the_model_is_refitted_on_training_and_validation_rows(trained_service, sample_data):
+    """Selection and tuning score by cross-validation on the training split; the model a
+    service serves then learns from the validation rows too (never from the test rows)."""
+    config, result = trained_service.config, trained_service.result
+    splits = split(load_data(sample_data), config)
+    meta = result.metadata
+    names = [feature["name"] for feature in meta["features"]]
+    target = config.data.target
+
+    def fitted(*parts):
+        rows = pd.concat(parts)
+        pipeline = build_pipeline(config, meta["features"], meta["derived_features"])
+        return pipeline.fit(rows[names], rows[target])
+
+    x_test = splits.test[names]
+    served = predict(result.pipeline, x_test, splits.test[target], config.task)
+    both = predict(fitted(splits.train, splits.validation), x_test, splits.test[target],
+                   config.task)
+    train_only = predict(fitted(splits.train), x_test, splits.test[target], config.task)
+    values = served.probabilities if served.probabilities is not None else served.predicted
+    np.testing.assert_array_equal(
+        values, both.probabilities if both.probabilities is not None else both.predicted
+    )
+    assert not np.array_equal(
+        values, train_only.probabilities if train_only.probabilities is not None
+        else train_only.predicted
+    )
+    assert f"on {len(splits.train) + len(splits.validation)} rows" in summary(result)
+
+
+@pytest.mark.parametrize(
+    ("family", "setting", "value"),
+    [("hist_gradient_boosting", "loss", "absolute_error"), ("lightgbm", "objective", "l1")],
+)
+def test_a_model_scored_by_mae_is_trained_on_absolute_error(family, setting, value):
+    """MAE asks for the median: boosted trees fitted to squared error chase a skewed tail."""
+    assert build_estimator("regression", family, 0, metric="mae").get_params()[setting] == value
+    assert build_estimator("regression", family, 0, metric="rmse").get_params()[setting] != value
+    # The user's own model.params still win.
+    overridden = build_estimator("regression", family, 0, params={setting: "quantile"},
+                                 metric="mae")
+    assert overridden.get_params()[setting] == "quantile"
+
+
+def test_a_budget_keeps_time_for_what_follows_the_search():
+    from mlgen_runtime.tuning import Budget, after_search
+
+    # Small budgets keep a fixed floor (fit, evaluation, MLflow), large ones a share.
+    assert after_search(30) == 12 and after_search(200) == 30 and after_search(10) == 5
+    assert Budget(30).left() <= 18 and Budget(None).left() is None

@@ -28,6 +28,8 @@ LARGE_DATA = 100_000
 # long tail to a few rows unless it sees the log. Trees split on ranks and need no log.
 LOG_SKEW = 2.0
 MIN_LOG_VALUES = 10
+# Training time budgets (seconds) by row count: (rows below, budget).
+TIME_BUDGETS = ((SMALL_DATA, 30), (20_000, 60), (LARGE_DATA, 120), (float("inf"), 300))
 TIME_NAME = re.compile(r"date|time|timestamp|^(year|month|week|day|period|quarter)$", re.I)
 GROUP_PHRASE = re.compile(r"\b(?:per|grouped by|group by|for each)\s+[`\"']?([\w .-]{1,64})", re.I)
 DEFAULT_REASONS = {
@@ -276,13 +278,6 @@ class _Draft:
                 "linear",
                 f"a {latency} ms latency budget: the linear model is the cheapest to serve",
             )
-        elif rows < SMALL_DATA and width <= 100:
-            self.set(
-                "model_family",
-                "linear",
-                f"{rows} rows: a regularised linear model is hard "
-                "to beat on little data and least likely to overfit",
-            )
         elif rows >= LARGE_DATA:
             self.set(
                 "model_family", "lightgbm", f"{rows:,} rows: LightGBM trains fastest at this size"
@@ -290,9 +285,9 @@ class _Draft:
         else:
             self.set(
                 "model_family",
-                "hist_gradient_boosting",
-                f"{rows:,} rows x {width} "
-                "columns: gradient-boosted trees are the strong default for tabular data",
+                "auto",
+                f"{rows:,} rows x {width} columns: which family wins (linear, boosted trees, "
+                "forests) depends on the data, so cross-validation chooses",
             )
 
     def _features(self) -> None:
@@ -338,7 +333,12 @@ class _Draft:
                     "pr_auc",
                     f"rare positives ({share:.1%}): PR-AUC measures what ROC-AUC hides",
                 )
-                self.set("class_weight", "balanced", f"the minority class is {share:.1%} of rows")
+                self.set(
+                    "class_weight",
+                    "none",
+                    "PR-AUC ranks rows by probability: reweighting the "
+                    f"{share:.1%} positives distorts the probabilities without ranking better",
+                )
             else:
                 self.set("primary_metric", "roc_auc", f"balanced enough ({share:.0%} minority)")
                 self.set("class_weight", "none", f"the minority class is {share:.0%} of rows")
@@ -367,6 +367,13 @@ class _Draft:
             self.set("tuning_trials", 20, f"{rows:,} rows: 20 cross-validated trials are cheap")
         else:
             self.set("tuning_trials", 10, f"{rows:,} rows: 10 trials keep training time bounded")
+        seconds = next(budget for limit, budget in TIME_BUDGETS if rows < limit)
+        self.set(
+            "tuning_time_budget_seconds",
+            seconds,
+            f"{rows:,} rows: {seconds} s for selection, tuning and the final fit; a search "
+            "that finishes its trials sooner stops there (and repeats bit for bit)",
+        )
 
     def _serving_and_drift(self) -> None:
         rows = self.profile.n_rows

@@ -35,13 +35,17 @@ Task = Literal[
 ]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
-Family = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+Family = Literal["linear", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm"]
 # model.family: a family, or auto (cross-validated choice among model.candidates).
-FamilyChoice = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm", "auto"]
+FamilyChoice = Literal[
+    "linear", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm", "auto"
+]
 RolloutMode = Literal["off", "shadow", "split"]
 # The families ``model.family: auto`` chooses among, cheapest to fit first (a time budget
 # that runs out skips the last ones).
-CANDIDATES: list[Family] = ["linear", "hist_gradient_boosting", "lightgbm", "random_forest"]
+CANDIDATES: list[Family] = [
+    "linear", "hist_gradient_boosting", "lightgbm", "extra_trees", "random_forest"
+]
 # The registry aliases of the served model and of the model under test.
 CHAMPION = "champion"
 CHALLENGER = "challenger"

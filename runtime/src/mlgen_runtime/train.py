@@ -101,6 +101,8 @@ def train(
             f"metric.primary {primary!r} does not fit task {config.task}: use one of "
             f"{', '.join(metrics_for(config.task))}."
         )
+    # The budget counts from here: loading the data is part of training.
+    budget = Budget(config.tuning.time_budget_seconds)
     path = config.resolve(data_path or config.data.path)
     df = load_data(path)
     validate(df, config)
@@ -108,7 +110,6 @@ def train(
     target = config.data.target
 
     groups = splits.train[config.data.group_column] if config.split.strategy == "group" else None
-    budget = Budget(config.tuning.time_budget_seconds)
     leaderboard: list[Candidate] = []
     if config.model.family == "auto":
         # Cross-validated choice among the candidate families; the rest of training (and the
@@ -128,8 +129,14 @@ def train(
     names = [feature["name"] for feature in features]
     x_train, y_train = splits.train[names], splits.train[target]
     tuned = tune(make_pipeline, x_train, y_train, config, groups, trials, budget)
-    pipeline = make_pipeline(tuned.params).fit(x_train, y_train)
-    baseline = build_baseline(config.task).fit(x_train, y_train)
+    # Selection and tuning scored candidates by cross-validation on the training split; the
+    # chosen model is then refitted on training + validation rows (the test split stays
+    # held out for the metrics and the promotion gate): a fifth more data, never seen by the
+    # test. The validation rows remain the serving parity check's sample.
+    fitted = pd.concat([splits.train, splits.validation])
+    x_fit, y_fit = fitted[names], fitted[target]
+    pipeline = make_pipeline(tuned.params).fit(x_fit, y_fit)
+    baseline = build_baseline(config.task).fit(x_fit, y_fit)
 
     x_test, y_test = splits.test[names], splits.test[target]
     samples = config.metric.bootstrap_samples
@@ -148,7 +155,6 @@ def train(
         samples=config.promotion.bootstrap_samples,
         seed=config.seed,
     )
-    validation = predict(pipeline, splits.validation[names], splits.validation[target], config.task)
 
     setup(config)
     current = champion_version(config)
@@ -172,10 +178,13 @@ def train(
         "model_family": config.model.family,
         # model.family auto: each candidate's cross-validated score (best first).
         "leaderboard": [candidate.as_dict() for candidate in leaderboard],
+        # Optuna trials run (the warm start counts as one; 0: the family's defaults).
+        "tuning_trials": tuned.trials,
         "params": {key: str(value) for key, value in pipeline[-1].get_params().items()},
         "seed": config.seed,
         "data_path": str(path),
         "data_hash": file_hash(path),
+        # The model was fitted on train + validation (see above).
         "rows": {part: len(getattr(splits, part)) for part in ("train", "validation", "test")},
         "git_commit": git_commit(config.root),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -185,7 +194,6 @@ def train(
     logged_metrics = {
         **{f"test_{name}": value for name, value in metrics.items()},
         **{f"baseline_{name}": value for name, value in baseline_metrics.items()},
-        f"validation_{primary}": METRICS[primary].value(validation),
         "baseline_test_p_value": against_baseline.p_value,
     }
     onnx_error = (metadata["serving"].get("onnx") or {}).get("max_error")
@@ -284,6 +292,7 @@ def build_pipeline(
         config.seed,
         config.model.class_weight,
         {**config.model.params, **(params or {})},
+        metric=config.metric.primary,
     )
     pipeline.steps.append(("model", estimator))
     return pipeline
@@ -295,7 +304,8 @@ def summary(result: TrainResult) -> str:
     primary = meta["primary_metric"]
     lines = [
         f"Trained {meta['model_name']} v{meta['model_version']} ({meta['model_family']}, "
-        f"run {meta['run_id']}) on {meta['rows']['train']} rows; "
+        f"run {meta['run_id']}) on {meta['rows']['train'] + meta['rows']['validation']} "
+        "rows (training + validation splits); "
         f"test split {meta['rows']['test']} rows.",
         f"{'metric':<20}{'model':>10}{'95% CI':>22}{'baseline':>10}",
     ]

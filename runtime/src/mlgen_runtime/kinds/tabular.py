@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from ..train import TrainResult
     from .command import Command
 
-FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
 
 
 class TabularKind:
@@ -48,6 +47,8 @@ class TabularKind:
         return build_baseline(config.task)
 
     def candidates(self, config: Config) -> list[str]:
+        from ..model import FAMILIES
+
         return [config.model.family, *(f for f in FAMILIES if f != config.model.family)]
 
     def metrics(self, config: Config) -> list[str]:
