@@ -275,6 +275,17 @@ class DriftConfig(_Section):
     min_rows: int = Field(50, ge=1)
 
 
+class BatchConfig(_Section):
+    """Batch scoring of Parquet folders (``score``; see batch.py)."""
+
+    # local: in this process; dask: on a Dask cluster (scheduler below, else a local one).
+    engine: Literal["local", "dask"] = "local"
+    # tcp://host:8786 of a running scheduler; $MLSERVICE_DASK_SCHEDULER wins.
+    scheduler: str = ""
+    # Worker processes of the local cluster started when no scheduler is named.
+    workers: int = Field(2, ge=1)
+
+
 class Config(_Section):
     root: Path
     project: ProjectConfig
@@ -299,6 +310,7 @@ class Config(_Section):
     tracking: TrackingConfig
     serving: ServingConfig = ServingConfig()
     drift: DriftConfig = DriftConfig()
+    batch: BatchConfig = BatchConfig()
 
     @model_validator(mode="after")
     def _kind_sections(self) -> Config:
