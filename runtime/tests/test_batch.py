@@ -63,7 +63,10 @@ def test_two_dask_workers_write_the_same_files_as_in_process(
         from distributed import Client
 
         distributed = score_folder(
-            trained_service.config, parquet_folder, tmp_path / "dask", engine="dask",
+            trained_service.config,
+            parquet_folder,
+            tmp_path / "dask",
+            engine="dask",
             scheduler=scheduler,
         )
         with Client(scheduler) as client:
@@ -115,6 +118,10 @@ def test_the_command_refuses_an_output_folder_with_old_scores(
     assert "already holds Parquet files" in capsys.readouterr().err
     with pytest.raises(UsageError, match="inside --data"):
         score_folder(trained_service.config, parquet_folder, parquet_folder / "scores")
-    assert main(["--root", root, "score", "--data", str(parquet_folder), "--out",
-                 str(tmp_path / "new")]) == 0
+    assert (
+        main(
+            ["--root", root, "score", "--data", str(parquet_folder), "--out", str(tmp_path / "new")]
+        )
+        == 0
+    )
     assert "Scored" in capsys.readouterr().out

@@ -1,12 +1,12 @@
-"""*Batch scoring* of a partitioned Parquet folder: ``python -m <package> score --data IN --out OUT``.
+"""*Batch scoring* of partitioned Parquet: ``python -m <package> score --data IN --out OUT``.
 
 Each Parquet file of ``IN`` is one partition and one task: read it, score it with the
 champion, write ``OUT/<same relative path>``. The task is the same function whichever engine
 runs it, so the outputs are identical bit for bit:
 
 - ``local`` (the default): the tasks run one after another in this process (plain pandas);
-- ``dask``: the tasks run on a Dask cluster (``batch.scheduler``, or ``$MLSERVICE_DASK_SCHEDULER``,
-  e.g. ``tcp://scheduler:8786``; none starts a local cluster of ``batch.workers`` processes).
+- ``dask``: the tasks run on a Dask cluster (``engine.scheduler``, or ``$MLSERVICE_DASK_SCHEDULER``,
+  e.g. ``tcp://scheduler:8786``; none starts a local cluster of ``engine.workers`` processes).
   Workers read and write the same paths, so ``IN`` and ``OUT`` must be on storage every worker
   sees (one machine, or a volume mounted on every pod). The model is sent once per worker.
 
@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -131,7 +132,7 @@ def score_folder(
     scorer: BatchScorer | None = None,
 ) -> BatchResult:
     """Score every partition of ``data`` into ``out`` with the champion (see the module doc)."""
-    engine = engine or config.batch.engine
+    engine = engine or config.engine.name
     if engine not in ENGINES:
         raise UsageError(f"Unknown engine {engine!r}: use one of {', '.join(ENGINES)}.")
     source, target = Path(data).resolve(), Path(out).resolve()
@@ -153,8 +154,7 @@ def score_folder(
         if engine == "local":
             rows = sum(score_partition(scorer, s, t) for s, t in jobs)
         else:
-            address = scheduler or os.environ.get(SCHEDULER_ENV) or config.batch.scheduler
-            rows = _on_dask(scorer, jobs, address, config.batch.workers)
+            rows = _on_dask(config, scorer, jobs, scheduler)
     except BaseException:
         for _, written in jobs:
             Path(written).unlink(missing_ok=True)
@@ -174,42 +174,52 @@ def champion_scorer(config: Config) -> BatchScorer:
     return make(config, load_champion(config))
 
 
-def _on_dask(
-    scorer: BatchScorer, jobs: Sequence[tuple[str, str]], address: str, workers: int
-) -> int:
-    try:
-        from distributed import Client, LocalCluster, wait
-    except ImportError as exc:  # pragma: no cover - a dependency of the runtime
-        raise ConfigError(
-            "The dask engine needs the `distributed` package: pip install 'distributed'."
-        ) from exc
+@contextmanager
+def dask_client(config: Config, scheduler: str | None = None) -> Iterator[Any]:
+    """A client of the configured cluster: ``scheduler``, else $MLSERVICE_DASK_SCHEDULER, else
+    ``engine.scheduler``, else a local cluster of ``engine.workers`` processes (stopped after)."""
+    from distributed import Client, LocalCluster
+
+    address = scheduler or os.environ.get(SCHEDULER_ENV) or config.engine.scheduler
     cluster = None
     if not address:
-        # Processes, one thread each: the model's native code scales by processes here, as
-        # serving does. Workers must not spill a partition to disk in the middle of a task.
+        # Processes with one thread each: the model's native code scales by processes here,
+        # as serving does.
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+            n_workers=config.engine.workers,
+            threads_per_worker=1,
+            dashboard_address=None,
+            host="127.0.0.1",
         )
     try:
         try:
             client = Client(cluster if cluster is not None else address, timeout="30s")
         except OSError as exc:
             raise ConfigError(
-                f"Cannot reach the Dask scheduler at {address}: {exc}. Start it (dask scheduler) "
-                f"or fix batch.scheduler / ${SCHEDULER_ENV}."
+                f"Cannot reach the Dask scheduler at {address}: {exc}. Start it (dask "
+                f"scheduler) or fix engine.scheduler / ${SCHEDULER_ENV}."
             ) from exc
         with client:
-            model = client.scatter(scorer, broadcast=True)
-            futures = client.map(
-                score_partition,
-                [model] * len(jobs),
-                [s for s, _ in jobs],
-                [t for _, t in jobs],
-                pure=False,
-            )
-            # Every task ends (done or failed) before the caller cleans up after a failure.
-            wait(futures)
-            return int(sum(client.gather(futures)))
+            yield client
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _on_dask(
+    config: Config, scorer: BatchScorer, jobs: Sequence[tuple[str, str]], scheduler: str | None
+) -> int:
+    from distributed import wait
+
+    with dask_client(config, scheduler) as client:
+        model = client.scatter(scorer, broadcast=True)
+        futures = client.map(
+            score_partition,
+            [model] * len(jobs),
+            [s for s, _ in jobs],
+            [t for _, t in jobs],
+            pure=False,
+        )
+        # Every task ends (done or failed) before the caller cleans up after a failure.
+        wait(futures)
+        return int(sum(client.gather(futures)))

@@ -151,11 +151,11 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     score.add_argument("--data", required=True, help="folder of .parquet files (or one file)")
     score.add_argument("--out", required=True, help="new folder for the scored partitions")
     score.add_argument(
-        "--engine", choices=["local", "dask"], help="local or dask (default: batch.engine)"
+        "--engine", choices=["local", "dask"], help="local or dask (default: engine.name)"
     )
     score.add_argument(
         "--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (default: "
-        "$MLSERVICE_DASK_SCHEDULER, batch.scheduler, else a local cluster)"
+        "$MLSERVICE_DASK_SCHEDULER, engine.scheduler, else a local cluster)"
     )
     score.set_defaults(handler=_score)
 

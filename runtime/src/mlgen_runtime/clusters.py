@@ -46,8 +46,9 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
         process.wait(5)
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, log: Path,
-               timeout: float = 60) -> None:
+def _wait_port(
+    port: int, process: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -85,19 +86,39 @@ def dask_cluster(
     processes: list[subprocess.Popen[bytes]] = []
     try:
         log = folder / "scheduler.log"
-        processes.append(subprocess.Popen(
-            [_bin("dask"), "scheduler", "--host", HOST, "--port", str(port), "--no-dashboard"],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment,
-            start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [_bin("dask"), "scheduler", "--host", HOST, "--port", str(port), "--no-dashboard"],
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                env=environment,
+                start_new_session=True,
+            )
+        )
         _wait_port(port, processes[0], "dask scheduler", log)
         log = folder / "workers.log"
-        processes.append(subprocess.Popen(
-            [_bin("dask"), "worker", address, "--nworkers", str(workers), "--nthreads", "1",
-             "--no-dashboard", "--host", HOST, "--memory-limit", "2GiB"],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment,
-            start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    _bin("dask"),
+                    "worker",
+                    address,
+                    "--nworkers",
+                    str(workers),
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    HOST,
+                    "--memory-limit",
+                    "2GiB",
+                ],
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                env=environment,
+                start_new_session=True,
+            )
+        )
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
@@ -114,9 +135,8 @@ def _as_postgres() -> list[str]:
 
 
 def postgres_bin(name: str) -> str:
-    for found in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True):
-        return found
-    found = shutil.which(name)
+    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    found = versions[0] if versions else shutil.which(name)
     if not found:
         raise RuntimeError(
             f"PostgreSQL's {name} is not installed: apt-get install postgresql (Debian)."
@@ -142,21 +162,48 @@ def postgres(database: str = "mlgen") -> Iterator[str]:
     started = False
     try:
         subprocess.run(
-            [*owner, postgres_bin("initdb"), "-D", str(data), "-U", "postgres",
-             "--auth=trust", "-E", "UTF8"],
-            check=True, capture_output=True,
+            [
+                *owner,
+                postgres_bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
-            [*pg_ctl, "-l", str(log), "-w", "-o",
-             f"-p {port} -k {folder} -c listen_addresses={HOST} -c max_connections=200",
-             "start"],
-            check=True, capture_output=True,
+            [
+                *pg_ctl,
+                "-l",
+                str(log),
+                "-w",
+                "-o",
+                f"-p {port} -k {folder} -c listen_addresses={HOST} -c max_connections=200",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
         )
         started = True
         subprocess.run(
-            [*owner, postgres_bin("createdb"), "-h", HOST, "-p", str(port), "-U", "postgres",
-             database],
-            check=True, capture_output=True,
+            [
+                *owner,
+                postgres_bin("createdb"),
+                "-h",
+                HOST,
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                database,
+            ],
+            check=True,
+            capture_output=True,
         )
         yield f"postgresql+psycopg2://postgres@{HOST}:{port}/{database}"
     except subprocess.CalledProcessError as exc:
@@ -187,13 +234,29 @@ def mlflow_server(backend_uri: str, artifacts: Path) -> Iterator[str]:
     http URL. One worker and no job execution: 2 processes instead of ~15."""
     port = free_port()
     log = Path(artifacts).parent / f"mlflow-{port}.log"
-    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                   "MLFLOW_DISABLE_TELEMETRY": "true"}
+    environment = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     process = subprocess.Popen(
-        [_bin("mlflow"), "server", "--backend-store-uri", backend_uri,
-         "--artifacts-destination", str(artifacts), "--host", HOST, "--port", str(port),
-         "--workers", "1"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment,
+        [
+            _bin("mlflow"),
+            "server",
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=environment,
         start_new_session=True,
     )
     url = f"http://{HOST}:{port}"

@@ -101,6 +101,11 @@ class TuningConfig(_Section):
     cv_folds: int = 3
     timeout_seconds: float = 600
     time_budget_seconds: float | None = Field(None, gt=0)
+    # Shared tuning: an Optuna RDB storage URL (postgresql+psycopg2://...;
+    # $MLSERVICE_OPTUNA_STORAGE wins) where several processes or machines join one study,
+    # named `study` (default: the registered model and the family). The dask engine needs it.
+    storage: str = ""
+    study: str = ""
 
 
 class MetricConfig(_Section):
@@ -275,11 +280,11 @@ class DriftConfig(_Section):
     min_rows: int = Field(50, ge=1)
 
 
-class BatchConfig(_Section):
-    """Batch scoring of Parquet folders (``score``; see batch.py)."""
+class EngineConfig(_Section):
+    """Where batch scoring (``score``, batch.py) and tuning trials (tuning.py) run."""
 
     # local: in this process; dask: on a Dask cluster (scheduler below, else a local one).
-    engine: Literal["local", "dask"] = "local"
+    name: Literal["local", "dask"] = "local"
     # tcp://host:8786 of a running scheduler; $MLSERVICE_DASK_SCHEDULER wins.
     scheduler: str = ""
     # Worker processes of the local cluster started when no scheduler is named.
@@ -310,7 +315,7 @@ class Config(_Section):
     tracking: TrackingConfig
     serving: ServingConfig = ServingConfig()
     drift: DriftConfig = DriftConfig()
-    batch: BatchConfig = BatchConfig()
+    engine: EngineConfig = EngineConfig()
 
     @model_validator(mode="after")
     def _kind_sections(self) -> Config:
