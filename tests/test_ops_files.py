@@ -339,7 +339,9 @@ def compose(root: Path) -> dict[str, Any]:
 def test_compose_services_mount_files_that_exist(service: Path) -> None:
     spec = compose(service)
     services = spec["services"]
-    assert set(services) == {"api", "mlflow", "prometheus", "grafana"}
+    assert set(services) == {
+        "api", "mlflow", "postgres", "prometheus", "grafana", "dask-scheduler", "dask-worker"
+    }
     assert (service / services["api"]["build"] / "Dockerfile").is_file()
     for name, svc in services.items():
         for volume in svc.get("volumes", []):
@@ -394,6 +396,24 @@ def test_compose_wires_prometheus_and_grafana_to_the_api(service: Path) -> None:
         for arg in services["mlflow"]["command"]
         if arg.startswith("--allowed-hosts")
     )
+
+
+def test_compose_tracks_to_postgresql_and_runs_a_dask_cluster_on_demand(service: Path) -> None:
+    services = compose(service)["services"]
+    command = services["mlflow"]["command"]
+    backend = next(a for a in command if a.startswith("--backend-store-uri="))
+    # The driver SQLAlchemy would not find for a plain postgresql:// URL is named.
+    assert backend.split("=", 1)[1].startswith("postgresql+psycopg2://")
+    assert "@postgres:5432/" in backend and "--artifacts-destination=/mlflow/artifacts" in command
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # MLflow runs from the service's image: the same MLflow as training, with psycopg2.
+    assert services["mlflow"]["image"] == services["api"]["image"]
+    init = (service / "deploy/postgres/init.sql").read_text()
+    assert "CREATE DATABASE optuna" in init
+    for name in ("dask-scheduler", "dask-worker"):
+        assert services[name]["image"] == services["api"]["image"]
+        assert services[name]["profiles"] == ["batch"]
+    assert "tcp://dask-scheduler:8786" in services["dask-worker"]["command"]
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
