@@ -22,21 +22,19 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
+from .engine import ENGINES, dask_client
 from .errors import ConfigError, DataValidationError, UsageError
 
 if TYPE_CHECKING:
     from .config import Config
 
-SCHEDULER_ENV = "MLSERVICE_DASK_SCHEDULER"
-ENGINES = ("local", "dask")
 
 
 class BatchScorer(Protocol):
@@ -172,38 +170,6 @@ def champion_scorer(config: Config) -> BatchScorer:
     if make is None:
         raise ConfigError(f"The {kind.name} kind has no batch scoring.")
     return make(config, load_champion(config))
-
-
-@contextmanager
-def dask_client(config: Config, scheduler: str | None = None) -> Iterator[Any]:
-    """A client of the configured cluster: ``scheduler``, else $MLSERVICE_DASK_SCHEDULER, else
-    ``engine.scheduler``, else a local cluster of ``engine.workers`` processes (stopped after)."""
-    from distributed import Client, LocalCluster
-
-    address = scheduler or os.environ.get(SCHEDULER_ENV) or config.engine.scheduler
-    cluster = None
-    if not address:
-        # Processes with one thread each: the model's native code scales by processes here,
-        # as serving does.
-        cluster = LocalCluster(
-            n_workers=config.engine.workers,
-            threads_per_worker=1,
-            dashboard_address=None,
-            host="127.0.0.1",
-        )
-    try:
-        try:
-            client = Client(cluster if cluster is not None else address, timeout="30s")
-        except OSError as exc:
-            raise ConfigError(
-                f"Cannot reach the Dask scheduler at {address}: {exc}. Start it (dask "
-                f"scheduler) or fix engine.scheduler / ${SCHEDULER_ENV}."
-            ) from exc
-        with client:
-            yield client
-    finally:
-        if cluster is not None:
-            cluster.close()
 
 
 def _on_dask(

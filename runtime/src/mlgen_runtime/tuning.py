@@ -337,7 +337,7 @@ def _search_on_dask(
     timeout: float,
 ) -> int:
     """``engine.workers`` searchers on the Dask cluster share the trials; how many ran."""
-    from .batch import dask_client
+    from .engine import dask_client
 
     searchers = config.engine.workers
     shares = (
