@@ -102,9 +102,9 @@ class TabularKind:
 class TabularBatchScorer:
     """One partition's frame -> ``prediction`` (and ``proba_<class>`` for classifiers).
 
-    The row id column (``data.id_column``) is copied first when a partition has it. Features
-    are typed as serving types them (numbers as float64, the rest as objects, missing as NaN),
-    so batch and online answers agree. Picklable: the engine sends it to every worker.
+    The row id column (``data.id_column``) is copied first when a partition has it. Numbers
+    are cast to float64 as serving casts them; the pipeline types the rest as in training, so
+    batch and online answers agree (tested). Picklable: the engine sends it to every worker.
     """
 
     def __init__(self, bundle: Bundle, keep: list[str]) -> None:
@@ -120,16 +120,14 @@ class TabularBatchScorer:
         import pandas as pd
         from threadpoolctl import threadpool_limits
 
-        numeric = set(self.numeric)
-        data = {
-            name: (
-                frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-                if name in numeric
-                else frame[name].astype(object).where(frame[name].notna(), np.nan).to_numpy()
-            )
-            for name in self.columns
+        # The pipeline's first steps type the columns as in training; numbers arrive as float64
+        # as they do online (a Parquet int column would otherwise differ in dtype only).
+        features = frame[self.columns]
+        casts = {
+            name: np.float64 for name in self.numeric if features[name].dtype != np.float64
         }
-        features = pd.DataFrame(data, copy=False)
+        if casts:
+            features = features.astype(casts)
         out = pd.DataFrame({name: frame[name].to_numpy() for name in self.keep if name in frame})
         # One thread per task: an engine scales by worker processes, as serving does.
         with threadpool_limits(limits=1, user_api="openmp"):
