@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ..bundle import Bundle
     from ..config import Config
+    from ..monitoring.investigation import Investigation, Observed
     from ..train import TrainResult
 
 FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
@@ -97,6 +98,11 @@ class TabularKind:
     def batch_scorer(self, config: Config, bundle: Bundle) -> TabularBatchScorer:
         """Scores Parquet partitions for ``score`` (batch.py), on any engine."""
         return TabularBatchScorer(bundle, keep=[config.data.id_column or ""])
+
+    def investigate(self, config: Config, observed: Observed) -> Investigation:
+        from ..monitoring.tabular_investigation import investigate
+
+        return investigate(config, observed)
 
 
 class TabularBatchScorer:
