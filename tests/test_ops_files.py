@@ -352,7 +352,9 @@ def compose(root: Path) -> dict[str, Any]:
 def test_compose_services_mount_files_that_exist(service: Path) -> None:
     spec = compose(service)
     services = spec["services"]
-    assert set(services) == {"api", "mlflow", "prometheus", "grafana"}
+    assert set(services) == {
+        "api", "mlflow", "postgres", "prometheus", "grafana", "dask-scheduler", "dask-worker"
+    }
     assert (service / services["api"]["build"] / "Dockerfile").is_file()
     for name, svc in services.items():
         for volume in svc.get("volumes", []):
@@ -409,6 +411,24 @@ def test_compose_wires_prometheus_and_grafana_to_the_api(service: Path) -> None:
     )
 
 
+def test_compose_tracks_to_postgresql_and_runs_a_dask_cluster_on_demand(service: Path) -> None:
+    services = compose(service)["services"]
+    command = services["mlflow"]["command"]
+    backend = next(a for a in command if a.startswith("--backend-store-uri="))
+    # The driver SQLAlchemy would not find for a plain postgresql:// URL is named.
+    assert backend.split("=", 1)[1].startswith("postgresql+psycopg2://")
+    assert "@postgres:5432/" in backend and "--artifacts-destination=/mlflow/artifacts" in command
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # MLflow runs from the service's image: the same MLflow as training, with psycopg2.
+    assert services["mlflow"]["image"] == services["api"]["image"]
+    init = (service / "deploy/postgres/init.sql").read_text()
+    assert "CREATE DATABASE optuna" in init
+    for name in ("dask-scheduler", "dask-worker"):
+        assert services[name]["image"] == services["api"]["image"]
+        assert services[name]["profiles"] == ["batch"]
+    assert "tcp://dask-scheduler:8786" in services["dask-worker"]["command"]
+
+
 # --- Kubernetes -----------------------------------------------------------------------------
 
 
@@ -422,7 +442,9 @@ def k8s(root: Path) -> dict[str, dict[str, Any]]:
 
 def test_k8s_deployment_probes_ports_and_security(service: Path) -> None:
     manifests = k8s(service)
-    assert set(manifests) == {"Deployment", "Service", "ConfigMap"}
+    assert set(manifests) == {
+        "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"
+    }
     deployment = manifests["Deployment"]["spec"]
     pod = deployment["template"]
     assert deployment["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
@@ -447,6 +469,97 @@ def test_k8s_deployment_probes_ports_and_security(service: Path) -> None:
     service_spec = manifests["Service"]["spec"]
     assert service_spec["selector"].items() <= pod["metadata"]["labels"].items()
     assert service_spec["ports"][0]["targetPort"] in ports
+
+
+def test_k8s_autoscaler_and_disruption_budget_target_the_api(service: Path) -> None:
+    manifests = k8s(service)
+    deployment = manifests["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    hpa = manifests["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": deployment["apiVersion"], "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert 1 < hpa["minReplicas"] < hpa["maxReplicas"]
+    # The autoscaler owns the replica count; a fixed one would fight it on every apply.
+    assert "replicas" not in deployment["spec"]
+    # Utilization is a share of the CPU request: there must be one.
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "cpu" in container["resources"]["requests"]
+    pdb = manifests["PodDisruptionBudget"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["minAvailable"] < hpa["minReplicas"]
+
+
+def k8s_documents(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every manifest under deploy/k8s, and every file a kustomization lists exists."""
+    folder = root / "deploy/k8s"
+    documents = []
+    for kustomization in sorted(folder.rglob("kustomization.yaml")):
+        for name in yaml.safe_load(kustomization.read_text())["resources"]:
+            path = kustomization.parent / name
+            documents += [(path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    listed = {path for path, _ in documents}
+    on_disk = {p for p in folder.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    assert on_disk == listed, f"not listed in a kustomization.yaml: {on_disk - listed}"
+    return documents
+
+
+def test_every_k8s_manifest_passes_offline_schema_validation(service: Path) -> None:
+    """Strict validation (unknown fields are errors) against the Kubernetes schemas bundled in
+    kubernetes-validate, for the oldest and newest versions it has. kustomization.yaml files
+    are kustomize's input, not resources, and are not validated. No custom resources are
+    shipped (Prometheus finds the pods by annotations; the Dask cluster is plain Deployments),
+    so no manifest goes unchecked."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    documents = k8s_documents(service)
+    kinds = {doc["kind"] for _, doc in documents}
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"} <= kinds
+    for version in ("1.30.0", kubernetes_validate.latest_version()):
+        for path, doc in documents:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{path.relative_to(service)} ({doc['kind']}), k8s {version}: {exc}")
+
+
+def test_k8s_validation_catches_a_wrong_field(service: Path) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    deployment = k8s(service)["Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["httpGet"]["paht"] = "/ready"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_dask_cluster_manifests_hold_together(service: Path) -> None:
+    documents = [doc for path, doc in k8s_documents(service) if path.parent.name == "dask"]
+    by_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents}
+    scheduler_service = next(d for (kind, _), d in by_name.items() if kind == "Service")
+    address = f"tcp://{scheduler_service['metadata']['name']}:8786"
+    claims = {name for kind, name in by_name if kind == "PersistentVolumeClaim"}
+    deployments = [d for (kind, _), d in by_name.items() if kind == "Deployment"]
+    pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in deployments]
+    assert sum(scheduler_service["spec"]["selector"].items() <= labels.items()
+               for labels in pod_labels) == 1
+    job = next(d for (kind, _), d in by_name.items() if kind == "Job")
+    api_image = k8s(service)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    for workload in [*deployments, job]:
+        pod = workload["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        # Workers unpickle the service's model: they run the service's own image.
+        assert container["image"] == api_image
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+        used = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+                if "persistentVolumeClaim" in v}
+        assert used <= claims
+    workers = next(d for d in deployments if "worker" in d["metadata"]["name"])
+    assert address in workers["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert f"--scheduler={address}" in job["spec"]["template"]["spec"]["containers"][0]["command"]
+    package = yaml.safe_load((service / "configs/config.yaml").read_text())["project"]["package"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][:4] == [
+        "python", "-m", package, "score"
+    ]
 
 
 def test_k8s_config_map_holds_every_key_the_pods_read(service: Path) -> None:

@@ -13,8 +13,13 @@ Layout of a bundle folder::
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,21 +71,47 @@ def save_bundle(
     """Write a bundle folder atomically (a temporary sibling, then a rename).
 
     ``model_saver(pipeline, path)`` writes the model folder; the default saves an MLflow
-    sklearn model.
+    sklearn model. Several processes of one service (concurrent ``train`` runs on a machine)
+    each write their own temporary folder and swap it in under a lock: the last one wins
+    whole, none sees another's half-written files.
     """
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    saver = model_saver or _save_mlflow_model
-    saver(pipeline, tmp / MODEL_DIR)
-    (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
-    (tmp / REFERENCE_FILE).write_text(json.dumps(reference, sort_keys=True))
-    if directory.exists():
-        shutil.rmtree(directory)
-    tmp.rename(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging_dir(directory)
+    try:
+        tmp.mkdir()
+        saver = model_saver or _save_mlflow_model
+        saver(pipeline, tmp / MODEL_DIR)
+        (tmp / METADATA_FILE).write_text(
+            json.dumps(metadata, indent=2, sort_keys=True, default=str)
+        )
+        (tmp / REFERENCE_FILE).write_text(json.dumps(reference, sort_keys=True))
+        swap_in(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def staging_dir(directory: Path) -> Path:
+    """A temporary sibling of ``directory`` that no other process uses."""
+    return directory.with_name(f"{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextmanager
+def bundle_lock(directory: Path) -> Iterator[None]:
+    """Held while a bundle folder is replaced or copied (processes of one machine)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.with_name(directory.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def swap_in(staged: Path, directory: Path) -> None:
+    """Replace ``directory`` by the complete folder ``staged``."""
+    with bundle_lock(directory):
+        if directory.exists():
+            shutil.rmtree(directory)
+        staged.rename(directory)
 
 
 def load_bundle_dir(directory: Path, source: str = "file") -> Bundle:

@@ -1,8 +1,8 @@
 """The *command line* of the service: ``python -m <package> <command>``.
 
-Commands: train, evaluate, serve, drift, investigate, compare, promote, retrain (``--help`` on
-each), and the commands of the service's kind (kinds/: e.g. recommend-all of a recommendation
-service).
+Commands: train, evaluate, serve, score, drift, investigate, compare, promote, retrain (``--help``
+on each), and the commands of the service's kind (kinds/: e.g. recommend-all of a
+recommendation service).
 
 Expected failures (bad config, bad data, registry refusals, nothing to compare) print one line
 and exit with status 2; a trained model that does not beat its Dummy baseline, a refused
@@ -60,6 +60,14 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     from .serving import run
 
     run(config, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _score(config: Config, args: argparse.Namespace) -> int:
+    from .batch import score_folder
+
+    result = score_folder(config, args.data, args.out, engine=args.engine, scheduler=args.scheduler)
+    print(result.summary())
     return 0
 
 
@@ -151,6 +159,21 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.set_defaults(handler=_serve)
+
+    score = commands.add_parser(
+        "score", help="score a folder of Parquet partitions with the champion (batch)"
+    )
+    score.add_argument("--data", required=True, help="folder of .parquet files (or one file)")
+    score.add_argument("--out", required=True, help="new folder for the scored partitions")
+    score.add_argument(
+        "--engine", choices=["local", "dask"], help="local or dask (default: engine.name)"
+    )
+    score.add_argument(
+        "--scheduler",
+        help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (default: "
+        "$MLSERVICE_DASK_SCHEDULER, engine.scheduler, else a local cluster)",
+    )
+    score.set_defaults(handler=_score)
 
     drift = commands.add_parser("drift", help="compare a data file with the training data")
     drift.add_argument("--data", required=True, help="the current data (CSV or Parquet)")

@@ -108,6 +108,11 @@ class TuningConfig(_Section):
     cv_folds: int = 3
     timeout_seconds: float = 600
     time_budget_seconds: float | None = Field(None, gt=0)
+    # Shared tuning: an Optuna RDB storage URL (postgresql+psycopg2://...;
+    # $MLSERVICE_OPTUNA_STORAGE wins) where several processes or machines join one study,
+    # named `study` (default: the registered model and the family). The dask engine needs it.
+    storage: str = ""
+    study: str = ""
 
 
 class MetricConfig(_Section):
@@ -366,6 +371,17 @@ class FairnessConfig(_Section):
     sensitive_attributes: list[str] = []
 
 
+class EngineConfig(_Section):
+    """Where batch scoring (``score``, batch.py) and tuning trials (tuning.py) run."""
+
+    # local: in this process; dask: on a Dask cluster (scheduler below, else a local one).
+    name: Literal["local", "dask"] = "local"
+    # tcp://host:8786 of a running scheduler; $MLSERVICE_DASK_SCHEDULER wins.
+    scheduler: str = ""
+    # Worker processes of the local cluster started when no scheduler is named.
+    workers: int = Field(2, ge=1)
+
+
 class Config(_Section):
     root: Path
     project: ProjectConfig
@@ -393,6 +409,7 @@ class Config(_Section):
     drift: DriftConfig = DriftConfig()
     investigate: InvestigateConfig = InvestigateConfig()
     fairness: FairnessConfig = FairnessConfig()
+    engine: EngineConfig = EngineConfig()
 
     @model_validator(mode="after")
     def _kind_sections(self) -> Config:

@@ -20,7 +20,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .bundle import METADATA_FILE, Bundle, load_bundle_dir, load_metadata, save_bundle
+from .bundle import (
+    METADATA_FILE,
+    Bundle,
+    bundle_lock,
+    load_bundle_dir,
+    load_metadata,
+    save_bundle,
+    staging_dir,
+    swap_in,
+)
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -69,11 +78,14 @@ def keep_previous(config: Config, new_version: str) -> Path | None:
     if str(outgoing.get("model_version")) == str(new_version):
         return None
     previous = fallback_dir(config, PREVIOUS)
-    staging = previous.with_name(previous.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(champion, staging)
-    shutil.rmtree(previous, ignore_errors=True)
-    staging.rename(previous)
+    staging = staging_dir(previous)
+    try:
+        # Concurrent trainings of one service replace the champion under the same lock.
+        with bundle_lock(champion):
+            shutil.copytree(champion, staging)
+        swap_in(staging, previous)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return previous
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from .bundle import METADATA_FILE, REFERENCE_FILE, Bundle, load_bundle_dir, save_bundle
@@ -80,7 +81,17 @@ def setup(config: Config) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         # An explicit location: MLflow's default is ./mlruns under whatever the cwd happens to be.
-        experiment_id = mlflow.create_experiment(name, artifact_location=config.artifact_location)
+        try:
+            experiment_id = mlflow.create_experiment(
+                name, artifact_location=config.artifact_location
+            )
+        except MlflowException as exc:
+            # Another training process on the same server created it first.
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            log.info("Experiment %s was created meanwhile (%s).", name, exc.error_code)
+            experiment_id = experiment.experiment_id
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)

@@ -9,11 +9,23 @@ seeded Optuna search tunes that family: ``tuning.trials`` trials, or with ``tria
 With ``tuning.trials: 0`` and no budget nothing is searched and the family's defaults are used.
 Selection and search are reproducible for a given seed when they finish before the budget and
 ``tuning.timeout_seconds`` (the timeout is a safety net, not a budget).
+
+*Shared and distributed tuning.* With ``tuning.storage`` (an Optuna RDB URL on PostgreSQL)
+the search is one named study that several processes or machines join: each ``train`` adds
+its trials, and the best parameters are the study's best. With ``engine.name: dask`` one
+``train`` runs its trials as ``engine.workers`` searchers on the cluster, sharing that study.
+Searcher ``i`` samples with seed ``seed + i`` ($MLSERVICE_TUNING_WORKER sets ``i`` for a
+process started by hand), so no two repeat each other's path. What stays reproducible: every
+trial's parameters and score are stored, and refitting with them gives the same model bit for
+bit; one searcher alone repeats its path exactly. What cannot: with several searchers the
+order in which trials finish, and so which parameters each sampler proposes next, depends on
+timing; the study's best after N trials differs from run to run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +46,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from .config import Config
+from .errors import ConfigError
 from .model import build_estimator
 from .scoring import METRICS
 
@@ -251,15 +264,24 @@ def tune(
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed)
-    )
-    study.enqueue_trial(warm_start(config.model.family, config.task))
     timeout = (
         config.tuning.timeout_seconds if left is None else min(left, config.tuning.timeout_seconds)
     )
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[in_time])
-    completed = len(study.trials)
+    storage = storage_url(config)
+    if config.engine.name == "dask":
+        if not storage:
+            raise ConfigError(
+                "Tuning on the dask engine needs a shared study: set tuning.storage (or "
+                f"${STORAGE_ENV}) to a PostgreSQL URL, e.g. "
+                "postgresql+psycopg2://user@host:5432/optuna."
+            )
+        study_name = _open_study(config, storage, 0).study_name
+        completed = _search_on_dask(config, storage, objective, n_trials, timeout)
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    else:
+        worker = int(os.environ.get(WORKER_ENV, "0"))
+        study = _open_study(config, storage, worker)
+        completed = _optimize(study, objective, n_trials, timeout, [in_time])
     if n_trials is not None and completed < n_trials:
         log.warning(
             "Tuning stopped after %d of %d trials (tuning.time_budget_seconds=%s, "
@@ -273,6 +295,129 @@ def tune(
     if config.model.family == "lightgbm":
         params["subsample_freq"] = 1
     return TuningResult(params=params, cv_score=float(study.best_value), trials=completed)
+
+
+STORAGE_ENV = "MLSERVICE_OPTUNA_STORAGE"
+WORKER_ENV = "MLSERVICE_TUNING_WORKER"
+
+
+def storage_url(config: Config) -> str:
+    """The shared Optuna storage (empty: an in-memory study of this process)."""
+    return os.environ.get(STORAGE_ENV) or config.tuning.storage
+
+
+def study_name(config: Config) -> str:
+    return config.tuning.study or f"{config.tracking.registered_model}-{config.model.family}"
+
+
+def _open_study(config: Config, storage: str, worker: int) -> optuna.Study:
+    """This searcher's handle on the study: its own sampler seed, the warm start once."""
+    sampler = optuna.samplers.TPESampler(seed=config.seed + worker)
+    if not storage:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+    else:
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            study = _create_shared_study(storage, study_name(config), sampler)
+        except (ImportError, ValueError, ArgumentError) as exc:
+            raise ConfigError(
+                f"Cannot open the Optuna storage {storage!r}: {exc}. Use a "
+                "postgresql+psycopg2:// URL (psycopg2 is installed with the runtime)."
+            ) from exc
+        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+            raise ConfigError(f"Study {study.study_name!r} in {storage} does not maximize.")
+    # Every searcher may enqueue it: the storage keeps one.
+    study.enqueue_trial(warm_start(config.model.family, config.task), skip_if_exists=True)
+    return study
+
+
+def _create_shared_study(
+    storage: str, name: str, sampler: optuna.samplers.BaseSampler
+) -> optuna.Study:
+    """Create or join study ``name``. Processes that start together on an empty database race
+    to create Optuna's tables (and the study): the losers retry and find them made."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            return optuna.create_study(
+                storage=storage,
+                study_name=name,
+                direction="maximize",
+                sampler=sampler,
+                load_if_exists=True,
+            )
+        except (
+            IntegrityError,
+            OperationalError,
+            ProgrammingError,
+            optuna.exceptions.DuplicatedStudyError,
+        ):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _search_on_dask(
+    config: Config,
+    storage: str,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int | None,
+    timeout: float,
+) -> int:
+    """``engine.workers`` searchers on the Dask cluster share the trials; how many ran."""
+    from .engine import dask_client
+
+    searchers = config.engine.workers
+    shares = (
+        [None] * searchers
+        if n_trials is None
+        else [n_trials // searchers + (i < n_trials % searchers) for i in range(searchers)]
+    )
+    with dask_client(config) as client:
+        futures = [
+            client.submit(_searcher, config, storage, objective, i, share, timeout, pure=False)
+            for i, share in enumerate(shares)
+            if share != 0
+        ]
+        return int(sum(client.gather(futures)))
+
+
+def _searcher(
+    config: Config,
+    storage: str,
+    objective: Callable[[optuna.Trial], float],
+    worker: int,
+    n_trials: int | None,
+    timeout: float,
+) -> int:
+    """One searcher's loop on a worker (one thread: trials scale by processes)."""
+    from threadpoolctl import threadpool_limits
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _open_study(config, storage, worker)
+    with threadpool_limits(limits=1):
+        return _optimize(study, objective, n_trials, timeout)
+
+
+def _optimize(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int | None,
+    timeout: float,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+) -> int:
+    """Run trials of ``study`` here; how many this process ran (others may run meanwhile)."""
+    ran: list[int] = []
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=timeout,
+        callbacks=[lambda _study, trial: ran.append(trial.number), *(callbacks or [])],
+    )
+    return len(ran)
 
 
 def _scoring(name: str, y: pd.Series, task: str) -> Any:

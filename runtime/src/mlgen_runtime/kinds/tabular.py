@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from .command import Command
 
 
-
 class TabularKind:
     name = "tabular"
     tasks: tuple[str, ...] = ("binary_classification", "multiclass_classification", "regression")
@@ -99,6 +98,10 @@ class TabularKind:
 
         return [render_model_card(config, metadata)]
 
+    def batch_scorer(self, config: Config, bundle: Bundle) -> TabularBatchScorer:
+        """Scores Parquet partitions for ``score`` (batch.py), on any engine."""
+        return TabularBatchScorer(bundle, keep=[config.data.id_column or ""])
+
     def investigate(self, config: Config, observed: Observed) -> Investigation:
         from ..monitoring.tabular_investigation import investigate
 
@@ -126,3 +129,44 @@ class TabularKind:
         if evidence is not None:
             print(evidence.summary())
         return promote(config, version, reason=reason, evidence=evidence)
+
+
+class TabularBatchScorer:
+    """One partition's frame -> ``prediction`` (and ``proba_<class>`` for classifiers).
+
+    The row id column (``data.id_column``) is copied first when a partition has it. Numbers
+    are cast to float64 as serving casts them; the pipeline types the rest as in training, so
+    batch and online answers agree (tested). Picklable: the engine sends it to every worker.
+    """
+
+    def __init__(self, bundle: Bundle, keep: list[str]) -> None:
+        self.pipeline = bundle.pipeline
+        self.regression = bundle.task == "regression"
+        self.columns = [feature["name"] for feature in bundle.features]
+        self.numeric = [f["name"] for f in bundle.features if f.get("type") == "numeric"]
+        self.keep = [name for name in keep if name]
+        self.classes = None if self.regression else list(self.pipeline.classes_)
+
+    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
+        from threadpoolctl import threadpool_limits
+
+        # The pipeline's first steps type the columns as in training; numbers arrive as float64
+        # as they do online (a Parquet int column would otherwise differ in dtype only).
+        features = frame[self.columns]
+        casts = {name: np.float64 for name in self.numeric if features[name].dtype != np.float64}
+        if casts:
+            features = features.astype(casts)
+        out = pd.DataFrame({name: frame[name].to_numpy() for name in self.keep if name in frame})
+        # One thread per task: an engine scales by worker processes, as serving does.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            if self.regression:
+                out["prediction"] = np.asarray(self.pipeline.predict(features), dtype=float)
+                return out
+            proba = np.asarray(self.pipeline.predict_proba(features), dtype=float)
+        classes = self.classes or []
+        out["prediction"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        for index, label in enumerate(classes):
+            out[f"proba_{label}"] = proba[:, index]
+        return out
