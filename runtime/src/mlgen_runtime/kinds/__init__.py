@@ -95,10 +95,17 @@ def _recommendation() -> ProblemKind:
     return RecommendationKind()
 
 
+def _audio() -> ProblemKind:
+    from .audio import AudioKind
+
+    return AudioKind()
+
+
 #: Every kind by name, built on first use (a kind imports its heavy libraries only then).
 KINDS: dict[str, Callable[[], ProblemKind]] = {
     "tabular": _tabular,
     "recommendation": _recommendation,
+    "audio": _audio,
 }
 _loaded: dict[str, ProblemKind] = {}
 
