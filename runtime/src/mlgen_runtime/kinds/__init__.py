@@ -101,11 +101,18 @@ def _audio() -> ProblemKind:
     return AudioKind()
 
 
+def _text() -> ProblemKind:
+    from .text import TextKind
+
+    return TextKind()
+
+
 #: Every kind by name, built on first use (a kind imports its heavy libraries only then).
 KINDS: dict[str, Callable[[], ProblemKind]] = {
     "tabular": _tabular,
     "recommendation": _recommendation,
     "audio": _audio,
+    "text": _text,
 }
 _loaded: dict[str, ProblemKind] = {}
 
