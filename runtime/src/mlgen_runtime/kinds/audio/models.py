@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class Fitted:
     onnx: bytes
     epochs: int = 0
     history: tuple[dict[str, float], ...] = ()
+    #: The trained torch module (the CNN's), for measuring it eager; never saved.
+    module: Any = field(default=None, compare=False, repr=False)
 
 
 class OnnxModel:
@@ -211,7 +213,7 @@ def fit_cnn(
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
-    return Fitted("cnn", export_onnx(model, features[:1]), best_epoch, tuple(history))
+    return Fitted("cnn", export_onnx(model, features[:1]), best_epoch, tuple(history), model)
 
 
 def export_onnx(model: Any, example: np.ndarray) -> bytes:

@@ -67,6 +67,8 @@ class AudioResult:
     baseline_comparison: Comparison
     comparison: Comparison | None
     skipped: list[tuple[str, str]]
+    #: Every candidate as trained (benchmarks measure them), by family.
+    fitted: dict[str, Fitted]
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -218,7 +220,8 @@ def train(config: Config, data_path: str | Path | None = None,
             lambda folder: labelled.write_bundle(folder, files, metadata, reference),
             model_card(config, metadata),
         )
-    return AudioResult(metadata, decision, against_baseline, against_champion, clips.skipped)
+    return AudioResult(metadata, decision, against_baseline, against_champion, clips.skipped,
+                       fitted)
 
 
 def _measure(variants: dict[str, OnnxModel], x: np.ndarray, codes: np.ndarray,
