@@ -8,7 +8,11 @@ train` runs it) gives:
 * the CNN's test accuracy next to the MFCC + logistic regression baseline's (issue 16's goal:
   the CNN at least 10 points above it), both with bootstrap intervals;
 * fp32 eager (PyTorch) vs ONNX fp32 vs ONNX int8 (static QDQ): test accuracy and the median
-  latency of one 1 s clip, the model alone and end to end (decode a WAV, log-mel, model).
+  latency of one 1 s clip, the model alone and end to end (decode a WAV, log-mel, model);
+* ``/predict`` of one 1.2 s WAV over HTTP, the service (uvicorn, one worker) next to ``mlflow
+  models serve`` of the same model as a pyfunc (decode, features and the served ONNX graph in
+  its ``predict``), both sent the clip as base64 JSON, sequential requests from one client
+  for the same seconds, in alternating rounds so a shared machine's load falls on both.
 
 Usage (from the repo root, with the dev venv; needs espeak-ng and sox):
 
@@ -53,6 +57,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--clips", type=Path, help="reuse a folder make_clips.py wrote")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per round and server")
+    parser.add_argument("--serving-only", type=Path, metavar="SERVICE",
+                        help="a service folder this benchmark trained: measure its serving only")
     args = parser.parse_args()
 
     import torch
@@ -62,6 +69,15 @@ def main() -> int:
     from mlgen_runtime.kinds.audio.train import train
     from mlgen_runtime.kinds.labelled import champion_folder, split_examples
 
+    if args.serving_only:
+        config = load_config(args.serving_only)
+        manifest = Path(config.data.path)
+        wav = (manifest.parent / next(iter(manifest.read_text().splitlines()[1:])).split(",")[0]
+               ).read_bytes()
+        work = Path(tempfile.mkdtemp(prefix="mlgen-audio-serving-"))
+        print(json.dumps(compare_serving(config, champion_folder(config), wav, work,
+                                         args.seconds), indent=1))
+        return 0
     work = Path(tempfile.mkdtemp(prefix="mlgen-audio-bench-"))
     clips = args.clips or work / "clips"
     if args.clips is None:
@@ -132,8 +148,10 @@ def main() -> int:
 
         rows.insert(0, {"variant": "PyTorch eager fp32", "test_accuracy": accuracy,
                         "model_ms": median_ms(eager), "end_to_end_ms": median_ms(eager_end_to_end)})
+    serving = compare_serving(config, folder, wav, work, args.seconds)
     metrics, baseline = meta["metrics"], meta["baseline_metrics"]
     report = {
+        "serving": serving,
         "clips": meta["clips"], "classes": len(meta["classes"]),
         "voices": {part: len(v) for part, v in meta["groups"].items()},
         "chosen": meta["model_family"], "serving_variant": meta["serving_variant"],
@@ -149,12 +167,104 @@ def main() -> int:
     out = ROOT / "benchmarks" / "results" / "audio.json"
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "variants"}, indent=1))
+    print(json.dumps(serving, indent=1))
     print("| variant | test accuracy | model ms / 1 s clip | end to end ms |")
     print("| --- | --- | --- | --- |")
     for row in rows:
         print(f"| {row['variant']} | {row['test_accuracy']:.4f} | {row['model_ms']:.3f} | "
               f"{row['end_to_end_ms']:.3f} |")
     return 0
+
+
+class AudioPyfunc:
+    """The served model as an MLflow pyfunc: base64 WAVs in, labels out (what a user would
+    wrap by hand to serve it with `mlflow models serve`)."""
+
+    def load_context(self, context):  # noqa: ANN001
+        from mlgen_runtime.kinds.audio.classifier import load_classifier
+
+        self.classifier = load_classifier(Path(context.artifacts["bundle"]))
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001
+        import base64
+
+        from mlgen_runtime.config import AudioConfig
+        from mlgen_runtime.kinds.audio.clips import decode
+
+        limits = AudioConfig(sample_rate=self.classifier.front.sample_rate)
+        signals = [decode(base64.b64decode(text), limits).signal
+                   for text in model_input["audio_base64"]]
+        probabilities, _ = self.classifier.predict(signals)
+        return [self.classifier.classes[i] for i in probabilities.argmax(axis=1)]
+
+
+def compare_serving(config, folder: Path, wav: bytes, work: Path, seconds: float) -> dict:
+    """Requests per second of /predict (the service) and /invocations (mlflow models serve)."""
+    import base64
+    import os
+    import socket
+    import threading
+
+    import httpx
+    import mlflow.pyfunc
+    import uvicorn
+    from mlgen_runtime.kinds.audio.serving import create_app
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    pyfunc_type = type("AudioPyfunc", (mlflow.pyfunc.PythonModel,), dict(AudioPyfunc.__dict__))
+    model_dir = work / "pyfunc"
+    mlflow.pyfunc.save_model(str(model_dir), python_model=pyfunc_type(),
+                             artifacts={"bundle": str(folder)},
+                             pip_requirements=["mlflow", "onnxruntime", "soundfile"])
+    ours_port, theirs_port = free_port(), free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1",
+                                           port=ours_port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime" / "src"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    mlflow_server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(theirs_port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    text = base64.b64encode(wav).decode()
+    targets = {
+        "service": (f"http://127.0.0.1:{ours_port}/predict", {"audio_base64": text}),
+        "mlflow": (f"http://127.0.0.1:{theirs_port}/invocations",
+                   {"dataframe_records": [{"audio_base64": text}]}),
+    }
+    try:
+        with httpx.Client(timeout=30) as client:
+            deadline = time.monotonic() + 120
+            for url, body in targets.values():
+                while True:
+                    try:
+                        if client.post(url, json=body).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{url} did not answer 200")
+                    time.sleep(0.5)
+            counts = {name: 0 for name in targets}
+            spent = {name: 0.0 for name in targets}
+            for _ in range(3):
+                for name, (url, body) in targets.items():
+                    started = time.perf_counter()
+                    while time.perf_counter() - started < seconds:
+                        assert client.post(url, json=body).status_code == 200
+                        counts[name] += 1
+                    spent[name] += time.perf_counter() - started
+    finally:
+        server.should_exit = True
+        os.killpg(mlflow_server.pid, 15)
+        mlflow_server.wait(timeout=30)
+    rates = {name: counts[name] / spent[name] for name in targets}
+    return {"requests_per_second": rates, "ratio": rates["service"] / rates["mlflow"]}
 
 
 if __name__ == "__main__":
