@@ -76,7 +76,7 @@ def main() -> int:
                ).read_bytes()
         work = Path(tempfile.mkdtemp(prefix="mlgen-audio-serving-"))
         print(json.dumps(compare_serving(config, champion_folder(config), wav, work,
-                                         args.seconds), indent=1))
+                                         args.seconds), indent=1))  # the champion's
         return 0
     work = Path(tempfile.mkdtemp(prefix="mlgen-audio-bench-"))
     clips = args.clips or work / "clips"
@@ -110,6 +110,12 @@ def main() -> int:
     wav = Path(dataset.paths[split.test[0]]).read_bytes()
     rows = []
     folder = champion_folder(config)
+    if not (folder / "metadata.json").exists():
+        # Not promoted (it did not beat the baseline): measure the registered version's bundle.
+        import mlflow
+
+        folder = Path(mlflow.artifacts.download_artifacts(
+            run_id=meta["run_id"], artifact_path="bundle", dst_path=str(work / "registered")))
     cnn = result.fitted["cnn"]
     for variant in ("fp32", "int8"):
         try:
@@ -148,7 +154,11 @@ def main() -> int:
 
         rows.insert(0, {"variant": "PyTorch eager fp32", "test_accuracy": accuracy,
                         "model_ms": median_ms(eager), "end_to_end_ms": median_ms(eager_end_to_end)})
-    serving = compare_serving(config, folder, wav, work, args.seconds)
+    serving = (
+        compare_serving(config, folder, wav, work, args.seconds)
+        if (champion_folder(config) / "metadata.json").exists()
+        else {"skipped": "no champion to serve: the model did not pass the gate"}
+    )
     metrics, baseline = meta["metrics"], meta["baseline_metrics"]
     report = {
         "serving": serving,
