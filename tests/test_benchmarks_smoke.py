@@ -39,6 +39,21 @@ def test_drift_benchmark_quick(tmp_path, capsys):
     assert results["table"] in capsys.readouterr().out
 
 
+def test_recommendation_serving_benchmark_tiny(tmp_path, capsys):
+    bench = load_benchmark("recommendation_serving")
+    output = tmp_path / "recommendation_serving.json"
+    args = ["--tiny", "--output", str(output), "--work", str(tmp_path / "work")]
+    assert bench.main(args) == 0
+    result = json.loads(output.read_text())["result"]
+    # Both servers recommended the same items to the same users, and nothing failed.
+    assert result["agreement"] is True
+    assert result["items"] == 9066
+    runs = [*result["sequential"].values(), *result["concurrent"].values()]
+    assert all(run["requests"] > 0 and run["errors"] == 0 for run in runs)
+    assert set(result["ratios"]) == {"p50_vs_health", "throughput_vs_mlflow"}
+    assert json.loads(output.read_text())["table"] in capsys.readouterr().out
+
+
 def test_serving_benchmark_tiny(tmp_path, capsys, service_venv):
     serving = load_benchmark("serving")
     output, plot = tmp_path / "serving.json", tmp_path / "serving.png"

@@ -6,11 +6,13 @@ What a client relies on: known users get the model's items minus what they have 
 users a cold start that says so, filters hold, similar items never repeat their input; every
 bad request is a 422 naming the field, never a 5xx; feedback turns into a live hit rate; and
 the monitoring signals (item-popularity drift, new users and items, coverage) move when the
-traffic does. One test runs a real uvicorn server on 127.0.0.1.
+traffic does. Real servers on 127.0.0.1: uvicorn in a thread, and `serve --workers 2` (gunicorn)
+in a child process, whose workers share the feedback store and the metrics.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from mlgen_runtime.kinds.recommendation.recommender import (
     save_model,
 )
 from mlgen_runtime.kinds.recommendation.serving import create_app
-from serving_support import live_server, sample_value
+from serving_support import free_port, live_server, sample_value, serve_command, server_process
 
 USERS = 200
 MAX_K = 50
@@ -135,6 +137,21 @@ def test_a_known_user_gets_the_models_items_best_first_without_those_already_see
     assert with_seen.json()["items"] != body["items"]
 
 
+def test_every_answer_is_the_models_own_whatever_k_and_whoever_asks(
+    service: Service, client: TestClient
+) -> None:
+    # Unfiltered answers come from the serving cache: each must equal the model's call.
+    recommender = service.recommender
+    for user in [*service.ratings["userId"].unique().tolist(), "someone-new", "another-new"]:
+        for k, exclude_seen in ((1, True), (10, True), (MAX_K, True), (10, False)):
+            body = {"user_id": user, "k": k, "exclude_seen": exclude_seen}
+            answer = client.post("/recommend", json=body).json()
+            expected = recommender.recommend(user, k, exclude_seen)
+            assert [item["item_id"] for item in answer["items"]] == expected.items
+            assert [item["score"] for item in answer["items"]] == expected.scores
+            assert answer["strategy"] == expected.strategy
+
+
 def test_a_user_id_sent_as_text_finds_the_same_user(service: Service, client: TestClient) -> None:
     user = known_user(service)
     as_number = client.post("/recommend", json={"user_id": user}).json()
@@ -223,6 +240,40 @@ def test_bad_input_is_a_422_naming_the_field_and_the_problem(
     problems = {problem["field"]: problem["problem"] for problem in error["fields"]}
     assert field in problems, problems
     assert says in problems[field]
+
+
+ODD_BODIES = [
+    {"user_id": 10**30},
+    {"user_id": -1, "k": 1},
+    {"user_id": "ü🎧 patch sheet", "k": 3},
+    {"user_id": "x" * 300},
+    {"user_id": None},
+    {"user_id": 1, "k": None},
+    {"user_id": 1, "k": 10**30},
+    {"user_id": 1, "filters": None},
+    {"user_id": 1, "filters": {}},
+    {"user_id": 1, "filters": {"title": ["!!!", "", "a" * 300]}},
+    {"user_id": 1, "filters": {"genres": ["(no genres listed)"]}},
+    {"user_id": 1, "filters": {"genres": ["comedy drama"], "title": ["story"]}},
+    {"user_id": 1, "filters": ["genres"]},
+    {"user_id": {"id": 1}},
+    {"items": [10**30, -5, "nothing", "🎧"]},
+    {"items": [318] * 500, "k": MAX_K},
+    {"items": [None]},
+    {"items": [318], "filters": {"genres": ["Horror"]}, "k": MAX_K},
+    "just a string",
+    None,
+    12,
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES, ids=lambda body: repr(body)[:40])
+@pytest.mark.parametrize("path", ["/recommend", "/recommend/similar"])
+def test_no_body_gets_a_server_error(client: TestClient, path: str, body: object) -> None:
+    answer = client.post(path, json=body)
+    assert answer.status_code in (200, 422), answer.text
+    if answer.status_code == 422:
+        assert answer.json()["fields"], answer.text
 
 
 def test_a_body_that_is_not_json_is_a_422_and_a_huge_one_a_413(
@@ -385,3 +436,26 @@ def test_a_real_uvicorn_server_answers_recommendations_cold_starts_and_errors(
         scrape = http.get("/metrics").text
         assert sample_value(scrape, "http_requests_total", {"route": "/recommend"}) == 3
         assert sample_value(scrape, "model_validation_errors_total", {"route": "/recommend"}) == 1
+
+
+def test_two_workers_share_feedback_and_metrics_when_served_as_serve_runs_them(
+    service: Service,
+) -> None:
+    # `serve --workers 2`: gunicorn workers, one feedback store and one metrics folder.
+    port = free_port()
+    users = service.ratings["userId"].unique().tolist()[:40]
+    with server_process(
+        serve_command(port, workers=2), port, {"MLSERVICE_ROOT": str(service.config.root)}
+    ) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        deadline = time.monotonic() + 60
+        while http.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        answers = [http.post("/recommend", json={"user_id": user}).json() for user in users]
+        for answer in answers:
+            used = {"request_id": answer["request_id"], "item_id": answer["items"][0]["item_id"]}
+            receipt = http.post("/feedback", json=used)
+            assert receipt.status_code == 200 and receipt.json()["hit"], receipt.text
+        scrape = http.get("/metrics").text
+    assert sample_value(scrape, "model_feedback_total", {"result": "joined"}) == len(users)
+    assert sample_value(scrape, "model_recommendations_total", {}) == len(users)
+    assert sample_value(scrape, "model_live_performance", {"metric": "hit_rate"}) == 1.0

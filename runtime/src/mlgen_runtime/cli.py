@@ -79,30 +79,11 @@ def _compare(config: Config, args: argparse.Namespace) -> int:
 
 
 def _promote(config: Config, args: argparse.Namespace) -> int:
-    from .live_comparison import compare_log
-    from .registry import promote
-    from .serving.rollout import RolloutSettings
+    from .kinds import kind_of
 
     if args.force and not args.reason:
         raise UsageError("--force skips the promotion gate: say why with --reason TEXT.")
-    if not args.force and RolloutSettings.of(config).mode != "off":
-        # A challenger on live traffic is promoted on that evidence, not on old test data alone.
-        comparison = compare_log(config, args.version)
-        print(comparison.summary())
-        if not comparison.better:
-            print(f"Version {args.version} not promoted: live comparison: {comparison.verdict}")
-            return 1
-    evidence = None
-    if not args.force and RolloutSettings.of(config).mode == "off":
-        from .train import holdout_comparison
-
-        # Both models scored on the same test rows of the configured data: a paired test.
-        evidence = holdout_comparison(config, args.version)
-        if evidence is not None:
-            print(evidence.summary())
-    decision = promote(
-        config, args.version, reason=args.reason, force=args.force, evidence=evidence
-    )
+    decision = kind_of(config).promote(config, args.version, reason=args.reason, force=args.force)
     verdict = "promoted to champion" if decision.promote else "not promoted"
     print(f"Version {args.version} {verdict}: {decision.reason}")
     return 0 if decision.promote else 1
@@ -168,6 +149,18 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     return parser
 
 
+def _check_supported(config: Config, command: str) -> None:
+    """Refuse a shared command the service's kind does not have, saying what to use instead."""
+    from .kinds import kind_of
+
+    kind = kind_of(config)
+    if command in kind.unsupported_commands:
+        raise UsageError(
+            f"`{command}` is not a command of {kind.name} services: "
+            f"{kind.unsupported_commands[command]}"
+        )
+
+
 def _kind_commands(commands: argparse._SubParsersAction) -> None:
     """The commands of every kind (e.g. recommend-all); each refuses a service of another."""
     from .kinds import KINDS, get_kind
@@ -201,7 +194,9 @@ def main(argv: list[str] | None = None, package: str | None = None) -> int:
     for name in {RUNTIME, package}:
         logging.getLogger(name).setLevel(logging.INFO)
     try:
-        return args.handler(load_config(args.root), args)
+        config = load_config(args.root)
+        _check_supported(config, args.command)
+        return args.handler(config, args)
     except (ServiceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

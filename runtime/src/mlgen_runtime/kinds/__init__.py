@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from ..bundle import Bundle
     from ..config import Config
+    from ..registry import Decision
 
 
 @runtime_checkable
@@ -33,6 +34,8 @@ class ProblemKind(Protocol):
     name: str
     #: The ``task`` values a service of this kind may have.
     tasks: tuple[str, ...]
+    #: Shared commands (cli.py) this kind's services do not have, each with what to do instead.
+    unsupported_commands: dict[str, str]
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         """Raise ``DataValidationError`` naming the column and the problem."""
@@ -81,6 +84,10 @@ class ProblemKind(Protocol):
 
     def commands(self) -> list[Command]:
         """Commands of this kind's services beyond the shared ones (cli.py offers them)."""
+
+    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
+        """The ``promote`` command's gate for a registered version (``force``: none, but a
+        ``reason``); it prints the evidence it weighed, and applies a positive decision."""
 
 
 def _tabular() -> ProblemKind:

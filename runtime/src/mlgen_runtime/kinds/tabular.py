@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ..bundle import Bundle
     from ..config import Config
+    from ..registry import Decision
     from ..train import TrainResult
     from .command import Command
 
@@ -28,6 +29,7 @@ FAMILIES = ("linear", "random_forest", "hist_gradient_boosting", "lightgbm")
 class TabularKind:
     name = "tabular"
     tasks: tuple[str, ...] = ("binary_classification", "multiclass_classification", "regression")
+    unsupported_commands: dict[str, str] = {}
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         from ..data import validate
@@ -97,3 +99,23 @@ class TabularKind:
 
     def commands(self) -> list[Command]:
         return []
+
+    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
+        from ..live_comparison import compare_log
+        from ..registry import Decision, promote
+        from ..train import holdout_comparison
+
+        if force:
+            return promote(config, version, reason=reason, force=True)
+        if config.serving.rollout.mode != "off":
+            # A challenger on live traffic is promoted on that evidence, not on old test data.
+            comparison = compare_log(config, version)
+            print(comparison.summary())
+            if not comparison.better:
+                return Decision(False, f"live comparison: {comparison.verdict}")
+            return promote(config, version, reason=reason)
+        # Both models scored on the same test rows of the configured data: a paired test.
+        evidence = holdout_comparison(config, version)
+        if evidence is not None:
+            print(evidence.summary())
+        return promote(config, version, reason=reason, evidence=evidence)

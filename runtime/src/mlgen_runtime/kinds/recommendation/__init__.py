@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from ...bundle import Bundle
     from ...config import Config
+    from ...registry import Decision
     from ..command import Command
     from .train import RecommendationResult
 
@@ -25,6 +26,16 @@ if TYPE_CHECKING:
 class RecommendationKind:
     name = "recommendation"
     tasks: tuple[str, ...] = ("recommendation",)
+    unsupported_commands: dict[str, str] = {
+        "evaluate": "`train` prints the test metrics with their intervals and logs them to "
+        "MLflow, and `promote --version N` re-scores a version on the test users.",
+        "retrain": "run `train --data NEW_FILE`: a model trained on new data replaces the "
+        "champion only if the gate finds it significantly better on the same test users.",
+        "drift": "the service watches item-popularity drift, new users and new items as it "
+        "serves: see /metrics and the Grafana dashboard.",
+        "compare": "champion/challenger rollouts are not available for recommenders yet; "
+        "`promote --version N` compares a version with the champion on the test users.",
+    }
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         from .data import read_interactions
@@ -101,6 +112,11 @@ class RecommendationKind:
         from .train import model_card
 
         return [model_card(config, metadata)]
+
+    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
+        from .train import promote_version
+
+        return promote_version(config, version, reason, force)
 
     def commands(self) -> list[Command]:
         from .batch import COMMAND

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Numeric times above this are milliseconds since the epoch, not seconds (year 5138 in s).
 MILLISECONDS = 1e11
+# The smallest recency weight (an interaction thousands of a user's interactions ago).
+MIN_RECENCY = 1e-6
 # Fewer interactions than this cannot be split into train, validation and test.
 MIN_INTERACTIONS = 20
 
@@ -66,6 +68,29 @@ class Interactions:
         matrix.sort_indices()
         return matrix
 
+    def recency(self, half_life: float) -> sp.csr_matrix:
+        """:attr:`matrix` with each (user, item) weighed down by 0.5 ** (r / half_life), r the
+        number of the user's interactions after its latest use (0: the latest; by time, else by
+        row order); ``half_life`` 0: :attr:`matrix` itself."""
+        if half_life <= 0:
+            return self.matrix
+        time = self.time if self.time is not None else np.arange(len(self), dtype=np.float64)
+        order = np.lexsort((np.arange(len(self)), -time, self.user))
+        users = self.user[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+        counts = np.diff(np.r_[starts, len(order)])
+        later = np.empty(len(self), dtype=np.float64)
+        later[order] = np.arange(len(order)) - np.repeat(starts, counts)
+        # Never 0 in float32: the matrix must hold every item the user used (what is excluded).
+        decay = np.maximum(np.power(0.5, later / half_life), MIN_RECENCY)
+        latest = _max_duplicates(
+            sp.coo_matrix(
+                (decay.astype(np.float32), (self.user, self.item)),
+                shape=(self.n_users, self.n_items),
+            )
+        )
+        return sp.csr_matrix(self.matrix.multiply(latest), dtype=np.float32)
+
     def subset(self, rows: np.ndarray) -> Interactions:
         """These rows, on the same index."""
         return Interactions(
@@ -76,6 +101,13 @@ class Interactions:
             self.weight[rows],
             None if self.time is None else self.time[rows],
         )
+
+
+def _max_duplicates(matrix: sp.coo_matrix) -> sp.csr_matrix:
+    order = np.lexsort((-matrix.data, matrix.col, matrix.row))
+    row, col, data = matrix.row[order], matrix.col[order], matrix.data[order]
+    first = np.r_[True, (np.diff(row) != 0) | (np.diff(col) != 0)]
+    return sp.csr_matrix((data[first], (row[first], col[first])), shape=matrix.shape)
 
 
 @dataclass(frozen=True)

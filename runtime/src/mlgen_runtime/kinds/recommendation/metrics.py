@@ -8,7 +8,8 @@ the item at rank i is in R), as in RecBole and microsoft/recommenders:
 - precision@k = hits / k;
 - recall@k = hits / |R|;
 - NDCG@k = sum_i hit_i / log2(i + 1), divided by the same sum for min(|R|, k) hits at the top;
-- MAP@k: the mean over users of AP@k = sum_i precision@i * hit_i / min(|R|, k).
+- MAP@k: the mean over users of AP@k = sum_i precision@i * hit_i / min(|R|, k);
+- hit rate@k: the share of users with at least one hit (what live feedback measures).
 
 Each is a mean over the evaluated users, so a model's per-user values are what the paired test
 compares: the one-sided paired t-test of "the challenger's mean is higher" on the per-user
@@ -25,8 +26,10 @@ from scipy import stats
 
 from ...compare import Comparison
 
-#: The ranking metrics, each at the service's k.
+#: The ranking metrics a service may choose as primary, each at the service's k.
 RANKING = ("ndcg", "recall", "map", "precision")
+#: Every per-user metric reported.
+REPORTED = (*RANKING, "hit_rate")
 TEST = "one-sided paired t-test over users"
 
 
@@ -61,6 +64,7 @@ def per_user(ranked: np.ndarray, truth: sp.csr_matrix) -> dict[str, np.ndarray]:
         "recall": found / relevant,
         "map": (precision_at * hit).sum(axis=1) / ideal_hits,
         "precision": found / k,
+        "hit_rate": (found > 0).astype(np.float64),
     }
 
 

@@ -162,11 +162,16 @@ class PopularityBins:
 
 
 class ItemIndex:
-    """Original item ids -> catalogue codes, through the recommender's own lookup (``"318"``
-    finds item 318); an item without training interactions is ``unknown``, as for cold start."""
+    """Original item ids -> catalogue codes; an item without training interactions is
+    ``unknown``, as for cold start.
+
+    The ids the model serves are found by one dict lookup; an id a client sends in another
+    form (``"318"`` for item 318) goes through the recommender's own lookup.
+    """
 
     def __init__(self, recommender: Any) -> None:
-        self._code = recommender.item_code
+        self._lookup = recommender.item_code
+        self._codes = {item: code for code, item in enumerate(recommender.items.tolist())}
         used = np.asarray(recommender.popularity) > 0
         self.unknown = len(used)
         # The catalogue coverage counts: the items with training interactions.
@@ -174,13 +179,14 @@ class ItemIndex:
         self._kept = np.append(used, False)
 
     def __call__(self, items: Sequence[Any]) -> np.ndarray:
-        lookup = self._code
-        codes = np.fromiter(
-            (-1 if (code := lookup(item)) is None else code for item in items),
-            dtype=np.intp,
-            count=len(items),
-        )
-        return self.known(codes)
+        get, lookup = self._codes.get, self._lookup
+        codes = []
+        for item in items:
+            code = get(item)
+            if code is None:
+                code = lookup(item)
+            codes.append(-1 if code is None else code)
+        return self.known(np.asarray(codes, dtype=np.intp))
 
     def known(self, codes: np.ndarray) -> np.ndarray:
         """``codes`` with -1 (no item) and items never used in training made ``unknown``."""
@@ -219,16 +225,22 @@ class ServedReference:
         return float(self.coverage[min(requests, len(self.coverage) - 1)])
 
 
+Signal = tuple[bool | None, Sequence[Any], Sequence[Any] | None]
+
+
 class SignalFeed:
     """What requests tell the monitor, buffered on the hot path and folded in chunks."""
 
     def __init__(self, monitor: RecommendationMonitor) -> None:
         self.monitor = monitor
-        self._pending: list[tuple[bool | None, Sequence[Any], Sequence[Any]]] = []
+        self._pending: list[Signal] = []
         self._lock = threading.Lock()
 
-    def add(self, new_user: bool | None, requested: Sequence[Any], served: Sequence[Any]) -> None:
-        """One request: its user new or not (None: no user), its items, the items served."""
+    def add(
+        self, new_user: bool | None, requested: Sequence[Any], served: Sequence[Any] | None
+    ) -> None:
+        """One request: its user new or not (None: no user), the items it names, the items
+        served to it (None: nothing was recommended, as for feedback)."""
         self._pending.append((new_user, requested, served))
         if len(self._pending) >= FOLD_EVERY:
             self.flush()
@@ -260,21 +272,26 @@ class RecommendationMonitor:
         self.served_counts = np.zeros(self.bins.unknown + 1, dtype=np.int64)
         self._lock = threading.Lock()
 
-    def fold(self, pending: list[tuple[bool | None, Sequence[Any], Sequence[Any]]]) -> None:
+    def fold(self, pending: list[Signal]) -> None:
+        """Add a chunk of requests to the windows: one lookup pass and a few numpy calls for
+        the whole chunk, not per request."""
+        new_users = [new for new, _, _ in pending if new is not None]
+        requested = [item for _, asked, _ in pending for item in asked]
+        answers = [served for _, _, served in pending if served is not None]
+        served = self.index([item for answer in answers for item in answer])
+        added = np.split(served, np.cumsum([len(answer) for answer in answers])[:-1])
+        kept = added[-self.window :] if answers else []
         with self._lock:
-            for new_user, requested, served in pending:
-                if new_user is not None:
-                    self.new_users.append(new_user)
-                if requested:
-                    self.requested.extend(self.index(requested).tolist())
-                if served:
-                    self._serve(self.index(served))
-
-    def _serve(self, indexes: np.ndarray) -> None:
-        if len(self.served) == self.window:
-            np.subtract.at(self.served_counts, self.served[0], 1)
-        self.served.append(indexes)
-        np.add.at(self.served_counts, indexes, 1)
+            self.new_users.extend(new_users)
+            if requested:
+                self.requested.extend(self.index(requested).tolist())
+            overflow = len(self.served) + len(kept) - self.window
+            if overflow > 0:
+                gone = [self.served.popleft() for _ in range(overflow)]
+                np.subtract.at(self.served_counts, np.concatenate(gone), 1)
+            if kept:
+                self.served.extend(kept)
+                np.add.at(self.served_counts, np.concatenate(kept), 1)
 
     def scores(self) -> dict[str, Any]:
         """Every signal of the window (None where too few requests to say)."""

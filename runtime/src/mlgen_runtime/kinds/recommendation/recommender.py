@@ -14,8 +14,9 @@ Filters keep the items whose metadata column holds one of the values (a word or 
 (:func:`load_recommender`), so the served behaviour is the measured one.
 
 The model folder of a bundle (see bundle.py) holds ``recommender.json`` (family, parameters,
-id types), ``arrays.npz`` (the index, the training history, popularity, the model's and the
-content model's arrays) and ``items.json`` (item metadata): numpy arrays and JSON, no pickle.
+id types), ``arrays.npz`` (the index, the training history and its recency weights, the
+model's and the content model's arrays) and ``items.json`` (item metadata): numpy arrays and
+JSON, no pickle.
 """
 
 from __future__ import annotations
@@ -73,11 +74,15 @@ class Recommender:
         content: Content | None,
         item_metadata: ItemMetadata,
         metadata: dict[str, Any] | None = None,
+        recent: sp.csr_matrix | None = None,
     ) -> None:
         self.model = model
         self.users = users
         self.items = items
         self.history = sp.csr_matrix(history, dtype=np.float32)
+        # What the model scores for a known user: the history weighted by recency (the same
+        # items as ``history``), for the models that score so.
+        self.recent = self.history if recent is None else sp.csr_matrix(recent, dtype=np.float32)
         self.content = content
         self.item_metadata = item_metadata
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -138,7 +143,7 @@ class Recommender:
         code = self.user_code(user_id)
         if code is None:
             return self._answer(self._popular_scores(), k, allowed, None, POPULARITY)
-        history = self.history[[code]]
+        history = self.recent[[code]]
         scores = self.model.scores(np.array([code]), history)[0]
         seen = history.indices if exclude_seen else None
         return self._answer(scores, k, allowed, seen, _strategy(self.model))
@@ -174,7 +179,7 @@ class Recommender:
         values = np.full((len(user_codes), k), -np.inf, dtype=np.float32)
         for start in range(0, len(user_codes), BATCH_USERS):
             batch = np.asarray(user_codes[start : start + BATCH_USERS])
-            history = self.history[batch]
+            history = self.recent[batch]
             scores = np.array(self.model.scores(batch, history), dtype=np.float32)
             if exclude_seen:
                 rows = np.repeat(np.arange(len(batch)), np.diff(history.indptr))
@@ -282,6 +287,7 @@ class Recommender:
             "users": self.users,
             "items": self.items,
             **pack_csr("history", self.history),
+            **(pack_csr("recent", self.recent) if self.recent is not self.history else {}),
             **{f"model.{name}": array for name, array in self.model.arrays().items()},
         }
         if self.content is not None and self.content is not self.model:
@@ -314,8 +320,9 @@ def fit_recommender(
     elif any(text.strip(" |") for text in item_metadata.texts()):
         content = Content(seed=seed)
         content.fit(data, item_metadata)
+    recent = data.recency(float(model.param("recency"))) if model.by_recency else None
     return Recommender(
-        model, data.users, data.items, data.matrix, content, item_metadata, metadata
+        model, data.users, data.items, data.matrix, content, item_metadata, metadata, recent
     )
 
 
@@ -354,6 +361,7 @@ def load_recommender(directory: Path) -> Recommender:
         users=arrays["users"],
         items=arrays["items"],
         history=unpack_csr("history", arrays),
+        recent=unpack_csr("recent", arrays) if "recent.shape" in arrays else None,
         content=content,
         item_metadata=ItemMetadata(json.loads((folder / ITEMS_FILE).read_text())),
         metadata=load_metadata(directory),
@@ -380,11 +388,18 @@ def _key(value: Any, numeric: bool) -> Any:
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the ``k`` best columns (best first; ties by column) and their scores; -1 and
-    -inf pad rows with fewer than ``k`` finite-or-ranked scores (``-inf`` is never returned)."""
+    """Per row, the ``k`` best columns (best first; ties by column, also at the k-th place)
+    and their scores; -1 and -inf pad rows with fewer than ``k`` items (``-inf`` is never
+    returned)."""
     n_rows, n_items = scores.shape
     k_eff = min(k, n_items)
     part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    threshold = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    for row in range(n_rows):
+        # argpartition picks any of the items tied at the k-th score: take the first ones.
+        above = np.flatnonzero(scores[row] > threshold[row])
+        tied = np.flatnonzero(scores[row] == threshold[row])[: k_eff - len(above)]
+        part[row] = np.concatenate([above, tied])
     picked = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -picked), axis=1)
     codes = np.take_along_axis(part, order, axis=1)

@@ -27,22 +27,14 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Any, NamedTuple
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    StrictBool,
-    StrictInt,
-    TypeAdapter,
-)
-from pydantic_core import PydanticCustomError, to_json
+from pydantic import TypeAdapter
+from pydantic_core import to_json
 
 from ...config import Config, load_config
 from ...errors import FeedbackError, RequestError
@@ -68,117 +60,73 @@ from .monitoring import (
     hit_rate,
     test_metrics,
 )
-from .recommender import Recommender, load_recommender
+from .recommender import Recommendation, Recommender, load_recommender
+from .schemas import (
+    FeedbackReceipt,
+    RecommendationFeedback,
+    Recommendations,
+    RecommenderMetadata,
+    RecommendRequest,
+    SimilarRequest,
+)
 
 log = logging.getLogger(__name__)
 
 SERVING_PATH = "numpy"
-Strategy = Literal["personalised", "similar_items", "content", "popularity"]
-MAX_ID_LENGTH = 256
+# Users whose unfiltered answers are kept (see AnswerCache).
+CACHED_USERS = 20_000
 
 
-def _id(value: Any) -> Any:
-    if type(value) is int or (type(value) is str and 0 < len(value) <= MAX_ID_LENGTH):
-        return value
-    raise PydanticCustomError(
-        "id_type",
-        "an id is a JSON integer or a string of 1 to {limit} characters, not {value}",
-        {"limit": MAX_ID_LENGTH, "value": repr(value)[:60]},
-    )
+class Ranked(NamedTuple):
+    """A recommendation of the cache's depth: the first k of it answer any k up to that."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    strategy: str
 
 
-def _value(value: Any) -> Any:
-    if type(value) in (int, str) and len(str(value)) <= MAX_ID_LENGTH:
-        return str(value)
-    raise PydanticCustomError(
-        "filter_value", "a filter value is a string or an integer, not {value}",
-        {"value": repr(value)[:60]},
-    )
+class AnswerCache:
+    """The unfiltered answers of known users (and the one of every unknown user), computed by
+    the model once, to the depth of ``max_k``, and sliced to each request's k.
 
+    A user's unfiltered ranking depends only on the model and the user: computing it per
+    request spent ~0.15 ms of numpy (ALS over MovieLens' 9,066 items) on an answer that never
+    changes, three times the rest of the request. The answers are the model's own
+    (``Recommender.recommend``), so a cached answer equals a computed one exactly (tested).
+    Up to :data:`CACHED_USERS` users are kept (~1.6 kB each at depth 100); the known users are
+    computed at load, up to that many, and the rest on their first request (the oldest entry
+    then makes room). Filtered requests are always computed.
+    """
 
-# An id as JSON sends it: the data's ids are numbers or text ("318" finds item 318).
-Id = Annotated[int | str, PlainValidator(_id, json_schema_input_type=int | str)]
-FilterValues = list[Annotated[str, PlainValidator(_value, json_schema_input_type=int | str)]]
+    def __init__(self, recommender: Recommender, depth: int) -> None:
+        self.recommender = recommender
+        self.depth = depth
+        self._users: dict[tuple[int, bool], Ranked] = {}
+        self._cold: Ranked | None = None
+        active = np.flatnonzero(np.diff(recommender.history.indptr) > 0)
+        for code in active[:CACHED_USERS].tolist():
+            self._users[(code, True)] = self._ranked(recommender.users[code].item(), True)
 
+    def _ranked(self, user_id: Any, exclude_seen: bool) -> Ranked:
+        answer = self.recommender.recommend(user_id, self.depth, exclude_seen)
+        # .tolist() of these arrays gives back the very Python values of the answer.
+        return Ranked(
+            np.asarray(answer.items), np.asarray(answer.scores, dtype=np.float64), answer.strategy
+        )
 
-class RecommendRequest(BaseModel):
-    """The top ``k`` items for a user."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id = Field(description="The user; one the model never saw gets a cold start.")
-    k: StrictInt | None = Field(None, description="How many items (default recommendation.k).")
-    exclude_seen: StrictBool = Field(True, description="Leave out items the user already used.")
-    filters: dict[str, FilterValues] | None = Field(
-        None,
-        description="Keep items whose metadata column holds one of the values, e.g. "
-        '{"genres": ["Comedy"]} (GET /metadata lists filter_columns).',
-    )
-
-
-class SimilarRequest(BaseModel):
-    """Items related to a set of items (a basket, a patch sheet, a new user's few items)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[Id] = Field(min_length=1, description="Item ids; the answer never repeats them.")
-    k: StrictInt | None = Field(None, description="How many items (default recommendation.k).")
-    filters: dict[str, FilterValues] | None = Field(None, description="As for /recommend.")
-
-
-class RecommendationFeedback(BaseModel):
-    """An item the user clicked or used after a recommendation (one per request)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    request_id: str = Field(
-        min_length=1, max_length=128, description="The request_id of the recommendation."
-    )
-    item_id: Id = Field(description="The item the user clicked or used.")
-
-
-class RecommendedItem(BaseModel):
-    item_id: int | str
-    score: float
-
-
-class Recommendations(BaseModel):
-    items: list[RecommendedItem] = Field(description="Best first.")
-    strategy: Strategy = Field(
-        description="personalised (the model, for a known user), similar_items (the model, "
-        "from known items), content (item metadata, for unknown items), popularity (cold "
-        "start: nothing known)."
-    )
-    model_name: str
-    model_version: str
-    request_id: str
-
-
-class FeedbackReceipt(BaseModel):
-    request_id: str
-    item_id: int | str
-    model_version: str
-    hit: bool = Field(description="Whether the item was among those recommended.")
-    rank: int | None = Field(description="Its position in the recommendation (1 = first).")
-
-
-class RecommenderMetadata(BaseModel):
-    model_name: str
-    model_version: str
-    family: str
-    run_id: str | None
-    source: str
-    serving_path: str
-    task: str = "recommendation"
-    k: int
-    max_k: int
-    items: int = Field(description="Items the model can recommend (with training use).")
-    users: int = Field(description="Users the model knows (the rest get a cold start).")
-    filter_columns: list[str]
-    metrics: dict[str, Any]
-    primary_metric: str | None
-    trained_at: str | None
-    drift_signals: list[str]
+    def get(self, code: int | None, user_id: Any, exclude_seen: bool) -> Ranked:
+        """The answer for ``user_id``, whose index row is ``code`` (None: an unknown user)."""
+        if code is None:
+            if self._cold is None:
+                self._cold = self._ranked(user_id, exclude_seen)
+            return self._cold
+        key = (code, exclude_seen)
+        found = self._users.get(key)
+        if found is None:
+            if len(self._users) >= CACHED_USERS:
+                del self._users[next(iter(self._users))]
+            found = self._users[key] = self._ranked(user_id, exclude_seen)
+        return found
 
 
 class ServedList:
@@ -215,6 +163,7 @@ class ServedRecommender:
         self.max_k = int(meta.get("max_k") or settings.max_k)
         self.max_items = config.serving.max_batch_size
         self.filter_columns = recommender.filter_columns()
+        self.answers = AnswerCache(recommender, self.max_k)
         self.monitor = RecommendationMonitor(recommender, config, metrics)
         self.store = FeedbackStore(
             os.environ.get(FEEDBACK_DB_ENV) or MEMORY,
@@ -249,11 +198,17 @@ class ServedRecommender:
     def recommend(self, body: RecommendRequest, request_id: str) -> Response:
         k = self._k(body.k)
         filters = self._filters(body.filters)
-        known = self.recommender.knows_user(body.user_id)
-        answer = self._call(
-            lambda: self.recommender.recommend(body.user_id, k, body.exclude_seen, filters)
-        )
-        self.monitor.feed.add(not known, (), answer.items)
+        code = self.recommender.user_code(body.user_id)
+        if filters is None:
+            ranked = self.answers.get(code, body.user_id, body.exclude_seen)
+            answer = Recommendation(
+                ranked.items[:k].tolist(), ranked.scores[:k].tolist(), ranked.strategy
+            )
+        else:
+            answer = self._call(
+                lambda: self.recommender.recommend(body.user_id, k, body.exclude_seen, filters)
+            )
+        self.monitor.feed.add(code is None, (), answer.items)
         return self._respond(answer, request_id)
 
     def similar(self, body: SimilarRequest, request_id: str) -> Response:
@@ -320,7 +275,7 @@ class ServedRecommender:
             self.metrics.feedback.labels(exc.kind).inc()
             raise ApiError(404 if exc.kind == "unknown" else 409, exc.kind, str(exc)) from exc
         self.metrics.feedback.labels("joined").inc()
-        self.monitor.feed.add(None, [body.item_id], ())
+        self.monitor.feed.add(None, [body.item_id], None)
         served = [str(item) for item in joined.prediction]
         rank = served.index(str(body.item_id)) + 1 if str(body.item_id) in served else None
         return FeedbackReceipt(
@@ -510,9 +465,11 @@ def _add_model_routes(app: FastAPI, model: ServedRecommender, guard_of: Guards) 
         body = validated(RECOMMEND, await json_body(request))
         return model.recommend(body, request.state.request_id)
 
+    # Folding a basket into the model takes milliseconds (ALS solves for the basket's
+    # factors): in the thread pool, where it cannot stall /health and /recommend.
     async def similar(request: Request) -> Response:
         body = validated(SIMILAR, await json_body(request))
-        return model.similar(body, request.state.request_id)
+        return await run_in_threadpool(model.similar, body, request.state.request_id)
 
     guard = guard_of("/recommend")
     examples = model.examples()
