@@ -137,3 +137,16 @@ def test_drift_signals_move_when_the_vocabulary_does(client, reviews: Path):
     shifted = client.get("/metrics").text
     assert 'model_feature_drift_alert{feature="top_terms"} 1.0' in shifted
     assert 'model_feature_drift_alert{feature="oov_rate"} 1.0' in shifted
+
+
+def test_promote_by_hand_needs_force_and_serves_the_registered_version(trained):
+    from mlgen_runtime.kinds import kind_of
+
+    config, result = trained
+    kind = kind_of(config)
+    refused = kind.promote(config, result.metadata["model_version"], "", force=False)
+    assert not refused.promote and "--force" in refused.reason
+    forced = kind.promote(config, result.metadata["model_version"], "hand-checked", force=True)
+    assert forced.promote and "hand-checked" in forced.reason
+    assert load_pipeline(champion_folder(config) / "model").classes_.tolist() == ["great", "other"]
+    assert "evaluate" in kind.unsupported_commands

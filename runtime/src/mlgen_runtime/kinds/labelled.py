@@ -10,6 +10,7 @@ and export a model the same way (:func:`register`, :func:`gate`, :func:`export_c
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from mlflow import MlflowClient
 from ..bundle import save_bundle
 from ..compare import Comparison, compare_predictions
 from ..config import Config
-from ..errors import DataValidationError
+from ..errors import DataValidationError, RegistryError
 from ..fallback import CHAMPION_DIR, fallback_dir, keep_previous
 from ..registry import CHALLENGER, CHAMPION, Decision, champion_version, decide, setup
 from ..scoring import MULTI, Prediction, score
@@ -232,3 +233,41 @@ def write_bundle(
             (path / name).write_bytes(data)
 
     return save_bundle(folder, None, metadata, reference, model_saver=saver)
+
+
+def promote_registered(config: Config, version: str, reason: str, force: bool) -> Decision:
+    """``promote --version N``: a version becomes champion at training, by the gate on the
+    test examples of its run; by hand only with ``--force --reason``, which exports the
+    version's registered bundle as the champion."""
+    if not force:
+        return Decision(
+            False,
+            "this kind promotes at training (the paired test against the baseline and the "
+            "champion on the same test examples): run `train`, or `promote --version N --force "
+            "--reason TEXT` to serve a version anyway",
+        )
+    setup(config)
+    name = config.tracking.registered_model
+    client = MlflowClient()
+    try:
+        run_id = client.get_model_version(name, str(version)).run_id
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"Model {name!r} has no version {version}.") from exc
+    decision = Decision(True, f"forced: {reason or 'no reason given'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=tmp))
+
+        def copy(folder: Path) -> Path:
+            staging = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(bundle, staging)
+            shutil.rmtree(folder, ignore_errors=True)
+            staging.rename(folder)
+            return folder
+
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        client.set_model_version_tag(name, str(version), "promotion_reason", decision.reason)
+        keep_previous(config, str(version))
+        copy(champion_folder(config))
+    return decision

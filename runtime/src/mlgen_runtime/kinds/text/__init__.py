@@ -11,12 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..command import LABELLED_UNSUPPORTED
+
 if TYPE_CHECKING:
     import pandas as pd
     from fastapi import FastAPI
 
     from ...bundle import Bundle
     from ...config import Config
+    from ...registry import Decision
     from ..command import Command
     from .train import TextResult
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 class TextKind:
     name = "text"
     tasks: tuple[str, ...] = ("text_classification",)
+    unsupported_commands: dict[str, str] = LABELLED_UNSUPPORTED
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
         from .train import read_rows
@@ -96,3 +100,8 @@ class TextKind:
 
     def commands(self) -> list[Command]:
         return []
+
+    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
+        from ..labelled import promote_registered
+
+        return promote_registered(config, version, reason, force)
