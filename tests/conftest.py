@@ -29,14 +29,17 @@ def service_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-    seed = render(tmp_path_factory.mktemp("venv-seed") / "svc")
+    # A recommendation service: its dependencies are a tabular service's plus the runtime's
+    # recommendation extra, so every rendered service finds what it needs.
+    seed = render(tmp_path_factory.mktemp("venv-seed") / "svc",
+                  {"kind": "recommendation", "project_name": "venv-seed"})
     venv.run(str(venv.python), "-m", "pip", "install", "-q", "-U", "pip", cwd=seed)
     # With the service's build backend in the venv, installing a service into it needs no
     # network (verify uses --no-build-isolation there).
     venv.run(str(venv.python), "-m", "pip", "install", "-q", f"{seed}[dev]", *TEST_TOOLS,
              *build_requirements(seed), cwd=seed, timeout=1800)
     # The seed service itself is not kept installed: only its dependencies are shared.
-    venv.run(str(venv.python), "-m", "pip", "uninstall", "-q", "-y", "my-ml-service", cwd=seed)
+    venv.run(str(venv.python), "-m", "pip", "uninstall", "-q", "-y", "venv-seed", cwd=seed)
     marker.write_text(deps_key())
     install_runtime(venv)
     return venv

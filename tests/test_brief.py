@@ -43,7 +43,7 @@ def test_front_matter_must_be_a_mapping():
 
 
 def test_unknown_task_lists_the_choices():
-    with pytest.raises(BriefError, match="binary, multiclass, classification or regression"):
+    with pytest.raises(BriefError, match="classification, regression or recommendation"):
         Brief.parse("---\ntask: clustering\n---\n")
 
 

@@ -57,7 +57,7 @@ def test_valid_plan_is_used_and_recorded(penguins):
     assert outcome.warnings == ()
     manifest = outcome.manifest
     assert manifest["planner"] == "llm" and manifest["fallback"] is False
-    assert manifest["model"] == "claude-sonnet-5-5" and manifest["prompt_version"] == "v2"
+    assert manifest["model"] == "claude-sonnet-5-5" and manifest["prompt_version"] == "v3"
     assert manifest["usage"] == {"input_tokens": 3100, "output_tokens": 850,
                                  "cache_read_input_tokens": 0,
                                  "cache_creation_input_tokens": 1200, "calls": 1}
@@ -297,3 +297,74 @@ def test_replay_with_an_unreadable_file_names_it(penguins, tmp_path):
     with pytest.raises(MlgenError, match="not an mlgen LLM recording"):
         plan_brief(*penguins, PlanOptions(replay=bad))
 
+
+
+# The recommendation kind, on the example (synthetic patch sheets).
+PATCH_SHEETS = REPO / "examples" / "patch-sheets"
+
+
+@pytest.fixture(scope="module")
+def patch_sheets():
+    brief = Brief.load(PATCH_SHEETS / "brief.md")
+    return brief, profile_file(brief.data_path().resolve())
+
+
+def test_the_schema_and_the_prompt_know_the_recommendation_kind(patch_sheets):
+    brief, profile = patch_sheets
+    draft = HeuristicPlanner().plan(brief, profile)
+    answer = draft.model_dump(mode="json", exclude={"data_path", "exclude_columns"})
+    answer.update(top_k=5, recommenders=["popularity", "item_knn", "ease", "content"],
+                  rationale={"top_k": "an engineer scans five suggestions while building a sheet"})
+    api = FakeMessagesAPI([tool_reply(answer)])
+    outcome = run(brief, profile, api)
+    assert outcome.plan.kind == "recommendation" and outcome.plan.top_k == 5
+    assert outcome.plan.recommenders == ["popularity", "item_knn", "ease", "content"]
+    assert outcome.manifest["planner"] == "llm" and not outcome.warnings
+    request = api.requests[0]
+    schema = request["tools"][0]["input_schema"]["properties"]
+    assert schema["kind"]["enum"] == ["tabular", "recommendation"]
+    assert {"user_column", "item_column", "item_columns", "recommenders"} <= set(schema)
+    assert "people who used X also used" in request["system"][0]["text"]
+    content = request["messages"][0]["content"]
+    # The draft is the heuristic recommendation plan; the profile shows how ids repeat.
+    assert '"kind":"recommendation"' in content and '"rows_per_value"' in content
+    assert '"target"' not in content.split("<rule_based_draft>")[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"user_column": "created_at", "time_column": "", "recommendation_split": "random",
+          "recommenders": ["popularity", "ease"]}, 'user_column "created_at" is datetime'),
+        ({"weight_column": "engineer"}, 'weight_column "engineer" is not numeric'),
+        ({"recommenders": ["content"], "item_columns": []}, "content needs item_columns"),
+        ({"kind": "tabular", "target": "quantity", "task": "regression"}, None),
+    ],
+)
+def test_a_recommendation_plan_that_misfits_the_data_is_sent_back(patch_sheets, changes,
+                                                                  problem):
+    brief, profile = patch_sheets
+    draft = HeuristicPlanner().plan(brief, profile)
+    good = draft.model_dump(mode="json", exclude={"data_path", "exclude_columns"})
+    bad = {**good, **changes}
+    api = FakeMessagesAPI([tool_reply(bad), tool_reply(good)])
+    outcome = run(brief, profile, api)
+    assert outcome.plan.kind == "recommendation" and outcome.manifest["turns"] == 2
+    feedback = api.requests[1]["messages"][-1]["content"][0]
+    assert feedback["is_error"] is True
+    if problem:
+        assert problem in feedback["content"]
+
+
+def test_a_brief_stating_the_kind_keeps_it(tmp_path):
+    data = PATCH_SHEETS / "patch_sheets.csv"
+    (tmp_path / "brief.md").write_text(f"---\ndata: {data}\nkind: recommendation\n---\nGear.")
+    brief = Brief.load(tmp_path / "brief.md")
+    profile = profile_file(data)
+    draft = HeuristicPlanner().plan(brief, profile)
+    assert draft.kind == "recommendation"
+    tabular = {"kind": "tabular", "target": "quantity", "task": "regression"}
+    api = FakeMessagesAPI([tool_reply(tabular), tool_reply(tabular), tool_reply(tabular)])
+    outcome = run(brief, profile, api)
+    assert outcome.plan == draft and outcome.manifest["fallback"]
+    assert "the brief states kind: recommendation" in outcome.warnings[0]

@@ -13,7 +13,7 @@ from jinja2 import Environment
 from jinja2_ansible_filters import AnsibleCoreFiltersExtension
 from mlgen import transforms
 from mlgen.errors import PlanError
-from mlgen.plan import PLAN_FIELDS, Plan
+from mlgen.plan import PLAN_FIELDS, RECOMMENDATION_ONLY, TABULAR_ONLY, Plan
 
 COPIER_YML = Path(__file__).resolve().parents[1] / "copier.yml"
 # Questions about the project, not the problem, and the example row mlgen reads from the data:
@@ -27,7 +27,10 @@ QUESTIONS = {
 }
 PROBLEM_QUESTIONS = {n: s for n, s in QUESTIONS.items() if n not in PROJECT_QUESTIONS}
 JINJA = Environment(extensions=[AnsibleCoreFiltersExtension])
-VALID = {"task": "binary_classification", "time_column": "", "group_column": ""}
+VALID = {"kind": "tabular", "task": "binary_classification", "time_column": "",
+         "group_column": "", "user_column": "user_id", "item_column": "item_id",
+         "weight_column": "", "item_columns": []}
+REC = {"kind": "recommendation"}
 
 
 def _is_jinja(text: object) -> bool:
@@ -90,6 +93,32 @@ def test_computed_defaults_match(task, time_column, group_column):
         assert getattr(plan, name) == expected
 
 
+@pytest.mark.parametrize("time_column", ["", "ts"])
+@pytest.mark.parametrize("item_columns", [[], ["title", "genres"]])
+def test_computed_recommendation_defaults_match(time_column, item_columns):
+    context = {"kind": "recommendation", "time_column": time_column, "item_columns": item_columns}
+    plan = Plan(kind="recommendation", time_column=time_column, item_columns=item_columns)
+    for name in ("recommendation_split", "primary_metric", "recommenders"):
+        rendered = JINJA.from_string(PROBLEM_QUESTIONS[name]["default"]).render(**context).strip()
+        if PROBLEM_QUESTIONS[name]["type"] == "yaml":
+            rendered = yaml.safe_load(rendered)
+        assert getattr(plan, name) == rendered
+
+
+def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
+    whens = {name: spec.get("when") for name, spec in PROBLEM_QUESTIONS.items()}
+    tabular = {n for n, w in whens.items() if w and w.startswith("{{ kind == 'tabular'")}
+    recommendation = {n for n, w in whens.items() if w == "{{ kind == 'recommendation' }}"}
+    assert tabular == TABULAR_ONLY and recommendation == RECOMMENDATION_ONLY
+    assert {n for n, w in whens.items() if w} == tabular | recommendation
+    assert list(QUESTIONS)[0] == "kind", "the first question: everything else depends on it"
+    assert QUESTIONS["kind"]["default"] == "tabular", "existing answers files mean tabular"
+    for kind, own, other in (("tabular", TABULAR_ONLY, RECOMMENDATION_ONLY),
+                             ("recommendation", RECOMMENDATION_ONLY, TABULAR_ONLY)):
+        answers = Plan(kind=kind).to_answers("p")
+        assert own - {"class_weight", "exclude_columns"} <= set(answers)
+        assert not other & set(answers)
+
 @pytest.mark.parametrize(
     "question, answers",
     [
@@ -109,6 +138,24 @@ def test_computed_defaults_match(task, time_column, group_column):
                                                         "reason": "r"}]}),
         ("feature_transforms", {"feature_transforms": [{"kind": "log1p", "name": "x"}]}),
         ("feature_transforms", {"feature_transforms": {"kind": "log1p"}}),
+        ("item_column", {**REC, "user_column": "u", "item_column": "u"}),
+        ("weight_column", {**REC, "weight_column": "item_id"}),
+        ("weight_column", {**REC, "time_column": "t", "weight_column": "t"}),
+        ("user_column", {**REC, "time_column": "t", "user_column": "t"}),
+        ("item_column", {**REC, "time_column": "t", "item_column": "t"}),
+        ("min_weight", {**REC, "min_weight": 4}),
+        ("item_columns", {**REC, "item_columns": ["user_id"]}),
+        ("item_columns", {**REC, "item_columns": "title"}),
+        ("top_k", {**REC, "top_k": 0}),
+        ("top_k", {**REC, "top_k": 101}),
+        ("recommendation_split", {**REC, "recommendation_split": "time"}),
+        ("recommenders", {**REC, "recommenders": []}),
+        ("recommenders", {**REC, "recommenders": ["svd"]}),
+        ("recommenders", {**REC, "recommenders": ["recent_popularity"]}),
+        ("recommenders", {**REC, "recommenders": ["content"]}),
+        ("time_budget_seconds", {**REC, "time_budget_seconds": 0}),
+        ("primary_metric", {**REC, "primary_metric": "roc_auc"}),
+        ("test_size", {**REC, "test_size": 0.5}),
     ],
 )
 def test_copier_and_plan_refuse_the_same_answers(question, answers):
@@ -123,6 +170,11 @@ def test_copier_and_plan_refuse_the_same_answers(question, answers):
         {"test_size": 0.5, "validation_size": 0.05, "tuning_trials": 500, "drift_window": 50},
         {"task": "regression", "primary_metric": "mae", "split_strategy": "random"},
         {"time_column": "ts", "split_strategy": "time", "data_path": "/abs/x.PARQUET"},
+        {**REC, "recommendation_split": "user_last"},
+        {**REC, "time_column": "ts", "recommendation_split": "user_last", "weight_column": "r",
+         "min_weight": 3.5, "item_columns": ["title"], "top_k": 100,
+         "recommenders": ["content", "recent_popularity"], "primary_metric": "map",
+         "test_size": 0.45, "time_budget_seconds": 1},
     ],
 )
 def test_copier_and_plan_accept_the_same_edge_answers(answers):
@@ -135,11 +187,15 @@ def test_copier_and_plan_accept_the_same_edge_answers(answers):
 def test_class_weight_is_only_answered_for_classifiers():
     assert "class_weight" in Plan(task="binary_classification").to_answers("p")
     assert "class_weight" not in Plan(task="regression").to_answers("p")
-    assert PROBLEM_QUESTIONS["class_weight"]["when"] == "{{ task != 'regression' }}"
+    assert PROBLEM_QUESTIONS["class_weight"]["when"] == (
+        "{{ kind == 'tabular' and task != 'regression' }}"
+    )
+    assert "class_weight" not in Plan(kind="recommendation").to_answers("p")
 
 
 def test_plan_schema_is_clean_for_an_llm_to_fill():
     schema = Plan.model_json_schema()
+    assert schema["properties"]["kind"]["enum"] == ["tabular", "recommendation"]
     assert set(schema["properties"]) == (PLAN_FIELDS - {"exclude_columns"}) | {
         "excluded",
         "rationale",

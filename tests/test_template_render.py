@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from mlgen.plan import Plan
 from support import REPO, render
 
 TASKS = ["binary_classification", "multiclass_classification", "regression"]
@@ -56,11 +59,26 @@ def _matrix() -> list[tuple[str, dict]]:
     return cases
 
 
+# The recommendation kind: the questionnaire's defaults (the bundled interaction sample), and
+# every recommendation question answered.
+REC_CASES = [
+    ("rec-defaults", {"kind": "recommendation"}),
+    ("rec-full", {"kind": "recommendation", "time_column": "created_at",
+                  "weight_column": "quantity", "min_weight": 2,
+                  "item_columns": ["category", "brand"], "top_k": 20,
+                  "recommendation_split": "user_last", "primary_metric": "recall",
+                  "recommenders": ["popularity", "ease", "content"], "tuning_trials": 3,
+                  "time_budget_seconds": 30, "test_size": 0.25,
+                  "example_record": {"user_id": "PS-0289", "items": ["Audix D6", "O'Brien DI"],
+                                     "filters": {"category": ["microphone"]}}}),
+]
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("matrix")
     out = {}
-    for name, answers in _matrix():
+    for name, answers in _matrix() + REC_CASES:
         # Long names on purpose (40 characters is the most the questions allow): imports of the
         # package must still fit ruff's line length.
         pkg = ("svc_" + re.sub(r"\W", "_", name) + "_pkg" * 10)[:40].rstrip("_")
@@ -78,7 +96,7 @@ def _text_files(root: Path):
                 continue
 
 
-@pytest.mark.parametrize("case", [name for name, _ in _matrix()])
+@pytest.mark.parametrize("case", [name for name, _ in _matrix() + REC_CASES])
 def test_render_leaves_no_jinja_behind(rendered: dict[str, Path], case: str) -> None:
     root = rendered[case]
     problems = []
@@ -202,7 +220,17 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
     from mlgen_runtime import config
 
     fields = config.Config.model_fields
-    assert _choices("task") == set(get_args(fields["task"].annotation))
+    from mlgen_runtime.kinds import KINDS
+
+    assert _choices("kind") == set(KINDS)
+    # The recommendation kind's task is not asked: it is the kind's one task.
+    assert _choices("task") | {"recommendation"} == set(get_args(fields["task"].annotation))
+    rec = config.RecommendationConfig.model_fields
+    assert _choices("recommendation_split") == set(get_args(rec["split"].annotation))
+    assert set(get_args(config.RecommenderFamily)) == set(Plan().recommenders or []) | {
+        "recent_popularity", "content"}
+    assert ["ndcg", "recall", "map", "precision"] == list(get_args(rec["primary_metric"]
+                                                                   .annotation))
     assert _choices("model_family") == set(get_args(config.ModelConfig.model_fields["family"]
                                                     .annotation))
     assert _choices("split_strategy") == set(
@@ -219,3 +247,83 @@ def test_every_rendered_config_loads_in_the_runtime(rendered: dict[str, Path], c
     config = load_config(rendered[case])
     assert kind_of(config).name == "tabular"
     assert config.task == dict(_matrix())[case]["task"]
+
+
+@pytest.mark.parametrize("case", [name for name, _ in REC_CASES])
+def test_a_recommendation_service_renders_its_own_config_files_and_tests(
+    rendered: dict[str, Path], case: str
+) -> None:
+    from mlgen_runtime.config import load_config
+
+    answers = dict(REC_CASES)[case]
+    root = rendered[case]
+    config = load_config(root)
+    assert config.kind == config.task == "recommendation"
+    rec = config.recommendation
+    assert (rec.user_column, rec.item_column) == ("user_id", "item_id")
+    assert rec.time_column == (answers.get("time_column") or None)
+    assert rec.weight_column == (answers.get("weight_column") or None)
+    assert rec.min_weight == answers.get("min_weight")
+    assert rec.item_columns == answers.get("item_columns", [])
+    assert rec.k == answers.get("top_k", 10)
+    assert rec.split == answers.get("recommendation_split", "random")
+    assert rec.primary_metric == answers.get("primary_metric", "ndcg")
+    assert rec.candidates == answers.get("recommenders", ["popularity", "item_knn", "ease",
+                                                          "als", "bpr"])
+    assert rec.trials == answers.get("tuning_trials", 0)
+    assert rec.test_size == answers.get("test_size", 0.2)
+    stored = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    assert stored["kind"] == "recommendation"
+    assert not {"task", "target", "features", "model_family", "split_strategy"} & set(stored)
+    # The tabular kind's files stay out; the kind's own tests, sample and runtime extra come in.
+    pkg = stored["package_name"]
+    assert not (root / "src" / pkg / "custom_features.py").exists()
+    assert not (root / "tests" / "test_data_contract.py").exists()
+    assert (root / "tests" / "test_recommendations.py").exists()
+    assert "mlgen-runtime[recommendation] @" in (root / "pyproject.toml").read_text()
+    sample = pd.read_csv(root / "data" / "sample.csv")
+    assert {"user_id", "item_id", "created_at", "category", "quantity"} <= set(sample.columns)
+    assert "recommend-all:" in (root / "Makefile").read_text()
+    readme = (root / "README.md").read_text()
+    assert "/recommend/similar" in readme and "someone-new" in readme
+    if "example_record" in answers:
+        # A quote in an id survives the shell: the -d body is valid JSON holding it.
+        body = re.search(r"/recommend/similar \\\n.*?-d '((?:[^']|'\\'')*)'", readme,
+                         re.S).group(1)
+        assert json.loads(body.replace("'\\''", "'"))["items"] == ["Audix D6", "O'Brien DI"]
+        assert '"filters": {"category": ["microphone"]}' in readme
+
+
+def test_a_tabular_render_is_untouched_by_the_recommendation_kind(
+    rendered: dict[str, Path],
+) -> None:
+    root = rendered["binary_classification-linear"]
+    assert not (root / "tests" / "test_recommendations.py").exists()
+    assert (root / "tests" / "test_data_contract.py").exists()
+    assert "recommend" not in (root / "Makefile").read_text()
+    assert "[recommendation]" not in (root / "pyproject.toml").read_text()
+    assert "/recommend" not in (root / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"user_column": "item_id"}, "cannot also be the user column"),
+        ({"min_weight": 4}, "min_weight needs weight_column"),
+        ({"min_weight": "high", "weight_column": "w"}, "min_weight must be a number"),
+        ({"recommendation_split": "time"}, "A time split needs time_column"),
+        ({"time_column": "t", "user_column": "t"}, "cannot also be the time column"),
+        ({"recommenders": ["svd"]}, 'Unknown recommender "svd"'),
+        ({"recommenders": ["content"]}, "content needs item_columns"),
+        ({"item_columns": ["user_id"]}, "cannot also be item metadata"),
+        ({"top_k": 0}, "top_k must be between 1 and 100"),
+        ({"primary_metric": "roc_auc"}, "does not fit recommendation"),
+    ],
+)
+def test_invalid_recommendation_answers_are_refused_with_a_reason(
+    tmp_path: Path, answers: dict, message: str
+) -> None:
+    with pytest.raises(Exception) as excinfo:
+        render(tmp_path / "bad", {"kind": "recommendation", **answers})
+    assert message in str(excinfo.value)
+    assert not (tmp_path / "bad" / "configs").exists(), "a refused render writes nothing"

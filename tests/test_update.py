@@ -25,6 +25,8 @@ from support import REPO
 PKG = "churn_svc"
 ANSWERS = {"project_name": "churn-svc", "package_name": PKG}
 SLOT = f"src/{PKG}/custom_features.py"
+# The template file that renders SLOT (a tabular service's; see tabular_files in copier.yml).
+SLOT_SOURCE = "{% if tabular_files %}custom_features.py{% endif %}"
 RUNTIME_PYPROJECT = Path("vendor") / "mlgen-runtime" / "pyproject.toml"
 USER_FEATURES = '''"""Our own features."""
 
@@ -68,7 +70,7 @@ def release_next_version(v2: Path) -> Path:
     assert pins == 1, "runtime/pyproject.toml should pin scikit-learn on one line"
     pyproject.write_text(text)
     replace_once(v2 / "template" / "configs" / "config.yaml.jinja", "cv_folds: 3", "cv_folds: 5")
-    slot = v2 / "template" / "src" / "{{ package_name }}" / "custom_features.py"
+    slot = v2 / "template" / "src" / "{{ package_name }}" / SLOT_SOURCE
     slot.write_text(slot.read_text() + "\n# Template 0.2.0 changed this default slot.\n")
     local = v2 / "template" / "configs" / "local.yaml"
     local.write_text("# Template 0.2.0 changed this default.\n" + local.read_text())

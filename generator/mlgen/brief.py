@@ -36,6 +36,11 @@ ALIASES = {
     "exclude": "exclude_columns",
     "name": "project_name",
     "trials": "tuning_trials",
+    "user": "user_column",
+    "item": "item_column",
+    "weight": "weight_column",
+    "k": "top_k",
+    "candidates": "recommenders",
 }
 PROJECT_KEYS = frozenset({"project_name", "package_name", "description", "author"})
 TASK_WORDS = {
@@ -57,6 +62,16 @@ TIME_WORDS = (
     "trend",
 )
 IMBALANCE_WORDS = ("imbalanced", "imbalance", "rare", "fraud", "anomal")
+# Phrases of a recommendation brief ("suggest related equipment", "people who used X also used
+# Y", "the next item", "top 10 for each user"): the recommendation kind, no column to predict.
+RECOMMEND = re.compile(
+    r"\brecommend\w*|\bsuggest(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?(?:related|similar|other|"
+    r"complementary)\b|\balso\s+(?:used|bought|liked|watched|listened|played|read|viewed|"
+    r"purchased|added|chose)\b|\bnext\s+(?:item|product|song|track|movie|film|purchase|book)s?\b"
+    r"|\btop[- ]?\d+\s+(?:\w+\s+){0,3}?(?:for|per)\s+(?:each|every)\b"
+    r"|\b(?:related|similar)\s+items\b",
+    re.IGNORECASE,
+)
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
 DATA_FILE = re.compile(r"[\w./\\~-]+\.(?:csv|parquet|pq)\b", re.IGNORECASE)
 PREDICT = re.compile(
@@ -126,10 +141,22 @@ class Brief:
         """The first of ``words`` the prose contains (case-insensitive), if any."""
         return next((word for word in words if word in self.lowered), None)
 
+    @cached_property
+    def recommends(self) -> str | None:
+        """The phrase asking for recommendations ("suggest related", "top 10 for each user",
+        ...), if the prose has one."""
+        match = RECOMMEND.search(self.prose)
+        return " ".join(match.group(0).split()) if match else None
+
+    @property
+    def kind(self) -> str | None:
+        """The kind the front matter states (``kind``, or ``task: recommendation``), if any."""
+        return self.front.get("kind")
+
     @property
     def plan_overrides(self) -> dict[str, Any]:
         """Front-matter values for Plan fields (everything except data, target and project)."""
-        skip = {"data", "target", "task"} | PROJECT_KEYS
+        skip = {"data", "target", "task", "kind"} | PROJECT_KEYS
         return {key: value for key, value in self.front.items() if key not in skip}
 
     @property
@@ -188,7 +215,8 @@ class Brief:
         shown = ", ".join(list(columns)[:30])
         raise BriefError(
             "The brief does not say which column to predict. Add this front-matter line:\n"
-            f"  target: <one of: {shown}>"
+            f"  target: <one of: {shown}>\n"
+            "Or, if the service should recommend items to users, add `kind: recommendation`."
         )
 
 
@@ -214,7 +242,9 @@ def _normalise(raw: dict[Any, Any], where: object) -> dict[str, Any]:
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise BriefError(f'Unknown front-matter key "{key}" in {where}.{hint}')
         name = ALIASES.get(name, name)
-        if name == "task":
+        if name == "task" and str(value).strip().lower() in ("recommendation", "recommend"):
+            name, value = "kind", "recommendation"
+        elif name == "task":
             value = _task(value, where)
         elif name == "exclude_columns" and isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
@@ -232,7 +262,8 @@ def _task(value: Any, where: object) -> str:
         if text.startswith(word):
             return task
     raise BriefError(
-        f'Unknown task "{value}" in {where}: use binary, multiclass, classification or regression.'
+        f'Unknown task "{value}" in {where}: use binary, multiclass, classification, regression '
+        "or recommendation."
     )
 
 

@@ -217,6 +217,7 @@ def new(
                 "primary_metric": result.primary_metric,
                 "metric": result.metric,
                 "baseline": result.baseline,
+                "calls": list(result.calls),
             }
         typer.echo(json.dumps(summary, indent=2))
     else:

@@ -68,3 +68,6 @@ def show_verification(result: Verification) -> None:
     verdict = "beats" if result.beats_baseline else "does NOT beat"
     colour = "green" if result.beats_baseline else "red"
     console.print(f"[{colour}]The model {verdict} the baseline on {primary}.[/{colour}]")
+    for call in result.calls:
+        # What the served API answered: ids come from the data, shown as text.
+        console.print(f"[green]served:[/green] {escape(call)}", soft_wrap=True)

@@ -9,6 +9,7 @@ contract an LLM planner must satisfy.
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,12 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 from mlgen import transforms
 from mlgen.errors import PlanError, quoted
 
+Kind = Literal["tabular", "recommendation"]
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
 SplitStrategy = Literal["stratified", "random", "time", "group"]
 ModelFamily = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm", "auto"]
 ClassWeight = Literal["none", "balanced"]
+RecommendationSplit = Literal["time", "user_last", "random"]
+# The runtime's recommender families (mlgen_runtime.config.RECOMMENDERS), in its order.
+Recommender = Literal[
+    "popularity", "recent_popularity", "item_knn", "ease", "als", "bpr", "content"
+]
+RECOMMENDERS: tuple[str, ...] = typing.get_args(Recommender)
 
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary_classification": (
@@ -41,6 +49,8 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
         "roc_auc_ovr",
     ),
     "regression": ("rmse", "mae", "r2"),
+    # The recommendation kind has no task question: its metrics are ranking metrics at top_k.
+    "recommendation": ("ndcg", "recall", "map", "precision"),
 }
 # Every metric of every task, in order: the one list the plan's field accepts.
 Metric = Literal[tuple(dict.fromkeys(m for ms in METRICS_BY_TASK.values() for m in ms))]
@@ -74,7 +84,15 @@ class Plan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
-    task: Task = Field(default="binary_classification", description="What kind of prediction")
+    kind: Kind = Field(
+        default="tabular",
+        description="tabular: predict one column of a table (task, target, features, ...); "
+        "recommendation: rank items for users from interactions (user_column, item_column, "
+        "...). Each kind answers only its own questions; the other kind's fields are ignored",
+    )
+    task: Task = Field(
+        default="binary_classification", description="What kind of prediction (tabular)"
+    )
     data_path: str = Field(
         default="data/sample.csv",
         min_length=1,
@@ -98,6 +116,52 @@ class Plan(BaseModel):
         "(the runtime's feature-transform spec: kind, name, reason and the kind's fields); "
         "every column a transform reads must be listed in features",
     )
+    user_column: str = Field(
+        default="user_id",
+        min_length=1,
+        description="Recommendation: who interacted (a user, a session, one basket such as a "
+        "patch sheet or an order); items are recommended for its values",
+    )
+    item_column: str = Field(
+        default="item_id", min_length=1, description="Recommendation: the item interacted with"
+    )
+    weight_column: str = Field(
+        default="",
+        description="Recommendation: strength of an interaction (rating, count, duration); "
+        "'' means every row counts 1",
+    )
+    min_weight: float | None = Field(
+        default=None,
+        description="Recommendation: interactions weighing less are not positives (needs "
+        "weight_column); null means every interaction counts",
+    )
+    item_columns: list[str] = Field(
+        default_factory=list,
+        description="Recommendation: item metadata columns (title, tags, category; one value per "
+        "item) for filters and for content similarity of items no one has used yet",
+    )
+    top_k: int = Field(
+        default=10, ge=1, le=100, description="Recommendation: items per request and metric k"
+    )
+    recommendation_split: RecommendationSplit | None = Field(
+        default=None,
+        description="Recommendation: time (a global time cut; needs time_column), user_last "
+        "(each user's latest interactions, by time_column else file order; for baskets made at "
+        "one time it holds out some items of each), random; null picks time when there is a "
+        "time_column, else random",
+    )
+    recommenders: list[Recommender] | None = Field(
+        default=None,
+        description="Recommendation: candidate model families, the best on validation wins; "
+        "recent_popularity needs time_column, content needs item_columns; null picks every "
+        "family the data allows",
+    )
+    time_budget_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=86400,
+        description="Recommendation: seconds model selection and tuning may take together",
+    )
     split_strategy: SplitStrategy | None = Field(
         default=None,
         description="time needs time_column, group needs group_column, stratified needs a "
@@ -114,15 +178,20 @@ class Plan(BaseModel):
     )
     primary_metric: Metric | None = Field(
         default=None,
-        description="Selects and promotes models; must fit the task (see METRICS_BY_TASK); "
-        "null picks the template's default for the task",
+        description="Selects and promotes models; must fit the task (see METRICS_BY_TASK), for "
+        "the recommendation kind one of ndcg, recall, map, precision; null picks the "
+        "template's default",
     )
     class_weight: ClassWeight = Field(
         default="none", description="balanced reweights rare classes (classification only)"
     )
     seed: int = Field(default=42, description="The one seed for splits, models and tuning")
     tuning_trials: int = Field(
-        default=0, ge=0, le=500, description="Optuna trials (0 = the family's sensible defaults)"
+        default=0,
+        ge=0,
+        le=500,
+        description="Optuna trials (tabular) or seeded search trials per recommender family "
+        "(0 = the family's sensible defaults)",
     )
     latency_budget_ms: int = Field(
         default=0, ge=0, description="Target p50 latency of /predict in ms (0 = none)"
@@ -173,11 +242,33 @@ class Plan(BaseModel):
         if self.split_strategy is None:
             self.split_strategy = _default_split(self)
         if self.primary_metric is None:
-            self.primary_metric = METRICS_BY_TASK[self.task][0]
+            self.primary_metric = METRICS_BY_TASK[self.problem][0]
+        if self.recommendation_split is None:
+            self.recommendation_split = "time" if self.time_column else "random"
+        if self.recommenders is None:
+            self.recommenders = [
+                family
+                for family in typing.get_args(Recommender)
+                if (family != "recent_popularity" or self.time_column)
+                and (family != "content" or self.item_columns)
+            ]
         problems = _problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def problem(self) -> str:
+        """The key of METRICS_BY_TASK: the task, or "recommendation" for that kind."""
+        return "recommendation" if self.kind == "recommendation" else self.task
+
+    def asks(self, name: str) -> bool:
+        """Whether copier.yml asks question ``name`` for this plan (its ``when``)."""
+        if name in TABULAR_ONLY:
+            return self.kind == "tabular" and (name != "class_weight" or self.task != "regression")
+        if name in RECOMMENDATION_ONLY:
+            return self.kind == "recommendation"
+        return True
 
     @classmethod
     def build(cls, data: dict[str, Any]) -> Plan:
@@ -199,10 +290,14 @@ class Plan(BaseModel):
     def check_columns(self, columns: Sequence[str]) -> None:
         """Refuse a plan naming columns the data does not have (e.g. from an LLM or a typo),
         or adding transform columns the data already has."""
-        named = [self.target, self.id_column, self.time_column, self.group_column]
-        named += [f.name for f in self.features] + self.exclude_columns
-        named += [column for step in self.feature_transforms
-                  for column, _ in transforms.inputs(step)]
+        if self.kind == "recommendation":
+            named = [self.user_column, self.item_column, self.time_column, self.weight_column]
+            named += self.item_columns
+        else:
+            named = [self.target, self.id_column, self.time_column, self.group_column]
+            named += [f.name for f in self.features] + self.exclude_columns
+            named += [column for step in self.feature_transforms
+                      for column, _ in transforms.inputs(step)]
         unknown = [name for name in dict.fromkeys(named) if name and name not in columns]
         problems = []
         if unknown:
@@ -235,17 +330,17 @@ class Plan(BaseModel):
         answers: dict[str, Any] = {"project_name": project_name}
         optional = {"package_name": package_name, "description": description, "author": author}
         answers.update({key: value for key, value in optional.items() if value})
-        answers.update(self.model_dump(mode="json", exclude={"rationale", "excluded"}))
-        if self.task == "regression":
-            # The question is only asked for classifiers; Copier does not store it otherwise.
-            answers.pop("class_weight")
+        dumped = self.model_dump(mode="json", exclude={"rationale", "excluded"})
+        # Only the questions Copier asks for this plan (class_weight for classifiers, each
+        # kind's own): it does not store the others, and it validates whatever it is given.
+        answers.update({name: value for name, value in dumped.items() if self.asks(name)})
         return answers
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(field, value, why) for every decision, in question order, for tables."""
         rows = []
         for name in [*_ANSWER_FIELDS, "exclude_columns"]:
-            if name == "class_weight" and self.task == "regression":
+            if not self.asks(name):
                 continue
             value = getattr(self, name)
             rows.append((name, _show(value), self.rationale.get(name, "")))
@@ -280,6 +375,16 @@ class Plan(BaseModel):
 
 _ANSWER_FIELDS = [name for name in Plan.model_fields if name not in ("excluded", "rationale")]
 PLAN_FIELDS = frozenset([*_ANSWER_FIELDS, "exclude_columns"])
+# Questions of one kind only (copier.yml's `when`); every other question is asked for both.
+TABULAR_ONLY = frozenset({
+    "task", "target", "id_column", "group_column", "features", "feature_transforms",
+    "exclude_columns", "split_strategy", "model_family", "class_weight",
+    "drift_numeric_threshold",
+})
+RECOMMENDATION_ONLY = frozenset({
+    "user_column", "item_column", "weight_column", "min_weight", "item_columns", "top_k",
+    "recommendation_split", "recommenders", "time_budget_seconds",
+})
 
 
 def _default_split(plan: Plan) -> str:
@@ -294,11 +399,16 @@ def _problems(plan: Plan) -> list[str]:
     problems = []
     if not plan.data_path.lower().endswith(DATA_SUFFIXES):
         problems.append(f'data_path must end in .csv, .parquet or .pq (got "{plan.data_path}")')
-    if plan.primary_metric not in METRICS_BY_TASK[plan.task]:
-        allowed = ", ".join(METRICS_BY_TASK[plan.task])
+    if plan.primary_metric not in METRICS_BY_TASK[plan.problem]:
+        allowed = ", ".join(METRICS_BY_TASK[plan.problem])
         problems.append(
-            f'"{plan.primary_metric}" does not fit {plan.task}: choose one of {allowed}'
+            f'"{plan.primary_metric}" does not fit {plan.problem}: choose one of {allowed}'
         )
+    unknown = sorted(set(plan.rationale) - PLAN_FIELDS)
+    if unknown:
+        problems.append(f"rationale for unknown fields: {', '.join(unknown)}")
+    if plan.kind == "recommendation":
+        return problems + _recommendation_problems(plan)
     if plan.split_strategy == "time" and not plan.time_column:
         problems.append("a time split needs time_column")
     if plan.split_strategy == "group" and not plan.group_column:
@@ -327,13 +437,49 @@ def _problems(plan: Plan) -> list[str]:
     role_features = [f"{role} {column}" for role, column in roles.items() if column in names]
     if role_features:
         problems.append(f"{', '.join(role_features)} cannot also be a feature")
-    unknown = sorted(set(plan.rationale) - PLAN_FIELDS)
-    if unknown:
-        problems.append(f"rationale for unknown fields: {', '.join(unknown)}")
     shape = transforms.schema_problems(plan.feature_transforms)
     problems += shape or transforms.plan_problems(
         plan.feature_transforms, {f.name: f.type for f in plan.features}
     )
+    return problems
+
+
+def _recommendation_problems(plan: Plan) -> list[str]:
+    """copier.yml's validators of the recommendation questions, in the same words."""
+    problems = []
+    if plan.user_column == plan.time_column:
+        problems.append(f'the user column "{plan.user_column}" cannot also be the time column')
+    if plan.item_column in (plan.user_column, plan.time_column):
+        problems.append(
+            f'the item column "{plan.item_column}" cannot also be the user or time column'
+        )
+    if plan.weight_column and plan.weight_column in (
+        plan.user_column, plan.item_column, plan.time_column
+    ):
+        problems.append(
+            f'the weight column "{plan.weight_column}" cannot also be the user, item or time column'
+        )
+    if plan.min_weight is not None and not plan.weight_column:
+        problems.append("min_weight needs weight_column: the weights it compares against")
+    roles = [plan.user_column, plan.item_column, plan.weight_column, plan.time_column]
+    clashes = [column for column in plan.item_columns if column in roles]
+    if clashes:
+        problems.append(
+            f"{', '.join(clashes)}: the user, item, weight or time column cannot also be item "
+            "metadata"
+        )
+    if plan.recommendation_split == "time" and not plan.time_column:
+        problems.append("a time split needs time_column")
+    families = plan.recommenders or []
+    if not families:
+        problems.append("recommenders must list at least one model family")
+    if "recent_popularity" in families and not plan.time_column:
+        problems.append("recent_popularity needs time_column")
+    if "content" in families and not plan.item_columns:
+        problems.append("content needs item_columns (the metadata it compares)")
+    for name in ("test_size", "validation_size"):
+        if getattr(plan, name) >= 0.5:
+            problems.append(f"{name} must be below 0.5 for a recommendation service")
     return problems
 
 

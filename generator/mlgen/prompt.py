@@ -86,8 +86,13 @@ def profile_summary(profile: Profile, draft: Plan | None) -> dict:
         }
         for col in profile.columns
     ]
+    if draft is None or draft.kind == "recommendation":
+        # How often each value repeats: user and item ids repeat over many rows.
+        for column in columns:
+            if column["distinct"]:
+                column["rows_per_value"] = round(profile.n_sampled / column["distinct"], 1)
     summary: dict = {"rows": profile.n_rows, "rows_profiled": profile.n_sampled, "columns": columns}
-    if draft is not None:
+    if draft is not None and draft.kind == "tabular":
         target = profile.target(draft.target)
         summary["target"] = {
             "name": target.name,

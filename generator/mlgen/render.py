@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from mlgen.planning import PlanOutcome
 
 SAMPLE_ROWS = 1000
+# A recommendation sample keeps whole users: more rows, so it holds enough of them.
+RECOMMENDATION_SAMPLE_ROWS = 5000
 MIN_ROWS_PER_CLASS = 20
 
 
@@ -132,13 +134,51 @@ def plan_document(plan: Plan, profile: Profile, answers: dict) -> str:
     return "\n".join(lines)
 
 
-def write_sample(profile: Profile, plan: Plan, path: Path, rows: int = SAMPLE_ROWS) -> Path:
-    """A seeded sample of at most ``rows`` rows, as read from the file.
+def write_sample(profile: Profile, plan: Plan, path: Path, rows: int | None = None) -> Path:
+    """A seeded sample of at most ``rows`` rows (default: ``SAMPLE_ROWS``, for a recommendation
+    plan ``RECOMMENDATION_SAMPLE_ROWS``), as read from the file.
 
     Classification samples are stratified and keep at least ``MIN_ROWS_PER_CLASS`` rows of every
     class (when the data has them) so the service's stratified splits work on the sample.
-    Rows keep their file order, which keeps a time-ordered file ordered.
+    Rows keep their file order, which keeps a time-ordered file ordered. A recommendation sample
+    keeps whole users (every interaction of a seeded share of them), so it keeps their histories.
     """
+    if plan.kind == "recommendation":
+        data = _whole_users(profile, plan, rows or RECOMMENDATION_SAMPLE_ROWS)
+    else:
+        data = _stratified(profile, plan, rows or SAMPLE_ROWS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.to_csv(path, index=False)
+    return path
+
+
+def _whole_users(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
+    """Every interaction of seeded users, in random order while they fit in ``rows`` (users
+    with more than a twentieth of it are left out, so the sample has many users). With a time
+    split, users active on both sides of the data's time cut come first: the service's tests
+    train with that split and need users with a history and a future."""
+    frame = profile.frame
+    known = frame[plan.user_column].notna() & frame[plan.item_column].notna()
+    data = profile.raw[known]
+    if len(data) <= rows:
+        return data
+    users = frame.loc[known, plan.user_column]
+    sizes = users.value_counts(sort=False)
+    order = sizes[sizes <= max(1, rows // 20)].sample(frac=1.0, random_state=plan.seed)
+    if plan.recommendation_split == "time" and plan.time_column:
+        time = frame.loc[known, plan.time_column]
+        if profile.column(plan.time_column).kind == "datetime":
+            time = (time - time.min()).dt.total_seconds()
+        time = pd.to_numeric(time, errors="coerce")
+        cut = time.quantile(1.0 - plan.test_size)
+        spans = time.groupby(users).agg(["min", "max"])
+        spanning = set(spans.index[(spans["min"] < cut) & (spans["max"] >= cut)])
+        order = pd.concat([order[order.index.isin(spanning)], order[~order.index.isin(spanning)]])
+    chosen = order.index[order.cumsum() <= rows]
+    return data[users.isin(chosen).to_numpy()]
+
+
+def _stratified(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
     data = profile.raw[profile.frame[plan.target].notna()]
     if len(data) > rows:
         if plan.task == "regression":
@@ -158,15 +198,18 @@ def write_sample(profile: Profile, plan: Plan, path: Path, rows: int = SAMPLE_RO
                 for label, group in groups.items()
             )
         data = data.sort_index()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data.to_csv(path, index=False)
-    return path
+    return data
 
 
 def example_record(profile: Profile, plan: Plan) -> dict[str, Any]:
     """One row of the data as a request of the plan's features (the ``example_record`` answer):
     the first with every feature present, else the first with its gaps left out, in the JSON
-    pandas writes. Empty without planned features (they are inferred at training)."""
+    pandas writes. Empty without planned features (they are inferred at training).
+
+    A recommendation plan's example is a request: the user with the most interactions, a few of
+    their items, and a filter on the first item metadata column their first item has."""
+    if plan.kind == "recommendation":
+        return _example_request(profile, plan)
     names = [feature.name for feature in plan.features]
     if not names:
         return {}
@@ -175,6 +218,28 @@ def example_record(profile: Profile, plan: Plan) -> dict[str, Any]:
     first = (complete if len(complete) else rows).head(1)
     (record,) = json.loads(first.to_json(orient="records", date_format="iso"))
     return {name: value for name, value in record.items() if value is not None}
+
+
+def _example_request(profile: Profile, plan: Plan) -> dict[str, Any]:
+    rows = profile.raw[[plan.user_column, plan.item_column, *plan.item_columns]].dropna(
+        subset=[plan.user_column, plan.item_column]
+    )
+    if rows.empty:
+        return {}
+    user = rows[plan.user_column].value_counts(sort=True).index[0]
+    mine = rows[rows[plan.user_column] == user].drop_duplicates(plan.item_column).head(3)
+    # The JSON pandas writes: ids as the data has them (numbers stay numbers).
+    (record,) = json.loads(mine.head(1).to_json(orient="records", date_format="iso"))
+    items = json.loads(mine[plan.item_column].to_json(orient="values"))
+    request: dict[str, Any] = {"user_id": record[plan.user_column], "items": items}
+    for column in plan.item_columns:
+        value = record.get(column)
+        if isinstance(value, str) and value.strip():
+            # A |-separated tag list filters on one tag; a free text on its first word.
+            tag = value.split("|")[0].strip() if "|" in value else value.strip()
+            request["filters"] = {column: [tag]}
+            break
+    return request
 
 
 def _move_into_place(staging: Path, out: Path) -> None:

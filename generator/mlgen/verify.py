@@ -2,19 +2,28 @@
 
 Steps, each a subprocess whose output is kept: make (or reuse) a virtualenv, install the service
 into it in editable mode, run the service's tests, train on the user's data, then read the
-champion's metadata and compare its test metric with the baseline's.
+champion's metadata and compare its test metric with the baseline's. A recommendation service is
+then served and asked over HTTP: top-k for a user of the data, the same for a user it never saw
+(cold start, popularity), and items related to that user's items.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from mlgen.environment import child_env
 from mlgen.errors import VerifyError
@@ -23,6 +32,9 @@ STEP_TIMEOUT_SECONDS = 3600
 # Where a service keeps the runtime it pins (see the template's pyproject.toml).
 RUNTIME_DIR = Path("vendor") / "mlgen-runtime"
 TAIL_LINES = 40
+SERVER_START_SECONDS = 120
+# The user no service has seen: its answer must be a cold start.
+UNKNOWN_USER = "mlgen-verify-unknown-user"
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class Verification:
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
     higher_is_better: bool
+    # What the served API answered (one line per call), for kinds checked over HTTP.
+    calls: tuple[str, ...] = ()
 
     @property
     def beats_baseline(self) -> bool:
@@ -70,7 +84,132 @@ def verify_service(
     _run("tests", [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], service, venv)
     on_step("train on your data")
     _run("train", [str(python), "-m", package, "train"], service, venv)
-    return read_verification(service / "artifacts" / "champion" / "metadata.json")
+    result = read_verification(service / "artifacts" / "champion" / "metadata.json")
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text()) or {}
+    if answers.get("kind") == "recommendation":
+        on_step("serve and ask for recommendations")
+        result = replace(result, calls=check_recommendations(service, package, venv, answers))
+    return result
+
+
+def check_recommendations(
+    service: Path, package: str, venv: Path, answers: dict[str, Any]
+) -> tuple[str, ...]:
+    """Serve the trained service and call /recommend for a user of the data and for an unknown
+    one, and /recommend/similar for the first one's items; raise :class:`VerifyError` on any
+    answer that is not a ranked list with the strategy expected."""
+    example = answers.get("example_record") or {}
+    user, items = example.get("user_id"), example.get("items") or []
+    if user is None or not items:
+        user, items = _first_user(service, answers)
+    k = int(answers.get("top_k") or 10)
+    calls = []
+    with _Served(service, package, venv) as url:
+        status, body = _post(f"{url}/recommend", {"user_id": user, "k": k})
+        calls.append(_checked("/recommend", f"user {user!r}", status, body, k))
+        status, body = _post(f"{url}/recommend", {"user_id": UNKNOWN_USER, "k": k})
+        calls.append(_checked("/recommend", "a user never seen", status, body, k))
+        if body.get("strategy") != "popularity":
+            raise VerifyError(
+                f"A user the model never saw should get the popularity fallback; the service "
+                f"answered with strategy {body.get('strategy')!r}: {body}"
+            )
+        status, body = _post(f"{url}/recommend/similar", {"items": items, "k": k})
+        calls.append(_checked("/recommend/similar", f"{len(items)} items", status, body, k))
+        repeated = set(map(str, items)) & {str(entry["item_id"]) for entry in body["items"]}
+        if repeated:
+            raise VerifyError(f"/recommend/similar returned the items it was asked about: "
+                              f"{sorted(repeated)}")
+    return tuple(calls)
+
+
+def _first_user(service: Path, answers: dict[str, Any]) -> tuple[Any, list[Any]]:
+    import pandas as pd
+
+    rows = pd.read_csv(service / "data" / "sample.csv")
+    user_column, item_column = answers["user_column"], answers["item_column"]
+    user = rows[user_column].tolist()[0]
+    items = rows.loc[rows[user_column] == user, item_column].head(3).tolist()
+    return user, items
+
+
+def _checked(route: str, what: str, status: int, body: Any, k: int) -> str:
+    if status != 200 or not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        raise VerifyError(f"POST {route} for {what} answered {status}: {body}")
+    if not 0 < len(body["items"]) <= k:
+        raise VerifyError(f"POST {route} for {what} returned {len(body['items'])} items "
+                          f"(1 to {k} expected): {body}")
+    first = body["items"][0].get("item_id")
+    return (f"POST {route} ({what}): {status}, {len(body['items'])} items by "
+            f"{body.get('strategy')}, first {first!r}")
+
+
+def _post(url: str, body: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        text = error.read().decode(errors="replace")
+        try:
+            return error.code, json.loads(text)
+        except ValueError:
+            return error.code, text
+
+
+class _Served:
+    """The service's own `serve` command on a free local port, stopped on exit."""
+
+    def __init__(self, service: Path, package: str, venv: Path) -> None:
+        self.service, self.package, self.venv = service, package, venv
+
+    def __enter__(self) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.log = self.service / ".mlgen-verify-serve.log"
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [str(self.venv / "bin" / "python"), "-m", self.package, "serve", "--host",
+                 "127.0.0.1", "--port", str(port)],
+                cwd=self.service, env=_env(self.venv), stdout=out, stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if self.proc.poll() is not None:
+                self._stop()
+                raise VerifyError(f"`{self.package} serve` exited with {self.proc.returncode}:\n"
+                                  + self._tail())
+            try:
+                with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return url
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                self._stop()
+                raise VerifyError(f"The service did not become ready in {SERVER_START_SECONDS} s:"
+                                  "\n" + self._tail())
+            time.sleep(0.3)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+        self.log.unlink(missing_ok=True)
+
+    def _tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-TAIL_LINES:])
+
+    def _stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def reinstall(python: Path, service: Path, service_deps: bool = True) -> None:
@@ -120,13 +259,18 @@ def read_verification(metadata_file: Path) -> Verification:
         ) from exc
 
 
-def _run(step: str, command: list[str], cwd: Path, venv: Path) -> None:
+def _env(venv: Path) -> dict[str, str]:
     # The service uses its own local MLflow store during verification, whatever the shell says.
     dropped = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MLFLOW_TRACKING_URI")
     env = {key: value for key, value in child_env().items() if key not in dropped}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["VIRTUAL_ENV"] = str(venv)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run(step: str, command: list[str], cwd: Path, venv: Path) -> None:
+    env = _env(venv)
     try:
         done = subprocess.run(
             command, cwd=cwd, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_SECONDS

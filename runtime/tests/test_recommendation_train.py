@@ -5,6 +5,8 @@ champion, the exported bundle serving the evaluated model, reproducibility bit f
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +14,9 @@ from mlflow import MlflowClient
 from mlgen_runtime.cli import main
 from mlgen_runtime.fallback import CHAMPION_DIR, fallback_dir
 from mlgen_runtime.kinds import kind_of
+from mlgen_runtime.kinds.recommendation.data import split
 from mlgen_runtime.kinds.recommendation.recommender import load_recommender
-from mlgen_runtime.kinds.recommendation.train import load_version, train
+from mlgen_runtime.kinds.recommendation.train import load_version, prepare, search, train
 from mlgen_runtime.registry import use_store
 from recommendation_support import movielens, write_service
 
@@ -153,3 +156,14 @@ def test_bad_data_stops_training_with_a_message_naming_the_column(tmp_path, rati
     assert main(["--root", str(config.root), "train"]) == 2
     error = capsys.readouterr().err
     assert "recommendation.user_column 'user' is not a column" in error
+
+
+def test_a_spent_budget_skips_the_families_not_reached_and_keeps_the_first(trained, ratings):
+    config, _ = trained
+    _, data, items = prepare(config)
+    parts = split(data, config)
+    train_part, held_out = data.subset(parts.train), data.subset(parts.validation)
+    trials = search(config, train_part, held_out, items, deadline=time.monotonic())
+    assert [trial.family for trial in trials] == ["popularity"]
+    unbounded = search(config, train_part, held_out, items, deadline=time.monotonic() + 3600)
+    assert {trial.family for trial in unbounded} == {"popularity", "item_knn", "als", "bpr"}

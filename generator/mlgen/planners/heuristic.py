@@ -15,7 +15,8 @@ from mlgen import transforms
 from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
 from mlgen.leaks import named_leaks, stated_leaks
-from mlgen.plan import Plan
+from mlgen.plan import RECOMMENDATION_ONLY, Plan
+from mlgen.planners.recommendation import plan_recommendation
 from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
 
 RARE_POSITIVES = 0.10
@@ -45,6 +46,8 @@ class HeuristicPlanner:
     name = "heuristic"
 
     def plan(self, brief: Brief, profile: Profile) -> Plan:
+        if recommends(brief):
+            return plan_recommendation(brief, profile)
         target = brief.find_target(profile.column_names)
         draft = _Draft(brief, profile, target)
         draft.decide()
@@ -426,6 +429,17 @@ class _Draft:
             kinds = sorted({step["kind"] for step in kept})
             self.set("feature_transforms", kept,
                      f"{len(kept)} derived columns ({', '.join(kinds)}), each with its reason")
+
+
+def recommends(brief: Brief) -> bool:
+    """Whether the brief asks for the recommendation kind: stated (``kind``), else its front
+    matter names no target and either sets a recommendation setting (``user_column``, ...) or
+    its prose asks for recommendations."""
+    if brief.kind:
+        return brief.kind == "recommendation"
+    if "target" in brief.front:
+        return False
+    return brief.recommends is not None or bool(RECOMMENDATION_ONLY & set(brief.front))
 
 
 def _column_slug(name: str) -> str:

@@ -296,6 +296,10 @@ def review(raw: Any, brief: Brief, profile: Profile, draft: Plan | None) -> tupl
 
 def _misfits(plan: Plan, brief: Brief, profile: Profile) -> list[str]:
     """Ways a well-formed plan contradicts the data or what the brief states."""
+    if brief.kind and plan.kind != brief.kind:
+        return [f"the brief states kind: {brief.kind}: keep it"]
+    if plan.kind == "recommendation":
+        return _recommendation_misfits(plan, brief, profile)
     problems = []
     try:
         kind = profile.target(plan.target).kind
@@ -345,6 +349,38 @@ def _misfits(plan: Plan, brief: Brief, profile: Profile) -> list[str]:
             problems.append(f'"{feature.name}" is the id column: it cannot be a feature')
     if plan.time_column and profile.column(plan.time_column).kind not in ("datetime", "numeric"):
         problems.append(f'time_column "{plan.time_column}" holds neither dates nor numbers')
+    return problems
+
+
+def _recommendation_misfits(plan: Plan, brief: Brief, profile: Profile) -> list[str]:
+    problems = []
+    if "target" in brief.front:
+        problems.append(
+            f'the brief states a target ("{brief.front["target"]}"): plan the tabular kind'
+        )
+    rows = profile.n_sampled
+    for role in ("user_column", "item_column"):
+        column = profile.column(getattr(plan, role))
+        if column.kind not in ("categorical", "numeric") or (
+            column.kind == "numeric" and not column.integer
+        ):
+            problems.append(
+                f'{role} "{column.name}" is {column.kind} in the data: ids are labels or integers'
+            )
+        elif column.n_unique > 0.9 * rows:
+            problems.append(
+                f'{role} "{column.name}" has a different value on nearly every row: ids of users '
+                "and items repeat over many interactions"
+            )
+    if plan.time_column and profile.column(plan.time_column).kind not in ("datetime", "numeric"):
+        problems.append(f'time_column "{plan.time_column}" holds neither dates nor numbers')
+    if plan.weight_column and profile.column(plan.weight_column).kind not in (
+        "numeric", "boolean"
+    ):
+        problems.append(f'weight_column "{plan.weight_column}" is not numeric in the data')
+    for name, value in brief.plan_overrides.items():
+        if isinstance(value, str | int | float | bool) and getattr(plan, name, value) != value:
+            problems.append(f"the brief states {name}: {value!r}: keep it")
     return problems
 
 

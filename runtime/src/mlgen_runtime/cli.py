@@ -1,7 +1,8 @@
 """The *command line* of the service: ``python -m <package> <command>``.
 
-Commands: train, evaluate, serve, drift, compare, promote, retrain (``--help`` on each), and
-the commands of the service's kind (kinds/: e.g. recommend-all of a recommendation service).
+Commands: train, evaluate, serve, drift, investigate, compare, promote, retrain (``--help`` on
+each), and the commands of the service's kind (kinds/: e.g. recommend-all of a recommendation
+service).
 
 Expected failures (bad config, bad data, registry refusals, nothing to compare) print one line
 and exit with status 2; a trained model that does not beat its Dummy baseline, a refused
@@ -69,6 +70,12 @@ def _drift(config: Config, args: argparse.Namespace) -> int:
     return run_drift(config, args.data, out_dir)
 
 
+def _investigate(config: Config, args: argparse.Namespace) -> int:
+    from .monitoring.investigation import run_investigate
+
+    return run_investigate(config, args.data, args.since, args.out, args.log)
+
+
 def _compare(config: Config, args: argparse.Namespace) -> int:
     from .live_comparison import compare_log
 
@@ -124,6 +131,24 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     drift.add_argument("--data", required=True, help="the current data (CSV or Parquet)")
     drift.add_argument("--out", help="report folder (default: <paths.reports>/drift)")
     drift.set_defaults(handler=_drift)
+
+    investigate = commands.add_parser(
+        "investigate",
+        help="explain a degraded model: performance over time, slices, drift, label shift, "
+        "concept drift, data quality, and a backtested retrain",
+    )
+    source = investigate.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--since", help="the service's logged predictions of the last 30d, 12h, 2w, ..."
+    )
+    source.add_argument("--data", help="a data file (CSV or Parquet), labelled or not")
+    investigate.add_argument(
+        "--log", help="the prediction log (default: $MLSERVICE_FEEDBACK_DB or serving.feedback_db)"
+    )
+    investigate.add_argument(
+        "--out", help="report folder (default: <paths.reports>/investigation-<time>)"
+    )
+    investigate.set_defaults(handler=_investigate)
 
     compare = commands.add_parser(
         "compare", help="test the rollout challenger against the champion on fed-back outcomes"

@@ -346,6 +346,10 @@ class ServingConfig(_Section):
     feedback_log_size: int = Field(100_000, ge=1)
     feedback_window: int = Field(1000, ge=1)
     feedback_min_rows: int = Field(30, ge=1)
+    # The SQLite file of the feedback store (predictions with their inputs and time, and the
+    # outcomes fed back), which `investigate --since` reads; empty: one process keeps it in
+    # memory ($MLSERVICE_FEEDBACK_DB wins; `serve --workers N` makes a temporary one).
+    feedback_db: str = ""
     rollout: RolloutSettings = RolloutSettings()
 
 
@@ -355,6 +359,37 @@ class DriftConfig(_Section):
     psi_threshold: float = Field(0.2, gt=0)
     window: int = Field(1000, ge=1)
     min_rows: int = Field(50, ge=1)
+
+
+class InvestigateConfig(_Section):
+    """``investigate``: how ``python -m <package> investigate`` explains a degraded model
+    (monitoring/investigation.py).
+
+    Every alarm of the report is a statistical test; all of them together raise a false
+    alarm with probability at most ``alpha`` (Bonferroni across the report's sections, Holm
+    within each), and an alarm also needs an effect at least the size of its floor.
+    """
+
+    alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    # Time windows of the timelines (fewer when the data has too few rows for them).
+    windows: int = Field(10, ge=2, le=100)
+    min_window_rows: int = Field(200, ge=20)
+    # A window's primary metric must be worse than the test split's by this share of it.
+    min_relative_drop: float = Field(0.02, ge=0.0)
+    # A slice's (or the data's) mean per-row loss must rise by this much (log loss in nats
+    # for classifiers, absolute error as a share of the test split's for regression).
+    min_loss_increase: float = Field(0.05, ge=0.0)
+    # Data quality: a share of unseen categories, out-of-range values or newly missing values
+    # must rise by this much (absolute).
+    min_quality_share: float = Field(0.01, ge=0.0)
+
+
+class FairnessConfig(_Section):
+    """``fairness``: sensitive attributes (data columns, model features or not) whose groups
+    get per-group metrics with intervals, and demographic-parity and equalised-odds
+    differences, in ``train``'s evaluation, the model card and ``investigate``."""
+
+    sensitive_attributes: list[str] = []
 
 
 class Config(_Section):
@@ -383,6 +418,8 @@ class Config(_Section):
     tracking: TrackingConfig
     serving: ServingConfig = ServingConfig()
     drift: DriftConfig = DriftConfig()
+    investigate: InvestigateConfig = InvestigateConfig()
+    fairness: FairnessConfig = FairnessConfig()
 
     @model_validator(mode="after")
     def _kind_sections(self) -> Config:

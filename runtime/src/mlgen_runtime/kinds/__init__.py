@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from ..bundle import Bundle
     from ..config import Config
+    from ..monitoring.investigation import Investigation, Observed
     from ..registry import Decision
 
 
@@ -81,6 +82,10 @@ class ProblemKind(Protocol):
 
     def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
         """Markdown sections this kind adds to the model card."""
+
+    def investigate(self, config: Config, observed: Observed) -> Investigation:
+        """Why the champion got worse on ``observed``: the sections of ``investigate``'s report
+        (monitoring/investigation.py holds the rows, the false-alarm budget and the report)."""
 
     def commands(self) -> list[Command]:
         """Commands of this kind's services beyond the shared ones (cli.py offers them)."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ..bundle import Bundle
     from ..config import Config
+    from ..monitoring.investigation import Investigation, Observed
     from ..registry import Decision
     from ..train import TrainResult
     from .command import Command
@@ -96,6 +97,11 @@ class TabularKind:
         from ..model_card import render_model_card
 
         return [render_model_card(config, metadata)]
+
+    def investigate(self, config: Config, observed: Observed) -> Investigation:
+        from ..monitoring.tabular_investigation import investigate
+
+        return investigate(config, observed)
 
     def commands(self) -> list[Command]:
         return []

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,10 +235,11 @@ class FeedbackStore(SpooledDatabase):
             """
             CREATE TABLE IF NOT EXISTS served (
                 last INTEGER PRIMARY KEY, request_id TEXT NOT NULL UNIQUE,
-                model_version TEXT NOT NULL, predictions TEXT NOT NULL, scores TEXT NOT NULL);
+                model_version TEXT NOT NULL, predictions TEXT NOT NULL, scores TEXT NOT NULL,
+                at REAL, inputs TEXT);
             CREATE TABLE IF NOT EXISTS claims (
-                served INTEGER NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (served, row))
-                WITHOUT ROWID;
+                served INTEGER NOT NULL, row INTEGER NOT NULL, truth TEXT,
+                PRIMARY KEY (served, row)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS outcomes (
                 seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL,
                 model_version TEXT NOT NULL, prediction TEXT NOT NULL, score REAL NOT NULL,
@@ -246,17 +247,30 @@ class FeedbackStore(SpooledDatabase):
             """,
             # `last`: the number of records served so far, this request's included.
             "INSERT OR IGNORE INTO served (last, request_id, model_version, predictions, "
-            "scores) VALUES ((SELECT IFNULL(MAX(last), 0) FROM served) + ?, ?, ?, ?, ?)",
+            "scores, at, inputs) VALUES ((SELECT IFNULL(MAX(last), 0) FROM served) + ?, ?, ?, "
+            "?, ?, ?, ?)",
             _served_row,
             after_write=self._forget_oldest,
         )
+        # Files written before inputs and times were kept (investigate reads both).
+        for table, column, kind in (("served", "at", "REAL"), ("served", "inputs", "TEXT"),
+                                    ("claims", "truth", "TEXT")):
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
-    def record(self, request_id: str, model_version: str, scored: Any) -> None:
-        """Remember a request's predictions (a ``Scores``: ``predictions`` and ``scores``).
+    def record(
+        self,
+        request_id: str,
+        model_version: str,
+        scored: Any,
+        inputs: Mapping[str, list[Any]] | None = None,
+    ) -> None:
+        """Remember a request's predictions (a ``Scores``: ``predictions`` and ``scores``),
+        with its inputs (one list of values per feature) and the time, for ``investigate``.
 
         Only queued here; the spool's thread encodes and writes them.
         """
-        self._spool.put((request_id, model_version, scored))
+        self._spool.put((request_id, model_version, scored, inputs, time.time()))
 
     def claim(self, request_id: str, index: int, truth: Any) -> Outcome:
         """Join ``truth`` to the prediction at ``index`` of ``request_id``, once."""
@@ -316,7 +330,8 @@ class FeedbackStore(SpooledDatabase):
                     db.execute("COMMIT")
                     return "no_record"
                 claimed = db.execute(
-                    "INSERT OR IGNORE INTO claims VALUES (?, ?)", (last, index)
+                    "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
+                    (last, index, json.dumps(truth)),
                 ).rowcount
                 if not claimed:
                     db.execute("COMMIT")
@@ -345,14 +360,52 @@ class FeedbackStore(SpooledDatabase):
         db.execute("DELETE FROM claims WHERE served <= ?", (newest - self.capacity,))
 
 
-def _served_row(item: tuple[str, str, Any]) -> list[tuple]:
-    request_id, version, scored = item
+def _served_row(item: tuple[str, str, Any, Any, float]) -> list[tuple]:
+    request_id, version, scored, inputs, at = item
     if not scored:
         return []  # `last` would repeat the previous request's and replace it
     return [
         (len(scored), request_id, version, to_json(scored.predictions).decode(),
-         to_json(scored.scores).decode())
+         to_json(scored.scores).decode(), at,
+         None if inputs is None else to_json(inputs).decode())
     ]
+
+
+def read_log(path: str | Path, after: float, target: str) -> Any:
+    """The logged records served at or after ``after`` (epoch seconds) as a DataFrame: their
+    inputs, the time (column ``__logged_at__``) and, where an outcome was fed back, the truth
+    in column ``target``; oldest first. Records logged without inputs are left out."""
+    import pandas as pd
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        served = db.execute(
+            "SELECT last, at, inputs FROM served WHERE at >= ? AND inputs IS NOT NULL "
+            "ORDER BY last", (after,)
+        ).fetchall()
+        truths = dict(((s, r), t) for s, r, t in db.execute(
+            "SELECT served, row, truth FROM claims WHERE truth IS NOT NULL"))
+    finally:
+        db.close()
+    columns: dict[str, list[Any]] = {}
+    times: list[float] = []
+    outcomes: list[Any] = []
+    for last, at, inputs in served:
+        values = json.loads(inputs)
+        n = len(next(iter(values.values()))) if values else 0
+        for name, column in values.items():
+            if name not in columns:  # a feature first logged now: missing in earlier rows
+                columns[name] = [None] * len(times)
+            columns[name].extend(column)
+        times.extend([at] * n)
+        outcomes.extend(
+            json.loads(truths[(last, i)]) if (last, i) in truths else None
+            for i in range(n)
+        )
+    frame = pd.DataFrame(columns)
+    frame[target] = outcomes
+    frame["__logged_at__"] = times
+    return frame
 
 
 class LivePerformance:

@@ -45,13 +45,17 @@ def _prepare_multiprocess_dir() -> Path:
     return folder
 
 
-def _prepare_feedback_db() -> Path | None:
-    """The workers' shared feedback store: a new temporary file unless one is configured.
+def _prepare_feedback_db(config: Config) -> Path | None:
+    """The workers' shared feedback store: a new temporary file unless one is configured
+    (``$MLSERVICE_FEEDBACK_DB``, else ``serving.feedback_db``).
 
     Returns the temporary folder to remove at exit. A configured file is kept across restarts,
     so feedback still joins predictions made before one.
     """
     if os.environ.get(FEEDBACK_DB_ENV):
+        return None
+    if config.serving.feedback_db:
+        os.environ[FEEDBACK_DB_ENV] = str(config.resolve(config.serving.feedback_db))
         return None
     folder = Path(tempfile.mkdtemp(prefix="mlservice-feedback-"))
     os.environ[FEEDBACK_DB_ENV] = str(folder / "feedback.sqlite")
@@ -79,7 +83,7 @@ def run(config: Config, host: str = "127.0.0.1", port: int = 8000, workers: int 
         return
     _prepare_multiprocess_dir()
     os.environ[ROOT_ENV] = str(config.root)
-    temporary = _prepare_feedback_db()
+    temporary = _prepare_feedback_db(config)
     try:
         if _installed("gunicorn") and _installed("uvicorn_worker"):
             _run_gunicorn(config, host, port, workers)

@@ -221,7 +221,7 @@ class ServedModel:
         self.metrics.observe_out_of_range([name for flagged in flags for name in flagged])
         if self.drift_feed is not None:
             self.drift_feed.add(rows)
-        self.feedback.remember(request_id, version, scored)
+        self.feedback.remember(request_id, version, scored, rows.columns)
         return Answer(scored, flags, answered_by.model_name, version)
 
     def _predict(self, rows: Rows) -> tuple[Scores, Bundle]:

@@ -73,8 +73,10 @@ class FeedbackLoop:
         self.regression = bundle.task == "regression"
         self.classes = bundle.classes
         self.window = serving.feedback_window
+        # `investigate --since` reads a store kept in a file (serving.feedback_db).
+        configured = serving.feedback_db and str(config.resolve(serving.feedback_db))
         self.store = FeedbackStore(
-            os.environ.get(FEEDBACK_DB_ENV) or MEMORY,
+            os.environ.get(FEEDBACK_DB_ENV) or configured or MEMORY,
             capacity=serving.feedback_log_size,
             window=self.window,
         )
@@ -92,8 +94,14 @@ class FeedbackLoop:
         )
         self._rollout_log: PredictionLog | None = None
 
-    def remember(self, request_id: str, model_version: str, scored: Scores) -> None:
-        self.store.record(request_id, model_version, scored)
+    def remember(
+        self,
+        request_id: str,
+        model_version: str,
+        scored: Scores,
+        inputs: Mapping[str, list[Any]] | None = None,
+    ) -> None:
+        self.store.record(request_id, model_version, scored, inputs)
 
     def receive(self, feedback: FeedbackRequest) -> FeedbackReceipt:
         """Join ``feedback`` to its prediction; 422 for a wrong outcome, 404/409 for the id."""

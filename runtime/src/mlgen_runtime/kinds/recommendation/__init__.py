@@ -12,12 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...errors import UsageError
+
 if TYPE_CHECKING:
     import pandas as pd
     from fastapi import FastAPI
 
     from ...bundle import Bundle
     from ...config import Config
+    from ...monitoring.investigation import Investigation, Observed
     from ...registry import Decision
     from ..command import Command
     from .train import RecommendationResult
@@ -35,6 +38,8 @@ class RecommendationKind:
         "serves: see /metrics and the Grafana dashboard.",
         "compare": "champion/challenger rollouts are not available for recommenders yet; "
         "`promote --version N` compares a version with the champion on the test users.",
+        "investigate": "the investigation report covers tabular services so far; a "
+        "recommender's live hit rate, popularity drift and new-user rate are on /metrics.",
     }
 
     def validate(self, df: pd.DataFrame, config: Config) -> None:
@@ -112,6 +117,10 @@ class RecommendationKind:
         from .train import model_card
 
         return [model_card(config, metadata)]
+
+    def investigate(self, config: Config, observed: Observed) -> Investigation:
+        # cli.py refuses the command first (unsupported_commands); a direct call is refused too.
+        raise UsageError(f"investigate: {self.unsupported_commands['investigate']}")
 
     def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
         from .train import promote_version

@@ -127,9 +127,7 @@ class ItemMetadata:
 
 def ids(values: pd.Series) -> np.ndarray:
     """Ids as an int64 array when they are whole numbers, else as strings."""
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
-        values.dtype
-    ):
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         numbers = values.to_numpy(dtype=np.float64)
         if np.all(np.mod(numbers, 1) == 0):
             return numbers.astype(np.int64)

@@ -419,7 +419,4 @@ def sample(family: str, rng: np.random.Generator) -> dict[str, Any]:
 
 def plain(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with numpy scalars as Python values (JSON-able)."""
-    return {
-        key: value.item() if hasattr(value, "item") else value for key, value in params.items()
-    }
-
+    return {key: value.item() if hasattr(value, "item") else value for key, value in params.items()}

@@ -409,4 +409,3 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     out_values = np.full((n_rows, k), -np.inf, dtype=np.float32)
     out_codes[:, :k_eff], out_values[:, :k_eff] = codes, values
     return out_codes, out_values
-

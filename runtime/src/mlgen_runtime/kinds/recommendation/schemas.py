@@ -32,7 +32,8 @@ def _value(value: Any) -> Any:
     if type(value) in (int, str) and len(str(value)) <= MAX_ID_LENGTH:
         return str(value)
     raise PydanticCustomError(
-        "filter_value", "a filter value is a string or an integer, not {value}",
+        "filter_value",
+        "a filter value is a string or an integer, not {value}",
         {"value": repr(value)[:60]},
     )
 

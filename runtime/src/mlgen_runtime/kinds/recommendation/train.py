@@ -128,9 +128,10 @@ def search(
 ) -> list[Trial]:
     """Every trial of the seeded search, scored on ``held_out``'s users (see the module).
 
-    Each family's defaults are always tried; a drawn trial starts only if it, and then the
-    refit and test of every family's best (estimated by their slowest trial so far), fit
-    before ``deadline`` (``time.monotonic()``; default: ``time_budget_seconds`` from now).
+    A trial starts only if it (a drawn one: its family's slowest trial so far), and then the
+    refit and test of every family's best (1.5x their slowest trials), fit before
+    ``deadline`` (``time.monotonic()``; default: ``time_budget_seconds`` from now). The first
+    family's defaults always run; a family whose defaults are not reached in time is skipped.
     """
     rec = section(config)
     users, truth = relevant(fit, held_out)
@@ -148,13 +149,17 @@ def search(
     done: list[Trial] = []
     for round_ in range(max(per_family, 1)):
         for family in families:
-            if round_ and not FAMILIES[family].space:
+            if round_ and (not FAMILIES[family].space or family not in slowest):
                 continue
             # The refits see more data and score the test users too: half as long again.
             reserve = REFIT_FACTOR * sum(slowest.values())
             if round_ and time.monotonic() + slowest[family] + reserve > deadline:
                 log.info("Time budget spent after %d trials.", len(done))
                 return done
+            if done and not round_ and time.monotonic() + reserve > deadline:
+                # As the tabular kind's selection does: a family not reached in time is skipped.
+                log.warning("Time budget spent: candidate %s skipped.", family)
+                continue
             params = defaults(family, config) if not round_ else sample(family, draws[family])
             key = json.dumps([family, plain(params)], sort_keys=True)
             if key in tried:
@@ -210,15 +215,15 @@ def train(
     started = time.perf_counter()
     # The budget bounds the whole run: the search leaves time for the refits and tests, and
     # for logging, registering and exporting the model.
-    deadline = time.monotonic() + rec.time_budget_seconds - min(
-        LOGGING_SECONDS, rec.time_budget_seconds / 4
+    deadline = (
+        time.monotonic()
+        + rec.time_budget_seconds
+        - min(LOGGING_SECONDS, rec.time_budget_seconds / 4)
     )
     path, data, items = prepare(config, data_path)
     parts = split(data, config)
     train_part = data.subset(parts.train)
-    all_trials = search(
-        config, train_part, data.subset(parts.validation), items, trials, deadline
-    )
+    all_trials = search(config, train_part, data.subset(parts.validation), items, trials, deadline)
     finalists = best_trials(all_trials)
     chosen = next(iter(finalists))
     searched = time.perf_counter() - started
@@ -286,8 +291,11 @@ def train(
         "item_column": rec.item_column,
         "item_columns": list(items.columns),
         "split": rec.split,
-        "rows": {"train": len(parts.train), "validation": len(parts.validation),
-                 "test": len(parts.test)},
+        "rows": {
+            "train": len(parts.train),
+            "validation": len(parts.validation),
+            "test": len(parts.test),
+        },
         "evaluated_users": len(users),
         "users": int(np.count_nonzero(np.diff(fit_part.matrix.indptr))),
         "items": int(np.count_nonzero(np.diff(fit_part.matrix.tocsc().indptr))),
@@ -309,8 +317,13 @@ def train(
     metadata = _log_run(config, model.recommender, metadata, all_trials, seconds)
     champion_value, comparison = _against_champion(config, current, model, users, data, truth)
     decision = _decide(
-        config, metrics[primary], baseline_metrics[primary], current, champion_value,
-        comparison, against_baseline,
+        config,
+        metrics[primary],
+        baseline_metrics[primary],
+        current,
+        champion_value,
+        comparison,
+        against_baseline,
     )
     if promote and decision.promote:
         apply_promotion(config, metadata["model_version"], decision.reason, model.recommender)
@@ -429,9 +442,7 @@ def export_bundle(folder: Path, recommender: Recommender) -> Path:
         "users": recommender.metadata.get("users"),
         "items": recommender.metadata.get("items"),
     }
-    return save_bundle(
-        folder, recommender, recommender.metadata, reference, model_saver=save_model
-    )
+    return save_bundle(folder, recommender, recommender.metadata, reference, model_saver=save_model)
 
 
 def load_version(config: Config, reference: str) -> Recommender:
@@ -532,8 +543,13 @@ def promote_version(
         if comparison is not None:
             print(comparison.summary())
         decision = _decide(
-            config, new.value(primary), baseline.value(primary), current, champion_value,
-            comparison, against_baseline,
+            config,
+            new.value(primary),
+            baseline.value(primary),
+            current,
+            champion_value,
+            comparison,
+            against_baseline,
         )
         if reason:
             decision = Decision(decision.promote, f"{decision.reason}; {reason}")
