@@ -31,4 +31,6 @@ LABELLED_UNSUPPORTED = {
     "gate finds it significantly better on the same test examples.",
     "drift": "the service scores drift as it serves: see /metrics and the Grafana dashboard.",
     "compare": "champion/challenger rollouts are not available for this kind yet.",
+    "investigate": "the report of why a champion got worse is the tabular kind's; for this "
+    "kind, compare /metrics drift gauges with the test metrics in MODEL_CARD.md.",
 }

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ...bundle import Bundle
     from ...config import Config
+    from ...monitoring.investigation import Investigation, Observed
     from ...registry import Decision
     from ..command import Command
     from .train import AudioResult
@@ -111,6 +112,12 @@ class AudioKind:
 
     def commands(self) -> list[Command]:
         return []
+
+    def investigate(self, config: Config, observed: Observed) -> Investigation:
+        from ...errors import UsageError
+
+        # cli.py refuses the command first (unsupported_commands); a direct call is refused too.
+        raise UsageError(f"investigate: {self.unsupported_commands['investigate']}")
 
     def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
         from ..labelled import promote_registered
