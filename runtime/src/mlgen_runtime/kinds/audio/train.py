@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+import mlgen_runtime.kinds.labelled as labelled
+
 from ...compare import Comparison
 from ...config import AudioConfig, Config
 from ...data import file_hash
 from ...errors import ConfigError
 from ...monitoring.drift import build_reference
 from ...registry import Decision, git_commit
-from .. import labelled
 from ..labelled import Split
 from .classifier import FILES, AudioClassifier, featurise, load_classifier
 from .clips import ClipSet, read_dataset

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import mlgen_runtime.kinds.labelled as labelled
+
 from ...compare import Comparison
 from ...config import Config, TextConfig
 from ...data import file_hash, load_data
 from ...errors import ConfigError, DataValidationError
 from ...monitoring.drift import build_reference
 from ...registry import Decision, git_commit
-from .. import labelled
 from .model import build_pipeline, load_pipeline, save_pipeline, tokens, top_terms, vocabulary
 
 log = logging.getLogger(__name__)
