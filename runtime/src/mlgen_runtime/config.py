@@ -30,8 +30,13 @@ ROOT_ENV = "MLSERVICE_ROOT"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 Task = Literal[
-    "binary_classification", "multiclass_classification", "regression", "recommendation",
+    "binary_classification",
+    "multiclass_classification",
+    "regression",
+    "recommendation",
     "forecasting",
+    "audio_classification",
+    "text_classification",
 ]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
@@ -44,7 +49,11 @@ RolloutMode = Literal["off", "shadow", "split"]
 # The families ``model.family: auto`` chooses among, cheapest to fit first (a time budget
 # that runs out skips the last ones).
 CANDIDATES: list[Family] = [
-    "linear", "hist_gradient_boosting", "lightgbm", "extra_trees", "random_forest"
+    "linear",
+    "hist_gradient_boosting",
+    "lightgbm",
+    "extra_trees",
+    "random_forest",
 ]
 # The registry aliases of the served model and of the model under test.
 CHAMPION = "champion"
@@ -237,6 +246,81 @@ class ForecastingConfig(_Section):
     interval_level: float = Field(0.9, gt=0.0, lt=1.0)
 
 
+AudioFamily = Literal["cnn", "mfcc_logistic"]
+AUDIO_FAMILIES: list[AudioFamily] = ["cnn", "mfcc_logistic"]
+
+
+class AudioConfig(_Section):
+    """``audio``: a service of the audio classification kind (kinds/audio/).
+
+    ``data.path`` is a folder of clips per class (``<label>/*.wav``) or a manifest CSV
+    (``path,label[,group]``, paths relative to the CSV). Clips (WAV, FLAC, anything soundfile
+    reads) are mixed to mono and resampled to ``sample_rate``; a clip outside the limits is
+    skipped at training (and listed) and refused by the API with a 4xx naming the limit.
+    """
+
+    sample_rate: int = Field(16_000, ge=4_000, le=96_000)
+    # Every clip is cropped around its centre or padded to this length before its features.
+    clip_seconds: float = Field(1.0, gt=0, le=30)
+    max_seconds: float = Field(10.0, gt=0)
+    max_file_bytes: int = Field(10_000_000, ge=1)
+    min_sample_rate: int = Field(8_000, ge=1)
+    max_sample_rate: int = Field(96_000, ge=1)
+    max_channels: int = Field(2, ge=1)
+    n_mels: int = Field(40, ge=8, le=256)
+    n_fft: int = Field(512, ge=64)
+    # 20 ms at 16 kHz: a 1 s clip is 47 frames of 40 mels.
+    hop_length: int = Field(320, ge=16)
+    n_mfcc: int = Field(20, ge=4, le=64)
+    # Folder layout: a regex whose group `group` names the speaker/voice in a file's name
+    # (e.g. "^(?P<group>[^_]+)_"); a manifest's `group` column wins.
+    group_pattern: str = ""
+    label_column: str = "label"
+    path_column: str = "path"
+    group_column: str = "group"
+    candidates: list[AudioFamily] = Field(
+        default_factory=lambda: list(AUDIO_FAMILIES), min_length=1
+    )
+    primary_metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    test_size: float = Field(0.2, gt=0.0, lt=0.5)
+    validation_size: float = Field(0.15, gt=0.0, lt=0.5)
+    epochs: int = Field(40, ge=1)
+    patience: int = Field(6, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    # Seeded noise, gain and time shift on the training clips only.
+    augment: bool = True
+    # Torch threads at training: same seed, data and threads give the same model bit for bit.
+    threads: int = Field(1, ge=1)
+    # Static int8 QDQ quantisation, served when it is faster and within this accuracy of fp32.
+    quantize: bool = True
+    quantize_tolerance: float = Field(0.01, ge=0.0, le=1.0)
+    bootstrap_samples: int = Field(200, ge=10)
+
+
+class TextConfig(_Section):
+    """``text``: a service of the text classification kind (kinds/text/): a text column, the
+    label (``data.target``) and optional tabular columns, in one CSV or Parquet file."""
+
+    text_column: str
+    # Numeric columns beside the text (scaled), and categorical ones (one-hot).
+    numeric_columns: list[str] = []
+    categorical_columns: list[str] = []
+    # TF-IDF of word 1..word_ngrams-grams and char_ngrams[0]..[1] char-grams (within words).
+    word_ngrams: int = Field(2, ge=1, le=3)
+    char_ngrams: tuple[int, int] = (2, 5)
+    max_features: int = Field(50_000, ge=100)
+    min_df: int = Field(2, ge=1)
+    # Inverse regularisation strengths tried on the validation split (logistic regression).
+    c_values: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0], min_length=1)
+    class_weight: Literal["none", "balanced"] = "none"
+    max_chars: int = Field(20_000, ge=1)
+    primary_metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    test_size: float = Field(0.2, gt=0.0, lt=0.5)
+    validation_size: float = Field(0.15, gt=0.0, lt=0.5)
+    bootstrap_samples: int = Field(200, ge=10)
+
+
 class PathsConfig(_Section):
     artifacts: str = "artifacts"
     reports: str = "reports"
@@ -402,6 +486,8 @@ class Config(_Section):
     metric: MetricConfig = MetricConfig(primary="")
     recommendation: RecommendationConfig | None = None
     forecasting: ForecastingConfig | None = None
+    audio: AudioConfig | None = None
+    text: TextConfig | None = None
     promotion: PromotionConfig = PromotionConfig()
     paths: PathsConfig = PathsConfig()
     tracking: TrackingConfig
@@ -413,7 +499,18 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _kind_sections(self) -> Config:
-        if self.kind == "recommendation" or self.task == "recommendation":
+        own = {
+            "recommendation": ("recommendation", "user_column, item_column, ..."),
+            "audio": ("audio", "sample_rate, clip_seconds, ..."),
+            "text": ("text", "text_column, ..."),
+        }
+        if self.kind in own:
+            section, example = own[self.kind]
+            if getattr(self, section) is None:
+                raise ValueError(f"a {self.kind} service needs a `{section}` section ({example})")
+            if self.kind == "text" and not self.data.target:
+                raise ValueError("the text kind needs data.target (the label column)")
+        elif self.task == "recommendation":
             if self.recommendation is None:
                 raise ValueError(
                     "a recommendation service needs a `recommendation` section "

@@ -113,11 +113,25 @@ def _forecasting() -> ProblemKind:
     return ForecastingKind()
 
 
+def _audio() -> ProblemKind:
+    from .audio import AudioKind
+
+    return AudioKind()
+
+
+def _text() -> ProblemKind:
+    from .text import TextKind
+
+    return TextKind()
+
+
 #: Every kind by name, built on first use (a kind imports its heavy libraries only then).
 KINDS: dict[str, Callable[[], ProblemKind]] = {
     "tabular": _tabular,
     "recommendation": _recommendation,
     "forecasting": _forecasting,
+    "audio": _audio,
+    "text": _text,
 }
 _loaded: dict[str, ProblemKind] = {}
 

@@ -1,0 +1,102 @@
+"""The text kind's *model*: TF-IDF of word and character n-grams (plus scaled numeric and
+one-hot categorical columns, when the service has them) into a logistic regression, as one
+scikit-learn ``Pipeline`` fitted on the training split, and its drift vocabulary.
+
+Served as it was evaluated: the fitted pipeline, saved with skops (no pickle: loading checks
+every type against scikit-learn's, numpy's and scipy's). skl2onnx was measured and is not the
+serving path: it refuses ``char_wb`` n-grams, and its ``char`` tokenizer needs an
+``en_US.UTF-8`` locale that a slim container lacks (ONNX Runtime fails at session start).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...config import TextConfig
+from ...errors import ServiceError
+
+MODEL_FILE = "pipeline.skops"
+# The word tokens TF-IDF counts (scikit-learn's default token pattern), for the OOV rate.
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+
+def build_pipeline(text: TextConfig, c: float, seed: int) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    words = TfidfVectorizer(ngram_range=(1, text.word_ngrams), min_df=text.min_df,
+                            sublinear_tf=True, max_features=text.max_features, dtype=np.float32)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(text.char_ngrams),
+                            min_df=text.min_df, sublinear_tf=True,
+                            max_features=text.max_features, dtype=np.float32)
+    parts: list[tuple[str, Any, Any]] = [
+        ("text", FeatureUnion([("words", words), ("chars", chars)]), text.text_column)
+    ]
+    if text.numeric_columns:
+        parts.append(("numeric", make_pipeline(SimpleImputer(), StandardScaler()),
+                      list(text.numeric_columns)))
+    if text.categorical_columns:
+        parts.append(("categorical", make_pipeline(
+            SimpleImputer(strategy="constant", fill_value="missing"),
+            OneHotEncoder(handle_unknown="ignore")), list(text.categorical_columns)))
+    weight = None if text.class_weight == "none" else "balanced"
+    return Pipeline([
+        ("features", ColumnTransformer(parts)),
+        ("model", LogisticRegression(C=c, max_iter=3000, class_weight=weight,
+                                     random_state=seed)),
+    ])
+
+
+def vocabulary(pipeline: Any) -> set[str]:
+    """The word vocabulary (unigrams) the fitted pipeline knows."""
+    words = pipeline.named_steps["features"].named_transformers_["text"].transformer_list[0][1]
+    return {term for term in words.vocabulary_ if " " not in term}
+
+
+def tokens(text: str) -> list[str]:
+    return TOKEN.findall(text.lower())
+
+
+def top_terms(texts: pd.Series, count: int = 50) -> tuple[list[str], list[int]]:
+    """The ``count`` most frequent word tokens of ``texts`` and their counts, then the count
+    of every other token (the last value)."""
+    from collections import Counter
+
+    counter: Counter[str] = Counter()
+    for text in texts:
+        counter.update(tokens(text))
+    common = counter.most_common(count)
+    other = sum(counter.values()) - sum(n for _, n in common)
+    return [term for term, _ in common], [n for _, n in common] + [other]
+
+
+def save_pipeline(pipeline: Any, folder: Path) -> None:
+    import skops.io as sio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sio.dump(pipeline, folder / MODEL_FILE)
+
+
+def load_pipeline(folder: Path) -> Any:
+    """The saved pipeline; a type outside scikit-learn, numpy and scipy is refused."""
+    import skops.io as sio
+
+    path = Path(folder) / MODEL_FILE
+    untrusted = sio.get_untrusted_types(file=path)
+    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if foreign:
+        raise ServiceError(
+            f"{path} holds types that are not scikit-learn's, numpy's or scipy's "
+            f"({', '.join(foreign[:5])}): it was not written by this runtime. Retrain."
+        )
+    return sio.load(path, trusted=untrusted)

@@ -1,0 +1,282 @@
+"""The text kind's HTTP API: ``create_app`` builds the FastAPI app around the champion pipeline.
+
+Routes: ``POST /predict`` (``{"<text column>": "...", ...tabular columns}``), ``POST
+/predict/batch`` (``{"records": [...]}``), ``GET /health``, ``/ready``, ``/metadata``,
+``/metrics`` and the documentation. The request schema is derived from the model's columns:
+an empty text, a text over ``text.max_chars``, a missing or unknown field or a wrong type is a
+422 naming the field (the runtime's one error shape, serving/routes.py).
+
+Drift (at each scrape of ``/metrics``): text length and out-of-vocabulary rate against the
+training texts (normalised Wasserstein, ``model_feature_drift``), and the distribution of the
+training data's top terms over the window (Jensen-Shannon, ``model_feature_drift{feature=
+"top_terms"}``).
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic_core import to_json
+
+from ...config import Config, load_config
+from ...monitoring.drift import OnlineDrift, bucket_drift
+from ...monitoring.metrics import ServiceMetrics
+from ...serving.errors import ApiError
+from ...serving.routes import (
+    ERROR_RESPONSES,
+    Guards,
+    add_documentation_routes,
+    json_body,
+    protect,
+    validated,
+)
+from ...serving.schemas import Health, Readiness
+from ..labelled import champion_folder
+from .model import load_pipeline, tokens, vocabulary
+from .train import LENGTH, OOV, doc_stats
+
+log = logging.getLogger(__name__)
+
+SERVING_PATH = "sklearn"
+TOP_TERMS = "top_terms"
+
+
+def request_model(meta: dict[str, Any]) -> type[BaseModel]:
+    """The schema of one record: the text (1..max_chars characters) and the tabular columns."""
+    fields: dict[str, Any] = {
+        meta["text_column"]: (str, Field(min_length=1, max_length=int(meta["max_chars"]),
+                                         description="The text to classify.")),
+    }
+    for column in meta["numeric_columns"]:
+        fields[column] = (float | None, Field(None))
+    for column in meta["categorical_columns"]:
+        fields[column] = (str | None, Field(None))
+    return create_model("TextRecord", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+class TextMetadata(BaseModel):
+    model_name: str
+    model_version: str
+    family: str
+    run_id: str | None
+    task: str = "text_classification"
+    classes: list[str]
+    text_column: str
+    numeric_columns: list[str]
+    categorical_columns: list[str]
+    max_chars: int
+    metrics: dict[str, Any]
+    trained_at: str | None
+    drift_signals: list[str]
+
+
+class Monitor:
+    """Length and OOV rate in the runtime's online drift window; top-term counts per request
+    in a window of the last ``drift.window`` texts."""
+
+    def __init__(self, pipeline: Any, reference: dict[str, Any], config: Config,
+                 metrics: ServiceMetrics) -> None:
+        drift = config.drift
+        self.metrics = metrics
+        self.known = vocabulary(pipeline)
+        self.online = OnlineDrift(reference, window=drift.window, min_rows=drift.min_rows,
+                                  numeric_threshold=drift.numeric_threshold)
+        self.terms = list(reference["top_terms"]["terms"])
+        self.reference_counts = np.asarray(reference["top_terms"]["counts"], dtype=float)
+        self.position = {term: i for i, term in enumerate(self.terms)}
+        self.window: collections.deque[np.ndarray] = collections.deque(maxlen=drift.window)
+        self.min_rows = drift.min_rows
+        self.categorical_threshold = drift.categorical_threshold
+        self.lock = threading.Lock()
+
+    def observe(self, texts: list[str]) -> None:
+        stats = doc_stats(texts, self.known)
+        self.online.observe_columns({LENGTH: stats[LENGTH].tolist(), OOV: stats[OOV].tolist()})
+        counts = []
+        for text in texts:
+            row = np.zeros(len(self.terms) + 1)
+            for word in tokens(text):
+                row[self.position.get(word, len(self.terms))] += 1
+            counts.append(row)
+        with self.lock:
+            self.window.extend(counts)
+
+    def refresh(self) -> None:
+        scores = dict(self.online.scores())
+        with self.lock:
+            rows = len(self.window)
+            current = np.sum(self.window, axis=0) if rows else None
+        if current is not None and rows >= self.min_rows:
+            # The reference's last count (every other token) is the "unseen" bucket.
+            drift = bucket_drift(TOP_TERMS, self.terms, self.reference_counts, current,
+                                 threshold=self.categorical_threshold)
+            scores[TOP_TERMS] = {"measure": drift.measure, "score": drift.score,
+                                 "alert": drift.drifted, "n": rows}
+        self.metrics.set_drift(scores, self.online.rows)
+
+
+class ServedText:
+    def __init__(self, pipeline: Any, metadata: dict[str, Any], reference: dict[str, Any],
+                 config: Config, metrics: ServiceMetrics, source: str) -> None:
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.classes = [str(c) for c in pipeline.classes_]
+        self.columns = [metadata["text_column"], *metadata["numeric_columns"],
+                        *metadata["categorical_columns"]]
+        self.text_column = metadata["text_column"]
+        self.name = str(metadata.get("model_name") or config.tracking.registered_model)
+        self.version = str(metadata.get("model_version") or "0")
+        self.max_batch = config.serving.max_batch_size
+        record = request_model(metadata)
+        self.one = TypeAdapter(record)
+        self.batch = TypeAdapter(create_model(
+            "TextBatch", __config__=ConfigDict(extra="forbid"),
+            records=(list[record], Field(min_length=1)),  # type: ignore[valid-type]
+        ))
+        self.monitor = Monitor(pipeline, reference, config, metrics)
+        self.description = TextMetadata(
+            model_name=self.name, model_version=self.version,
+            family=metadata.get("model_family", "tfidf_logistic"), run_id=metadata.get("run_id"),
+            classes=self.classes, text_column=self.text_column,
+            numeric_columns=metadata["numeric_columns"],
+            categorical_columns=metadata["categorical_columns"],
+            max_chars=int(metadata["max_chars"]), metrics=metadata.get("metrics") or {},
+            trained_at=metadata.get("trained_at"), drift_signals=[LENGTH, OOV, TOP_TERMS],
+        )
+        metrics.set_model(self.name, self.version, source, SERVING_PATH)
+        metrics.set_performance({}, 0, {k: v for k, v in self.description.metrics.items()
+                                         if "_ci_" not in k})
+
+    def predict(self, records: list[BaseModel]) -> list[dict[str, Any]]:
+        if len(records) > self.max_batch:
+            raise ApiError(413, "batch_too_large",
+                           f"{len(records)} records, more than serving.max_batch_size "
+                           f"({self.max_batch}): split the batch.")
+        frame = pd.DataFrame([r.model_dump() for r in records], columns=self.columns)
+        probabilities = self.pipeline.predict_proba(frame)
+        self.monitor.observe(frame[self.text_column].tolist())
+        winners = probabilities.argmax(axis=1)
+        labels = [self.classes[i] for i in winners.tolist()]
+        self.metrics.observe_predictions(self.version, labels,
+                                         probabilities.max(axis=1).astype(float).tolist())
+        return [{"label": label,
+                 "probabilities": dict(zip(self.classes, row.astype(float).tolist(),
+                                           strict=True))}
+                for label, row in zip(labels, probabilities, strict=True)]
+
+
+class TextState:
+    def __init__(self, config: Config, metrics: ServiceMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.model: ServedText | None = None
+        self.unavailable = "The model is still loading."
+
+    def load(self, source: str) -> ServedText:
+        import json
+
+        folder = champion_folder(self.config)
+        metadata = json.loads((folder / "metadata.json").read_text())
+        reference = json.loads((folder / "reference_profile.json").read_text())
+        pipeline = load_pipeline(folder / "model")
+        self.model = ServedText(pipeline, metadata, reference, self.config, self.metrics, source)
+        self.unavailable = ""
+        gc.freeze()
+        return self.model
+
+    def require_model(self) -> ServedText:
+        if self.model is None:
+            raise ApiError(503, "model_unavailable", self.unavailable)
+        return self.model
+
+
+def create_app(config: Config | None = None) -> FastAPI:
+    """The API for the champion, loaded at start-up (the app starts without one: ``/ready``
+    and the model routes then answer 503 with the reason)."""
+    config = config or load_config()
+    metrics = ServiceMetrics()
+    state = TextState(config, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            model = await run_in_threadpool(state.load, "file")
+            app.version = model.version
+        except Exception as exc:
+            log.exception("No text model could be loaded; serving 503 on the model routes")
+            state.unavailable = (
+                f"No model is loaded ({type(exc).__name__}: {exc}). Train and promote one "
+                "(`make train`), then restart the service."
+            )
+        yield
+
+    app = FastAPI(title=config.project.name, version="pending", lifespan=lifespan,
+                  description="Text classification by the champion model. Errors have one "
+                  "shape (`ErrorResponse`).", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.service = state
+    text = config.text
+    names = [text.text_column, *text.numeric_columns, *text.categorical_columns] if text else []
+    guard_of = protect(app, config.serving, metrics, lambda: names)
+    _add_routes(app, state, guard_of)
+    add_documentation_routes(app, guard_of)
+    return app
+
+
+def _add_routes(app: FastAPI, state: TextState, guard_of: Guards) -> None:
+    errors: dict[int | str, dict[str, Any]] = {
+        k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 413, 422, 503)
+    }
+
+    @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
+    async def health() -> Health:
+        return Health()
+
+    @app.get("/ready", response_model=Readiness, dependencies=guard_of("/ready"),
+             tags=["service"])
+    async def ready() -> Readiness | JSONResponse:
+        if state.model is None:
+            body = Readiness(status="not_ready", reason=state.unavailable)
+            return JSONResponse(body.model_dump(), status_code=503)
+        return Readiness(status="ready", model_version=state.model.version)
+
+    @app.get("/metadata", response_model=TextMetadata, dependencies=guard_of("/metadata"),
+             tags=["model"])
+    async def metadata() -> TextMetadata:
+        return state.require_model().description
+
+    @app.post("/predict", responses=errors, dependencies=guard_of("/predict"), tags=["model"])
+    async def predict(request: Request) -> Response:
+        """The label of one record: the text (and the tabular columns, if any)."""
+        model = state.require_model()
+        record = validated(model.one, await json_body(request))
+        body = {**model.predict([record])[0], "model_name": model.name,
+                "model_version": model.version, "request_id": request.state.request_id}
+        return Response(to_json(body), media_type="application/json")
+
+    @app.post("/predict/batch", responses=errors, dependencies=guard_of("/predict/batch"),
+              tags=["model"])
+    async def predict_batch(request: Request) -> Response:
+        """The labels of several records: ``{"records": [...]}``."""
+        model = state.require_model()
+        batch = validated(model.batch, await json_body(request))
+        body = {"predictions": model.predict(batch.records), "model_name": model.name,
+                "model_version": model.version, "request_id": request.state.request_id}
+        return Response(to_json(body), media_type="application/json")
+
+    @app.get("/metrics", include_in_schema=False, dependencies=guard_of("/metrics"))
+    def prometheus_metrics() -> Response:
+        if state.model is not None:
+            state.model.monitor.refresh()
+        return Response(state.metrics.exposition(), media_type=state.metrics.content_type)

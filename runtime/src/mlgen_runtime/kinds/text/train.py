@@ -1,0 +1,246 @@
+"""*Training* a text classifier: rows -> checks -> split (groups held out when ``data.
+group_column`` is set, else stratified) -> TF-IDF + logistic regression for each
+``text.c_values`` on the training split, the best on validation refitted on train +
+validation -> test metrics with intervals beside the majority-class baseline -> MLflow run and
+registered version -> the gate (the paired test on the test rows) -> the champion's bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import mlgen_runtime.kinds.labelled as labelled
+
+from ...compare import Comparison
+from ...config import Config, TextConfig
+from ...data import file_hash, load_data
+from ...errors import ConfigError, DataValidationError
+from ...monitoring.drift import build_reference
+from ...registry import Decision, git_commit
+from .model import build_pipeline, load_pipeline, save_pipeline, tokens, top_terms, vocabulary
+
+log = logging.getLogger(__name__)
+
+#: Per-document drift signals.
+LENGTH, OOV = "text_length", "oov_rate"
+
+
+def section(config: Config) -> TextConfig:
+    if config.text is None:
+        raise ConfigError("This service has no `text` section in configs/config.yaml.")
+    return config.text
+
+
+def read_rows(df: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The rows that can train: the configured columns checked, labels as text, empty texts
+    kept as ""; a :class:`DataValidationError` naming the column otherwise."""
+    text = section(config)
+    target = config.data.target
+    needed = [text.text_column, target, *text.numeric_columns, *text.categorical_columns]
+    if config.data.group_column:
+        needed.append(config.data.group_column)
+    missing = [column for column in needed if column not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"The data has no column {', '.join(map(repr, missing))} (it has "
+            f"{', '.join(map(str, df.columns[:20]))}): fix text.* or data.target in the config."
+        )
+    for column in text.numeric_columns:
+        values = pd.to_numeric(df[column], errors="coerce")
+        if (values.isna() & df[column].notna()).any():
+            raise DataValidationError(
+                f"Column {column!r} is in text.numeric_columns but holds text "
+                f"(e.g. {df[column][values.isna() & df[column].notna()].iloc[0]!r})."
+            )
+    rows = df[df[target].notna()].copy()
+    if len(rows) < len(df):
+        log.warning("%d rows without a %s label are left out.", len(df) - len(rows), target)
+    rows[target] = rows[target].astype(str)
+    rows[text.text_column] = rows[text.text_column].fillna("").astype(str)
+    if rows[target].nunique() < 2:
+        raise DataValidationError(
+            f"Column {target!r} has {rows[target].nunique()} label(s): a classifier needs two."
+        )
+    return rows.reset_index(drop=True)
+
+
+def doc_stats(texts: pd.Series | list[str], known: set[str]) -> pd.DataFrame:
+    """Length in characters and the share of word tokens outside ``known``, per document."""
+    lengths, oov = [], []
+    for text in texts:
+        words = tokens(text)
+        lengths.append(len(text))
+        oov.append(sum(w not in known for w in words) / len(words) if words else 0.0)
+    return pd.DataFrame({LENGTH: lengths, OOV: oov})
+
+
+@dataclass(frozen=True)
+class TextResult:
+    metadata: dict[str, Any]
+    decision: Decision
+    baseline_comparison: Comparison
+    comparison: Comparison | None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.metadata["metrics"]
+
+
+def train(config: Config, data_path: str | Path | None = None,
+          trials: int | None = None, promote: bool = True) -> TextResult:
+    del trials
+    text = section(config)
+    started = time.perf_counter()
+    path = config.resolve(data_path or config.data.path)
+    rows = read_rows(load_data(path), config)
+    target, primary = config.data.target, text.primary_metric
+    labels = rows[target].to_numpy()
+    groups = rows[config.data.group_column].astype(str).to_numpy() \
+        if config.data.group_column else None
+    split = labelled.split_examples(labels, groups, text.test_size, text.validation_size,
+                                    config.seed)
+    columns = [text.text_column, *text.numeric_columns, *text.categorical_columns]
+    x = rows[columns]
+    validation: dict[float, float] = {}
+    for c in text.c_values:
+        fitted = build_pipeline(text, c, config.seed).fit(x.iloc[split.train],
+                                                           labels[split.train])
+        validation[c] = float(np.mean(fitted.predict(x.iloc[split.validation]) ==
+                                      labels[split.validation]))
+    chosen = max(text.c_values, key=lambda c: validation[c])
+    fit_rows = np.concatenate([split.train, split.validation])
+    pipeline = build_pipeline(text, chosen, config.seed).fit(x.iloc[fit_rows], labels[fit_rows])
+    classes = [str(c) for c in pipeline.classes_]
+    test_labels = labels[split.test]
+    model_test = labelled.prediction(test_labels, pipeline.predict_proba(x.iloc[split.test]),
+                                     classes)
+    codes = np.searchsorted(np.asarray(classes), labels[fit_rows])
+    baseline_test = labelled.prediction(
+        test_labels, labelled.majority(codes, len(split.test), len(classes)), classes
+    )
+    samples = text.bootstrap_samples
+    metrics = labelled.metrics(model_test, samples, config.seed)
+    baseline_metrics = labelled.metrics(baseline_test, samples, config.seed)
+    reference = _reference(rows[text.text_column].iloc[split.train], pipeline, config)
+    metadata: dict[str, Any] = {
+        "model_name": config.tracking.registered_model,
+        "kind": "text",
+        "task": config.task,
+        "model_family": "tfidf_logistic",
+        "params": {"C": chosen, "word_ngrams": text.word_ngrams,
+                   "char_ngrams": list(text.char_ngrams), "min_df": text.min_df},
+        "validation_accuracy": {str(c): v for c, v in validation.items()},
+        "classes": classes,
+        "text_column": text.text_column,
+        "numeric_columns": list(text.numeric_columns),
+        "categorical_columns": list(text.categorical_columns),
+        "max_chars": text.max_chars,
+        "primary_metric": primary,
+        "metrics": metrics,
+        "baseline_metrics": baseline_metrics,
+        "baseline": "majority class",
+        "rows": {"train": len(split.train), "validation": len(split.validation),
+                 "test": len(split.test)},
+        "seed": config.seed,
+        "data_path": str(path),
+        "data_hash": file_hash(path),
+        "git_commit": git_commit(config.root),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training_seconds": time.perf_counter() - started,
+    }
+    current = labelled.current_champion(config)
+    champion_test = None
+    if current is not None:
+        champion_test = _rescore(labelled.champion_folder(config), x.iloc[split.test],
+                                 test_labels, classes)
+    logged = {**{f"test_{k}": v for k, v in metrics.items()},
+              **{f"baseline_{k}": v for k, v in baseline_metrics.items()},
+              "training_seconds": metadata["training_seconds"]}
+
+    def write(folder: Path, meta: dict[str, Any]) -> Path:
+        from ...bundle import save_bundle
+
+        return save_bundle(folder, pipeline, meta, reference,
+                           model_saver=lambda p, target: save_pipeline(p, target))
+
+    metadata = labelled.register(config, "text", metadata, metadata["params"], logged, write)
+    decision, against_baseline, against_champion = labelled.gate(
+        config, primary, model_test, baseline_test, champion_test, current or "",
+        metadata["model_version"], "majority class",
+    )
+    if promote and decision.promote:
+        labelled.export_champion(config, metadata["model_version"], decision.reason,
+                                 lambda folder: write(folder, metadata),
+                                 model_card(config, metadata))
+    return TextResult(metadata, decision, against_baseline, against_champion)
+
+
+def _reference(texts: pd.Series, pipeline: Any, config: Config) -> dict[str, Any]:
+    known = vocabulary(pipeline)
+    stats = doc_stats(texts, known)
+    reference = build_reference(stats, [{"name": LENGTH, "type": "numeric"},
+                                        {"name": OOV, "type": "numeric"}], seed=config.seed)
+    terms, counts = top_terms(texts)
+    reference["top_terms"] = {"terms": terms, "counts": counts}
+    return reference
+
+
+def _rescore(folder: Path, x: pd.DataFrame, labels: np.ndarray, classes: list[str]) -> Any:
+    try:
+        champion = load_pipeline(folder / "model")
+        if [str(c) for c in champion.classes_] != classes:
+            return None
+        return labelled.prediction(labels, champion.predict_proba(x), classes)
+    except Exception as exc:  # a champion that cannot score leaves the gate to the baseline
+        log.warning("Could not re-score the champion in %s (%s).", folder, exc)
+        return None
+
+
+def summary(result: TextResult) -> str:
+    meta = result.metadata
+    metrics, baseline = meta["metrics"], meta["baseline_metrics"]
+    lines = [f"Text classifier {meta['model_name']} v{meta['model_version']}: TF-IDF word + "
+             f"char n-grams, logistic regression C={meta['params']['C']}, rows train/"
+             f"validation/test {meta['rows']['train']}/{meta['rows']['validation']}/"
+             f"{meta['rows']['test']}"]
+    for name in ("accuracy", "f1_macro"):
+        lines.append(f"  {name:<10} {metrics[name]:.4f} [{metrics[name + '_ci_low']:.4f}, "
+                     f"{metrics[name + '_ci_high']:.4f}]  baseline (majority class) "
+                     f"{baseline[name]:.4f}")
+    verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
+    lines.append(f"  {verdict}: {result.decision.reason}")
+    return "\n".join(lines)
+
+
+def model_card(config: Config, metadata: dict[str, Any]) -> str:
+    metrics = metadata["metrics"]
+    return "\n".join([
+        f"# Model card: {config.project.name}",
+        "",
+        f"Model `{metadata['model_name']}` version {metadata['model_version']} (MLflow run "
+        f"`{metadata['run_id']}`), trained {metadata['trained_at']}: TF-IDF of word and "
+        f"character n-grams into a logistic regression ({json.dumps(metadata['params'])}).",
+        "",
+        "## Intended use",
+        config.project.description or "Not described: set project.description in the config.",
+        "",
+        f"Classifies `{metadata['text_column']}` into {', '.join(metadata['classes'])}.",
+        "",
+        "## Evaluation (test rows)",
+        f"accuracy {metrics['accuracy']:.4f} [{metrics['accuracy_ci_low']:.4f}, "
+        f"{metrics['accuracy_ci_high']:.4f}], macro F1 {metrics['f1_macro']:.4f}; majority "
+        f"class: accuracy {metadata['baseline_metrics']['accuracy']:.4f}.",
+        "",
+        "## Drift signals",
+        "text length, out-of-vocabulary rate, and the distribution of the training data's top "
+        "terms.",
+    ])

