@@ -236,10 +236,13 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
     fields = config.Config.model_fields
     from mlgen_runtime.kinds import KINDS
 
-    assert _choices("kind") == set(KINDS)
+    # The audio and text kinds are in the runtime, not yet in the questionnaire (issue 16: their
+    # questions, template and planner are still to come); any other kind must be askable.
+    runtime_only = {"audio", "text"}
+    assert _choices("kind") == set(KINDS) - runtime_only
     # The recommendation and forecasting kinds' tasks are not asked: each is its kind's one task.
-    assert _choices("task") | {"recommendation", "forecasting"} == set(
-        get_args(fields["task"].annotation))
+    assert _choices("task") | {"recommendation", "forecasting"} | {
+        "audio_classification", "text_classification"} == set(get_args(fields["task"].annotation))
     rec = config.RecommendationConfig.model_fields
     assert _choices("recommendation_split") == set(get_args(rec["split"].annotation))
     assert set(get_args(config.RecommenderFamily)) == set(Plan().recommenders or []) | {
