@@ -322,7 +322,7 @@ def test_the_schema_and_the_prompt_know_the_recommendation_kind(patch_sheets):
     assert outcome.manifest["planner"] == "llm" and not outcome.warnings
     request = api.requests[0]
     schema = request["tools"][0]["input_schema"]["properties"]
-    assert schema["kind"]["enum"] == ["tabular", "recommendation"]
+    assert schema["kind"]["enum"] == ["tabular", "recommendation", "forecasting"]
     assert {"user_column", "item_column", "item_columns", "recommenders"} <= set(schema)
     assert "people who used X also used" in request["system"][0]["text"]
     content = request["messages"][0]["content"]
