@@ -382,7 +382,9 @@ class TabularInvestigation:
             return missing
         rows = self._slice_tests(self.row_loss(self.ref), self.row_loss(self.cur))
         floor = self._loss_floor()
-        top = sorted(rows, key=lambda r: -r["increase"])
+        # Ranked by the lower end of the increase's interval: the slice surely worst first, not a
+        # small slice whose point estimate is high by chance.
+        top = sorted(rows, key=lambda r: -r["ci_low"])
         found = [r for r in top if r["significant"] and r["increase"] >= floor]
         top = top[:TOP_SLICES]
         summary = (
@@ -670,7 +672,7 @@ class TabularInvestigation:
         found = [
             r for r, rej in zip(slices, rejected[1:], strict=True) if rej and r["increase"] >= floor
         ]
-        found.sort(key=lambda r: -r["increase"])
+        found.sort(key=lambda r: -r["ci_low"])  # surely worst first, as in slices()
         if found:
             summary = "P(y|x) changed in " + ", ".join(
                 f"{r['slice']} (+{r['increase']:.3f}, n={r['rows']})" for r in found[:5]
