@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgen_runtime.bundle import Bundle
-from mlgen_runtime.config import Config
+from mlgen_runtime.config import Config, deep_merge, load_config
 from mlgen_runtime.testing import isolated_config as _isolated_config
 from mlgen_runtime.train import TrainResult
 
@@ -36,8 +36,19 @@ class TrainedService:
 
 
 def isolated_config(folder: Path, overrides: dict[str, Any] | None = None) -> Config:
-    """The config of a throwaway copy of the service under test, rooted at ``folder``."""
-    return _isolated_config(SERVICE_ROOT, folder, overrides)
+    """The config of a throwaway copy of the service under test, rooted at ``folder``.
+
+    A service that chooses its family (``model.family: auto``, as ``mlgen new`` plans) is tested
+    with one family and no time budget: this suite tests the engine's pieces (tuning, serving,
+    fast paths) family by family; the choice itself has tests of its own (test_train.py).
+    """
+    pinned: dict[str, Any] = {}
+    if load_config(SERVICE_ROOT).model.family == "auto":
+        pinned = {
+            "model": {"family": "hist_gradient_boosting"},
+            "tuning": {"time_budget_seconds": None},
+        }
+    return _isolated_config(SERVICE_ROOT, folder, deep_merge(pinned, overrides or {}))
 
 
 def islr_default_config(
