@@ -86,8 +86,10 @@ def test_a_missing_column_is_named_and_nothing_is_written(
     bad.mkdir()
     frame = pd.read_parquet(parquet_folder / "part-0.parquet")
     frame.to_parquet(bad / "a.parquet", index=False)
-    frame.drop(columns=["island"]).to_parquet(bad / "b.parquet", index=False)
-    with pytest.raises(DataValidationError, match=r"b\.parquet lacks the column\(s\) island"):
+    # Any service's data: its first feature is the column the partition lacks.
+    column = trained_service.bundle.features[0]["name"]
+    frame.drop(columns=[column]).to_parquet(bad / "b.parquet", index=False)
+    with pytest.raises(DataValidationError, match=rf"b\.parquet lacks the column\(s\) {column}"):
         score_folder(trained_service.config, bad, tmp_path / "out")
     assert not list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else True
 
@@ -99,7 +101,9 @@ def test_a_partition_that_cannot_be_scored_leaves_no_output(
     bad.mkdir()
     frame = pd.read_parquet(parquet_folder / "part-0.parquet")
     frame.to_parquet(bad / "a.parquet", index=False)
-    frame.assign(bill_length_mm="long").to_parquet(bad / "b.parquet", index=False)
+    # A numeric feature holding text: the partition cannot be scored.
+    numeric = next(f["name"] for f in trained_service.bundle.features if f["type"] == "numeric")
+    frame.assign(**{numeric: "long"}).to_parquet(bad / "b.parquet", index=False)
     with pytest.raises(DataValidationError, match=r"Cannot score .*b\.parquet"):
         score_folder(trained_service.config, bad, tmp_path / "out")
     assert not list((tmp_path / "out").rglob("*.parquet"))
