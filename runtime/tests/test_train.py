@@ -325,14 +325,11 @@ def test_the_model_is_refitted_on_training_and_validation_rows(trained_service, 
     both = predict(fitted(splits.train, splits.validation), x_test, splits.test[target],
                    config.task)
     train_only = predict(fitted(splits.train), x_test, splits.test[target], config.task)
-    values = served.probabilities if served.probabilities is not None else served.predicted
-    np.testing.assert_array_equal(
-        values, both.probabilities if both.probabilities is not None else both.predicted
-    )
-    assert not np.array_equal(
-        values, train_only.probabilities if train_only.probabilities is not None
-        else train_only.predicted
-    )
+    def said(prediction):  # a classifier's probabilities, a regressor's values
+        return prediction.proba if prediction.proba is not None else prediction.predicted
+
+    np.testing.assert_array_equal(said(served), said(both))
+    assert not np.array_equal(said(served), said(train_only))
     assert f"on {len(splits.train) + len(splits.validation)} rows" in summary(result)
 
 
