@@ -75,6 +75,28 @@ class Decision:
         return f"{became}: {self.reason}"
 
 
+class RegisteredRun:
+    """What a kind's training result reads from the metadata of the version it registered."""
+
+    metadata: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.metadata["metrics"]
+
+    @property
+    def baseline_metrics(self) -> dict[str, float]:
+        return self.metadata["baseline_metrics"]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["model_version"]
+
+    @property
+    def run_id(self) -> str:
+        return self.metadata["run_id"]
+
+
 def use_store(config: Config) -> str:
     """Point MLflow at the configured tracking store; returns its URI."""
     uri = config.tracking_uri
@@ -299,21 +321,17 @@ def promote(
     client = MlflowClient()
     name = config.tracking.registered_model
     candidate = _model_version(client, name, str(version))
-    if force:
-        decision = Decision(True, f"forced: {reason or 'no reason given'}")
-    else:
+
+    def judge(current: Any | None) -> Decision:
         metric = config.metric.primary
         logged = client.get_run(candidate.run_id).data.metrics
-        current = champion_version(config)
-        if current is not None and current.version == candidate.version:
-            return Decision(False, f"version {candidate.version} is already the champion")
         champion = None
         if current is not None:
             champion = client.get_run(current.run_id).data.metrics.get(f"test_{metric}")
         value = _logged(logged, f"test_{metric}", candidate.version)
         if evidence is not None and current is not None and evidence.metric == metric:
             champion, value = evidence.champion_value, evidence.challenger_value
-        decision = decide(
+        return decide(
             metric,
             value,
             _logged(logged, f"baseline_{metric}", candidate.version),
@@ -322,10 +340,35 @@ def promote(
             config.promotion,
             evidence if current is not None else None,
         )
+
+    return promote_with(
+        config, candidate.version, reason, force, judge,
+        lambda why: apply_promotion(config, candidate.version, why),
+    )
+
+
+def promote_with(
+    config: Config,
+    version: str,
+    reason: str,
+    force: bool,
+    judge: Callable[[Any | None], Decision],
+    apply: Callable[[str], Any],
+) -> Decision:
+    """The ``promote`` command for registered ``version``: ``force``d (the ``reason`` said), or
+    refused if it is the champion already, else ``judge(current champion or None)``'s decision
+    with ``reason`` appended; ``apply(why)`` carries out a positive one."""
+    if force:
+        decision = Decision(True, f"forced: {reason or 'no reason given'}")
+    else:
+        current = champion_version(config)
+        if current is not None and str(current.version) == str(version):
+            return Decision(False, f"version {version} is already the champion")
+        decision = judge(current)
         if reason:
             decision = Decision(decision.promote, f"{decision.reason}; {reason}")
     if decision.promote:
-        apply_promotion(config, candidate.version, decision.reason)
+        apply(decision.reason)
     return decision
 
 

@@ -27,7 +27,14 @@ from ...config import AudioConfig, Config
 from ...data import file_hash
 from ...errors import ConfigError
 from ...monitoring.drift import build_reference
-from ...registry import Decision, champion_dir, export_champion, git_commit, register_version
+from ...registry import (
+    Decision,
+    RegisteredRun,
+    champion_dir,
+    export_champion,
+    git_commit,
+    register_version,
+)
 from ..labelled import Split
 from .classifier import FILES, AudioClassifier, featurise, load_classifier
 from .clips import ClipSet, read_dataset
@@ -60,7 +67,7 @@ def front_end(audio: AudioConfig) -> FrontEnd:
 
 
 @dataclass(frozen=True)
-class AudioResult:
+class AudioResult(RegisteredRun):
     """What one training run produced and decided (``summary()`` prints it)."""
 
     metadata: dict[str, Any]
@@ -70,10 +77,6 @@ class AudioResult:
     skipped: list[tuple[str, str]]
     #: Every candidate as trained (benchmarks measure them), by family.
     fitted: dict[str, Fitted]
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
 
 
 def _fit(family: str, clips: ClipSet, split: Split, codes: np.ndarray, config: Config,

@@ -36,10 +36,12 @@ from ...data import file_hash, load_data
 from ...errors import DataValidationError, RequestError
 from ...registry import (
     Decision,
+    RegisteredRun,
     champion_version,
     decide,
     export_champion,
     git_commit,
+    promote_with,
     read_version,
     register_version,
     setup,
@@ -79,16 +81,12 @@ class Windows:
 
 
 @dataclass(frozen=True)
-class ForecastResult:
+class ForecastResult(RegisteredRun):
     forecaster: Forecaster
     metadata: dict[str, Any]
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
 
 
 def settings(config: Config, panel: Panel) -> dict[str, Any]:
@@ -431,12 +429,8 @@ def promote_version(
     both versions have seen them, and the comparison is optimistic for both."""
     setup(config)
     candidate = load_version(config, version)
-    if force:
-        decision = Decision(True, f"forced: {reason or 'no reason given'}")
-    else:
-        current = champion_version(config)
-        if current is not None and str(current.version) == str(version):
-            return Decision(False, f"version {version} is already the champion")
+
+    def judge(current: Any | None) -> Decision:
         fc = section(config)
         primary = fc.primary_metric
         _, panel = prepare(config)
@@ -456,7 +450,7 @@ def promote_version(
         )
         if comparison is not None:
             print(comparison.summary())
-        decision = decide(
+        return decide(
             primary,
             new.metric(primary),
             naive.metric(primary),
@@ -468,11 +462,11 @@ def promote_version(
             higher=False,
             baseline_label="seasonal naive",
         )
-        if reason:
-            decision = Decision(decision.promote, f"{decision.reason}; {reason}")
-    if decision.promote:
-        apply_promotion(config, version, decision.reason, candidate)
-    return decision
+
+    return promote_with(
+        config, version, reason, force, judge,
+        lambda why: apply_promotion(config, version, why, candidate),
+    )
 
 
 def apply_promotion(config: Config, version: str, reason: str, forecaster: Forecaster) -> Path:

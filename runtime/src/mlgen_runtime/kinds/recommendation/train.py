@@ -38,10 +38,12 @@ from ...data import file_hash, load_data
 from ...errors import DataValidationError
 from ...registry import (
     Decision,
+    RegisteredRun,
     champion_version,
     decide,
     export_champion,
     git_commit,
+    promote_with,
     read_version,
     register_version,
     setup,
@@ -81,7 +83,7 @@ class Scored:
 
 
 @dataclass(frozen=True)
-class RecommendationResult:
+class RecommendationResult(RegisteredRun):
     """What one training run produced and decided (``summary()`` prints it)."""
 
     recommender: Recommender
@@ -89,22 +91,6 @@ class RecommendationResult:
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
-
-    @property
-    def baseline_metrics(self) -> dict[str, float]:
-        return self.metadata["baseline_metrics"]
-
-    @property
-    def version(self) -> str:
-        return self.metadata["model_version"]
-
-    @property
-    def run_id(self) -> str:
-        return self.metadata["run_id"]
 
 
 def prepare(
@@ -488,12 +474,8 @@ def promote_version(
     users, as at training), or ``force``d; a positive decision is applied."""
     setup(config)
     candidate = load_version(config, version)
-    if force:
-        decision = Decision(True, f"forced: {reason or 'no reason given'}")
-    else:
-        current = champion_version(config)
-        if current is not None and str(current.version) == str(version):
-            return Decision(False, f"version {version} is already the champion")
+
+    def judge(current: Any | None) -> Decision:
         rec = section(config)
         primary = rec.primary_metric
         _, data, items = prepare(config)
@@ -514,7 +496,7 @@ def promote_version(
         champion_value, comparison = _against_champion(config, current, new, users, data, truth)
         if comparison is not None:
             print(comparison.summary())
-        decision = _decide(
+        return _decide(
             config,
             new.value(primary),
             baseline.value(primary),
@@ -523,11 +505,11 @@ def promote_version(
             comparison,
             against_baseline,
         )
-        if reason:
-            decision = Decision(decision.promote, f"{decision.reason}; {reason}")
-    if decision.promote:
-        apply_promotion(config, version, decision.reason, candidate)
-    return decision
+
+    return promote_with(
+        config, version, reason, force, judge,
+        lambda why: apply_promotion(config, version, why, candidate),
+    )
 
 
 def apply_promotion(config: Config, version: str, reason: str, recommender: Recommender) -> Path:

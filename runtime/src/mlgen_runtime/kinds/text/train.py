@@ -25,7 +25,14 @@ from ...config import Config, TextConfig
 from ...data import file_hash, load_data
 from ...errors import ConfigError, DataValidationError
 from ...monitoring.drift import build_reference
-from ...registry import Decision, champion_dir, export_champion, git_commit, register_version
+from ...registry import (
+    Decision,
+    RegisteredRun,
+    champion_dir,
+    export_champion,
+    git_commit,
+    register_version,
+)
 from .model import build_pipeline, load_pipeline, save_pipeline, tokens, top_terms, vocabulary
 
 log = logging.getLogger(__name__)
@@ -84,15 +91,11 @@ def doc_stats(texts: pd.Series | list[str], known: set[str]) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class TextResult:
+class TextResult(RegisteredRun):
     metadata: dict[str, Any]
     decision: Decision
     baseline_comparison: Comparison
     comparison: Comparison | None
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
 
 
 def train(config: Config, data_path: str | Path | None = None,
