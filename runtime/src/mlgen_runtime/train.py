@@ -39,6 +39,7 @@ from .model import build_baseline, build_estimator
 from .monitoring.drift import build_reference
 from .registry import (
     Decision,
+    RegisteredRun,
     apply_promotion,
     champion_version,
     decide,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(RegisteredRun):
     """What one training run produced and decided."""
 
     pipeline: Pipeline
@@ -66,22 +67,6 @@ class TrainResult:
     comparison: Comparison | None = None
     # The paired test of the model against its Dummy baseline on the test split.
     baseline_comparison: Comparison | None = None
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
-
-    @property
-    def baseline_metrics(self) -> dict[str, float]:
-        return self.metadata["baseline_metrics"]
-
-    @property
-    def version(self) -> str:
-        return self.metadata["model_version"]
-
-    @property
-    def run_id(self) -> str:
-        return self.metadata["run_id"]
 
 
 def train(
