@@ -143,6 +143,10 @@ def compare_predictions(
     )
 
 
+# Rows the permutation test shuffles, at most.
+CHANCE_TEST_ROWS = 20_000
+
+
 class ChanceTest(NamedTuple):
     """A model's metric against what its own predictions score when they mean nothing."""
 
@@ -172,6 +176,15 @@ def chance_test(
     if n < 2 or not np.isfinite(observed):
         return ChanceTest(float(observed), float("nan"), 1.0, 0)
     rng = np.random.default_rng(seed)
+    if n > CHANCE_TEST_ROWS:
+        # A seeded sample of the rows: the test stays valid on it (and, this large, powerful
+        # for any signal worth serving); on every row it would cost minutes.
+        keep = np.sort(rng.choice(n, CHANCE_TEST_ROWS, replace=False))
+        prediction = Prediction(
+            prediction.y_true[keep], prediction.predicted[keep],
+            None if prediction.proba is None else prediction.proba[keep], prediction.classes,
+        )
+        observed, n = measure.value(prediction), CHANCE_TEST_ROWS
     classify = prediction.classes is not None and prediction.proba is not None
     null = np.empty(permutations)
     with warnings.catch_warnings():
