@@ -19,7 +19,7 @@ from mlgen.planning import PlanOptions, PlanOutcome, plan_brief
 from mlgen.profile import Profile, profile_file
 from mlgen.render import project_answers, render_service
 from mlgen.update import parse_answers, update_service
-from mlgen.verify import verify_service
+from mlgen.verify import package_name, verify_service
 
 app = typer.Typer(
     help="Turn a short brief about a tabular prediction problem into a working ML service.",
@@ -199,7 +199,7 @@ def new(
         console.print(f"[green]Service rendered in[/green] {service}")
         result = None
         if verify:
-            package = _package_name(service)
+            package = package_name(service)
             with console.status("Verifying...") as status:
                 result = verify_service(
                     service,
@@ -325,13 +325,6 @@ def deploy(
         console.print(f"[green]Served over HTTP:[/green] {done.served_rows} sample rows, every "
                       "answer equal to the model's own.")
     console.print(f"Next: cd {done.service} && make serve")
-
-
-def _package_name(service: Path) -> str:
-    import yaml
-
-    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
-    return answers["package_name"]
 
 
 def _fail(error: MlgenError) -> None:

@@ -28,7 +28,7 @@ from mlgen.plan import Plan
 from mlgen.planners.heuristic import HeuristicPlanner
 from mlgen.profile import Profile, profile_file
 from mlgen.render import project_answers, render_service
-from mlgen.verify import Served, install_service, post_json, run_step
+from mlgen.verify import Served, install_service, package_name, post_json, run_step
 
 PICKLES = (".pkl", ".pickle", ".joblib")
 # Requirements the service's runtime already pins (an MLflow model lists them too).
@@ -139,7 +139,7 @@ def deploy_model(
     on_step("render the service")
     service = render_service(plan, profile, brief, target_dir, answers, force=force)
     try:
-        package = answers["package_name"]
+        package = package_name(service)
         python = install_service(service, venv, on_step)
         on_step("register the model as champion")
         command = [str(python), "-m", package, "adopt", "--model", source, "--sample",

@@ -82,6 +82,12 @@ def verify_service(
     return result
 
 
+def package_name(service: Path) -> str:
+    """The import name of a rendered service, from its answers file."""
+    answers = yaml.safe_load((Path(service) / ".copier-answers.yml").read_text())
+    return str(answers["package_name"])
+
+
 def install_service(
     service: Path, venv: Path | None = None, on_step: Callable[[str], None] = lambda step: None
 ) -> Path:

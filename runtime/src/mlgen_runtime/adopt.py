@@ -601,7 +601,8 @@ def adopt(
     with tempfile.TemporaryDirectory() as plots:
         metadata = log_candidate(config, model, x.head(5), metadata, reference, params, logged,
                                  Path(plots))
-    reason = (f"adopted with mlgen deploy from {source}; {primary} {metadata['metrics'][primary]:.4f}"
+    value = metadata["metrics"][primary]
+    reason = (f"adopted with mlgen deploy from {source}; {primary} {value:.4f}"
               f" vs the Dummy baseline's {metadata['baseline_metrics'][primary]:.4f} on "
               f"{len(labelled)} sample rows ({against.test}, p={against.p_value:.3g})")
     apply_promotion(config, metadata["model_version"], reason)
