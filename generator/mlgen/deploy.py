@@ -30,7 +30,10 @@ from mlgen.profile import Profile, profile_file
 from mlgen.render import project_answers, render_service
 from mlgen.verify import Served, install_service, package_name, post_json, run_step
 
+# Model files by suffix (the runtime's adopt.py reads them; mlgen refuses others before
+# rendering anything).
 PICKLES = (".pkl", ".pickle", ".joblib")
+FILES = (".skops", ".onnx")
 # Requirements the service's runtime already pins (an MLflow model lists them too).
 RUNTIME_PINNED = {"mlflow", "mlflow-skinny"}
 # Rows per /predict/batch request of the served check (within serving.max_batch_size).
@@ -71,6 +74,16 @@ def check_source(model: str, trust_pickle: bool) -> str:
     if not path.exists():
         raise DeployError(f"Model {model} does not exist: give the path of the model file or "
                           "MLflow model folder, or a models:/ URI.")
+    if path.is_dir() and not (path / "MLmodel").is_file():
+        raise DeployError(f"{model} is a folder without an MLmodel file: give an MLflow model "
+                          "folder, or the model file itself.")
+    if path.is_file() and path.suffix.lower() not in (*PICKLES, *FILES):
+        raise DeployError(
+            f"Unknown model format {path.suffix or '(no suffix)'!r} of {path.name}: deploy a "
+            "scikit-learn model (.skops, or .joblib/.pkl with --trust-pickle), an ONNX graph "
+            "(.onnx), or an MLflow model (folder or models:/ URI). A PyTorch model: export it "
+            "to ONNX first (torch.onnx.export)."
+        )
     if path.suffix.lower() in PICKLES and not trust_pickle:
         raise DeployError(
             f"{path.name} is a pickle: loading it runs any code it holds. Pass --trust-pickle if "

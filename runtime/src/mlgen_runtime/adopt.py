@@ -38,8 +38,10 @@ SKOPS, PICKLE, ONNX, MLFLOW = "skops", "pickle", "onnx", "mlflow"
 FORMATS = (SKOPS, PICKLE, ONNX, MLFLOW)
 _SUFFIXES = {".skops": SKOPS, ".joblib": PICKLE, ".pkl": PICKLE, ".pickle": PICKLE,
              ".onnx": ONNX}
-# Types a skops file may hold without --trust-pickle: the estimators' own libraries.
-_SAFE_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "lightgbm.")
+# Types a skops file may hold without --trust-pickle beyond skops' own trusted ones:
+# scikit-learn's (e.g. HistGradientBoosting's TreePredictor) and numpy's dtype.
+_SAFE_PREFIX = "sklearn."
+_SAFE_TYPES = {"numpy.dtype"}
 # Libraries whose version changes a fitted model's output: another version is refused. Others
 # in an MLflow model's requirements (mlflow, cloudpickle, pandas, ...) are recorded only.
 _PREDICTIVE = ("scikit-learn", "lightgbm", "xgboost", "catboost", "torch", "onnxruntime",
@@ -125,10 +127,11 @@ def load_model(source: str, trust_pickle: bool = False, tracking_uri: str | None
         import skops.io
 
         untrusted = skops.io.get_untrusted_types(file=source)
-        unknown = [name for name in untrusted if not name.startswith(_SAFE_MODULES)]
+        unknown = [name for name in untrusted
+                   if not name.startswith(_SAFE_PREFIX) and name not in _SAFE_TYPES]
         if unknown and not trust_pickle:
             raise AdoptionError(
-                f"{Path(source).name} holds types from outside scikit-learn, numpy and scipy: "
+                f"{Path(source).name} holds types from outside scikit-learn: "
                 f"{', '.join(unknown[:10])}. Loading them runs their code: pass --trust-pickle "
                 "if you trust them (their modules must be importable by the service)."
             )
@@ -518,15 +521,15 @@ def adopt(
             f"`adopt` serves a tabular model (rows of columns in, a label or value out); this "
             f"service is of the {config.kind} kind."
         )
+    target, task = config.data.target, config.task
+    sample = load_data(sample_path)
+    adopted = fit_to_sample(load_model(source, trust_pickle, tracking_uri), sample, target, task)
     setup_registry(config)
     if champion_version(config) is not None:
         raise AdoptionError(
             f"The service already has a {CHAMPION}: deploy into a new service, or train and "
             "promote models through the service's own commands."
         )
-    target, task = config.data.target, config.task
-    sample = load_data(sample_path)
-    adopted = fit_to_sample(load_model(source, trust_pickle, tracking_uri), sample, target, task)
     features = resolve_features(sample, config)
     names = [feature["name"] for feature in features]
     dropped = [c for c in sample.columns if c != target and c not in names]
