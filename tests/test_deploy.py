@@ -52,6 +52,14 @@ class PenguinRules(mlflow.pyfunc.PythonModel):
         flipper = model_input["flipper_length_mm"].to_numpy(dtype=float)
         bill = model_input["bill_length_mm"].to_numpy(dtype=float)
         return np.where(flipper > 206, "Gentoo", np.where(bill > 44, "Chinstrap", "Adelie"))
+
+
+class YearTyped(mlflow.pyfunc.PythonModel):
+    """A model that answers by a column's dtype: integer years one way, others another."""
+
+    def predict(self, context, model_input, params=None):
+        label = "Adelie" if model_input["year"].dtype.kind == "i" else "Gentoo"
+        return np.full(len(model_input), label)
 '''
 
 
@@ -223,12 +231,25 @@ def test_a_custom_pyfunc_without_its_code_gets_told_to_ship_it(tmp_path):
         load_model(str(model))
 
 
-def _rules_class(folder: Path, module: str) -> type:
+def test_a_model_served_differently_from_its_own_answers_fails_naming_the_rows(tmp_path):
+    # Serving sends numbers as float64; this model answers integer years differently.
+    model = tmp_path / "year"
+    mlflow.pyfunc.save_model(str(model), python_model=_rules_class(tmp_path, "rules_f",
+                                                                    "YearTyped")(),
+                             code_paths=[str(tmp_path / "rules_f.py")])
+    config = isolated_config(FIXTURE, tmp_path / "svc")
+    with pytest.raises(AdoptionError, match=r"344 of 344 sample rows are served differently "
+                       r"from the model's own output \(rows \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\)"):
+        adopt(config, str(model), FIXTURE / "data" / "sample.csv")
+    assert champion_version(config) is None
+
+
+def _rules_class(folder: Path, module: str, name: str = "PenguinRules") -> type:
     """The user's pyfunc class, importable from its own module file (as a user's project has)."""
     (folder / f"{module}.py").write_text(RULES)
     sys.path.insert(0, str(folder))
     imported = __import__(module)
-    return imported.PenguinRules
+    return getattr(imported, name)
 
 
 def _forget(module: str, folder: Path) -> None:
