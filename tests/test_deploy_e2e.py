@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from support import Venv, running_server
 
@@ -97,3 +98,21 @@ def test_the_deployed_service_validates_requests_and_monitors_them(deployed, ser
         assert [f["name"] for f in meta["features"]] == FEATURES
         with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
             assert "model_info" in response.read().decode()
+
+
+def test_a_sample_the_model_does_not_take_fails_the_deploy_and_leaves_no_service(
+        service_venv, tmp_path):
+    model, sample = hand_trained_model(tmp_path)
+    renamed = tmp_path / "renamed.csv"
+    pd.read_csv(sample).rename(columns={"income": "salary"}).to_csv(renamed, index=False)
+    service = tmp_path / "card-approval"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlgen", "deploy", "--model", str(model), "--sample", str(renamed),
+         "--target", "card", "--out", str(service), "--venv", str(service_venv.path)],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
+    )
+    output = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2, output[-4000:]
+    assert "missing income; not taken by the model salary" in output
+    assert not service.exists()
