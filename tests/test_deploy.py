@@ -25,7 +25,7 @@ from mlgen.cli import app
 from mlgen.deploy import deployment_plan, model_requirements
 from mlgen.profile import profile_file
 from mlgen.render import project_answers
-from mlgen_runtime.adopt import AdoptionError, adopt, load_model
+from mlgen_runtime.adopt import AdoptionError, adopt, fit_to_sample, load_model
 from mlgen_runtime.registry import champion_version
 from mlgen_runtime.testing import isolated_config
 from sklearn.linear_model import LogisticRegression
@@ -206,6 +206,25 @@ def test_an_onnx_classifier_is_served_as_its_session_answers(tmp_path, penguins)
     assert str(champion_version(config).version) == "1"
     assert metadata["metrics"]["accuracy"] > 0.95
     assert (config.resolve(config.paths.artifacts) / "champion" / "metadata.json").exists()
+
+
+def test_an_onnx_regressor_answers_values_and_has_no_probabilities(tmp_path, penguins):
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType
+    from sklearn.linear_model import Ridge
+
+    inputs, target = NUMERIC[:3], "body_mass_g"
+    rows = penguins[[*inputs, target]].dropna()
+    ridge = Ridge().fit(rows[inputs], rows[target])
+    model = tmp_path / "mass.onnx"
+    model.write_bytes(to_onnx(ridge, initial_types=[("X", DoubleTensorType([None, 3]))])
+                      .SerializeToString())
+    adopted = fit_to_sample(load_model(str(model)), rows, target, "regression")
+    assert not hasattr(adopted.model, "predict_proba")
+    assert adopted.model.predict(rows[inputs]) == pytest.approx(ridge.predict(rows[inputs]))
+    with pytest.raises(AdoptionError, match="is a regressor but the service was planned for "
+                       "multiclass_classification"):
+        fit_to_sample(load_model(str(model)), rows, target, "multiclass_classification")
 
 
 def test_a_custom_pyfunc_shipped_with_its_code_is_served(tmp_path, penguins):

@@ -148,7 +148,8 @@ def deploy_model(
     plan = deployment_plan(brief, profile)
     answers = {**project_answers(plan, brief), "model_requirements": model_requirements(source)}
     target_dir = Path(out or Path.cwd() / answers["project_name"]).absolute()
-    created = not target_dir.exists() or force
+    # render_service refuses a non-empty folder unless forced: what it writes is all ours.
+    was_empty_folder = target_dir.is_dir() and not force
     on_step("render the service")
     service = render_service(plan, profile, brief, target_dir, answers, force=force)
     try:
@@ -170,8 +171,9 @@ def deploy_model(
             on_step("serve and compare every sample row")
             served = check_served(service, package, python.parent.parent)
     except BaseException:
-        if created:
-            shutil.rmtree(service, ignore_errors=True)
+        shutil.rmtree(service, ignore_errors=True)
+        if was_empty_folder:
+            service.mkdir()
         raise
     return Deployment(service, adopted.strip(), served)
 

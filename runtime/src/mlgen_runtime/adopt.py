@@ -66,10 +66,6 @@ class Adopted:
     #: Requirements the model declares (MLflow models), as written.
     requirements: list[str]
 
-    @property
-    def classifier(self) -> bool:
-        return hasattr(self.model, "predict_proba")
-
 
 def detect_format(source: str) -> str:
     """The format of ``source`` by its form: a ``models:/`` URI or a folder with ``MLmodel``
@@ -206,7 +202,7 @@ def _mlflow(source: str, tracking_uri: str | None) -> Adopted:
     inputs = None
     if signature is not None and signature.has_input_names():
         inputs = [str(name) for name in signature.input_names()]
-    names = [str(r).split("==")[0].split(">")[0].split("<")[0].strip() for r in requirements]
+    names = [requirement.name for requirement in _parsed(requirements)]
     return Adopted(adapter.estimator(), MLFLOW, source, inputs, _versions(names), requirements)
 
 
@@ -218,15 +214,23 @@ def _requirements(folder: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("-")]
 
 
-def _check_requirements(requirements: list[str], source: str) -> None:
-    """Every requirement installed; a library that computes predictions at the version pinned."""
+def _parsed(requirements: list[str]) -> list[Any]:
+    """The requirements pip would understand (a URL or an option line is left to pip)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
+    parsed = []
     for line in requirements:
         try:
-            requirement = Requirement(line)
+            parsed.append(Requirement(line))
         except InvalidRequirement:
             continue
+    return parsed
+
+
+def _check_requirements(requirements: list[str], source: str) -> None:
+    """Every requirement installed; a library that computes predictions at the version pinned."""
+    for requirement in _parsed(requirements):
+        line = str(requirement)
         try:
             installed = distributions.version(requirement.name)
         except distributions.PackageNotFoundError:
@@ -304,9 +308,15 @@ class MlflowAdapter:
             output = output.iloc[:, 0]
         return np.ravel(np.asarray(output))
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    @property
+    def predict_proba(self) -> Any:
+        # Absent (hasattr False) for a regressor, as scikit-learn's available_if does.
         if self.classes is None:
-            raise AttributeError("predict_proba")
+            raise AttributeError("predict_proba: the model answers values, not classes")
+        return self._one_hot
+
+    def _one_hot(self, frame: pd.DataFrame) -> np.ndarray:
+        assert self.classes is not None
         labels = self.predict(frame)
         index = {str(label): i for i, label in enumerate(self.classes)}
         unknown = sorted({str(label) for label in labels} - set(index))
@@ -403,9 +413,14 @@ class OnnxAdapter:
             return np.asarray(self.labels, dtype=object)[np.argmax(outputs[1], axis=1)]
         return np.ravel(outputs[0]).astype(np.float64)
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    @property
+    def predict_proba(self) -> Any:
+        # Absent (hasattr False) for a regressor, as scikit-learn's available_if does.
         if not self.classifier:
-            raise AttributeError("predict_proba")
+            raise AttributeError("predict_proba: the graph answers values, not classes")
+        return self._probabilities
+
+    def _probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self._run(frame)[1], dtype=np.float64)
 
     @property
@@ -413,10 +428,6 @@ class OnnxAdapter:
         if not self.classifier:
             raise AttributeError("classes_")
         return np.asarray(self.labels, dtype=object)
-
-    def __getattr__(self, name: str) -> Any:
-        # hasattr(model, "predict_proba") must say False for a regressor.
-        raise AttributeError(name)
 
 
 def _dtype(onnx_type: str) -> Any:
