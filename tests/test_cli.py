@@ -13,7 +13,7 @@ from mlgen import __version__
 from mlgen.cli import app
 from mlgen.errors import VerifyError
 from mlgen.plan import Plan
-from mlgen.verify import _run, read_verification
+from mlgen.verify import read_verification, run_step
 from typer.testing import CliRunner
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -78,7 +78,7 @@ def test_errors_from_the_real_entry_point_are_one_message_without_traceback(tmp_
 def test_a_failing_verification_step_reports_its_output_tail(tmp_path: Path):
     script = "import sys\nfor i in range(100): print('line', i)\nsys.exit(3)"
     with pytest.raises(VerifyError) as caught:
-        _run("tests", [sys.executable, "-c", script], tmp_path, tmp_path / "venv")
+        run_step("tests", [sys.executable, "-c", script], tmp_path, tmp_path / "venv")
     message = str(caught.value)
     assert caught.value.exit_code == 1
     assert "Step 'tests' failed (exit 3)" in message

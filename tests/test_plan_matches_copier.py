@@ -25,7 +25,9 @@ from mlgen.plan import (
 COPIER_YML = Path(__file__).resolve().parents[1] / "copier.yml"
 # Questions about the project, not the problem, and the example row mlgen reads from the data:
 # answered beside the Plan (see mlgen.render).
-PROJECT_QUESTIONS = {"project_name", "package_name", "description", "author", "example_record"}
+PROJECT_QUESTIONS = {"project_name", "package_name", "description", "author", "example_record",
+                     # mlgen deploy's: the deployed model's requirements (mlgen.deploy).
+                     "model_requirements"}
 # Questions with `when: false` are computed values, never asked nor stored: not Plan fields.
 QUESTIONS = {
     name: spec

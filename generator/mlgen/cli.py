@@ -19,7 +19,7 @@ from mlgen.planning import PlanOptions, PlanOutcome, plan_brief
 from mlgen.profile import Profile, profile_file
 from mlgen.render import project_answers, render_service
 from mlgen.update import parse_answers, update_service
-from mlgen.verify import verify_service
+from mlgen.verify import package_name, verify_service
 
 app = typer.Typer(
     help="Turn a short brief about a tabular prediction problem into a working ML service.",
@@ -199,7 +199,7 @@ def new(
         console.print(f"[green]Service rendered in[/green] {service}")
         result = None
         if verify:
-            package = _package_name(service)
+            package = package_name(service)
             with console.status("Verifying...") as status:
                 result = verify_service(
                     service,
@@ -257,11 +257,74 @@ def update(
         raise typer.Exit(1)
 
 
-def _package_name(service: Path) -> str:
-    import yaml
+@app.command()
+def deploy(
+    model: Annotated[
+        str,
+        typer.Option("--model", help="The model: a scikit-learn .skops file (.joblib/.pkl with "
+                     "--trust-pickle), an .onnx graph, an MLflow model folder or models:/ URI."),
+    ],
+    sample: Annotated[
+        Path,
+        typer.Option("--sample", help="Labelled rows (CSV or Parquet): the model's input columns "
+                     "and its target. The service's schema, metrics and drift reference."),
+    ],
+    brief: Annotated[
+        Path | None,
+        typer.Option("--brief", "-b", help="Markdown brief (title, target, task, metric, ...)."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="The sample's column the model predicts.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the service (default: ./<project name>)."),
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Also run the service's tests and serve it: every sample "
+                     "row over HTTP must get the model's own answer; exit 1 otherwise."),
+    ] = False,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option("--trust-pickle", help="Load a pickle/joblib file (or skops types beyond "
+                     "scikit-learn): loading runs the code it holds."),
+    ] = False,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option("--tracking-uri", help="The MLflow registry a models:/ URI refers to."),
+    ] = None,
+    venv: Annotated[
+        Path | None,
+        typer.Option("--venv", help="Install into this virtualenv instead of creating "
+                     "<out>/.venv (its dependencies are reused)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --out if it exists and is not empty.")
+    ] = False,
+) -> None:
+    """Serve a model you already have: render a service around it and register it as champion.
 
-    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
-    return answers["package_name"]
+    The model's answers are checked on every sample row through the service's serving path;
+    any difference, a library version that would change predictions, or a sample that does not
+    match the model fails the deploy and leaves no service folder behind."""
+    from mlgen.deploy import deploy_model
+
+    try:
+        with console.status("Deploying...") as status:
+            done = deploy_model(
+                model, sample, out=out, brief_path=brief, target=target,
+                trust_pickle=trust_pickle, tracking_uri=tracking_uri, venv=venv, verify=verify,
+                force=force, on_step=lambda step: status.update(f"Deploying: {step}..."),
+            )
+    except MlgenError as exc:
+        _fail(exc)
+    console.print(f"[green]Service rendered in[/green] {done.service}")
+    console.print(escape(done.adopted), soft_wrap=True)
+    if verify:
+        console.print(f"[green]Served over HTTP:[/green] {done.served_rows} sample rows, every "
+                      "answer equal to the model's own.")
+    console.print(f"Next: cd {done.service} && make serve")
 
 
 def _fail(error: MlgenError) -> None:

@@ -72,3 +72,7 @@ class VerifyError(MlgenError):
     """A step of verifying the rendered service failed; the message carries its output tail."""
 
     exit_code = 1
+
+
+class DeployError(MlgenError):
+    """A model cannot be deployed as given (mlgen deploy); the message says what to change."""

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from mlgen.environment import child_env
-from mlgen.errors import VerifyError
+from mlgen.errors import MlgenError, VerifyError
 
 STEP_TIMEOUT_SECONDS = 3600
 # Where a service keeps the runtime it pins (see the template's pyproject.toml).
@@ -65,25 +65,12 @@ def verify_service(
 ) -> Verification:
     """Install, test and train ``service``; raise :class:`VerifyError` on the first failure."""
     service = Path(service).absolute()
-    venv = Path(venv).absolute() if venv else service / ".venv"
-    python = venv / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    on_step("install the service")
-    if python.exists():
-        # A reused venv already holds the dependencies: install only the service and the
-        # runtime it pins (its vendored copy, which may differ from the venv's).
-        reinstall(python, service, service_deps=False)
-    else:
-        on_step(f"create virtualenv {venv}")
-        _run("create virtualenv", [sys.executable, "-m", "venv", str(venv)], service, venv)
-        # The build backend goes into the venv itself, so that installing the next service
-        # into this venv (mlgen new --venv, mlgen update --verify) works offline.
-        _run("install", [*pip, *build_requirements(service)], service, venv)
-        _run("install", [*pip, "--no-build-isolation", "-e", f"{service}[dev]"], service, venv)
+    python = install_service(service, venv, on_step)
+    venv = python.parent.parent
     on_step("run the service's tests")
-    _run("tests", [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], service, venv)
+    run_step("tests", [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], service, venv)
     on_step("train on your data")
-    _run("train", [str(python), "-m", package, "train"], service, venv)
+    run_step("train", [str(python), "-m", package, "train"], service, venv)
     result = read_verification(service / "artifacts" / "champion" / "metadata.json")
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text()) or {}
     if answers.get("kind") == "recommendation":
@@ -95,12 +82,41 @@ def verify_service(
     return result
 
 
+def package_name(service: Path) -> str:
+    """The import name of a rendered service, from its answers file."""
+    answers = yaml.safe_load((Path(service) / ".copier-answers.yml").read_text())
+    return str(answers["package_name"])
+
+
+def install_service(
+    service: Path, venv: Path | None = None, on_step: Callable[[str], None] = lambda step: None
+) -> Path:
+    """Install ``service`` into ``venv`` (default: a new ``<service>/.venv``); its python."""
+    venv = Path(venv).absolute() if venv else service / ".venv"
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    on_step("install the service")
+    if python.exists():
+        # A reused venv already holds the dependencies: install only the service and the
+        # runtime it pins (its vendored copy, which may differ from the venv's).
+        reinstall(python, service, service_deps=False)
+    else:
+        on_step(f"create virtualenv {venv}")
+        run_step("create virtualenv", [sys.executable, "-m", "venv", str(venv)], service, venv)
+        # The build backend goes into the venv itself, so that installing the next service
+        # into this venv (mlgen new --venv, mlgen update --verify) works offline.
+        run_step("install", [*pip, *build_requirements(service)], service, venv)
+        run_step("install", [*pip, "--no-build-isolation", "-e", f"{service}[dev]"], service,
+                 venv)
+    return python
+
+
 def check_forecasts(service: Path, package: str, venv: Path) -> tuple[str, ...]:
     """Serve the trained service, ask /forecast for the first series of the model over its
     horizon (with future covariates when the model reads them) and feed back the first step's
     forecast as its actual value; raise :class:`VerifyError` on any answer that is not one
     point with an interval per step."""
-    with _Served(service, package, venv) as url:
+    with Served(service, package, venv) as url:
         with urllib.request.urlopen(f"{url}/metadata", timeout=60) as response:
             meta = json.loads(response.read())
         horizon = int(meta["horizon"])
@@ -110,7 +126,7 @@ def check_forecasts(service: Path, package: str, venv: Path) -> tuple[str, ...]:
         known = [c["name"] for c in meta["covariates"] if c.get("known_future")]
         if known and meta["family"] == "lightgbm":
             body["future_covariates"] = {name: [0.0] * horizon for name in known}
-        status, answer = _post(f"{url}/forecast", body)
+        status, answer = post_json(f"{url}/forecast", body)
         points = answer.get("forecasts") if isinstance(answer, dict) else None
         if status != 200 or not isinstance(points, list) or len(points) != horizon:
             raise VerifyError(f"POST /forecast {body} answered {status}: {answer}")
@@ -119,7 +135,7 @@ def check_forecasts(service: Path, package: str, venv: Path) -> tuple[str, ...]:
         feedback = {"time": points[0]["time"], "value": points[0]["mean"]}
         if "series_id" in body:
             feedback["series_id"] = body["series_id"]
-        status, receipt = _post(f"{url}/feedback", feedback)
+        status, receipt = post_json(f"{url}/feedback", feedback)
         if status != 200:
             raise VerifyError(f"POST /feedback {feedback} answered {status}: {receipt}")
     return (
@@ -141,17 +157,17 @@ def check_recommendations(
         user, items = _first_user(service, answers)
     k = int(answers.get("top_k") or 10)
     calls = []
-    with _Served(service, package, venv) as url:
-        status, body = _post(f"{url}/recommend", {"user_id": user, "k": k})
+    with Served(service, package, venv) as url:
+        status, body = post_json(f"{url}/recommend", {"user_id": user, "k": k})
         calls.append(_checked("/recommend", f"user {user!r}", status, body, k))
-        status, body = _post(f"{url}/recommend", {"user_id": UNKNOWN_USER, "k": k})
+        status, body = post_json(f"{url}/recommend", {"user_id": UNKNOWN_USER, "k": k})
         calls.append(_checked("/recommend", "a user never seen", status, body, k))
         if body.get("strategy") != "popularity":
             raise VerifyError(
                 f"A user the model never saw should get the popularity fallback; the service "
                 f"answered with strategy {body.get('strategy')!r}: {body}"
             )
-        status, body = _post(f"{url}/recommend/similar", {"items": items, "k": k})
+        status, body = post_json(f"{url}/recommend/similar", {"items": items, "k": k})
         calls.append(_checked("/recommend/similar", f"{len(items)} items", status, body, k))
         repeated = set(map(str, items)) & {str(entry["item_id"]) for entry in body["items"]}
         if repeated:
@@ -181,7 +197,7 @@ def _checked(route: str, what: str, status: int, body: Any, k: int) -> str:
             f"{body.get('strategy')}, first {first!r}")
 
 
-def _post(url: str, body: Any) -> tuple[int, Any]:
+def post_json(url: str, body: Any) -> tuple[int, Any]:
     request = urllib.request.Request(
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
@@ -196,7 +212,7 @@ def _post(url: str, body: Any) -> tuple[int, Any]:
             return error.code, text
 
 
-class _Served:
+class Served:
     """The service's own `serve` command on a free local port, stopped on exit."""
 
     def __init__(self, service: Path, package: str, venv: Path) -> None:
@@ -264,9 +280,9 @@ def reinstall(python: Path, service: Path, service_deps: bool = True) -> None:
     for target in (["--force-reinstall", "--no-deps", str(service / RUNTIME_DIR)],
                    [*deps, "-e", str(service)]):
         try:
-            _run("install", [*pip, "--no-build-isolation", *target], service, venv)
+            run_step("install", [*pip, "--no-build-isolation", *target], service, venv)
         except VerifyError:
-            _run("install", [*pip, *target], service, venv)
+            run_step("install", [*pip, *target], service, venv)
 
 
 def build_requirements(service: Path) -> list[str]:
@@ -306,7 +322,10 @@ def _env(venv: Path) -> dict[str, str]:
     return env
 
 
-def _run(step: str, command: list[str], cwd: Path, venv: Path) -> None:
+def run_step(
+    step: str, command: list[str], cwd: Path, venv: Path, error: type[MlgenError] = VerifyError
+) -> str:
+    """Run one step in ``venv``; its output, or ``error`` with the output's tail."""
     env = _env(venv)
     try:
         done = subprocess.run(
@@ -319,7 +338,8 @@ def _run(step: str, command: list[str], cwd: Path, venv: Path) -> None:
     if done.returncode != 0:
         output = (done.stdout + done.stderr).rstrip().splitlines()
         tail = "\n".join(output[-TAIL_LINES:])
-        raise VerifyError(
+        raise error(
             f"Step '{step}' failed (exit {done.returncode}) in {cwd}:\n  {' '.join(command)}\n"
             f"--- last {min(TAIL_LINES, len(output))} lines of its output ---\n{tail}"
         )
+    return done.stdout

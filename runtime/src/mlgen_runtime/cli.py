@@ -1,7 +1,7 @@
 """The *command line* of the service: ``python -m <package> <command>``.
 
-Commands: train, evaluate, serve, score, drift, investigate, compare, promote, retrain (``--help``
-on each), and the commands of the service's kind (kinds/: e.g. recommend-all of a
+Commands: train, evaluate, serve, score, drift, investigate, compare, promote, retrain, adopt
+(``--help`` on each), and the commands of the service's kind (kinds/: e.g. recommend-all of a
 recommendation service).
 
 Expected failures (bad config, bad data, registry refusals, nothing to compare) print one line
@@ -138,6 +138,21 @@ def _retrain(config: Config, args: argparse.Namespace) -> int:
     return 0 if result.decision.promote else 1
 
 
+def _adopt(config: Config, args: argparse.Namespace) -> int:
+    from .adopt import adopt
+
+    metadata = adopt(config, args.model, Path(args.sample), trust_pickle=args.trust_pickle,
+                     tracking_uri=args.tracking_uri)
+    primary = metadata["primary_metric"]
+    print(f"{metadata['model_name']} v{metadata['model_version']} is the champion: "
+          f"{metadata['promotion_reason']}")
+    print(f"  {primary} {metadata['metrics'][primary]:.4f} "
+          f"[{metadata['metrics'][primary + '_ci_low']:.4f}, "
+          f"{metadata['metrics'][primary + '_ci_high']:.4f}]; served answers equal the model's "
+          f"own on all {metadata['serving']['rows']} sample rows")
+    return 0
+
+
 def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m {package}", description=__doc__)
     parser.add_argument(
@@ -218,6 +233,18 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
     retrain.add_argument("--data", help="the new data file (default: data.path in the config)")
     retrain.add_argument("--trials", type=int, help="Optuna trials (default: tuning.trials)")
     retrain.set_defaults(handler=_retrain)
+
+    adopt = commands.add_parser(
+        "adopt", help="serve a model trained elsewhere: check it, register it as the champion"
+    )
+    adopt.add_argument("--model", required=True,
+                       help="a .skops/.joblib/.pkl/.onnx file, an MLflow model folder or URI")
+    adopt.add_argument("--sample", required=True,
+                       help="labelled rows the model is checked and measured on (CSV/Parquet)")
+    adopt.add_argument("--trust-pickle", action="store_true",
+                       help="load a pickle (or skops types beyond scikit-learn): runs its code")
+    adopt.add_argument("--tracking-uri", help="the registry of a models:/ URI")
+    adopt.set_defaults(handler=_adopt)
     _kind_commands(commands)
     return parser
 

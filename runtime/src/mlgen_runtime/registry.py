@@ -25,18 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import cloudpickle
-import lightgbm
 import mlflow
 import mlflow.sklearn
-import numpy as np
 import pandas as pd
-import sklearn
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from .bundle import METADATA_FILE, REFERENCE_FILE, Bundle, load_bundle_dir, save_bundle
+from .bundle import (
+    METADATA_FILE,
+    REFERENCE_FILE,
+    Bundle,
+    load_bundle_dir,
+    pip_requirements,
+    save_bundle,
+)
 from .config import TRACKING_ENV, Config, PromotionConfig
 from .errors import RegistryError
 from .fallback import CHAMPION_DIR, fallback_dir, keep_previous
@@ -187,7 +190,7 @@ def log_candidate(
             # cloudpickle: the skops default refuses estimators it does not know (e.g. HGB).
             serialization_format="cloudpickle",
             # Listing requirements skips MLflow's ~3 s environment inference.
-            pip_requirements=_requirements(),
+            pip_requirements=pip_requirements(),
             signature=infer_signature(example, _output_example(pipeline, example)),
             input_example=example,
             registered_model_name=name,
@@ -465,16 +468,6 @@ def _logged(metrics: dict[str, float], key: str, version: str) -> float:
             "primary metric?). Use --force to promote it anyway."
         )
     return metrics[key]
-
-
-def _requirements() -> list[str]:
-    return [
-        f"scikit-learn=={sklearn.__version__}",
-        f"lightgbm=={lightgbm.__version__}",
-        f"cloudpickle=={cloudpickle.__version__}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-    ]
 
 
 def _output_example(pipeline: Any, example: pd.DataFrame) -> Any:
