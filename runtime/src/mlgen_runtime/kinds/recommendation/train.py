@@ -183,6 +183,11 @@ def defaults(family: str, config: Config) -> dict[str, Any]:
     params = dict(FAMILIES[family].defaults)
     if "recency" in params and section(config).split == "random":
         params["recency"] = 0.0
+        # Nor does the order of use: item-kNN starts from BM25 there, EASE without it.
+        if params.get("similarity") == "sequence":
+            params["similarity"] = "bm25"
+        if params.get("sequence"):
+            params["sequence"] = 0.0
     return params
 
 
