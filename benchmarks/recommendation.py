@@ -70,7 +70,14 @@ MOVIELENS = {
     "weight_column": "rating",
     "item_columns": ["title", "genres"],
 }
-SUPERMARKET = {"user_column": "basket", "item_column": "department", "split": "random"}
+SUPERMARKET = {
+    "user_column": "basket",
+    "item_column": "department",
+    "time_column": None,
+    "weight_column": None,
+    "item_columns": [],
+    "split": "random",
+}
 
 
 def service(root: Path, data_csv: Path, **recommendation: Any) -> Config:
@@ -100,9 +107,7 @@ def supermarket(folder: Path) -> dict[str, Any]:
 
     data_csv = folder / "supermarket.csv"
     baskets().to_csv(data_csv, index=False)
-    config = service(
-        folder / "supermarket", data_csv, **{**dict.fromkeys(MOVIELENS), "item_columns": [], **SUPERMARKET}
-    )
+    config = service(folder / "supermarket", data_csv, **SUPERMARKET)
     return {"data": "Weka supermarket.arff (Debian weka)", **trained(config)}
 
 
@@ -138,8 +143,12 @@ def trained(config: Config) -> dict[str, Any]:
 def tuned_implicit(folder: Path, ratings_csv: Path, trials: int) -> list[dict[str, Any]]:
     """ALS and BPR searched longer than the default budget allows, then refitted and tested."""
     config = service(
-        folder / "tuned", ratings_csv, split="user_last", candidates=["als", "bpr"],
-        trials=trials, time_budget_seconds=3600,
+        folder / "tuned",
+        ratings_csv,
+        split="user_last",
+        candidates=["als", "bpr"],
+        trials=trials,
+        time_budget_seconds=3600,
     )
     _, data, items = prepare(config)
     parts = split(data, config)

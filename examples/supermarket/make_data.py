@@ -63,7 +63,9 @@ def baskets(text: str | None = None) -> pd.DataFrame:
     for basket, line in enumerate(line for line in data.splitlines() if line.strip()):
         values = line.strip().split(",")
         if len(values) != len(names):
-            raise ValueError(f"supermarket.arff row {basket} has {len(values)} values, not {len(names)}")
+            raise ValueError(
+                f"supermarket.arff row {basket} has {len(values)} values, not {len(names)}"
+            )
         total = values[-1]
         rows += [(basket, names[i], total) for i, value in enumerate(values[:-1]) if value == "t"]
     return pd.DataFrame(rows, columns=["basket", "department", "total"])
