@@ -254,6 +254,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     basket = report["supermarket"]
     lines += [
+        "",
         f"Supermarket baskets ({basket['evaluated_users']} test baskets, split "
         f"{basket['split']}): {basket['trials']} trials, whole `train` "
         f"{basket['train_seconds']:.1f} s; chosen on validation: **{basket['chosen']}** "
