@@ -70,14 +70,6 @@ MOVIELENS = {
     "weight_column": "rating",
     "item_columns": ["title", "genres"],
 }
-SUPERMARKET = {
-    "user_column": "basket",
-    "item_column": "department",
-    "time_column": None,
-    "weight_column": None,
-    "item_columns": [],
-    "split": "random",
-}
 
 
 def service(root: Path, data_csv: Path, **recommendation: Any) -> Config:
@@ -103,11 +95,11 @@ def time_split(folder: Path, ratings_csv: Path, strategy: str) -> dict[str, Any]
 def supermarket(folder: Path) -> dict[str, Any]:
     """The kind's `train` with defaults on Weka's supermarket baskets (random split)."""
     sys.path.insert(0, str(ROOT / "examples" / "supermarket"))
-    from make_data import baskets
+    from make_data import RECOMMENDATION, baskets
 
     data_csv = folder / "supermarket.csv"
     baskets().to_csv(data_csv, index=False)
-    config = service(folder / "supermarket", data_csv, **SUPERMARKET)
+    config = service(folder / "supermarket", data_csv, **RECOMMENDATION)
     return {"data": "Weka supermarket.arff (Debian weka)", **trained(config)}
 
 

@@ -28,6 +28,16 @@ import pandas as pd
 INSTALLED = Path("/usr/share/doc/weka/examples/supermarket.arff")
 MEMBER = "./usr/share/doc/weka/examples/supermarket.arff"
 HERE = Path(__file__).resolve().parent
+#: A recommendation service's settings for this file: baskets, no time, no weight, no metadata;
+#: a random share of the rows held out (complete each basket from the rest of it).
+RECOMMENDATION = {
+    "user_column": "basket",
+    "item_column": "department",
+    "time_column": None,
+    "weight_column": None,
+    "item_columns": [],
+    "split": "random",
+}
 
 
 def arff_text() -> str:

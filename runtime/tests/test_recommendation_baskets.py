@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 from mlgen_runtime.kinds import kind_of
 from mlgen_runtime.kinds.recommendation.serving import create_app
@@ -26,36 +25,25 @@ from recommendation_support import write_service
 from serving_support import live_server
 
 MAKE_DATA = Path(__file__).resolve().parents[2] / "examples" / "supermarket" / "make_data.py"
-SETTINGS = {
-    "recommendation": {
-        "user_column": "basket",
-        "item_column": "department",
-        "time_column": None,
-        "weight_column": None,
-        "item_columns": [],
-        "split": "random",
-        "candidates": ["popularity", "ease"],
-        "trials": 1,
-        "time_budget_seconds": 3600,
-        "bootstrap_samples": 100,
-    }
+TRAINING = {
+    "candidates": ["popularity", "ease"],
+    "trials": 1,
+    "time_budget_seconds": 3600,
+    "bootstrap_samples": 100,
 }
-
-
-def supermarket_baskets() -> pd.DataFrame:
-    spec = importlib.util.spec_from_file_location("supermarket_make_data", MAKE_DATA)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not module.INSTALLED.is_file() and shutil.which("apt-get") is None:
-        pytest.skip("needs Debian's weka package or apt-get to fetch it")
-    return module.baskets()
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    frame = supermarket_baskets()
-    config = write_service(tmp_path_factory.mktemp("baskets"), frame, SETTINGS)
+    spec = importlib.util.spec_from_file_location("supermarket_make_data", MAKE_DATA)
+    assert spec is not None and spec.loader is not None
+    supermarket = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(supermarket)
+    if not supermarket.INSTALLED.is_file() and shutil.which("apt-get") is None:
+        pytest.skip("needs Debian's weka package or apt-get to fetch it")
+    frame = supermarket.baskets()
+    settings = {"recommendation": {**supermarket.RECOMMENDATION, **TRAINING}}
+    config = write_service(tmp_path_factory.mktemp("baskets"), frame, settings)
     return config, frame, kind_of(config).train(config)
 
 
