@@ -14,7 +14,7 @@ items" alike. The families:
   matrix normalised per item with ``damping`` (a rarely used item's few followers count less);
 - ``ease``: Steck's closed-form linear auto-encoder (EASE^R, 2019). It inverts an items x items
   Gram matrix, so it is bounded to the ``max_items`` most used items (3,000 by default); the
-  others score last;
+  others score last. With ``sequence`` > 0 it adds item-kNN's ``sequence`` similarity;
 - ``als``: implicit's alternating least squares on confidences; an ad-hoc history is folded in
   by one least-squares step (``recalculate_user``);
 - ``bpr``: implicit's Bayesian personalised ranking; an ad-hoc history is the mean of its items'
