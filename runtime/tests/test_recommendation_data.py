@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlgen_runtime.errors import ConfigError, DataValidationError
-from mlgen_runtime.kinds.recommendation.data import read_interactions, relevant, split
+from mlgen_runtime.kinds.recommendation.data import (
+    Interactions,
+    read_interactions,
+    relevant,
+    split,
+)
 from recommendation_support import movielens, write_service
 
 
@@ -158,3 +163,23 @@ def test_recency_halves_a_users_weights_every_half_life_from_their_latest(servic
     assert decay[0] == 1.0 and decay[10] == pytest.approx(0.5)
     assert decay[20] == pytest.approx(0.25) and np.all(np.diff(decay) <= 1e-7)
     assert data.recency(0.0) is data.matrix
+
+
+
+def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighing_more():
+    # Rows out of time order: user 1 used a, b, c in that order; user 2 used b, then a.
+    data = Interactions(
+        users=np.array([1, 2]),
+        items=np.array(["a", "b", "c"]),
+        user=np.array([0, 1, 0, 0, 1]),
+        item=np.array([2, 0, 0, 1, 1]),
+        weight=np.ones(5, dtype=np.float32),
+        time=np.array([30.0, 20.0, 10.0, 20.0, 10.0]),
+    )
+    following = data.transitions(window=2, decay=0.5).toarray()
+    a, b, c = 0, 1, 2
+    assert following[a, b] == 1.0  # user 1: b right after a
+    assert following[b, c] == 1.0  # user 1: c right after b
+    assert following[a, c] == 0.5  # user 1: c two steps after a
+    assert following[b, a] == 1.0  # user 2: a right after b
+    assert following.sum() == 3.5  # nothing across users, nothing backwards

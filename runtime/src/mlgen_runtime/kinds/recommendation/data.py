@@ -91,6 +91,33 @@ class Interactions:
         )
         return sp.csr_matrix(self.matrix.multiply(latest), dtype=np.float32)
 
+    def transitions(self, window: int, decay: float) -> sp.csr_matrix:
+        """items x items: how often item j followed item i within ``window`` of a user's next
+        interactions (by time, else by row order), the d-th next one weighing ``decay ** (d-1)``.
+        Each (user, item) pair of rows counts, repeats too: a sequence is what was used next."""
+        time = self.time if self.time is not None else np.arange(len(self), dtype=np.float64)
+        order = np.lexsort((np.arange(len(self)), time, self.user))
+        user, item = self.user[order], self.item[order]
+        sources, targets, weights = [], [], []
+        for step in range(1, min(window, len(order) - 1) + 1):
+            same = user[step:] == user[:-step]
+            sources.append(item[:-step][same])
+            targets.append(item[step:][same])
+            weights.append(np.full(int(same.sum()), decay ** (step - 1), dtype=np.float32))
+        matrix = sp.csr_matrix(
+            (
+                np.concatenate(weights) if weights else np.zeros(0, np.float32),
+                (
+                    np.concatenate(sources) if sources else np.zeros(0, np.int64),
+                    np.concatenate(targets) if targets else np.zeros(0, np.int64),
+                ),
+            ),
+            shape=(self.n_items, self.n_items),
+            dtype=np.float32,
+        )
+        matrix.sum_duplicates()
+        return matrix
+
     def subset(self, rows: np.ndarray) -> Interactions:
         """These rows, on the same index."""
         return Interactions(

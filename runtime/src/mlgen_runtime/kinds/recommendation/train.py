@@ -175,6 +175,11 @@ def defaults(family: str, config: Config) -> dict[str, Any]:
     params = dict(FAMILIES[family].defaults)
     if "recency" in params and section(config).split == "random":
         params["recency"] = 0.0
+        # Nor does the order of use: item-kNN starts from BM25 there, EASE without it.
+        if params.get("similarity") == "sequence":
+            params["similarity"] = "bm25"
+        if params.get("sequence"):
+            params["sequence"] = 0.0
     return params
 
 
@@ -583,6 +588,10 @@ def model_card(config: Config, metadata: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Fewer test users than this after a global time cut: ``summary`` suggests user_last.
+FEW_USERS = 100
+
+
 def summary(result: RecommendationResult) -> str:
     """A few lines for the terminal: the model vs popularity on the test users, the
     leaderboard, and the verdict."""
@@ -622,4 +631,10 @@ def summary(result: RecommendationResult) -> str:
             "columns are right, that there are enough interactions per user, and the split; "
             "`train` exits 1 until a model beats popularity."
         )
+        if meta["split"] == "time" and meta["evaluated_users"] < FEW_USERS:
+            lines.append(
+                f"Only {meta['evaluated_users']} users have interactions on both sides of the "
+                "time cut: set recommendation.split: user_last (each user's latest "
+                "interactions) in configs/config.yaml."
+            )
     return "\n".join(lines)
