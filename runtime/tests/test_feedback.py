@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mlgen_runtime.clusters import create_database
 from mlgen_runtime.data import load_data
-from mlgen_runtime.errors import FeedbackError
+from mlgen_runtime.errors import ConfigError, FeedbackError
 from mlgen_runtime.monitoring.database import MEMORY, Database
 from mlgen_runtime.monitoring.performance import (
     SPOOL_MAX_PENDING,
@@ -297,6 +297,17 @@ def test_stores_of_two_workers_on_one_database_join_each_others_predictions(
     assert unknown.value.kind == "unknown"
     for store in (first, second):
         store.close()
+
+
+def test_an_unreachable_shared_store_names_the_setting_and_hides_the_password():
+    from mlgen_runtime.clusters import free_port
+
+    url = f"postgresql+psycopg2://mlgen:s3cret@127.0.0.1:{free_port()}/service_logs"
+    with pytest.raises(ConfigError) as failed:
+        FeedbackStore(url, capacity=10, window=10)
+    message = str(failed.value)
+    assert "mlgen:***@127.0.0.1" in message and "MLSERVICE_FEEDBACK_DB" in message
+    assert "s3cret" not in message and "s3cret" not in repr(failed.value.__cause__)
 
 
 @pytest.mark.parametrize("shared", ["sqlite", "postgresql"])

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg2
 import psycopg2.extensions
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from ..config import Config
 
@@ -78,7 +80,7 @@ class Database:
         try:
             connection = psycopg2.connect(url, connect_timeout=10)
         except psycopg2.Error as exc:
-            raise RuntimeError(
+            raise ConfigError(
                 f"Cannot connect to the log database {describe(self.target)}: "
                 f"{str(exc).strip()}. Check the URL ($MLSERVICE_FEEDBACK_DB, "
                 "$MLSERVICE_ROLLOUT_LOG) and that PostgreSQL accepts this host."
