@@ -1,14 +1,12 @@
 """Beyond one machine, on real servers started on 127.0.0.1: an MLflow tracking server backed
-by PostgreSQL and serving artifacts, two processes sharing one Optuna study there
-(benchmarks/scale.py runs 8 trainings at once), the champion served by ``MLFLOW_TRACKING_URI``
-alone, one search spread over a two-worker Dask cluster, and two service processes sharing
-their feedback store and rollout log in one PostgreSQL database."""
+by PostgreSQL and serving artifacts, 8 trainings at once sharing one Optuna study there, the
+champion served by ``MLFLOW_TRACKING_URI`` alone, one search spread over a two-worker Dask
+cluster, and two service processes sharing their feedback store and rollout log in one
+PostgreSQL database."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -41,32 +39,21 @@ def worker_path() -> str:
     return os.pathsep.join(filter(None, parts))
 
 
-TUNER = """
-import sys
-from mlgen_runtime.config import load_config
-from mlgen_runtime.tuning import tune
-from test_train import tuning_inputs
-
-config = load_config(sys.argv[1])
-make, x, y = tuning_inputs(config, sys.argv[2])
-print(tune(make, x, y, config).trials)
-"""
-
-
 @pytest.fixture(scope="module")
 def tracking_server(database, tmp_path_factory):
-    """``mlflow server`` on PostgreSQL, serving artifacts; its URL and artifacts folder (each
-    test tracks to an experiment and a registered model of its own)."""
+    """``mlflow server`` on PostgreSQL, serving artifacts; its URL and artifacts folder."""
     artifacts = tmp_path_factory.mktemp("mlflow") / "artifacts"
     with mlflow_server(create_database(database, "mlflow"), artifacts) as url:
         yield url, artifacts
 
 
-def test_a_training_and_a_tuner_share_the_server_and_one_study(
+def test_eight_trainings_at_once_share_the_server_and_one_study(
     database, tracking_server, tmp_path, sample_data
 ) -> None:
-    """`train` tracks to the PostgreSQL-backed server while a second process searches the same
-    study; the champion is then served from the server's registry by the URI alone."""
+    """8 `train` processes of one service start together against the PostgreSQL-backed
+    server, each adding a trial to one shared study: every run finishes with its metrics, every
+    model is registered once, the trials are numbered without gaps and none repeats another;
+    the champion is then served from the server's registry by the URI alone."""
     storage = create_database(database, "optuna")
     url, artifacts = tracking_server
     config = isolated_config(
@@ -74,7 +61,7 @@ def test_a_training_and_a_tuner_share_the_server_and_one_study(
         {
             "data": {"path": str(sample_data)},
             "model": {"family": "linear"},
-            "tuning": {"trials": 3, "storage": storage, "study": "shared"},
+            "tuning": {"trials": 1, "storage": storage, "study": "shared"},
         },
     )
     env = {
@@ -83,89 +70,37 @@ def test_a_training_and_a_tuner_share_the_server_and_one_study(
         "PYTHONPATH": worker_path(),
         "OMP_NUM_THREADS": "1",
     }
-    trainer = subprocess.Popen(
-        [
-            sys.executable, "-c",
-            "import sys; from mlgen_runtime.cli import main; sys.exit(main(sys.argv[1:]))",
-            "--root", str(config.root), "train",
-        ],
-        env={**env, "MLSERVICE_TUNING_WORKER": "0"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    tuner = subprocess.Popen(
-        [sys.executable, "-c", TUNER, str(config.root), str(sample_data)],
-        env={**env, "MLSERVICE_TUNING_WORKER": "1",
-             "PYTHONPATH": f"{worker_path()}{os.pathsep}{Path(__file__).parent}"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    outputs = [p.communicate(timeout=600)[0].decode() for p in (trainer, tuner)]
-    assert trainer.returncode == 0, outputs[0]
-    assert tuner.returncode == 0, outputs[1]
-    assert outputs[1].strip().splitlines()[-1] == "3"
-
-    # The run is complete on the server, its model registered and promoted there, its
-    # artifacts stored through the server in its --artifacts-destination.
-    client = mlflow.MlflowClient(url)
-    experiment = client.get_experiment_by_name(config.tracking.experiment)
-    runs = client.search_runs(
-        [experiment.experiment_id], filter_string="tags.mlflow.parentRunId IS NULL"
-    )
-    assert [run.info.status for run in runs] == ["FINISHED"]
-    assert np.isfinite(runs[0].data.metrics[f"test_{config.metric.primary}"])
-    model = client.get_registered_model(config.tracking.registered_model)
-    assert model.aliases.get("champion") == "1"
-    assert any(artifacts.rglob("MLmodel"))
-
-    # One study: 3 trials from each process, numbered without gaps, the warm start once.
-    study = optuna.load_study(study_name="shared", storage=storage)
-    trials = study.get_trials(deepcopy=False)
-    assert sorted(t.number for t in trials) == list(range(6))
-    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
-    # Each process sampled with its own seed: nothing was tried twice.
-    sampled = [tuple(sorted(t.params.items())) for t in trials]
-    assert len(set(sampled)) == len(sampled)
-
-    # Served by MLFLOW_TRACKING_URI alone: the champion comes from the server's registry.
-    os.environ["MLFLOW_TRACKING_URI"] = url
-    try:
-        bundle = load_champion(load_config(config.root))
-    finally:
-        del os.environ["MLFLOW_TRACKING_URI"]
-    assert bundle.source != "file" and bundle.model_version == "1"
-    row = {f["name"]: None for f in bundle.features}
-    assert len(Predictor(bundle).predict([row])) == 1
-
-
-def test_eight_trainings_at_once_lose_no_run_on_the_server(
-    tracking_server, tmp_path, sample_data
-) -> None:
-    """8 `train` processes of one service start together against the PostgreSQL-backed
-    server: every run finishes with its metrics and every model is registered, none twice."""
-    url, _ = tracking_server
-    config = isolated_config(
-        tmp_path / "service",
-        {
-            "data": {"path": str(sample_data)},
-            "model": {"family": "linear"},
-            "tuning": {"trials": 0},
-            "tracking": {"experiment": "eight-at-once", "registered_model": "eight-at-once"},
-        },
-    )
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": url,
-        "PYTHONPATH": worker_path(),
-        "OMP_NUM_THREADS": "1",
-    }
-    finished = train_at_once(config.root, 8, env)
-    for code, output in finished:
+    for code, output in train_at_once(config.root, 8, env):
         assert code == 0, output[-3000:]
+
+    # The runs are complete on the server, their models registered there, their artifacts
+    # stored through the server in its --artifacts-destination.
     server = tracked(
         url, config.tracking.experiment, config.tracking.registered_model, config.metric.primary
     )
     assert server.statuses == ["FINISHED"] * 8
     assert len(server.test_metrics) == 8 and np.isfinite(server.test_metrics).all()
     assert server.versions == [str(n) for n in range(1, 9)]
+    assert any(artifacts.rglob("MLmodel"))
+
+    # One study: a trial from each process, numbered without gaps, the warm start once; each
+    # process sampled with its own seed, so nothing was tried twice.
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+    sampled = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(sampled)) == len(sampled)
+
+    # Served by MLFLOW_TRACKING_URI alone: the champion comes from the server's registry.
+    champion = mlflow.MlflowClient(url).get_registered_model(config.tracking.registered_model)
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    try:
+        bundle = load_champion(load_config(config.root))
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    assert bundle.source != "file" and bundle.model_version == champion.aliases["champion"]
+    row = {f["name"]: None for f in bundle.features}
+    assert len(Predictor(bundle).predict([row])) == 1
 
 
 def test_one_search_runs_on_two_dask_workers(
