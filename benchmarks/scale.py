@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -169,7 +168,7 @@ def bench_tuning(config, database: str, work: Path, budget: float) -> dict:
 
 
 def bench_trains(config_folder: Path, data: Path, database: str, work: Path, n: int) -> dict:
-    import mlflow
+    from cluster_support import tracked, train_at_once
 
     backend = create_database(database, "mlflow")
     storage = create_database(database, "shared_study")
@@ -188,32 +187,15 @@ def bench_trains(config_folder: Path, data: Path, database: str, work: Path, n: 
             "PYTHONPATH": WORKER_PATH,
             "OMP_NUM_THREADS": "1",
         }
-        command = [
-            sys.executable,
-            "-c",
-            "import sys; from mlgen_runtime.cli import main; sys.exit(main(sys.argv[1:]))",
-            "--root",
-            str(config.root),
-            "train",
-        ]
         started = time.perf_counter()
-        processes = [
-            subprocess.Popen(
-                command,
-                env={**env, "MLSERVICE_TUNING_WORKER": str(i)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-            for i in range(n)
-        ]
-        codes = [p.wait() for p in processes]
+        codes = [code for code, _ in train_at_once(config.root, n, env)]
         seconds = time.perf_counter() - started
-        client = mlflow.MlflowClient(url)
-        experiment = client.get_experiment_by_name(config.tracking.experiment)
-        runs = client.search_runs(
-            [experiment.experiment_id], filter_string="tags.mlflow.parentRunId IS NULL"
+        server = tracked(
+            url,
+            config.tracking.experiment,
+            config.tracking.registered_model,
+            config.metric.primary,
         )
-        versions = client.search_model_versions(f"name='{config.tracking.registered_model}'")
     import optuna
 
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials(deepcopy=False)
@@ -221,9 +203,9 @@ def bench_trains(config_folder: Path, data: Path, database: str, work: Path, n: 
         "processes": n,
         "wall_s": seconds,
         "exit_codes": codes,
-        "runs_finished": sum(r.info.status == "FINISHED" for r in runs),
-        "runs": len(runs),
-        "versions": len(versions),
+        "runs_finished": server.statuses.count("FINISHED"),
+        "runs": len(server.statuses),
+        "versions": len(server.versions),
         "study_trials": len(trials),
         "trial_numbers_without_gaps": sorted(t.number for t in trials) == list(range(len(trials))),
     }

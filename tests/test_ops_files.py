@@ -423,6 +423,12 @@ def test_compose_tracks_to_postgresql_and_runs_a_dask_cluster_on_demand(service:
     assert services["mlflow"]["image"] == services["api"]["image"]
     init = (service / "deploy/postgres/init.sql").read_text()
     assert "CREATE DATABASE optuna" in init
+    # Every API container keeps feedback and the rollout log in one database of that server.
+    assert "CREATE DATABASE service_logs" in init
+    api = services["api"]["environment"]
+    for variable in ("MLSERVICE_FEEDBACK_DB", "MLSERVICE_ROLLOUT_LOG"):
+        assert api[variable].startswith("postgresql+psycopg2://")
+        assert api[variable].endswith("@postgres:5432/service_logs")
     for name in ("dask-scheduler", "dask-worker"):
         assert services[name]["image"] == services["api"]["image"]
         assert services[name]["profiles"] == ["batch"]
@@ -466,6 +472,14 @@ def test_k8s_deployment_probes_ports_and_security(service: Path) -> None:
     assert "memory" in container["resources"]["limits"]
     volumes = {volume["name"] for volume in pod["spec"]["volumes"]}
     assert {mount["name"] for mount in container["volumeMounts"]} <= volumes
+    # Pods share feedback and the rollout log when a secret names the database; without it,
+    # each pod keeps its own (the secret is optional).
+    shared = {
+        var["name"]: var["valueFrom"]["secretKeyRef"]
+        for var in container["env"]
+        if var["name"] in ("MLSERVICE_FEEDBACK_DB", "MLSERVICE_ROLLOUT_LOG")
+    }
+    assert len(shared) == 2 and all(ref["optional"] is True for ref in shared.values())
     service_spec = manifests["Service"]["spec"]
     assert service_spec["selector"].items() <= pod["metadata"]["labels"].items()
     assert service_spec["ports"][0]["targetPort"] in ports

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from mlgen_runtime.clusters import postgres
 from mlgen_runtime.registry import load_champion
 from mlgen_runtime.testing import bounded_sample, isolated_environment
 from mlgen_runtime.train import train
@@ -37,6 +38,17 @@ collect_ignore_glob = (
 def _isolated_session():
     with isolated_environment():
         yield
+
+
+@pytest.fixture(scope="session")
+def database():
+    """A PostgreSQL server on 127.0.0.1 for the session; the URL of its ``postgres`` database
+    (``clusters.create_database`` makes one per test)."""
+    try:
+        with postgres() as url:
+            yield url
+    except RuntimeError as exc:  # pragma: no cover - CI installs it (.ci/run)
+        pytest.fail(f"PostgreSQL could not start: {exc}")
 
 
 @pytest.fixture(scope="session")

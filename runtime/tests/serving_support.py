@@ -148,31 +148,47 @@ def server_process(command: list[str], port: int, env: dict[str, str]) -> Iterat
     The child imports the same modules as the tests (``PYTHONPATH`` is this ``sys.path``,
     after any ``PYTHONPATH`` in ``env``).
     """
-    url = f"http://127.0.0.1:{port}"
+    with server_processes([(command, port)], env) as (server,):
+        yield server
+
+
+@contextmanager
+def server_processes(
+    servers: list[tuple[list[str], int]], env: dict[str, str]
+) -> Iterator[list[LiveServer]]:
+    """Several ``(command, port)`` servers as :func:`server_process` runs one, all started
+    before any is waited for (their start-ups overlap)."""
     paths = [env["PYTHONPATH"]] if "PYTHONPATH" in env else []
     child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([*paths, *sys.path])}
-    # A file, not a pipe: a chatty server could fill a pipe nobody reads and hang.
-    log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(command, env=child_env, stderr=log)
+    started: list[tuple[subprocess.Popen[bytes], Any, list[str], int]] = []
     try:
+        for command, port in servers:
+            # A file, not a pipe: a chatty server could fill a pipe nobody reads and hang.
+            log = tempfile.TemporaryFile(mode="w+")
+            process = subprocess.Popen(command, env=child_env, stderr=log)
+            started.append((process, log, command, port))
         deadline = time.monotonic() + STARTUP_LIMIT_SECONDS
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"{command} exited early:\n{log.read()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not answer on {url}")
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield LiveServer(url, process.pid)
+        for process, log, command, port in started:
+            url = f"http://127.0.0.1:{port}"
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"{command} exited early:\n{log.read()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{command} did not answer on {url}")
+                try:
+                    if httpx.get(f"{url}/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+        yield [LiveServer(f"http://127.0.0.1:{port}", p.pid) for p, _, _, port in started]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STARTUP_LIMIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        for process, _, _, _ in started:
+            process.terminate()
+        for process, log, _, _ in started:
+            try:
+                process.wait(timeout=STARTUP_LIMIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()

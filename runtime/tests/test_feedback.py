@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from mlgen_runtime.clusters import create_database
 from mlgen_runtime.data import load_data
-from mlgen_runtime.errors import FeedbackError
+from mlgen_runtime.errors import ConfigError, FeedbackError
+from mlgen_runtime.monitoring.database import MEMORY, Database
 from mlgen_runtime.monitoring.performance import (
-    MEMORY,
     SPOOL_MAX_PENDING,
     FeedbackStore,
     Spool,
-    connect,
     roc_auc,
 )
 from mlgen_runtime.serving.app import create_app
@@ -275,8 +275,15 @@ def test_a_batch_larger_than_the_store_keeps_its_newest_records():
     assert beyond.value.kind == "unknown"
 
 
-def test_stores_of_two_workers_on_one_file_join_each_others_predictions(tmp_path):
-    path = tmp_path / "feedback.sqlite"
+@pytest.mark.parametrize("shared", ["sqlite", "postgresql"])
+def test_stores_of_two_workers_on_one_database_join_each_others_predictions(
+    shared, tmp_path, request
+):
+    """Worker processes share a SQLite file; pods a PostgreSQL database, by its URL."""
+    if shared == "postgresql":
+        path = create_database(request.getfixturevalue("database"), "two_stores")
+    else:
+        path = str(tmp_path / "feedback.sqlite")
     first, second = (FeedbackStore(path, capacity=100, window=100) for _ in range(2))
     first.record("r1", "1", scored(("yes", 0.8)))
     # Not flushed by `first`: `second` waits for the other worker's spool thread to write it.
@@ -292,10 +299,51 @@ def test_stores_of_two_workers_on_one_file_join_each_others_predictions(tmp_path
         store.close()
 
 
+def test_an_unreachable_shared_store_names_the_setting_and_hides_the_password():
+    from mlgen_runtime.clusters import free_port
+
+    url = f"postgresql+psycopg2://mlgen:s3cret@127.0.0.1:{free_port()}/service_logs"
+    with pytest.raises(ConfigError) as failed:
+        FeedbackStore(url, capacity=10, window=10)
+    message = str(failed.value)
+    assert "mlgen:***@127.0.0.1" in message and "MLSERVICE_FEEDBACK_DB" in message
+    assert "s3cret" not in message and "s3cret" not in repr(failed.value.__cause__)
+
+
+@pytest.mark.parametrize("shared", ["sqlite", "postgresql"])
+def test_stores_writing_at_once_number_every_request_apart(shared, tmp_path, request):
+    """A store numbers records by the largest number written so far: two writers computing it
+    at once would collide and one request be dropped, unless the table is locked."""
+    if shared == "postgresql":
+        path = create_database(request.getfixturevalue("database"), "racing_stores")
+    else:
+        path = str(tmp_path / "feedback.sqlite")
+    stores = [FeedbackStore(path, capacity=10_000, window=1000) for _ in range(2)]
+
+    def serve(which: int) -> None:
+        for n in range(150):
+            stores[which].record(f"{which}-{n}", "1", scored(("yes", 0.5), ("no", 0.4)))
+            if n % 10 == 0:
+                stores[which].flush()
+        stores[which].flush()
+
+    writers = [threading.Thread(target=serve, args=(which,)) for which in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    for which in range(2):
+        for n in range(150):
+            assert stores[1 - which].claim(f"{which}-{n}", 1, "no").prediction == "no"
+    assert len(stores[0].outcomes()) == 300
+    for store in stores:
+        store.close()
+
+
 def test_a_spool_whose_thread_cannot_keep_up_stays_bounded():
     """Under load the background thread may not get to run (it waits for the GIL on every
     row): the thread adding to a full spool writes it, so memory cannot grow without bound."""
-    db = connect(MEMORY)
+    db = Database(MEMORY)
     db.execute("CREATE TABLE items (value INTEGER)")
     # A background thread that never wakes in time: only put() can write.
     spool = Spool(db, threading.Lock(), "INSERT INTO items VALUES (?)",

@@ -346,6 +346,8 @@ class RolloutSettings(_Section):
     max_failures: int = Field(5, ge=1)
     # Shadow mode: requests waiting for the challenger; more are not shadow-scored.
     shadow_queue: int = Field(1000, ge=1)
+    # A SQLite file (relative to the root) or a PostgreSQL URL that several pods share
+    # ($MLSERVICE_ROLLOUT_LOG wins).
     log_path: str = "rollout/predictions.sqlite"
     # What `compare` needs before it calls a difference significant.
     min_samples: int = Field(200, ge=1)
@@ -410,8 +412,9 @@ class ServingConfig(_Section):
     feedback_window: int = Field(1000, ge=1)
     feedback_min_rows: int = Field(30, ge=1)
     # The SQLite file of the feedback store (predictions with their inputs and time, and the
-    # outcomes fed back), which `investigate --since` reads; empty: one process keeps it in
-    # memory ($MLSERVICE_FEEDBACK_DB wins; `serve --workers N` makes a temporary one).
+    # outcomes fed back), which `investigate --since` reads, or a PostgreSQL URL that several
+    # pods share; empty: one process keeps it in memory ($MLSERVICE_FEEDBACK_DB wins, so a
+    # password need not be written here; `serve --workers N` makes a temporary file).
     feedback_db: str = ""
     rollout: RolloutSettings = RolloutSettings()
 

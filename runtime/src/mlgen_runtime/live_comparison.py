@@ -9,6 +9,7 @@ nothing of logs; this module turns logged rows into the two models' predictions.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,9 @@ import numpy as np
 from .compare import Comparison, compare_predictions
 from .config import CHALLENGER, CHAMPION, Config, RolloutSettings
 from .errors import CompareError
+from .monitoring.database import describe, is_url
 from .scoring import Prediction
-from .serving.rollout import PredictionLog
+from .serving.rollout import PredictionLog, rollout_log_target
 
 
 def compare_log(config: Config, challenger_version: str | None = None) -> Comparison:
@@ -27,13 +29,14 @@ def compare_log(config: Config, challenger_version: str | None = None) -> Compar
     rows are those logged beside it. Shadow rows are paired by (request id, row).
     """
     settings = RolloutSettings.of(config)
-    path = config.resolve(settings.log_path)
-    if not path.is_file():
+    target = rollout_log_target(config)
+    path = describe(target)
+    if not is_url(target) and not Path(target).is_file():
         raise CompareError(
             f"No rollout log at {path}. Serve a challenger (serving.rollout.mode: shadow or "
             "split), send outcomes to POST /feedback, then compare."
         )
-    prediction_log = PredictionLog(path)
+    prediction_log = PredictionLog(target)
     try:
         rows = list(prediction_log.labelled())
     finally:

@@ -234,18 +234,20 @@ def from_file(config: Config, path: str | Path) -> Observed:
 def from_log(config: Config, since: str, log_path: str | Path | None = None) -> Observed:
     """The service's logged predictions of the last ``since`` with their inputs, and the
     outcomes fed back for them (``POST /feedback``) where there are any."""
+    from .database import describe, is_url
     from .performance import FEEDBACK_DB_ENV, read_log
 
     duration = parse_since(since)
-    path = log_path or feedback_db_path(config)
-    if path is None or not Path(path).is_file():
+    source = log_path or feedback_db_path(config)
+    if source is None or not (is_url(source) or Path(source).is_file()):
         raise UsageError(
             "No prediction log to investigate: the service keeps its predictions in memory "
             f"unless serving.feedback_db (or ${FEEDBACK_DB_ENV}) names a file. Set it and "
             "restart the service, or investigate a data file with --data."
         )
     after = (datetime.now(UTC) - duration).timestamp()
-    frame = read_log(path, after, config.data.target)
+    frame = read_log(source, after, config.data.target)
+    path = describe(source)
     if frame.empty:
         raise UsageError(
             f"The prediction log {path} holds no prediction of the last {since}: widen --since."
@@ -256,14 +258,16 @@ def from_log(config: Config, since: str, log_path: str | Path | None = None) -> 
     return Observed(frame, times, bool(labelled), f"the prediction log {path} (last {since})")
 
 
-def feedback_db_path(config: Config) -> Path | None:
-    """The feedback store's file: ``$MLSERVICE_FEEDBACK_DB``, else ``serving.feedback_db``."""
+def feedback_db_path(config: Config) -> str | None:
+    """The feedback store's file or PostgreSQL URL: ``$MLSERVICE_FEEDBACK_DB``, else
+    ``serving.feedback_db``."""
     import os
 
+    from .database import located
     from .performance import FEEDBACK_DB_ENV
 
     configured = os.environ.get(FEEDBACK_DB_ENV) or config.serving.feedback_db
-    return config.resolve(configured) if configured else None
+    return located(configured, config) if configured else None
 
 
 # --------------------------------------------------------------------------- the report

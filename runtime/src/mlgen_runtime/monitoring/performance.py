@@ -9,9 +9,10 @@ outcomes.
 
 One store serves every worker process: ``serve --workers N`` points them all at one SQLite file
 (WAL mode), so feedback joins whichever worker made the prediction, and every worker scores the
-same outcomes. A single process keeps its store in memory. Predictions reach SQLite off the
-request path: the request thread only appends to a :class:`Spool`, whose thread inserts them in
-batches.
+same outcomes. Several pods share one the same way when ``$MLSERVICE_FEEDBACK_DB`` names a
+PostgreSQL database (see monitoring/database.py). A single process keeps its store in memory.
+Predictions reach the database off the request path: the request thread only appends to a
+:class:`Spool`, whose thread inserts them in batches.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -32,6 +32,7 @@ import numpy as np
 from pydantic_core import to_json
 
 from ..errors import FeedbackError
+from .database import MEMORY, Database, DatabaseError, describe, is_url
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,9 @@ LIVE_METRICS = {
     "multiclass_classification": ("accuracy",),
     "regression": ("mae", "rmse"),
 }
-# SQLite's name for a database private to one connection.
-MEMORY = ":memory:"
-# The SQLite file in which every worker keeps its predictions for POST /feedback (set by
-# ``serve --workers N``, see serving/__init__.py); unset, each process keeps its own in memory.
+# The SQLite file (set by ``serve --workers N``, see serving/__init__.py) or the PostgreSQL
+# database (several pods) in which every worker keeps its predictions for POST /feedback;
+# unset, each process keeps its own in memory.
 FEEDBACK_DB_ENV = "MLSERVICE_FEEDBACK_DB"
 # How long a spool's thread lets rows gather before one insert (a worker's predictions are
 # visible to the other workers this much later; JOIN_GRACE_SECONDS covers it). Each insert is a
@@ -76,23 +76,13 @@ class Outcome:
     truth: Any
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """A connection shared by threads (under the caller's lock) and, for a file, processes."""
-    db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-    if str(path) != MEMORY:
-        # WAL: writers in several processes, readers never blocked; NORMAL never corrupts the
-        # file, a power cut may only lose the last transactions.
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-    return db
-
-
 class Spool:
-    """Items appended on the request path, inserted into SQLite by a background thread.
+    """Items appended on the request path, inserted into the database by a background thread.
 
     :meth:`put` costs a deque append. The thread wakes on the first item of a batch, waits
     ``delay`` for more, and inserts the rows of all of them (``rows_of(item)``) in one
-    transaction; ``after_write(db)`` runs in the same transaction. :meth:`flush` does the same
+    transaction (holding the table ``lock`` when one is named); ``after_write(db)`` runs in the
+    same transaction. :meth:`flush` does the same
     in the caller's thread: items leave the deque only under the lock, so once it returns every
     item put before it is in the database. When ``max_pending`` items wait, :meth:`put`
     flushes them itself: the backlog (memory, and how late other workers see a prediction)
@@ -101,16 +91,18 @@ class Spool:
 
     def __init__(
         self,
-        db: sqlite3.Connection,
+        db: Database,
         lock: threading.Lock,
         statement: str,
         rows_of: Callable[[Any], Iterable[tuple]],
-        after_write: Callable[[sqlite3.Connection], None] | None = None,
+        after_write: Callable[[Database], None] | None = None,
         delay: float = SPOOL_DELAY_SECONDS,
         max_pending: int = SPOOL_MAX_PENDING,
+        table_lock: str | None = None,
     ) -> None:
         self._db = db
         self._lock = lock
+        self._table_lock = table_lock
         self._statement = statement
         self._rows_of = rows_of
         self._after_write = after_write
@@ -137,14 +129,13 @@ class Spool:
             if not rows:
                 return
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin(self._table_lock)
                 self._db.executemany(self._statement, rows)
                 if self._after_write is not None:
                     self._after_write(self._db)
                 self._db.execute("COMMIT")
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+            except DatabaseError:
+                self._db.rollback()
                 # Losing log rows must not stop serving; the log says how many.
                 log.exception("Could not write %d row(s) with %r", len(rows), self._statement)
 
@@ -168,25 +159,31 @@ class Spool:
 
 
 class SpooledDatabase:
-    """A SQLite database that request threads write through a :class:`Spool`: its connection,
-    the lock every use of the connection holds, the spool, and their shutdown.
+    """A database (SQLite file, memory, or PostgreSQL URL) that request threads write through a
+    :class:`Spool`: its connection, the lock every use of the connection holds, the spool, and
+    their shutdown.
 
-    ``schema`` is run once at open; ``statement``, ``rows_of`` and ``after_write`` are the
-    spool's (see :class:`Spool`).
+    ``schema`` is run once at open; ``statement``, ``rows_of``, ``after_write`` and
+    ``table_lock`` are the spool's (see :class:`Spool`).
     """
 
     def __init__(
         self,
-        path: str | Path,
+        target: str | Path,
         schema: str,
         statement: str,
         rows_of: Callable[[Any], Iterable[tuple]],
-        after_write: Callable[[sqlite3.Connection], None] | None = None,
+        after_write: Callable[[Database], None] | None = None,
+        table_lock: str | None = None,
     ) -> None:
+        if not is_url(target) and str(target) != MEMORY:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = connect(path)
-        self._db.executescript(schema)
-        self._spool = Spool(self._db, self._lock, statement, rows_of, after_write)
+        self._db = Database(target)
+        self._db.script(schema)
+        self._spool = Spool(
+            self._db, self._lock, statement, rows_of, after_write, table_lock=table_lock
+        )
 
     def flush(self) -> None:
         """Write the rows still waiting in this process's spool."""
@@ -210,7 +207,8 @@ def outcomes_of(rows: Iterable[tuple]) -> list[Outcome]:
 class FeedbackStore(SpooledDatabase):
     """Served predictions by ``(request id, row)`` and the outcomes joined to them.
 
-    ``path`` is a SQLite file shared by the worker processes, or ``:memory:`` for one process.
+    ``path`` is a SQLite file shared by the worker processes, a PostgreSQL URL shared by pods,
+    or ``:memory:`` for one process.
     A request is one row (its predictions and scores as JSON arrays): a 1,000-record batch is
     one insert, not 1,000 (each of which gave the GIL away). ``last`` numbers the records in
     the order they were served, so the store forgets exactly the records beyond ``capacity``.
@@ -225,11 +223,10 @@ class FeedbackStore(SpooledDatabase):
                 f"{capacity} and {window} (serving.feedback_log_size, serving.feedback_window)"
             )
         self.path = str(path)
+        self.shown = describe(path)
         self.capacity = capacity
         self.window = window
         self.shared = self.path != MEMORY
-        if self.shared:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(
             self.path,
             """
@@ -245,17 +242,19 @@ class FeedbackStore(SpooledDatabase):
                 model_version TEXT NOT NULL, prediction TEXT NOT NULL, score REAL NOT NULL,
                 truth TEXT NOT NULL);
             """,
-            # `last`: the number of records served so far, this request's included.
-            "INSERT OR IGNORE INTO served (last, request_id, model_version, predictions, "
-            "scores, at, inputs) VALUES ((SELECT IFNULL(MAX(last), 0) FROM served) + ?, ?, ?, "
-            "?, ?, ?, ?)",
+            # `last`: the number of records served so far, this request's included (computed
+            # under the table's lock: two pods must not number two requests alike).
+            "INSERT INTO served (last, request_id, model_version, predictions, scores, at, "
+            "inputs) VALUES ((SELECT COALESCE(MAX(last), 0) FROM served) + ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             _served_row,
             after_write=self._forget_oldest,
+            table_lock="served",
         )
         # Files written before inputs and times were kept (investigate reads both).
         for table, column, kind in (("served", "at", "REAL"), ("served", "inputs", "TEXT"),
                                     ("claims", "truth", "TEXT")):
-            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+            if column not in self._db.columns(table):
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def record(
@@ -311,8 +310,9 @@ class FeedbackStore(SpooledDatabase):
         has no such record, or it is forgotten) or ``duplicate``."""
         with self._lock:
             db = self._db
-            # IMMEDIATE: two workers claiming one record cannot both see it unclaimed.
-            db.execute("BEGIN IMMEDIATE")
+            # Two workers claiming one record cannot both see it unclaimed: SQLite's IMMEDIATE
+            # serialises them, PostgreSQL's primary key makes the second insert wait and skip.
+            db.begin()
             try:
                 found = db.execute(
                     "SELECT last, model_version, predictions, scores, "
@@ -330,7 +330,7 @@ class FeedbackStore(SpooledDatabase):
                     db.execute("COMMIT")
                     return "no_record"
                 claimed = db.execute(
-                    "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
+                    "INSERT INTO claims VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     (last, index, json.dumps(truth)),
                 ).rowcount
                 if not claimed:
@@ -349,11 +349,11 @@ class FeedbackStore(SpooledDatabase):
                 )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                db.rollback()
                 raise
         return Outcome(request_id, index, version, prediction, score, truth)
 
-    def _forget_oldest(self, db: sqlite3.Connection) -> None:
+    def _forget_oldest(self, db: Database) -> None:
         # Requests whose every record is beyond `capacity`, and their claims.
         (newest,) = db.execute("SELECT MAX(last) FROM served").fetchone()
         db.execute("DELETE FROM served WHERE last <= ?", (newest - self.capacity,))
@@ -374,10 +374,12 @@ def _served_row(item: tuple[str, str, Any, Any, float]) -> list[tuple]:
 def read_log(path: str | Path, after: float, target: str) -> Any:
     """The logged records served at or after ``after`` (epoch seconds) as a DataFrame: their
     inputs, the time (column ``__logged_at__``) and, where an outcome was fed back, the truth
-    in column ``target``; oldest first. Records logged without inputs are left out."""
+    in column ``target``; oldest first. Records logged without inputs are left out.
+
+    ``path`` is the store's SQLite file or PostgreSQL URL, opened read-only."""
     import pandas as pd
 
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = Database(path, read_only=True)
     try:
         served = db.execute(
             "SELECT last, at, inputs FROM served WHERE at >= ? AND inputs IS NOT NULL "

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..monitoring.database import located
 from ..monitoring.performance import FEEDBACK_DB_ENV
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _prepare_feedback_db(config: Config) -> Path | None:
     if os.environ.get(FEEDBACK_DB_ENV):
         return None
     if config.serving.feedback_db:
-        os.environ[FEEDBACK_DB_ENV] = str(config.resolve(config.serving.feedback_db))
+        os.environ[FEEDBACK_DB_ENV] = located(config.serving.feedback_db, config)
         return None
     folder = Path(tempfile.mkdtemp(prefix="mlservice-feedback-"))
     os.environ[FEEDBACK_DB_ENV] = str(folder / "feedback.sqlite")

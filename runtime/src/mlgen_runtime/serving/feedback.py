@@ -13,7 +13,10 @@ the predictions they asked for (the ids are the server's, so not for anyone else
 
 With several workers (``serve --workers N``) every worker uses the one store named by
 ``MLSERVICE_FEEDBACK_DB`` (set by ``serve``): feedback joins whichever worker made the
-prediction, and the gauges, computed at scrape time from the shared outcomes, agree.
+prediction, and the gauges, computed at scrape time from the shared outcomes, agree. Several
+pods share one store the same way when ``MLSERVICE_FEEDBACK_DB`` (or ``serving.feedback_db``)
+is a PostgreSQL URL, and one rollout log when ``MLSERVICE_ROLLOUT_LOG`` is (the same database
+can hold both).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
@@ -28,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 from ..bundle import Bundle
 from ..config import Config
 from ..errors import FeedbackError
+from ..monitoring.database import DatabaseError, is_url, located
 from ..monitoring.metrics import ServiceMetrics
 from ..monitoring.performance import (
     FEEDBACK_DB_ENV,
@@ -37,7 +42,7 @@ from ..monitoring.performance import (
 )
 from .errors import ApiError
 from .predictor import Scores
-from .rollout import PredictionLog, RolloutSettings
+from .rollout import PredictionLog, RolloutSettings, rollout_log_target
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,8 @@ class FeedbackLoop:
         self.regression = bundle.task == "regression"
         self.classes = bundle.classes
         self.window = serving.feedback_window
-        # `investigate --since` reads a store kept in a file (serving.feedback_db).
-        configured = serving.feedback_db and str(config.resolve(serving.feedback_db))
+        # `investigate --since` reads a store kept in a file or a database (serving.feedback_db).
+        configured = serving.feedback_db and located(serving.feedback_db, config)
         self.store = FeedbackStore(
             os.environ.get(FEEDBACK_DB_ENV) or configured or MEMORY,
             capacity=serving.feedback_log_size,
@@ -88,9 +93,9 @@ class FeedbackLoop:
         self.tested = _tested(bundle.metadata.get("metrics") or {}, self.performance.names)
         rollout = RolloutSettings.of(config)
         # Read when the rollout has written it (never created here: `compare` tells a missing
-        # log from an empty one).
+        # log file from an empty one).
         self.rollout_log_path = (
-            config.resolve(rollout.log_path) if rollout.mode != "off" else None
+            rollout_log_target(config) if rollout.mode != "off" else None
         )
         self._rollout_log: PredictionLog | None = None
 
@@ -114,6 +119,15 @@ class FeedbackLoop:
         except FeedbackError as exc:
             self.metrics.feedback.labels(exc.kind).inc()
             raise ApiError(404 if exc.kind == "unknown" else 409, exc.kind, str(exc)) from exc
+        except DatabaseError as exc:
+            # A shared store that is down or unreachable: the client may send it again later.
+            log.error("The feedback store %s failed: %s", self.store.shown, exc)
+            raise ApiError(
+                503,
+                "feedback_unavailable",
+                "The feedback store cannot be reached; nothing was recorded. Send the outcome "
+                "again later.",
+            ) from exc
         self.metrics.feedback.labels("joined").inc()
         return FeedbackReceipt(
             request_id=feedback.request_id,
@@ -125,7 +139,14 @@ class FeedbackLoop:
         )
 
     def refresh_gauges(self) -> None:
-        """Score the shared outcomes into the gauges (at scrape time, by the scraped worker)."""
+        """Score the shared outcomes into the gauges (at scrape time, by the scraped worker);
+        a store that cannot be read leaves them as they were (the scrape still answers)."""
+        try:
+            self._refresh_gauges()
+        except DatabaseError as exc:
+            log.error("Live performance not refreshed: the feedback store failed: %s", exc)
+
+    def _refresh_gauges(self) -> None:
         outcomes = self.store.outcomes()
         self.metrics.set_performance(
             self.performance.metrics(outcomes), len(outcomes), self.tested
@@ -138,7 +159,11 @@ class FeedbackLoop:
 
     def _open_rollout_log(self) -> PredictionLog | None:
         path = self.rollout_log_path
-        if self._rollout_log is None and path is not None and path.is_file():
+        if (
+            self._rollout_log is None
+            and path is not None
+            and (is_url(path) or Path(path).is_file())
+        ):
             self._rollout_log = PredictionLog(path)
         return self._rollout_log
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..bundle import Bundle, load_bundle_dir
 from ..config import CHALLENGER, CHAMPION, Config, RolloutSettings
+from ..monitoring.database import DatabaseError, describe, located
 from ..monitoring.performance import Outcome, SpooledDatabase, outcomes_of
 from .predictor import Predictor, Scores
 
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 
 # Scores and the bundle of the model that made them.
 Answered = tuple[Scores, Bundle]
-
+# The rollout log's database when several pods share one (a PostgreSQL URL; it wins over
+# serving.rollout.log_path, so the password need not be written in a config file).
+ROLLOUT_LOG_ENV = "MLSERVICE_ROLLOUT_LOG"
 
 
 class Shadow(NamedTuple):
@@ -83,8 +86,15 @@ class CircuitBreaker:
             return False
 
 
+def rollout_log_target(config: Config) -> str:
+    """Where the rollout log lives: ``$MLSERVICE_ROLLOUT_LOG``, else ``serving.rollout.log_path``
+    (a SQLite file relative to the service's root, or a PostgreSQL URL)."""
+    return os.environ.get(ROLLOUT_LOG_ENV) or located(RolloutSettings.of(config).log_path, config)
+
+
 class PredictionLog(SpooledDatabase):
-    """Rollout predictions and the labels fed back for them, in one SQLite file.
+    """Rollout predictions and the labels fed back for them, in one SQLite file or, shared by
+    several pods, one PostgreSQL database (see :func:`rollout_log_target`).
 
     SQLite in WAL mode lets several worker processes append while ``compare`` reads. A record
     is ``(request_id, row)``: ``row`` is its position in a batch (0 for ``/predict``).
@@ -92,11 +102,10 @@ class PredictionLog(SpooledDatabase):
     :meth:`flush` writes what is still pending in this process.
     """
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, target: str | Path) -> None:
+        self.path = describe(target)
         super().__init__(
-            path,
+            target,
             """
             CREATE TABLE IF NOT EXISTS predictions (
                 request_id TEXT NOT NULL, row INTEGER NOT NULL, variant TEXT NOT NULL,
@@ -113,7 +122,7 @@ class PredictionLog(SpooledDatabase):
             "prediction, at, score, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             _log_rows,
         )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
+        columns = self._db.columns("predictions")
         if "score" not in columns:
             # A log written before scores were kept: its old rows have none.
             self._db.execute("ALTER TABLE predictions ADD COLUMN score REAL")
@@ -138,7 +147,7 @@ class PredictionLog(SpooledDatabase):
         (``POST /feedback`` answers 409 to a second)."""
         with self._lock:
             self._db.execute(
-                "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?)",
+                "INSERT INTO feedback VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (request_id, row, json.dumps(label), time.time()),
             )
 
@@ -174,14 +183,15 @@ class PredictionLog(SpooledDatabase):
         query = """
             SELECT p.request_id, p.row, p.model_version, p.prediction, p.score, f.label
             FROM feedback f JOIN predictions p USING (request_id, row)
-            WHERE p.variant = ?1 AND p.score IS NOT NULL AND p.model_version = (
-                SELECT model_version FROM predictions WHERE variant = ?1
+            WHERE p.variant = ? AND p.score IS NOT NULL AND p.model_version = (
+                SELECT model_version FROM predictions WHERE variant = ?
                 ORDER BY at DESC LIMIT 1)
-            ORDER BY f.at DESC LIMIT ?2"""
+            ORDER BY f.at DESC LIMIT ?"""
         result = {}
         with self._lock:
             for variant in (CHAMPION, CHALLENGER):
-                result[variant] = outcomes_of(self._db.execute(query, (variant, window)))
+                rows = self._db.execute(query, (variant, variant, window)).fetchall()
+                result[variant] = outcomes_of(rows)
         return result
 
 
@@ -220,7 +230,7 @@ class Rollout:
         champion_version: str,
         metrics: ServiceMetrics,
         challenger: Bundle | None = None,
-        log_file: Path | None = None,
+        log_file: str | Path | None = None,
     ) -> None:
         self.settings = settings
         self.champion_version = champion_version
@@ -302,7 +312,7 @@ class Rollout:
             return
         try:
             self.log.record_feedback(request_id, outcome, index)
-        except sqlite3.Error:
+        except DatabaseError:
             log.exception("Could not write feedback to the rollout log at %s", self.log.path)
 
     def flush(self) -> None:
@@ -430,5 +440,5 @@ def build_rollout(
         champion.model_version,
         metrics,
         challenger=challenger,
-        log_file=config.resolve(settings.log_path),
+        log_file=rollout_log_target(config),
     )
