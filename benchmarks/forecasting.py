@@ -244,7 +244,11 @@ def pyfunc_class() -> Any:
 
     class ForecastModel(mlflow.pyfunc.PythonModel):
         """The service's bundle behind MLflow's pyfunc interface: one row per step ahead,
-        columns series_id and the known-future covariates; answers mean, lower, upper."""
+        columns series_id and the known-future covariates; answers mean, lower, upper.
+
+        It calls the model's own ``forecast`` on the stored history, as a pyfunc written
+        around the model would: the service's cache of a stored series' prepared feature rows
+        (``Forecaster.prepared``) is part of what is compared, not shared with MLflow."""
 
         def load_context(self, context: Any) -> None:
             from mlgen_runtime.kinds.forecasting.forecaster import load_forecaster
@@ -257,8 +261,11 @@ def pyfunc_class() -> Any:
                 name: model_input[name].to_numpy(dtype="float64")
                 for name in model_input.columns if name != "series_id"
             }
-            made = self.forecaster.forecast(series, len(model_input), None, future)
-            return pd.DataFrame({"mean": made.mean, "lower": made.lower, "upper": made.upper})
+            forecaster, horizon = self.forecaster, len(model_input)
+            history = forecaster.histories[series]
+            mean = forecaster.model.forecast([history], horizon, [future])[0]
+            width = forecaster.quantiles[:horizon] * forecaster.scales[series]
+            return pd.DataFrame({"mean": mean, "lower": mean - width, "upper": mean + width})
 
     return ForecastModel
 
