@@ -266,3 +266,19 @@ def test_since_reads_the_services_logged_predictions_and_fed_back_outcomes(
     assert report["labelled"]
     assert "label_shift" in report["findings"]
     assert "covariate_drift" not in report["findings"]
+
+
+def test_train_puts_fairness_per_group_in_the_metadata_and_model_card(service):
+    from mlgen_runtime.registry import load_champion
+
+    report = load_champion(service).metadata["fairness"]
+    gender = report["attributes"]["gender"]
+    assert gender["compared"] == 2 and 0 <= gender["demographic_parity_difference"] <= 1
+    groups = {g["group"]: g for g in report["groups"] if g["attribute"] == "gender"}
+    low, high = groups["female"]["accuracy_ci"]
+    assert low < groups["female"]["accuracy"] < high
+    card = service.resolve(service.paths.model_card).read_text()
+    assert "## Fairness (test split" in card
+    assert f"| gender | female | {groups['female']['rows']} | " in card
+    assert "- gender: demographic parity difference" in card
+    assert "equalized odds difference" in card
