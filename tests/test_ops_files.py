@@ -659,10 +659,9 @@ def test_make_names_the_missing_variable(service: Path, target: str, variable: s
             ["drift", "DATA=recent.csv", "OUT=reports/today"],
             ["drift", "--data", "recent.csv", "--out", "reports/today"],
         ),
-        (["investigate", "SINCE=30d"], ["investigate", "--since", "30d"]),
         (
-            ["investigate", "DATA=recent.csv", "OUT=reports/why"],
-            ["investigate", "--data", "recent.csv", "--out", "reports/why"],
+            ["investigate", "SINCE=30d", "OUT=reports/why"],
+            ["investigate", "--since", "30d", "--out", "reports/why"],
         ),
         (
             ["promote", "VERSION=3", "FORCE=1", "REASON=rollback after incident"],
