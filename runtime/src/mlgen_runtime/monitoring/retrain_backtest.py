@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from ..compare import compare_predictions
 from ..scoring import METRICS
@@ -84,7 +85,11 @@ def backtest(
         rows = rows[rows[target].notna()]
         model = clone(inv.bundle.pipeline)
         fit_params = {} if weights is None else {"model__sample_weight": weights[: len(rows)]}
-        model.fit(rows.reindex(columns=names), rows[target], **fit_params)
+        # One OpenMP thread: a refit of at most MAX_RECENT rows gains little from a second,
+        # and on a busy machine spinning OpenMP threads cost far more than they save (a 1M-row
+        # investigate spent over a minute of CPU in two-thread refits that take ~1 s each on one).
+        with threadpool_limits(limits=1, user_api="openmp"):
+            model.fit(rows.reindex(columns=names), rows[target], **fit_params)
         original, inv.bundle = inv.bundle, _with_pipeline(inv.bundle, model)
         try:
             prediction = inv._predict(holdout, labelled=True)
