@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -113,7 +114,9 @@ def fill_log(path: Path, pool: pd.DataFrame, rows: int, batch: int, features: li
     db.close()
 
 
-def timed(root: Path, out: Path, threads: int) -> float:
+def timed(root: Path, out: Path, threads: int) -> dict[str, float]:
+    """Wall seconds of one run, its CPU seconds (user + system, the machine's load does not
+    inflate them as it does the wall time) and the load average before it."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -122,6 +125,8 @@ def timed(root: Path, out: Path, threads: int) -> float:
         "MLFLOW_TRACKING_URI": "",
     }
     env.pop("MLFLOW_TRACKING_URI")
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [*CLI, "--root", str(root), "investigate", "--since", "30d", "--out", str(out)],
@@ -130,9 +135,11 @@ def timed(root: Path, out: Path, threads: int) -> float:
         text=True,
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         raise SystemExit(f"investigate failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu_seconds": cpu, "load_average": load}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = {}
     for threads in (1, 2):
-        seconds = [timed(root, work / f"report-{threads}", threads) for _ in range(args.repeats)]
-        runs[f"{threads}_threads"] = {"seconds": seconds, "median": statistics.median(seconds)}
+        measured = [timed(root, work / f"report-{threads}", threads) for _ in range(args.repeats)]
+        runs[f"{threads}_threads"] = {
+            "runs": measured,
+            "median": statistics.median(m["seconds"] for m in measured),
+            "median_cpu": statistics.median(m["cpu_seconds"] for m in measured),
+        }
     report = json.loads((work / "report-2" / "investigation.json").read_text())
     results = {
         "rows": args.rows,
