@@ -14,7 +14,8 @@ the client, not ``investigate``.
 Timed: ``investigate --since 30d`` (the runtime's command line, as ``python -m <package>``)
 end to end in a fresh process (imports, reading the log, scoring 1M rows, every section, the
 backtest's three refits, the JSON/HTML report), with one and with two threads per native
-library, median of ``--repeats``.
+library, median of ``--repeats``. Each run also records its CPU seconds (user + system) and the
+load average before it: on a shared machine the wall time mostly measures the other processes.
 
     python benchmarks/investigate.py [--rows 1000000] [--batch 1] [--repeats 3] [--output PATH]
 """
