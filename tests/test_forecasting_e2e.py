@@ -15,11 +15,6 @@ writes every series.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +22,16 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from support import REPO, Venv, running_server
+from support import (
+    REPO,
+    Venv,
+    call,
+    champion_metadata,
+    copier_copy,
+    mlgen_new,
+    quickstart,
+    running_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,67 +44,24 @@ class Service:
     output: str
 
 
-def _copier(out: Path) -> str:
-    answers = {"kind": "forecasting", "project_name": "air-traffic", "horizon": "12",
-               "test_windows": "1"}
-    command = [str(Path(sys.executable).parent / "copier"), "copy", "--defaults",
-               "--vcs-ref", "HEAD"]
-    for key, value in answers.items():
-        command += ["--data", f"{key}={value}"]
-    proc = subprocess.run([*command, str(REPO), str(out)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
-
-
 @pytest.fixture(scope="module", params=["copier", "mlgen-new"])
 def service(request: pytest.FixtureRequest, service_venv: Venv,
             tmp_path_factory: pytest.TempPathFactory) -> Service:
     folder = tmp_path_factory.mktemp(request.param)
     if request.param == "copier":
         root = folder / "air-traffic"
-        output = _copier(root)
-        service_venv.install_service(root)
-        tests = service_venv.run(str(service_venv.python), "-m", "pytest", "-q",
-                                 "-p", "no:cacheprovider", cwd=root, timeout=900)
-        train = service_venv.run(str(service_venv.python), "-m", "air_traffic", "train",
-                                 cwd=root, timeout=900)
-        return Service(request.param, root, "air_traffic",
-                       output + tests.stdout + train.stdout + train.stderr)
+        output = copier_copy(root, {"kind": "forecasting", "project_name": "air-traffic",
+                                    "horizon": "12", "test_windows": "1"})
+        output += quickstart(service_venv, root, "air_traffic")
+        return Service(request.param, root, "air_traffic", output)
     root = folder / "day-ahead"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlgen", "new", "--brief",
-         str(REPO / "examples" / "electricity" / "brief.md"), "--out", str(root), "--verify",
-         "--venv", str(service_venv.path), "--no-llm", "--json"],
-        capture_output=True, text=True, timeout=2400,
-        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    output = mlgen_new(REPO / "examples" / "electricity" / "brief.md", root, service_venv)
     config = yaml.safe_load((root / "configs" / "config.yaml").read_text())
-    return Service(request.param, root, config["project"]["package"], proc.stdout + proc.stderr)
-
-
-def _call(url: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            raw, status = response.read().decode(), response.status
-    except urllib.error.HTTPError as error:
-        raw, status = error.read().decode(), error.code
-    try:
-        return status, json.loads(raw)
-    except json.JSONDecodeError:
-        return status, raw
-
-
-def _metadata(service: Service) -> dict:
-    return json.loads((service.root / "artifacts" / "champion" / "metadata.json").read_text())
+    return Service(request.param, root, config["project"]["package"], output)
 
 
 def test_the_trained_forecaster_beats_seasonal_naive(service: Service) -> None:
-    metadata = _metadata(service)
+    metadata = champion_metadata(service.root)
     assert metadata["kind"] == "forecasting" and metadata["primary_metric"] == "mase"
     assert metadata["metrics"]["mase"] < 1 < metadata["baseline_metrics"]["mase"] or (
         metadata["metrics"]["mase"] < metadata["baseline_metrics"]["mase"]
@@ -120,31 +81,31 @@ def test_the_trained_forecaster_beats_seasonal_naive(service: Service) -> None:
 def test_the_served_forecaster_answers_with_intervals_and_clear_errors(
     service: Service, service_venv: Venv
 ) -> None:
-    metadata = _metadata(service)
+    metadata = champion_metadata(service.root)
     horizon = metadata["horizon"]
     body: dict[str, Any] = {"horizon": horizon}
     known = [c["name"] for c in metadata["covariates"] if c["known_future"]]
     if known and metadata["model_family"] == "lightgbm":
         body["future_covariates"] = {name: [1.0] * horizon for name in known}
     with running_server(service_venv, service.root, service.package) as url:
-        status, answer = _call(f"{url}/forecast", body)
+        status, answer = call(f"{url}/forecast", body)
         assert status == 200, answer
         points = answer["forecasts"]
         assert len(points) == horizon and all(p["lower"] <= p["mean"] <= p["upper"]
                                               for p in points)
-        status, error = _call(f"{url}/forecast", {**body, "horizon": 0})
+        status, error = call(f"{url}/forecast", {**body, "horizon": 0})
         assert status == 422 and "horizon" in json.dumps(error)
-        status, receipt = _call(f"{url}/feedback", {"time": points[0]["time"],
+        status, receipt = call(f"{url}/feedback", {"time": points[0]["time"],
                                                     "value": points[0]["mean"]})
         assert status == 200 and receipt["inside_interval"] is True, receipt
-        status, exposition = _call(f"{url}/metrics")
+        status, exposition = call(f"{url}/metrics")
         assert 'model_forecasts_total{history="stored"' in exposition
         assert "model_forecast_residual_drift" in exposition
 
 
 def test_forecast_all_writes_every_step(service: Service, service_venv: Venv,
                                          tmp_path: Path) -> None:
-    metadata = _metadata(service)
+    metadata = champion_metadata(service.root)
     out = tmp_path / "forecasts.csv"
     command = [str(service_venv.python), "-m", service.package, "forecast-all", "--out", str(out)]
     if metadata["model_family"] == "lightgbm" and metadata["covariates"]:

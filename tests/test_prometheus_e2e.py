@@ -21,11 +21,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
-from support import Venv, free_port, render, running_server, wait_until_up
+from support import Venv, call, free_port, render, running_server, wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -46,19 +45,6 @@ def _prometheus_or_skip() -> str:
         pytest.fail(f"{PROMETHEUS} is missing in CI: .ci/run installs the Debian package "
                     "`prometheus`; check /tmp/mlgen-ci-apt.log.")
     pytest.skip("Prometheus is not installed (apt-get install prometheus); CI installs it.")
-
-
-def _call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method="POST" if body is not None else "GET",
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
 
 
 @contextmanager
@@ -93,7 +79,7 @@ def prometheus_scraping(target: str, folder: Path) -> Iterator[str]:
 
 def query(prometheus: str, expr: str) -> dict[str, float]:
     """An instant query's result: one value per series, keyed by its labels as text."""
-    status, body = _call(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    status, body = call(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     assert status == 200 and body["status"] == "success", f"{expr}: {body}"
     return {
         json.dumps(item["metric"], sort_keys=True): float(item["value"][1])
@@ -143,7 +129,7 @@ def test_prometheus_sees_traffic_latency_drift_and_live_accuracy(
         # X-Client-Request-ID); the feedback below names the service's.
         ids = []
         for index, record in enumerate(records):
-            status, answer = _call(f"{url}/predict", record, {"X-Request-ID": f"normal-{index}"})
+            status, answer = call(f"{url}/predict", record, {"X-Request-ID": f"normal-{index}"})
             assert status == 200
             ids.append(answer["request_id"])
         settle(prom, "model_drift_window_rows", lambda r: list(r.values()) == [WINDOW])
@@ -155,7 +141,7 @@ def test_prometheus_sees_traffic_latency_drift_and_live_accuracy(
         for record in records:
             # Two spans of the training range above its maximum: a unit change, say.
             shifted = {**record, **{n: record[n] + 2 * spans[n] for n in SHIFTED}}
-            assert _call(f"{url}/predict", shifted)[0] == 200
+            assert call(f"{url}/predict", shifted)[0] == 200
         alerts = by_feature(settle(
             prom, "model_feature_drift_alert",
             lambda r: {f for f, v in by_feature(r).items() if v == 1} >= set(SHIFTED),
@@ -163,7 +149,7 @@ def test_prometheus_sees_traffic_latency_drift_and_live_accuracy(
         shifted_drift = by_feature(query(prom, "model_feature_drift"))
 
         for index, truth in enumerate(rows["target"].tolist()):
-            status, _ = _call(f"{url}/feedback", {"request_id": ids[index], "label": truth})
+            status, _ = call(f"{url}/feedback", {"request_id": ids[index], "label": truth})
             assert status == 200
         live = settle(prom, 'model_live_performance{metric="accuracy"}', bool)
         rate = query(prom, 'sum(rate(http_requests_total{route="/predict"}[1m]))')

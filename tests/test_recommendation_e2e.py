@@ -17,20 +17,25 @@ budget keep each service's training to seconds.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 from realdata import rdataset
-from support import REPO, Venv, running_server
+from support import (
+    REPO,
+    Venv,
+    call,
+    champion_metadata,
+    copier_copy,
+    mlgen_new,
+    quickstart,
+    running_server,
+)
 
 pytestmark = pytest.mark.e2e
 STRATEGIES = {"personalised", "similar_items", "content", "popularity"}
@@ -61,20 +66,12 @@ def movielens_subset(path: Path) -> Path:
 
 
 def _copier(out: Path, data: Path) -> str:
-    answers = {
+    return copier_copy(out, {
         "kind": "recommendation", "project_name": "movie-picks", "data_path": str(data),
         "user_column": "userId", "item_column": "movieId", "time_column": "timestamp",
         "weight_column": "rating", "item_columns": '["title", "genres"]', "tuning_trials": "2",
         "time_budget_seconds": "20", "recommendation_split": "user_last",
-    }
-    command = [str(Path(sys.executable).parent / "copier"), "copy", "--defaults",
-               "--vcs-ref", "HEAD"]
-    for key, value in answers.items():
-        command += ["--data", f"{key}={value}"]
-    proc = subprocess.run([*command, str(REPO), str(out)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
+    })
 
 
 @pytest.fixture(scope="module", params=["copier", "mlgen-new"])
@@ -86,52 +83,18 @@ def service(request: pytest.FixtureRequest, service_venv: Venv,
         root = folder / "movie-picks"
         output = _copier(root, data)
         package = "movie_picks"
-        # What the README's quickstart does: install, the service's own tests, train.
-        service_venv.install_service(root)
-        tests = service_venv.run(str(service_venv.python), "-m", "pytest", "-q",
-                                 "-p", "no:cacheprovider", cwd=root, timeout=900)
-        output += tests.stdout
-        train = service_venv.run(str(service_venv.python), "-m", package, "train", cwd=root,
-                                 timeout=900)
-        output += train.stdout + train.stderr
+        output += quickstart(service_venv, root, package)
         return Service(request.param, root, package, "userId", "movieId", "genres",
                        pd.read_csv(data), output)
     root = folder / "gear-recs"
-    # The README's first command, with the shared test venv: no package index is needed.
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlgen", "new", "--brief",
-         str(REPO / "examples" / "patch-sheets" / "brief.md"), "--out", str(root), "--verify",
-         "--venv", str(service_venv.path), "--no-llm", "--json"],
-        capture_output=True, text=True, timeout=2400,
-        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    output = mlgen_new(REPO / "examples" / "patch-sheets" / "brief.md", root, service_venv)
     config = yaml.safe_load((root / "configs" / "config.yaml").read_text())
     return Service(request.param, root, config["project"]["package"], "sheet_id", "equipment",
-                   "category", pd.read_csv(config["data"]["path"]), proc.stdout + proc.stderr)
-
-
-def _call(url: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            raw, status = response.read().decode(), response.status
-    except urllib.error.HTTPError as error:
-        raw, status = error.read().decode(), error.code
-    try:
-        return status, json.loads(raw)
-    except json.JSONDecodeError:
-        return status, raw
-
-
-def _metadata(service: Service) -> dict:
-    return json.loads((service.root / "artifacts" / "champion" / "metadata.json").read_text())
+                   "category", pd.read_csv(config["data"]["path"]), output)
 
 
 def test_the_trained_recommender_beats_popularity_on_its_test_users(service: Service) -> None:
-    metadata = _metadata(service)
+    metadata = champion_metadata(service.root)
     primary = metadata["primary_metric"]
     assert metadata["kind"] == "recommendation" and primary == "ndcg"
     assert metadata["metrics"][primary] > metadata["baseline_metrics"][primary], metadata
@@ -150,30 +113,30 @@ def test_the_served_service_recommends_with_cold_start_filters_and_clear_errors(
     user = user.item() if hasattr(user, "item") else user
     history = set(frame.loc[frame[service.user] == user, service.item])
     with running_server(service_venv, service.root, service.package) as url:
-        status, ready = _call(f"{url}/ready")
+        status, ready = call(f"{url}/ready")
         assert status == 200 and ready["status"] == "ready", ready
 
-        status, known = _call(f"{url}/recommend", {"user_id": user, "k": 5})
+        status, known = call(f"{url}/recommend", {"user_id": user, "k": 5})
         assert status == 200, known
         assert len(known["items"]) == 5 and known["strategy"] in STRATEGIES
         assert known["request_id"] and known["model_version"]
         scores = [entry["score"] for entry in known["items"]]
         assert scores == sorted(scores, reverse=True)
 
-        status, cold = _call(f"{url}/recommend", {"user_id": "never-seen-user", "k": 4})
+        status, cold = call(f"{url}/recommend", {"user_id": "never-seen-user", "k": 4})
         assert status == 200 and cold["strategy"] == "popularity", cold
         assert len(cold["items"]) == 4
 
         basket = sorted(history, key=str)[:3]
-        status, similar = _call(f"{url}/recommend/similar", {"items": basket, "k": 5})
+        status, similar = call(f"{url}/recommend/similar", {"items": basket, "k": 5})
         assert status == 200 and similar["strategy"] in STRATEGIES, similar
         assert not {entry["item_id"] for entry in similar["items"]} & set(basket)
 
-        status, unknown = _call(f"{url}/recommend/similar", {"items": ["no-such-item"], "k": 3})
+        status, unknown = call(f"{url}/recommend/similar", {"items": ["no-such-item"], "k": 3})
         assert status == 200 and unknown["strategy"] == "popularity", unknown
 
         value = str(frame[service.filter_column].dropna().iloc[0]).split("|")[0]
-        status, filtered = _call(f"{url}/recommend", {"user_id": user, "k": 5,
+        status, filtered = call(f"{url}/recommend", {"user_id": user, "k": 5,
                                                       "filters": {service.filter_column: [value]}})
         assert status == 200 and filtered["items"], filtered
         metadata = frame.drop_duplicates(service.item).set_index(service.item)
@@ -183,13 +146,13 @@ def test_the_served_service_recommends_with_cold_start_filters_and_clear_errors(
 
         for body, named in (({"user_id": user, "k": 0}, "k"),
                             ({"user_id": user, "filters": {"colour": ["red"]}}, "colour")):
-            status, error = _call(f"{url}/recommend", body)
+            status, error = call(f"{url}/recommend", body)
             assert status == 422 and named in json.dumps(error), error
-        status, error = _call(f"{url}/recommend/similar", {"items": []})
+        status, error = call(f"{url}/recommend/similar", {"items": []})
         assert status == 422 and "items" in json.dumps(error), error
 
         first = known["items"][0]["item_id"]
-        status, receipt = _call(f"{url}/feedback", {"request_id": known["request_id"],
+        status, receipt = call(f"{url}/feedback", {"request_id": known["request_id"],
                                                     "item_id": first})
         assert status == 200 and receipt["hit"] is True and receipt["rank"] == 1, receipt
 

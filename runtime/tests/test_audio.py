@@ -31,7 +31,8 @@ from mlgen_runtime.kinds.audio.clips import ClipError, decode, read_dataset
 from mlgen_runtime.kinds.audio.features import FrontEnd, clip_stats, log_mel, mfcc_stats
 from mlgen_runtime.kinds.audio.serving import create_app
 from mlgen_runtime.kinds.audio.train import train
-from mlgen_runtime.kinds.labelled import champion_folder, split_examples
+from mlgen_runtime.kinds.labelled import split_examples
+from mlgen_runtime.registry import champion_dir
 from serving_support import live_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,7 +214,7 @@ def test_the_baseline_chosen_must_beat_the_majority_class(served):
 @pytest.fixture(scope="module")
 def client(served, clips: Path):
     config, result = served
-    folder = champion_folder(config)
+    folder = champion_dir(config)
     if not (folder / "metadata.json").exists():
         pytest.fail(f"no champion exported: {result.decision.reason}")
     with TestClient(create_app(config)) as test_client:
@@ -238,7 +239,7 @@ def test_predict_takes_a_multipart_upload_base64_json_and_raw_wav(client, clips:
     assert sum(bodies[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert bodies[0]["duration_s"] == pytest.approx(1.2)
     # What serving answers is what training's classifier says about the same clip.
-    classifier = load_classifier(champion_folder(served[0]))
+    classifier = load_classifier(champion_dir(served[0]))
     decoded = decode(data, served[0].audio)
     expected = classifier.predict([decoded.signal])[0][0]
     assert list(bodies[0]["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)

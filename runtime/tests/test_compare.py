@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from mlgen_runtime.compare import (
     BETTER,
     INSUFFICIENT,
     NOT_BETTER,
+    chance_test,
     compare_predictions,
     statistical_test,
 )
@@ -15,7 +17,7 @@ from mlgen_runtime.data import load_data
 from mlgen_runtime.errors import CompareError
 from mlgen_runtime.live_comparison import compare_log
 from mlgen_runtime.registry import champion_dir
-from mlgen_runtime.scoring import METRICS, predict
+from mlgen_runtime.scoring import METRICS, Prediction, predict
 from mlgen_runtime.serving.app import create_app
 from rollout_support import (
     as_requests,
@@ -188,3 +190,27 @@ def test_compare_judges_a_probability_metric_on_every_class_probability(
     names = [feature["name"] for feature in trained_service.bundle.features]
     served = predict(trained_service.bundle.pipeline, data[names], data[target], config.task)
     assert result.challenger_value == pytest.approx(METRICS["log_loss"].value(served), rel=1e-5)
+
+
+def test_guessing_classes_at_random_beats_a_constant_but_not_chance(holdout, trained_service):
+    """A user's complaint turned into a test: a model trained on shuffled labels was promoted
+    because, on macro-F1 or F1, guessing classes at random scores above a constant prediction.
+    The permutation test measures the predictions against their own chance level."""
+    model, dummy = holdout["model"], holdout["dummy"]
+    rng = np.random.default_rng(0)
+    # Predictions that know nothing: the model's own probabilities, handed to random rows.
+    guess = Prediction(model.y_true, model.predicted[rng.permutation(len(model.predicted))],
+                       model.proba[rng.permutation(len(model.predicted))], model.classes)
+    metric = "f1_macro" if trained_service.config.task == "multiclass" else "f1"
+    if trained_service.config.task == "regression":
+        metric = "rmse"
+        guess = Prediction(model.y_true, rng.permutation(model.predicted))
+    at_random = chance_test(metric, guess, seed=1)
+    assert at_random.p_value > 0.05
+    if metric != "rmse":
+        assert METRICS[metric].value(guess) > METRICS[metric].value(dummy)
+    informed = chance_test(metric, model, seed=1)
+    assert informed.p_value < 0.01
+    assert informed.value == pytest.approx(METRICS[metric].value(model))
+    # Same seed, same verdict, bit for bit.
+    assert chance_test(metric, model, seed=1) == informed

@@ -19,10 +19,10 @@ import yaml
 from fastapi.testclient import TestClient
 from mlgen_runtime.config import Config, load_config
 from mlgen_runtime.errors import DataValidationError
-from mlgen_runtime.kinds.labelled import champion_folder
 from mlgen_runtime.kinds.text.model import load_pipeline
 from mlgen_runtime.kinds.text.serving import create_app
 from mlgen_runtime.kinds.text.train import train
+from mlgen_runtime.registry import champion_dir
 
 ROWS = 500
 
@@ -68,7 +68,7 @@ def test_the_model_beats_the_majority_class_significantly(trained):
     assert meta["metrics"]["accuracy"] > meta["baseline_metrics"]["accuracy"] + 0.05
     assert result.baseline_comparison.test.startswith("exact McNemar")
     assert result.baseline_comparison.p_value < config.promotion.alpha
-    assert (champion_folder(config) / "model" / "pipeline.skops").exists()
+    assert (champion_dir(config) / "model" / "pipeline.skops").exists()
 
 
 def test_same_seed_and_data_give_the_same_metrics(tmp_path: Path, reviews: Path, trained):
@@ -94,7 +94,7 @@ def client(trained):
 
 def test_predict_answers_as_the_pipeline_does_in_process(client, trained, reviews: Path):
     rows = pd.read_csv(reviews).head(5)
-    pipeline = load_pipeline(champion_folder(trained[0]) / "model")
+    pipeline = load_pipeline(champion_dir(trained[0]) / "model")
     expected = pipeline.predict_proba(rows[["review", "product"]])
     single = client.post("/predict", json={"review": rows.review[0],
                                            "product": rows["product"][0]})
@@ -148,5 +148,5 @@ def test_promote_by_hand_needs_force_and_serves_the_registered_version(trained):
     assert not refused.promote and "--force" in refused.reason
     forced = kind.promote(config, result.metadata["model_version"], "hand-checked", force=True)
     assert forced.promote and "hand-checked" in forced.reason
-    assert load_pipeline(champion_folder(config) / "model").classes_.tolist() == ["great", "other"]
+    assert load_pipeline(champion_dir(config) / "model").classes_.tolist() == ["great", "other"]
     assert "evaluate" in kind.unsupported_commands

@@ -225,13 +225,11 @@ def build_parser(package: str = RUNTIME) -> argparse.ArgumentParser:
 def _check_supported(config: Config, command: str) -> None:
     """Refuse a shared command the service's kind does not have, saying what to use instead."""
     from .kinds import kind_of
+    from .kinds.package import refusal
 
     kind = kind_of(config)
     if command in kind.unsupported_commands:
-        raise UsageError(
-            f"`{command}` is not a command of {kind.name} services: "
-            f"{kind.unsupported_commands[command]}"
-        )
+        raise refusal(kind.name, kind.unsupported_commands, command)
 
 
 def _kind_commands(commands: argparse._SubParsersAction) -> None:

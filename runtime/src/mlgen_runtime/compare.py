@@ -143,6 +143,72 @@ def compare_predictions(
     )
 
 
+# Rows the permutation test shuffles, at most.
+CHANCE_TEST_ROWS = 20_000
+
+
+class ChanceTest(NamedTuple):
+    """A model's metric against what its own predictions score when they mean nothing."""
+
+    value: float  # the metric on the true labels
+    null_mean: float  # its mean over the permutations: the chance level of these predictions
+    p_value: float  # one-sided, of "better than chance"
+    permutations: int
+
+
+def chance_test(
+    metric: str, prediction: Prediction, permutations: int = 1000, seed: int = 0
+) -> ChanceTest:
+    """Permutation test of "the predictions carry information about the labels".
+
+    The labels are shuffled against the fixed predictions ``permutations`` times: under the
+    null hypothesis (predictions independent of labels) every shuffle is as likely as the
+    observed order, so the p-value is the share of shuffles that score at least as well
+    (counting the observed one). The null keeps both the labels' distribution and the
+    predictions' own, which is what a constant baseline misses: on macro-F1 a model that
+    guesses every class at random scores about 1/K, above any constant prediction, while
+    knowing nothing. Rows are assumed exchangeable under the null (on strongly
+    autocorrelated test rows the test is optimistic).
+    """
+    measure = METRICS[metric]
+    observed = measure.value(prediction)
+    n = len(prediction.y_true)
+    if n < 2 or not np.isfinite(observed):
+        return ChanceTest(float(observed), float("nan"), 1.0, 0)
+    rng = np.random.default_rng(seed)
+    if n > CHANCE_TEST_ROWS:
+        # A seeded sample of the rows: the test stays valid on it (and, this large, powerful
+        # for any signal worth serving); on every row it would cost minutes.
+        keep = np.sort(rng.choice(n, CHANCE_TEST_ROWS, replace=False))
+        prediction = Prediction(
+            prediction.y_true[keep], prediction.predicted[keep],
+            None if prediction.proba is None else prediction.proba[keep], prediction.classes,
+        )
+        observed, n = measure.value(prediction), CHANCE_TEST_ROWS
+    classify = prediction.classes is not None and prediction.proba is not None
+    null = np.empty(permutations)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for i in range(permutations):
+            order = rng.permutation(n)
+            shuffled = Prediction(
+                prediction.y_true[order], prediction.predicted, prediction.proba,
+                prediction.classes,
+            )
+            if classify:
+                # The label codes follow the labels, the predicted ones stay: set both rather
+                # than derive them again for every shuffle.
+                shuffled.__dict__["true_codes"] = prediction.true_codes[order]
+                shuffled.__dict__["predicted_codes"] = prediction.predicted_codes
+            null[i] = measure.value(shuffled)
+    null = null[np.isfinite(null)]
+    if not len(null):
+        return ChanceTest(float(observed), float("nan"), 1.0, 0)
+    as_good = null >= observed if measure.higher_is_better else null <= observed
+    p_value = (1 + int(as_good.sum())) / (1 + len(null))
+    return ChanceTest(float(observed), float(null.mean()), float(p_value), len(null))
+
+
 def statistical_test(metric: str, paired: bool) -> str:
     """The name of the test :func:`compare_predictions` runs for ``metric``."""
     tests = TESTS.get(metric, BOOTSTRAP_TESTS)

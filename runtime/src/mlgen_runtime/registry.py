@@ -6,6 +6,10 @@ the current champion on the primary metric of the test split, by the minimum cha
 ``promotion`` and, at training, significantly (the paired test of both models on the same
 test rows, see compare.py). The champion is also exported
 as a bundle folder (``paths.artifacts``/champion) so serving survives a tracking-store outage.
+
+The other kinds (forecasting, recommendation, audio, text) log their model as a bundle folder
+artifact rather than an MLflow model: :func:`register_version`, :func:`read_version` and
+:func:`export_champion` are their run, their registered versions and their promotion.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import math
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cloudpickle
 import lightgbm
@@ -47,6 +52,10 @@ DEFAULT_PROMOTION = PromotionConfig()
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PLOTS_DIR = "plots"
+#: The artifact of a kind's run that holds its bundle folder.
+BUNDLE_ARTIFACT = "bundle"
+
+Loaded = TypeVar("Loaded")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,34 @@ class Decision:
     # False when the model does not beat its Dummy baseline (train exits 1 on it); a model
     # refused because the champion is better still beats its baseline.
     beats_baseline: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """What became of the version, and why: the line a training summary ends with."""
+        became = "promoted to champion" if self.promote else "kept as challenger"
+        return f"{became}: {self.reason}"
+
+
+class RegisteredRun:
+    """What a kind's training result reads from the metadata of the version it registered."""
+
+    metadata: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.metadata["metrics"]
+
+    @property
+    def baseline_metrics(self) -> dict[str, float]:
+        return self.metadata["baseline_metrics"]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["model_version"]
+
+    @property
+    def run_id(self) -> str:
+        return self.metadata["run_id"]
 
 
 def use_store(config: Config) -> str:
@@ -284,21 +321,17 @@ def promote(
     client = MlflowClient()
     name = config.tracking.registered_model
     candidate = _model_version(client, name, str(version))
-    if force:
-        decision = Decision(True, f"forced: {reason or 'no reason given'}")
-    else:
+
+    def judge(current: Any | None) -> Decision:
         metric = config.metric.primary
         logged = client.get_run(candidate.run_id).data.metrics
-        current = champion_version(config)
-        if current is not None and current.version == candidate.version:
-            return Decision(False, f"version {candidate.version} is already the champion")
         champion = None
         if current is not None:
             champion = client.get_run(current.run_id).data.metrics.get(f"test_{metric}")
         value = _logged(logged, f"test_{metric}", candidate.version)
         if evidence is not None and current is not None and evidence.metric == metric:
             champion, value = evidence.champion_value, evidence.challenger_value
-        decision = decide(
+        return decide(
             metric,
             value,
             _logged(logged, f"baseline_{metric}", candidate.version),
@@ -307,10 +340,35 @@ def promote(
             config.promotion,
             evidence if current is not None else None,
         )
+
+    return promote_with(
+        config, candidate.version, reason, force, judge,
+        lambda why: apply_promotion(config, candidate.version, why),
+    )
+
+
+def promote_with(
+    config: Config,
+    version: str,
+    reason: str,
+    force: bool,
+    judge: Callable[[Any | None], Decision],
+    apply: Callable[[str], Any],
+) -> Decision:
+    """The ``promote`` command for registered ``version``: ``force``d (the ``reason`` said), or
+    refused if it is the champion already, else ``judge(current champion or None)``'s decision
+    with ``reason`` appended; ``apply(why)`` carries out a positive one."""
+    if force:
+        decision = Decision(True, f"forced: {reason or 'no reason given'}")
+    else:
+        current = champion_version(config)
+        if current is not None and str(current.version) == str(version):
+            return Decision(False, f"version {version} is already the champion")
+        decision = judge(current)
         if reason:
             decision = Decision(decision.promote, f"{decision.reason}; {reason}")
     if decision.promote:
-        apply_promotion(config, candidate.version, decision.reason)
+        apply(decision.reason)
     return decision
 
 
@@ -423,3 +481,83 @@ def _output_example(pipeline: Any, example: pd.DataFrame) -> Any:
     if hasattr(pipeline, "predict_proba"):
         return pipeline.predict_proba(example)
     return pipeline.predict(example)
+
+
+def register_version(
+    config: Config,
+    kind: str,
+    metadata: dict[str, Any],
+    params: dict[str, Any],
+    logged: dict[str, float],
+    write_bundle: Callable[[Path, dict[str, Any]], Path],
+    log_children: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """A kind's MLflow run and its registered ``challenger`` version.
+
+    The run holds ``params``, the finite ``logged`` metrics, the kind's tags, the child runs
+    ``log_children()`` starts (candidates, trials) and, as its :data:`BUNDLE_ARTIFACT`, the
+    folder ``write_bundle(folder, metadata)`` writes; ``metadata`` comes back completed with
+    the run id and the version number, which the bundle holds too.
+    """
+    setup(config)
+    name = config.tracking.registered_model
+    client = MlflowClient()
+    with mlflow.start_run() as run:
+        mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in logged.items() if np.isfinite(v)})
+        tags = {"kind": kind, "task": config.task, "seed": str(config.seed),
+                "data_hash": metadata.get("data_hash", "")}
+        if "git_commit" in metadata:
+            tags["git_commit"] = metadata["git_commit"]
+        mlflow.set_tags(tags)
+        if log_children is not None:
+            log_children()
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name)
+        version = client.create_model_version(
+            name, mlflow.get_artifact_uri(BUNDLE_ARTIFACT), run.info.run_id
+        ).version
+        metadata = {**metadata, "run_id": run.info.run_id, "model_version": str(version)}
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = write_bundle(Path(tmp) / BUNDLE_ARTIFACT, metadata)
+            mlflow.log_artifacts(str(folder), artifact_path=BUNDLE_ARTIFACT)
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    return metadata
+
+
+def read_version(config: Config, reference: str, load: Callable[[Path], Loaded]) -> Loaded:
+    """A version :func:`register_version` registered (a number or an alias), read by
+    ``load(folder)`` from its bundle folder."""
+    client = MlflowClient()
+    name = config.tracking.registered_model
+    version = (
+        _model_version(client, name, reference)
+        if reference.isdigit()
+        else client.get_model_version_by_alias(name, reference)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=tmp
+        )
+        return load(Path(folder))
+
+
+def export_champion(
+    config: Config,
+    version: str,
+    reason: str,
+    write_bundle: Callable[[Path], Path],
+    model_card: str,
+) -> Path:
+    """Move the ``champion`` alias to ``version`` and export its bundle (``write_bundle``) and
+    model card; the outgoing champion's bundle becomes ``previous/``, the serving fallback."""
+    client = MlflowClient()
+    name = config.tracking.registered_model
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    keep_previous(config, version)
+    folder = write_bundle(champion_dir(config))
+    config.resolve(config.paths.model_card).write_text(model_card)
+    return folder

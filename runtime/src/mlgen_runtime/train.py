@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from .bundle import Bundle
-from .compare import Comparison, compare_predictions
+from .compare import Comparison, chance_test, compare_predictions
 from .config import Config
 from .data import Splits, file_hash, load_data, split, validate
 from .errors import ConfigError
@@ -40,6 +40,7 @@ from .model import build_baseline, build_estimator
 from .monitoring.drift import build_reference
 from .registry import (
     Decision,
+    RegisteredRun,
     apply_promotion,
     champion_version,
     decide,
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(RegisteredRun):
     """What one training run produced and decided."""
 
     pipeline: Pipeline
@@ -67,22 +68,6 @@ class TrainResult:
     comparison: Comparison | None = None
     # The paired test of the model against its Dummy baseline on the test split.
     baseline_comparison: Comparison | None = None
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
-
-    @property
-    def baseline_metrics(self) -> dict[str, float]:
-        return self.metadata["baseline_metrics"]
-
-    @property
-    def version(self) -> str:
-        return self.metadata["model_version"]
-
-    @property
-    def run_id(self) -> str:
-        return self.metadata["run_id"]
 
 
 def train(
@@ -156,6 +141,19 @@ def train(
         samples=config.promotion.bootstrap_samples,
         seed=config.seed,
     )
+    # ... and beyond chance: a constant is not the strongest know-nothing model on every metric
+    # (on macro-F1 or F1, guessing classes at random beats it). Both tests must reject, so
+    # the evidence carries the larger p-value (an intersection-union test, still level alpha).
+    chance = chance_test(primary, prediction, seed=config.seed)
+    against_baseline = replace(
+        against_baseline,
+        test=(
+            f"{against_baseline.test} against the Dummy (p={against_baseline.p_value:.3g}) and "
+            f"a {chance.permutations}-shuffle label permutation test against chance "
+            f"(p={chance.p_value:.3g}, chance level {chance.null_mean:.4f}); the larger p"
+        ),
+        p_value=max(against_baseline.p_value, chance.p_value),
+    )
 
     setup(config)
     current = champion_version(config)
@@ -173,6 +171,8 @@ def train(
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,
         "baseline_test": {"test": against_baseline.test, "p_value": against_baseline.p_value},
+        "chance_test": {"level": chance.null_mean, "p_value": chance.p_value,
+                        "permutations": chance.permutations},
         "primary_metric": primary,
         # Readers outside the service (mlgen verify) compare with the baseline by this.
         "higher_is_better": METRICS[primary].higher_is_better,

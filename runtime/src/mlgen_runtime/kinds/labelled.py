@@ -4,15 +4,14 @@ A clip or a document has one label; both kinds split their examples the same way
 groups when the data has them: speakers, voices, authors; else stratified by label), score a
 model with the tabular kind's classification metrics and bootstrap intervals (scoring.py),
 compare two models on the same test examples by the paired test of the primary metric
-(compare.py: exact McNemar for accuracy, a paired bootstrap for macro F1), and register, gate
-and export a model the same way (:func:`register`, :func:`gate`, :func:`export_champion`).
+(compare.py: exact McNemar for accuracy, a paired bootstrap for macro F1), and gate a model the
+same way (:func:`gate`); registry.py registers and exports it, as every kind's.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,17 @@ from ..bundle import save_bundle
 from ..compare import Comparison, compare_predictions
 from ..config import Config
 from ..errors import DataValidationError, RegistryError
-from ..fallback import CHAMPION_DIR, fallback_dir, keep_previous
-from ..registry import CHALLENGER, CHAMPION, Decision, champion_version, decide, setup
+from ..fallback import keep_previous
+from ..registry import (
+    BUNDLE_ARTIFACT,
+    CHAMPION,
+    Decision,
+    champion_dir,
+    champion_version,
+    decide,
+    setup,
+)
 from ..scoring import MULTI, Prediction, score
-
-BUNDLE_ARTIFACT = "bundle"
 
 
 @dataclass(frozen=True)
@@ -124,39 +129,6 @@ def paired(
                                seed=seed)
 
 
-def register(
-    config: Config,
-    kind: str,
-    metadata: dict[str, Any],
-    params: dict[str, Any],
-    logged: dict[str, float],
-    write_bundle: Callable[[Path, dict[str, Any]], Path],
-) -> dict[str, Any]:
-    """An MLflow run with ``params`` and ``logged`` metrics, the bundle as its artifact, and a
-    registered ``challenger`` version; ``metadata`` completed with run id and version."""
-    setup(config)
-    name = config.tracking.registered_model
-    client = MlflowClient()
-    with mlflow.start_run() as run:
-        mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in logged.items() if np.isfinite(v)})
-        mlflow.set_tags({"kind": kind, "task": config.task, "seed": str(config.seed),
-                         "data_hash": metadata.get("data_hash", "")})
-        try:
-            client.get_registered_model(name)
-        except mlflow.exceptions.MlflowException:
-            client.create_registered_model(name)
-        version = client.create_model_version(
-            name, mlflow.get_artifact_uri(BUNDLE_ARTIFACT), run.info.run_id
-        ).version
-        metadata = {**metadata, "run_id": run.info.run_id, "model_version": str(version)}
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = write_bundle(Path(tmp) / BUNDLE_ARTIFACT, metadata)
-            mlflow.log_artifacts(str(folder), artifact_path=BUNDLE_ARTIFACT)
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
-    return metadata
-
-
 def gate(
     config: Config,
     primary: str,
@@ -190,36 +162,13 @@ def gate(
     return decision, against_baseline, against_champion
 
 
-def champion_folder(config: Config) -> Path:
-    return fallback_dir(config, CHAMPION_DIR)
-
-
 def current_champion(config: Config) -> str | None:
     """The champion's registered version, when the store has one and its bundle is exported."""
     setup(config)
     version = champion_version(config)
-    if version is None or not (champion_folder(config) / "metadata.json").exists():
+    if version is None or not (champion_dir(config) / "metadata.json").exists():
         return None
     return str(version.version)
-
-
-def export_champion(
-    config: Config,
-    version: str,
-    reason: str,
-    write_bundle: Callable[[Path], Path],
-    model_card: str,
-) -> Path:
-    """Move the ``champion`` alias to ``version`` and export its bundle and model card (the
-    outgoing champion's bundle becomes ``previous/``)."""
-    client = MlflowClient()
-    name = config.tracking.registered_model
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "promotion_reason", reason)
-    keep_previous(config, version)
-    folder = write_bundle(champion_folder(config))
-    config.resolve(config.paths.model_card).write_text(model_card)
-    return folder
 
 
 def write_bundle(
@@ -269,5 +218,5 @@ def promote_registered(config: Config, version: str, reason: str, force: bool) -
         client.set_registered_model_alias(name, CHAMPION, str(version))
         client.set_model_version_tag(name, str(version), "promotion_reason", decision.reason)
         keep_previous(config, str(version))
-        copy(champion_folder(config))
+        copy(champion_dir(config))
     return decision

@@ -22,7 +22,6 @@ OpenAPI document through ``openapi_extra`` and the components added by
 ones every kind's app shares (``routes.py``).
 """
 
-import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -32,7 +31,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 
 from ..bundle import Bundle
@@ -40,26 +38,27 @@ from ..config import Config, load_config
 from ..monitoring.drift import OnlineDrift
 from ..monitoring.metrics import ServiceMetrics
 from .degradation import Degradation
-from .errors import ApiError, error_body
+from .errors import ApiError
 from .fastpath import build_predictor
 from .feedback import FeedbackLoop, FeedbackReceipt, FeedbackRequest
 from .predictor import Predictor, Rows, Scores
 from .rollout import build_rollout
 from .routes import (
-    ERROR_RESPONSES,
     Guards,
+    ModelState,
     add_component_schemas,
-    add_documentation_routes,
+    add_metrics_route,
     add_post_route,
+    add_probe_routes,
+    add_unavailable_routes,
+    feedback_responses,
     hot_routes_first,
     json_body,
-    protect,
+    service_app,
     validated,
 )
 from .schemas import (
     BatchResponse,
-    ErrorResponse,
-    Health,
     ModelMetadata,
     PredictionResponse,
     Readiness,
@@ -257,6 +256,10 @@ class ServedModel:
             return
         self.metrics.set_drift(scores, feed.drift.rows)
 
+    @property
+    def version(self) -> str:
+        return self.bundle.model_version
+
     def metadata(self) -> ModelMetadata:
         meta = self.bundle.metadata
         return ModelMetadata(
@@ -275,28 +278,11 @@ class ServedModel:
         )
 
 
-class ServiceState:
+class ServiceState(ModelState[ServedModel, ServiceMetrics]):
     """What the routes share: the model once loaded, or why there is none."""
 
-    def __init__(self, config: Config, metrics: ServiceMetrics) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.model: ServedModel | None = None
-        self.unavailable = "The model is still loading."
-
     def load(self, bundle: Bundle, fallback: Bundle | None = None) -> ServedModel:
-        self.model = ServedModel(bundle, self.config, self.metrics, fallback)
-        self.unavailable = ""
-        # The ~400,000 objects of the loaded libraries and model live as long as the process:
-        # moved out of the collector's reach, full collections stop walking them all on the
-        # request path (a 1,000-row batch: p50 16 ms -> 6 ms).
-        gc.freeze()
-        return self.model
-
-    def require_model(self) -> ServedModel:
-        if self.model is None:
-            raise ApiError(503, "model_unavailable", self.unavailable)
-        return self.model
+        return self.serve(ServedModel(bundle, self.config, self.metrics, fallback))
 
 
 def create_app(
@@ -308,7 +294,6 @@ def create_app(
     (``fallback.load_fallback``), and the fallback serves alone if the champion cannot load.
     """
     config = config or load_config()
-    serving = config.serving
     metrics = ServiceMetrics(regression=config.task == "regression")
     state = ServiceState(config, metrics)
     @asynccontextmanager
@@ -320,25 +305,17 @@ def create_app(
             # The shadow requests still queued are scored and the rollout log written.
             state.model.rollout.flush()
 
-    app = FastAPI(
-        title=config.project.name,
-        version=bundle.model_version if bundle is not None else "pending",
-        description="Predictions from the champion model; the request schema is the model's "
-        "features. Errors have one shape (`ErrorResponse`).",
-        lifespan=lifespan,
-        # Served by routes.add_documentation_routes, behind the key unless public.
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
-    )
-    app.state.service = state
-    guard_of = protect(
-        app, serving, metrics, lambda: state.model.feature_names if state.model else []
+    app, guard_of = service_app(
+        config,
+        state,
+        "Predictions from the champion model; the request schema is the model's features.",
+        lifespan,
+        lambda: state.model.feature_names if state.model else [],
+        bundle.model_version if bundle is not None else "pending",
     )
     # Model routes are never public (serving.public_paths cannot list them).
     guard = guard_of("/predict")
     _add_service_routes(app, state, guard_of)
-    add_documentation_routes(app, guard_of)
     if bundle is not None:
         _add_prediction_routes(app, state.load(bundle, fallback), guard)
     return app
@@ -357,64 +334,49 @@ async def _load_champion(app: FastAPI, state: ServiceState, guard: list) -> None
         why = f"{type(exc).__name__}: {exc}"
         if fallback is None:
             log.exception("No model could be loaded; serving 503 on /predict until restarted")
-            state.unavailable = (
-                f"No model is loaded ({why}). Train and promote one (`make train`), then "
-                "restart the service."
-            )
-            _add_unavailable_routes(app, guard)
+            state.no_model(why)
+            add_unavailable_routes(app, ("/predict", "/predict/batch"), lambda _: guard)
             return
         log.exception("The champion could not be loaded; the %s fallback serves", fallback.source)
         model = state.load(fallback)
         model.degradation.champion_unavailable(why)
-    app.version = model.bundle.model_version
+    app.version = model.version
     _add_prediction_routes(app, model, guard)
 
 
+def _readiness(model: ServedModel) -> Readiness:
+    degradation = model.degradation
+    if degradation.active:
+        # 200, not 503: a pod answering with its fallback model is better than none; the
+        # ModelServingFallback alert tells a person instead.
+        return Readiness(status="degraded", reason=degradation.reason, model_version=model.version)
+    return Readiness(status="ready", model_version=model.version)
+
+
+def _refresh_gauges(model: ServedModel) -> None:
+    # Drift and live performance are scored here, at scrape time, not on every request.
+    model.refresh_drift_gauges()
+    model.feedback.refresh_gauges()
+
+
 def _add_service_routes(app: FastAPI, state: ServiceState, guard_of: Guards) -> None:
-    @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
-    async def health() -> Health:
-        """The process is up (it may still have no model: see /ready)."""
-        return Health()
-
-    @app.get(
-        "/ready",
-        response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "No model loaded."}},
-        dependencies=guard_of("/ready"),
-        tags=["service"],
+    add_probe_routes(
+        app,
+        state,
+        guard_of,
+        ModelMetadata,
+        ServedModel.metadata,
+        "Ready to predict: a model is loaded (``degraded``: the fallback model answers).",
+        "The served model: name, version, run, features and their training ranges, metrics.",
+        _readiness,
     )
-    async def ready() -> Readiness | JSONResponse:
-        """Ready to predict: a model is loaded (``degraded``: the fallback model answers)."""
-        if state.model is None:
-            body = Readiness(status="not_ready", reason=state.unavailable)
-            return JSONResponse(body.model_dump(), status_code=503)
-        version = state.model.bundle.model_version
-        degradation = state.model.degradation
-        if degradation.active:
-            # 200, not 503: a pod answering with its fallback model is better than none; the
-            # ModelServingFallback alert tells a person instead.
-            return Readiness(status="degraded", reason=degradation.reason, model_version=version)
-        return Readiness(status="ready", model_version=version)
-
-    @app.get(
-        "/metadata",
-        response_model=ModelMetadata,
-        responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 503)},
-        dependencies=guard_of("/metadata"),
-        tags=["model"],
-    )
-    async def metadata() -> ModelMetadata:
-        """The served model: name, version, run, features and their training ranges, metrics."""
-        return state.require_model().metadata()
 
     @app.post(
         "/feedback",
         response_model=FeedbackReceipt,
-        responses={
-            **{k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 413, 422, 503)},
-            404: {"model": ErrorResponse, "description": "No remembered prediction has this id."},
-            409: {"model": ErrorResponse, "description": "This prediction already has feedback."},
-        },
+        responses=feedback_responses(
+            "No remembered prediction has this id.", "This prediction already has feedback."
+        ),
         dependencies=guard_of("/feedback"),
         tags=["model"],
     )
@@ -429,13 +391,7 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard_of: Guards) -> 
         )
         return receipt
 
-    @app.get("/metrics", include_in_schema=False, dependencies=guard_of("/metrics"))
-    def prometheus_metrics() -> Response:
-        # Drift and live performance are scored here, at scrape time, not on every request.
-        if state.model is not None:
-            state.model.refresh_drift_gauges()
-            state.model.feedback.refresh_gauges()
-        return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
+    add_metrics_route(app, state, guard_of, _refresh_gauges)
 
 
 def _add_prediction_routes(app: FastAPI, model: ServedModel, guard: list) -> None:
@@ -501,15 +457,3 @@ def _score_batch(
             columns = batch["columns"]
             rows = Rows(columns, len(next(iter(columns.values()))))
     return model.score(rows, request_id, headers).response(request_id, batch=True)
-
-
-def _add_unavailable_routes(app: FastAPI, guard: list) -> None:
-    async def unavailable(request: Request) -> JSONResponse:
-        state: ServiceState = request.app.state.service
-        return JSONResponse(
-            error_body("model_unavailable", state.unavailable, request.state.request_id),
-            status_code=503,
-        )
-
-    for path in ("/predict", "/predict/batch"):
-        add_post_route(app, path, unavailable, ErrorResponse, guard, "No model is loaded: 503.")

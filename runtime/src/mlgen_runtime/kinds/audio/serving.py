@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gc
-import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,31 +31,29 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic_core import to_json
 
 from ...config import AudioConfig, Config, load_config
+from ...fallback import CHAMPION_DIR, fallback_dir
 from ...monitoring.drift import OnlineDrift
 from ...monitoring.metrics import ServiceMetrics
 from ...serving.errors import ApiError
 from ...serving.routes import (
-    ERROR_RESPONSES,
     Guards,
-    add_documentation_routes,
-    protect,
+    ModelState,
+    add_metrics_route,
+    add_probe_routes,
+    error_responses,
+    load_at_start,
+    service_app,
     validated,
 )
-from ...serving.schemas import Health, Readiness
-from ..labelled import champion_folder
 from .classifier import AudioClassifier, load_classifier
 from .clips import ClipError, Decoded, decode
 from .features import CLIP_STATS, clip_stats
 from .train import EMBEDDING_DISTANCE, section
-
-log = logging.getLogger(__name__)
 
 SERVING_PATH = "onnx"
 # The limit each problem breaks: 413 for the size of the upload, 422 for the rest.
@@ -242,23 +238,9 @@ class ServedAudio:
         ]
 
 
-class AudioState:
-    def __init__(self, config: Config, metrics: AudioMetrics) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.model: ServedAudio | None = None
-        self.unavailable = "The model is still loading."
-
+class AudioState(ModelState[ServedAudio, AudioMetrics]):
     def load(self, classifier: AudioClassifier, source: str) -> ServedAudio:
-        self.model = ServedAudio(classifier, self.config, self.metrics, source)
-        self.unavailable = ""
-        gc.freeze()
-        return self.model
-
-    def require_model(self) -> ServedAudio:
-        if self.model is None:
-            raise ApiError(503, "model_unavailable", self.unavailable)
-        return self.model
+        return self.serve(ServedAudio(classifier, self.config, self.metrics, source))
 
 
 ONE = TypeAdapter(AudioJson)
@@ -326,61 +308,30 @@ def create_app(config: Config | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.model is None:
-            try:
-                loaded = await run_in_threadpool(load_classifier, champion_folder(config))
-                model = await run_in_threadpool(state.load, loaded, "file")
-                app.version = model.version
-            except Exception as exc:
-                log.exception("No audio model could be loaded; serving 503 on the model routes")
-                state.unavailable = (
-                    f"No model is loaded ({type(exc).__name__}: {exc}). Train and promote one "
-                    "(`make train`), then restart the service."
-                )
+            folder = fallback_dir(config, CHAMPION_DIR)
+            await load_at_start(
+                app, state, lambda: state.load(load_classifier(folder), "file"), "audio model"
+            )
         yield
 
-    app = FastAPI(
-        title=config.project.name,
-        version="pending",
-        description="Audio classification by the champion model: POST a WAV or FLAC clip. "
-        "Errors have one shape (`ErrorResponse`).",
-        lifespan=lifespan,
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
+    app, guard_of = service_app(
+        config, state, "Audio classification by the champion model: POST a WAV or FLAC clip.",
+        lifespan, lambda: ["file", "audio_base64", "clips"],
     )
-    app.state.service = state
-    guard_of = protect(app, config.serving, metrics, lambda: ["file", "audio_base64", "clips"])
     _add_routes(app, state, guard_of)
-    add_documentation_routes(app, guard_of)
     if classifier is not None:
         state.load(classifier, "memory")
     return app
 
 
 def _add_routes(app: FastAPI, state: AudioState, guard_of: Guards) -> None:
-    model_errors: dict[int | str, dict[str, Any]] = {
-        k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 413, 422, 503)
-    }
+    model_errors = error_responses(400, 401, 413, 422, 503)
 
-    @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
-    async def health() -> Health:
-        """The process is up (it may still have no model: see /ready)."""
-        return Health()
-
-    @app.get("/ready", response_model=Readiness, dependencies=guard_of("/ready"),
-             tags=["service"])
-    async def ready() -> Readiness | JSONResponse:
-        """Ready to classify: a model is loaded."""
-        if state.model is None:
-            body = Readiness(status="not_ready", reason=state.unavailable)
-            return JSONResponse(body.model_dump(), status_code=503)
-        return Readiness(status="ready", model_version=state.model.version)
-
-    @app.get("/metadata", response_model=AudioMetadata, dependencies=guard_of("/metadata"),
-             tags=["model"])
-    async def metadata() -> AudioMetadata:
-        """The served model: classes, sample rate, limits, test metrics, quantisation."""
-        return state.require_model().description
+    add_probe_routes(
+        app, state, guard_of, AudioMetadata, lambda model: model.description,
+        "Ready to classify: a model is loaded.",
+        "The served model: classes, sample rate, limits, test metrics, quantisation.",
+    )
 
     @app.post("/predict", response_model=AudioPrediction, responses=model_errors,
               dependencies=guard_of("/predict"), tags=["model"])
@@ -403,8 +354,4 @@ def _add_routes(app: FastAPI, state: AudioState, guard_of: Guards) -> None:
                 "model_version": model.version, "request_id": request.state.request_id}
         return Response(to_json(body), media_type="application/json")
 
-    @app.get("/metrics", include_in_schema=False, dependencies=guard_of("/metrics"))
-    def prometheus_metrics() -> Response:
-        if state.model is not None:
-            state.model.monitor.refresh()
-        return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
+    add_metrics_route(app, state, guard_of, lambda model: model.monitor.refresh())

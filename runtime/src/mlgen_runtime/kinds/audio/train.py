@@ -27,7 +27,14 @@ from ...config import AudioConfig, Config
 from ...data import file_hash
 from ...errors import ConfigError
 from ...monitoring.drift import build_reference
-from ...registry import Decision, git_commit
+from ...registry import (
+    Decision,
+    RegisteredRun,
+    champion_dir,
+    export_champion,
+    git_commit,
+    register_version,
+)
 from ..labelled import Split
 from .classifier import FILES, AudioClassifier, featurise, load_classifier
 from .clips import ClipSet, read_dataset
@@ -60,7 +67,7 @@ def front_end(audio: AudioConfig) -> FrontEnd:
 
 
 @dataclass(frozen=True)
-class AudioResult:
+class AudioResult(RegisteredRun):
     """What one training run produced and decided (``summary()`` prints it)."""
 
     metadata: dict[str, Any]
@@ -70,10 +77,6 @@ class AudioResult:
     skipped: list[tuple[str, str]]
     #: Every candidate as trained (benchmarks measure them), by family.
     fitted: dict[str, Fitted]
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
 
 
 def _fit(family: str, clips: ClipSet, split: Split, codes: np.ndarray, config: Config,
@@ -195,7 +198,7 @@ def train(config: Config, data_path: str | Path | None = None,
     current = labelled.current_champion(config)
     champion_test = None
     if current is not None:
-        champion_test = _rescore(labelled.champion_folder(config), clips, split, classes)
+        champion_test = _rescore(champion_dir(config), clips, split, classes)
     logged = {
         **{f"test_{k}": v for k, v in metrics.items()},
         **{f"baseline_{k}": v for k, v in baseline_metrics.items()},
@@ -205,7 +208,7 @@ def train(config: Config, data_path: str | Path | None = None,
     }
     params = {"family": chosen, "serving_variant": serving_variant, "epochs": model.epochs,
               "seed": config.seed, "threads": threads, **front.to_dict()}
-    metadata = labelled.register(
+    metadata = register_version(
         config, "audio", metadata, params, logged,
         lambda folder, meta: labelled.write_bundle(folder, files, meta, reference),
     )
@@ -216,7 +219,7 @@ def train(config: Config, data_path: str | Path | None = None,
     metadata["baseline_test"] = {"test": against_baseline.test,
                                  "p_value": against_baseline.p_value}
     if promote and decision.promote:
-        labelled.export_champion(
+        export_champion(
             config, metadata["model_version"], decision.reason,
             lambda folder: labelled.write_bundle(folder, files, metadata, reference),
             model_card(config, metadata),
@@ -312,8 +315,7 @@ def summary(result: AudioResult) -> str:
     if result.skipped:
         lines.append(f"  {len(result.skipped)} clip(s) skipped:")
         lines += [f"    {reason}" for _, reason in result.skipped[:20]]
-    verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
-    lines.append(f"  {verdict}: {result.decision.reason}")
+    lines.append(f"  {result.decision.verdict}")
     return "\n".join(lines)
 
 

@@ -13,21 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import UsageError
+from ..package import KindPackage
 
 if TYPE_CHECKING:
     import pandas as pd
-    from fastapi import FastAPI
 
     from ...bundle import Bundle
     from ...config import Config
-    from ...monitoring.investigation import Investigation, Observed
-    from ...registry import Decision
     from ..command import Command
     from .train import ForecastResult
 
 
-class ForecastingKind:
+class ForecastingKind(KindPackage):
     name = "forecasting"
     tasks: tuple[str, ...] = ("forecasting",)
     unsupported_commands: dict[str, str] = {
@@ -95,18 +92,6 @@ class ForecastingKind:
 
         return train(config, data_path=data_path)
 
-    def summary(self, result: ForecastResult) -> str:
-        from .train import summary
-
-        return summary(result)
-
-    def create_app(
-        self, config: Config, bundle: Bundle | None = None, fallback: Bundle | None = None
-    ) -> FastAPI:
-        from .serving import create_app
-
-        return create_app(config)
-
     def drift_signals(self, config: Config) -> list[str]:
         from .monitoring import DRIFT_SIGNALS
 
@@ -115,20 +100,6 @@ class ForecastingKind:
     def export_check(self, bundle: Bundle, sample: pd.DataFrame) -> dict[str, Any]:
         # The served model is the evaluated one (JSON state); there is no second path.
         return {"path": "json", "reason": "forecasters are served from their saved state"}
-
-    def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
-        from .train import model_card
-
-        return [model_card(config, metadata)]
-
-    def investigate(self, config: Config, observed: Observed) -> Investigation:
-        # cli.py refuses the command first (unsupported_commands); a direct call is refused too.
-        raise UsageError(f"investigate: {self.unsupported_commands['investigate']}")
-
-    def promote(self, config: Config, version: str, reason: str, force: bool) -> Decision:
-        from .train import promote_version
-
-        return promote_version(config, version, reason, force)
 
     def commands(self) -> list[Command]:
         from .batch import COMMAND

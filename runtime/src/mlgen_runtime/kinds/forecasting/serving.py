@@ -14,8 +14,6 @@ values of a known-future covariate.
 
 from __future__ import annotations
 
-import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -23,8 +21,6 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,24 +35,26 @@ from pydantic_core import PydanticCustomError, to_json
 from ...config import Config, load_config
 from ...errors import FeedbackError, RequestError
 from ...fallback import CHAMPION_DIR, fallback_dir
-from ...serving.errors import ApiError, error_body, invalid_body
+from ...serving.errors import ApiError, invalid_body
 from ...serving.routes import (
-    ERROR_RESPONSES,
     Guards,
+    ModelState,
     add_component_schemas,
-    add_documentation_routes,
+    add_metrics_route,
     add_post_route,
+    add_probe_routes,
+    add_unavailable_routes,
+    feedback_responses,
     hot_routes_first,
     json_body,
-    protect,
+    load_at_start,
+    service_app,
     validated,
 )
-from ...serving.schemas import COMPONENTS, ErrorResponse, Health, Readiness
+from ...serving.schemas import COMPONENTS
 from .data import Series, series_key
 from .forecaster import Forecast, Forecaster, load_forecaster
 from .monitoring import DRIFT_SIGNALS, LIVE_METRICS, ForecastMetrics, ForecastMonitor
-
-log = logging.getLogger(__name__)
 
 SERVING_PATH = "json"
 MAX_ID_LENGTH = 256
@@ -401,23 +399,9 @@ def _iso(times: pd.DatetimeIndex) -> list[str]:
     return [time.isoformat() for time in times]
 
 
-class ForecastState:
-    def __init__(self, config: Config, metrics: ForecastMetrics) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.model: ServedForecaster | None = None
-        self.unavailable = "The model is still loading."
-
+class ForecastState(ModelState[ServedForecaster, ForecastMetrics]):
     def load(self, forecaster: Forecaster, source: str) -> ServedForecaster:
-        self.model = ServedForecaster(forecaster, self.config, self.metrics, source)
-        self.unavailable = ""
-        gc.freeze()
-        return self.model
-
-    def require_model(self) -> ServedForecaster:
-        if self.model is None:
-            raise ApiError(503, "model_unavailable", self.unavailable)
-        return self.model
+        return self.serve(ServedForecaster(forecaster, self.config, self.metrics, source))
 
 
 def load_champion(config: Config) -> Forecaster:
@@ -438,71 +422,33 @@ def create_app(config: Config | None = None, forecaster: Forecaster | None = Non
             await _load_champion(app, state, guard_of)
         yield
 
-    app = FastAPI(
-        title=config.project.name,
-        version=str(forecaster.metadata.get("model_version", "")) if forecaster else "pending",
-        description="Forecasts with prediction intervals from the champion model. Errors have "
-        "one shape (`ErrorResponse`).",
-        lifespan=lifespan,
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
+    app, guard_of = service_app(
+        config, state, "Forecasts with prediction intervals from the champion model.",
+        lifespan, lambda: [],
+        str(forecaster.metadata.get("model_version", "")) if forecaster else "pending",
     )
-    app.state.service = state
-    guard_of = protect(app, config.serving, metrics, lambda: [])
     _add_service_routes(app, state, guard_of)
-    add_documentation_routes(app, guard_of)
     if forecaster is not None:
         _add_model_routes(app, state.load(forecaster, "memory"), guard_of)
     return app
 
 
 async def _load_champion(app: FastAPI, state: ForecastState, guard_of: Guards) -> None:
-    try:
-        forecaster = await run_in_threadpool(load_champion, state.config)
-        model = await run_in_threadpool(state.load, forecaster, "file")
-    except Exception as exc:
-        log.exception("No forecaster could be loaded; serving 503 on the model routes")
-        state.unavailable = (
-            f"No model is loaded ({type(exc).__name__}: {exc}). Train and promote one "
-            "(`make train`), then restart the service."
-        )
-        _add_unavailable_routes(app, guard_of)
-        return
-    app.version = model.version
-    _add_model_routes(app, model, guard_of)
+    model = await load_at_start(
+        app, state, lambda: state.load(load_champion(state.config), "file"), "forecaster"
+    )
+    if model is None:
+        add_unavailable_routes(app, ("/forecast",), guard_of)
+    else:
+        _add_model_routes(app, model, guard_of)
 
 
 def _add_service_routes(app: FastAPI, state: ForecastState, guard_of: Guards) -> None:
-    @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
-    async def health() -> Health:
-        """The process is up (it may still have no model: see /ready)."""
-        return Health()
-
-    @app.get(
-        "/ready",
-        response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "No model loaded."}},
-        dependencies=guard_of("/ready"),
-        tags=["service"],
+    add_probe_routes(
+        app, state, guard_of, ForecasterMetadata, lambda model: model.description,
+        "Ready to forecast: a model is loaded.",
+        "The served model: family, frequency, horizon, series, test metrics.",
     )
-    async def ready() -> Readiness | JSONResponse:
-        """Ready to forecast: a model is loaded."""
-        if state.model is None:
-            body = Readiness(status="not_ready", reason=state.unavailable)
-            return JSONResponse(body.model_dump(), status_code=503)
-        return Readiness(status="ready", model_version=state.model.version)
-
-    @app.get(
-        "/metadata",
-        response_model=ForecasterMetadata,
-        responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 503)},
-        dependencies=guard_of("/metadata"),
-        tags=["model"],
-    )
-    async def metadata() -> ForecasterMetadata:
-        """The served model: family, frequency, horizon, series, test metrics."""
-        return state.require_model().description
 
     @app.get("/monitoring", dependencies=guard_of("/monitoring"), tags=["model"])
     def monitoring() -> dict[str, Any]:
@@ -512,11 +458,9 @@ def _add_service_routes(app: FastAPI, state: ForecastState, guard_of: Guards) ->
     @app.post(
         "/feedback",
         response_model=FeedbackReceipt,
-        responses={
-            **{k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 413, 422, 503)},
-            404: {"model": ErrorResponse, "description": "No forecast was served for it."},
-            409: {"model": ErrorResponse, "description": "This time already has its value."},
-        },
+        responses=feedback_responses(
+            "No forecast was served for it.", "This time already has its value."
+        ),
         dependencies=guard_of("/feedback"),
         tags=["model"],
     )
@@ -524,11 +468,7 @@ def _add_service_routes(app: FastAPI, state: ForecastState, guard_of: Guards) ->
         """A realised value, joined to the latest forecast served for its series and time."""
         return state.require_model().feedback(body)
 
-    @app.get("/metrics", include_in_schema=False, dependencies=guard_of("/metrics"))
-    def prometheus_metrics() -> Response:
-        if state.model is not None:
-            state.model.refresh_gauges()
-        return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
+    add_metrics_route(app, state, guard_of, ServedForecaster.refresh_gauges)
 
 
 FORECAST = TypeAdapter(ForecastRequest)
@@ -551,17 +491,3 @@ def _add_model_routes(app: FastAPI, model: ServedForecaster, guard_of: Guards) -
 def _request_schemas() -> dict[str, Any]:
     template = f"{COMPONENTS}{{model}}"
     return {"ForecastRequest": ForecastRequest.model_json_schema(ref_template=template)}
-
-
-def _add_unavailable_routes(app: FastAPI, guard_of: Guards) -> None:
-    async def unavailable(request: Request) -> JSONResponse:
-        state: ForecastState = request.app.state.service
-        return JSONResponse(
-            error_body("model_unavailable", state.unavailable, request.state.request_id),
-            status_code=503,
-        )
-
-    add_post_route(
-        app, "/forecast", unavailable, ErrorResponse, guard_of("/forecast"),
-        "No model is loaded: 503.",
-    )

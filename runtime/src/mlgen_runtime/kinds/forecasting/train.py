@@ -19,7 +19,6 @@ Same seed, data and threads (models.THREADS): the same metrics, bit for bit.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,8 +34,18 @@ from ...compare import Comparison
 from ...config import Config
 from ...data import file_hash, load_data
 from ...errors import DataValidationError, RequestError
-from ...fallback import CHAMPION_DIR, fallback_dir, keep_previous
-from ...registry import CHALLENGER, CHAMPION, Decision, champion_version, decide, git_commit, setup
+from ...registry import (
+    Decision,
+    RegisteredRun,
+    champion_version,
+    decide,
+    export_champion,
+    git_commit,
+    promote_with,
+    read_version,
+    register_version,
+    setup,
+)
 from .data import Panel, read_panel, section
 from .forecaster import Forecaster, keep_steps, load_forecaster, save_forecaster
 from .metrics import (
@@ -51,7 +60,6 @@ from .models import THREADS, Model, build, error_scale
 
 log = logging.getLogger(__name__)
 
-BUNDLE_ARTIFACT = "bundle"
 BASELINE = "seasonal_naive"
 
 
@@ -73,16 +81,12 @@ class Windows:
 
 
 @dataclass(frozen=True)
-class ForecastResult:
+class ForecastResult(RegisteredRun):
     forecaster: Forecaster
     metadata: dict[str, Any]
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
 
 
 def settings(config: Config, panel: Panel) -> dict[str, Any]:
@@ -335,8 +339,6 @@ def seasonal_profile(y: np.ndarray, times: Any, season: int) -> list[float]:
 def _log_run(config: Config, forecaster: Forecaster, seconds: float) -> dict[str, Any]:
     metadata = forecaster.metadata
     primary = metadata["primary_metric"]
-    name = config.tracking.registered_model
-    client = MlflowClient()
     logged = {
         **{f"test_{k}": v for k, v in metadata["metrics"].items()},
         **{f"baseline_{k}": v for k, v in metadata["baseline_metrics"].items()},
@@ -345,46 +347,29 @@ def _log_run(config: Config, forecaster: Forecaster, seconds: float) -> dict[str
     }
     for row in metadata["leaderboard"]:
         logged[f"backtest_{primary}_{row['family']}"] = row[f"backtest_{primary}"]
-    with mlflow.start_run() as run:
-        mlflow.log_params(
-            {
-                "family": metadata["model_family"],
-                "strategy": metadata["strategy"],
-                "horizon": metadata["horizon"],
-                "frequency": metadata["frequency"],
-                "season_length": metadata["season_length"],
-                "seed": config.seed,
-                "threads": THREADS,
-            }
-        )
-        mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
-        mlflow.set_tags(
-            {
-                "git_commit": metadata["git_commit"],
-                "data_hash": metadata["data_hash"],
-                "seed": str(config.seed),
-                "task": config.task,
-                "kind": "forecasting",
-            }
-        )
+    params = {
+        "family": metadata["model_family"],
+        "strategy": metadata["strategy"],
+        "horizon": metadata["horizon"],
+        "frequency": metadata["frequency"],
+        "season_length": metadata["season_length"],
+        "seed": config.seed,
+        "threads": THREADS,
+    }
+
+    def candidates() -> None:
         for row in metadata["leaderboard"]:
             with mlflow.start_run(run_name=f"candidate: {row['family']}", nested=True):
                 mlflow.log_params({"family": row["family"], "chosen": row["chosen"]})
                 for step, value in enumerate(row[f"backtest_{primary}_by_window"]):
                     if np.isfinite(value):
                         mlflow.log_metric(f"backtest_{primary}", value, step=step)
-        try:
-            client.get_registered_model(name)
-        except mlflow.exceptions.MlflowException:
-            client.create_registered_model(name)
-        version = client.create_model_version(
-            name, mlflow.get_artifact_uri(BUNDLE_ARTIFACT), run.info.run_id
-        ).version
-        metadata.update({"run_id": run.info.run_id, "model_version": str(version)})
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = export_bundle(Path(tmp) / BUNDLE_ARTIFACT, forecaster)
-            mlflow.log_artifacts(str(folder), artifact_path=BUNDLE_ARTIFACT)
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
+
+    def bundle(folder: Path, registered: dict[str, Any]) -> Path:
+        metadata.update(registered)
+        return export_bundle(folder, forecaster)
+
+    register_version(config, "forecasting", metadata, params, logged, bundle, candidates)
     return metadata
 
 
@@ -401,18 +386,7 @@ def export_bundle(folder: Path, forecaster: Forecaster) -> Path:
 
 def load_version(config: Config, reference: str) -> Forecaster:
     """A registered version (number or alias) from the tracking store."""
-    client = MlflowClient()
-    name = config.tracking.registered_model
-    version = (
-        client.get_model_version(name, reference)
-        if reference.isdigit()
-        else client.get_model_version_by_alias(name, reference)
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=tmp
-        )
-        return load_forecaster(Path(folder))
+    return read_version(config, reference, load_forecaster)
 
 
 def _against_champion(
@@ -455,12 +429,8 @@ def promote_version(
     both versions have seen them, and the comparison is optimistic for both."""
     setup(config)
     candidate = load_version(config, version)
-    if force:
-        decision = Decision(True, f"forced: {reason or 'no reason given'}")
-    else:
-        current = champion_version(config)
-        if current is not None and str(current.version) == str(version):
-            return Decision(False, f"version {version} is already the champion")
+
+    def judge(current: Any | None) -> Decision:
         fc = section(config)
         primary = fc.primary_metric
         _, panel = prepare(config)
@@ -480,7 +450,7 @@ def promote_version(
         )
         if comparison is not None:
             print(comparison.summary())
-        decision = decide(
+        return decide(
             primary,
             new.metric(primary),
             naive.metric(primary),
@@ -492,24 +462,20 @@ def promote_version(
             higher=False,
             baseline_label="seasonal naive",
         )
-        if reason:
-            decision = Decision(decision.promote, f"{decision.reason}; {reason}")
-    if decision.promote:
-        apply_promotion(config, version, decision.reason, candidate)
-    return decision
+
+    return promote_with(
+        config, version, reason, force, judge,
+        lambda why: apply_promotion(config, version, why, candidate),
+    )
 
 
 def apply_promotion(config: Config, version: str, reason: str, forecaster: Forecaster) -> Path:
     """Move the ``champion`` alias to ``version`` and export its bundle (the outgoing
     champion's becomes ``previous/``)."""
-    client = MlflowClient()
-    name = config.tracking.registered_model
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "promotion_reason", reason)
-    keep_previous(config, version)
-    folder = export_bundle(fallback_dir(config, CHAMPION_DIR), forecaster)
-    config.resolve(config.paths.model_card).write_text(model_card(config, forecaster.metadata))
-    return folder
+    return export_champion(
+        config, version, reason, lambda folder: export_bundle(folder, forecaster),
+        model_card(config, forecaster.metadata),
+    )
 
 
 def model_card(config: Config, metadata: dict[str, Any]) -> str:
@@ -595,8 +561,7 @@ def summary(result: ForecastResult) -> str:
     lines.append(f"Against seasonal naive: {TEST}, p={result.baseline_comparison.p_value:.3g}")
     if result.comparison is not None:
         lines.append(result.comparison.summary())
-    verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
-    lines.append(f"{verdict}: {result.decision.reason}")
+    lines.append(result.decision.verdict)
     if not result.decision.beats_baseline:
         lines.append(
             f"The model does not beat seasonal naive on {primary}. Check the frequency and "

@@ -22,8 +22,6 @@ monitoring signal is a list append until a scrape (see ``monitoring.py``).
 
 from __future__ import annotations
 
-import gc
-import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -33,7 +31,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from pydantic_core import to_json
 
@@ -41,19 +38,23 @@ from ...config import Config, load_config
 from ...errors import FeedbackError, RequestError
 from ...fallback import CHAMPION_DIR, fallback_dir
 from ...monitoring.performance import FEEDBACK_DB_ENV, MEMORY, FeedbackStore
-from ...serving.errors import ApiError, error_body, invalid_body
+from ...serving.errors import ApiError, invalid_body
 from ...serving.routes import (
-    ERROR_RESPONSES,
     Guards,
+    ModelState,
     add_component_schemas,
-    add_documentation_routes,
+    add_metrics_route,
     add_post_route,
+    add_probe_routes,
+    add_unavailable_routes,
+    feedback_responses,
     hot_routes_first,
     json_body,
-    protect,
+    load_at_start,
+    service_app,
     validated,
 )
-from ...serving.schemas import COMPONENTS, ErrorResponse, Health, Readiness
+from ...serving.schemas import COMPONENTS
 from .monitoring import (
     DRIFT_SIGNALS,
     RecommendationMetrics,
@@ -70,8 +71,6 @@ from .schemas import (
     RecommendRequest,
     SimilarRequest,
 )
-
-log = logging.getLogger(__name__)
 
 SERVING_PATH = "numpy"
 # Users whose unfiltered answers are kept, and how long loading may spend answering them
@@ -335,26 +334,11 @@ def _invalid(field: str, problem: str) -> Exception:
     return invalid_body([{"type": "invalid_value", "loc": tuple(field.split(".")), "msg": problem}])
 
 
-class RecommendationState:
+class RecommendationState(ModelState[ServedRecommender, RecommendationMetrics]):
     """What the routes share: the model once loaded, or why there is none."""
 
-    def __init__(self, config: Config, metrics: RecommendationMetrics) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.model: ServedRecommender | None = None
-        self.unavailable = "The model is still loading."
-
     def load(self, recommender: Recommender, source: str) -> ServedRecommender:
-        self.model = ServedRecommender(recommender, self.config, self.metrics, source)
-        self.unavailable = ""
-        # As the tabular app: the loaded libraries' objects leave the collector's reach.
-        gc.freeze()
-        return self.model
-
-    def require_model(self) -> ServedRecommender:
-        if self.model is None:
-            raise ApiError(503, "model_unavailable", self.unavailable)
-        return self.model
+        return self.serve(ServedRecommender(recommender, self.config, self.metrics, source))
 
 
 def load_champion(config: Config) -> Recommender:
@@ -380,80 +364,40 @@ def create_app(config: Config | None = None, recommender: Recommender | None = N
         if state.model is not None:
             state.model.store.flush()
 
-    app = FastAPI(
-        title=config.project.name,
-        version=str(recommender.metadata.get("model_version", "")) if recommender else "pending",
-        description="Recommendations from the champion model: top-k items for a user, and items "
-        "related to a set of items. Errors have one shape (`ErrorResponse`).",
-        lifespan=lifespan,
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
+    app, guard_of = service_app(
+        config, state, "Recommendations from the champion model: top-k items for a user, and "
+        "items related to a set of items.", lifespan, lambda: [],
+        str(recommender.metadata.get("model_version", "")) if recommender else "pending",
     )
-    app.state.service = state
-    guard_of = protect(app, config.serving, metrics, lambda: [])
     _add_service_routes(app, state, guard_of)
-    add_documentation_routes(app, guard_of)
     if recommender is not None:
         _add_model_routes(app, state.load(recommender, "memory"), guard_of)
     return app
 
 
 async def _load_champion(app: FastAPI, state: RecommendationState, guard_of: Guards) -> None:
-    try:
-        recommender = await run_in_threadpool(load_champion, state.config)
-        model = await run_in_threadpool(state.load, recommender, "file")
-    except Exception as exc:
-        log.exception("No recommender could be loaded; serving 503 on the model routes")
-        state.unavailable = (
-            f"No model is loaded ({type(exc).__name__}: {exc}). Train and promote one "
-            "(`make train`), then restart the service."
-        )
-        _add_unavailable_routes(app, guard_of)
-        return
-    app.version = model.version
-    _add_model_routes(app, model, guard_of)
+    model = await load_at_start(
+        app, state, lambda: state.load(load_champion(state.config), "file"), "recommender"
+    )
+    if model is None:
+        add_unavailable_routes(app, ("/recommend", "/recommend/similar"), guard_of)
+    else:
+        _add_model_routes(app, model, guard_of)
 
 
 def _add_service_routes(app: FastAPI, state: RecommendationState, guard_of: Guards) -> None:
-    @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
-    async def health() -> Health:
-        """The process is up (it may still have no model: see /ready)."""
-        return Health()
-
-    @app.get(
-        "/ready",
-        response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "No model loaded."}},
-        dependencies=guard_of("/ready"),
-        tags=["service"],
+    add_probe_routes(
+        app, state, guard_of, RecommenderMetadata, lambda model: model.description,
+        "Ready to recommend: a model is loaded.",
+        "The served model: name, version, family, test metrics, k, filter columns.",
     )
-    async def ready() -> Readiness | JSONResponse:
-        """Ready to recommend: a model is loaded."""
-        if state.model is None:
-            body = Readiness(status="not_ready", reason=state.unavailable)
-            return JSONResponse(body.model_dump(), status_code=503)
-        return Readiness(status="ready", model_version=state.model.version)
-
-    @app.get(
-        "/metadata",
-        response_model=RecommenderMetadata,
-        responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 503)},
-        dependencies=guard_of("/metadata"),
-        tags=["model"],
-    )
-    async def metadata() -> RecommenderMetadata:
-        """The served model: name, version, family, test metrics, k, filter columns."""
-        return state.require_model().description
 
     @app.post(
         "/feedback",
         response_model=FeedbackReceipt,
-        responses={
-            **{k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 413, 422, 503)},
-            404: {"model": ErrorResponse, "description": "No remembered request has this id."},
-            409: {"model": ErrorResponse, "description": "This request already has feedback."},
-        },
+        responses=feedback_responses(
+            "No remembered request has this id.", "This request already has feedback."
+        ),
         dependencies=guard_of("/feedback"),
         tags=["model"],
     )
@@ -463,12 +407,8 @@ def _add_service_routes(app: FastAPI, state: RecommendationState, guard_of: Guar
         # A thread-pool route: the join is SQLite I/O, shared between workers.
         return state.require_model().feedback(body)
 
-    @app.get("/metrics", include_in_schema=False, dependencies=guard_of("/metrics"))
-    def prometheus_metrics() -> Response:
-        # Drift, coverage and the live hit rate are scored here, at scrape time.
-        if state.model is not None:
-            state.model.refresh_gauges()
-        return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
+    # Drift, coverage and the live hit rate are scored at scrape time.
+    add_metrics_route(app, state, guard_of, ServedRecommender.refresh_gauges)
 
 
 RECOMMEND = TypeAdapter(RecommendRequest)
@@ -520,17 +460,3 @@ def _request_schemas() -> dict[str, Any]:
         "RecommendRequest": RecommendRequest.model_json_schema(ref_template=template),
         "SimilarRequest": SimilarRequest.model_json_schema(ref_template=template),
     }
-
-
-def _add_unavailable_routes(app: FastAPI, guard_of: Guards) -> None:
-    async def unavailable(request: Request) -> JSONResponse:
-        state: RecommendationState = request.app.state.service
-        return JSONResponse(
-            error_body("model_unavailable", state.unavailable, request.state.request_id),
-            status_code=503,
-        )
-
-    for path in ("/recommend", "/recommend/similar"):
-        add_post_route(
-            app, path, unavailable, ErrorResponse, guard_of(path), "No model is loaded: 503."
-        )

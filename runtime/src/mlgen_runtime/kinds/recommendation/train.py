@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,8 +36,18 @@ from ...compare import Comparison
 from ...config import Config
 from ...data import file_hash, load_data
 from ...errors import DataValidationError
-from ...fallback import CHAMPION_DIR, fallback_dir, keep_previous
-from ...registry import CHALLENGER, CHAMPION, Decision, champion_version, decide, git_commit, setup
+from ...registry import (
+    Decision,
+    RegisteredRun,
+    champion_version,
+    decide,
+    export_champion,
+    git_commit,
+    promote_with,
+    read_version,
+    register_version,
+    setup,
+)
 from .data import Interactions, ItemMetadata, read_interactions, relevant, section, split
 from .metrics import REPORTED, TEST, coverage, paired_test, per_user, popularity_bias, summarise
 from .models import FAMILIES, THREADS, plain, sample
@@ -46,7 +55,6 @@ from .recommender import Recommender, fit_recommender, load_recommender, save_mo
 
 log = logging.getLogger(__name__)
 
-BUNDLE_ARTIFACT = "bundle"
 # What the run keeps of its time budget for MLflow logging, registration and the bundle's
 # export (measured: 2-6 s on MovieLens latest-small, 2 busy cores).
 LOGGING_SECONDS = 8.0
@@ -75,7 +83,7 @@ class Scored:
 
 
 @dataclass(frozen=True)
-class RecommendationResult:
+class RecommendationResult(RegisteredRun):
     """What one training run produced and decided (``summary()`` prints it)."""
 
     recommender: Recommender
@@ -83,22 +91,6 @@ class RecommendationResult:
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
-
-    @property
-    def baseline_metrics(self) -> dict[str, float]:
-        return self.metadata["baseline_metrics"]
-
-    @property
-    def version(self) -> str:
-        return self.metadata["model_version"]
-
-    @property
-    def run_id(self) -> str:
-        return self.metadata["run_id"]
 
 
 def prepare(
@@ -374,8 +366,6 @@ def _log_run(
     """The MLflow run (a child run per trial), the bundle as its artifact, a registered
     ``challenger`` version; ``metadata`` completed with run id and version."""
     primary = metadata["primary_metric"]
-    name = config.tracking.registered_model
-    client = MlflowClient()
     logged = {
         **{f"test_{key}": value for key, value in metadata["metrics"].items()},
         **{f"baseline_{key}": value for key, value in metadata["baseline_metrics"].items()},
@@ -386,52 +376,31 @@ def _log_run(
     for row in metadata["leaderboard"]:
         logged[f"validation_{primary}_{row['family']}"] = row[f"validation_{primary}"]
         logged[f"test_{primary}_{row['family']}"] = row[f"test_{primary}"]
-    with mlflow.start_run() as run:
-        mlflow.log_params(
-            {
-                "family": metadata["model_family"],
-                "k": metadata["k"],
-                "split": metadata["split"],
-                "seed": config.seed,
-                "threads": THREADS,
-                "trials": len(trials),
-                **{f"model.{key}": value for key, value in metadata["params"].items()},
-            }
-        )
-        mlflow.log_metrics({key: value for key, value in logged.items() if np.isfinite(value)})
-        mlflow.set_tags(
-            {
-                "git_commit": metadata["git_commit"],
-                "data_hash": metadata["data_hash"],
-                "seed": str(config.seed),
-                "task": config.task,
-                "kind": "recommendation",
-            }
-        )
+    params = {
+        "family": metadata["model_family"],
+        "k": metadata["k"],
+        "split": metadata["split"],
+        "seed": config.seed,
+        "threads": THREADS,
+        "trials": len(trials),
+        **{f"model.{key}": value for key, value in metadata["params"].items()},
+    }
+
+    def trial_runs() -> None:
         for number, trial in enumerate(trials):
             with mlflow.start_run(run_name=f"trial {number}: {trial.family}", nested=True):
                 mlflow.log_params({"family": trial.family, **trial.params})
                 mlflow.log_metrics(
                     {f"validation_{primary}": trial.validation, "fit_seconds": trial.fit_seconds}
                 )
-        _ensure_registered(client, name)
-        version = client.create_model_version(
-            name, mlflow.get_artifact_uri(BUNDLE_ARTIFACT), run.info.run_id
-        ).version
-        metadata = {**metadata, "run_id": run.info.run_id, "model_version": str(version)}
-        recommender.metadata.update(metadata)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = export_bundle(Path(tmp) / BUNDLE_ARTIFACT, recommender)
-            mlflow.log_artifacts(str(folder), artifact_path=BUNDLE_ARTIFACT)
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
-    return metadata
 
+    def bundle(folder: Path, registered: dict[str, Any]) -> Path:
+        recommender.metadata.update(registered)
+        return export_bundle(folder, recommender)
 
-def _ensure_registered(client: MlflowClient, name: str) -> None:
-    try:
-        client.get_registered_model(name)
-    except mlflow.exceptions.MlflowException:
-        client.create_registered_model(name)
+    return register_version(
+        config, "recommendation", metadata, params, logged, bundle, trial_runs
+    )
 
 
 def export_bundle(folder: Path, recommender: Recommender) -> Path:
@@ -447,18 +416,7 @@ def export_bundle(folder: Path, recommender: Recommender) -> Path:
 
 def load_version(config: Config, reference: str) -> Recommender:
     """A registered version (number or alias) from the tracking store."""
-    client = MlflowClient()
-    name = config.tracking.registered_model
-    version = (
-        client.get_model_version(name, reference)
-        if reference.isdigit()
-        else client.get_model_version_by_alias(name, reference)
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=tmp
-        )
-        return load_recommender(Path(folder))
+    return read_version(config, reference, load_recommender)
 
 
 def _against_champion(
@@ -516,12 +474,8 @@ def promote_version(
     users, as at training), or ``force``d; a positive decision is applied."""
     setup(config)
     candidate = load_version(config, version)
-    if force:
-        decision = Decision(True, f"forced: {reason or 'no reason given'}")
-    else:
-        current = champion_version(config)
-        if current is not None and str(current.version) == str(version):
-            return Decision(False, f"version {version} is already the champion")
+
+    def judge(current: Any | None) -> Decision:
         rec = section(config)
         primary = rec.primary_metric
         _, data, items = prepare(config)
@@ -542,7 +496,7 @@ def promote_version(
         champion_value, comparison = _against_champion(config, current, new, users, data, truth)
         if comparison is not None:
             print(comparison.summary())
-        decision = _decide(
+        return _decide(
             config,
             new.value(primary),
             baseline.value(primary),
@@ -551,24 +505,20 @@ def promote_version(
             comparison,
             against_baseline,
         )
-        if reason:
-            decision = Decision(decision.promote, f"{decision.reason}; {reason}")
-    if decision.promote:
-        apply_promotion(config, version, decision.reason, candidate)
-    return decision
+
+    return promote_with(
+        config, version, reason, force, judge,
+        lambda why: apply_promotion(config, version, why, candidate),
+    )
 
 
 def apply_promotion(config: Config, version: str, reason: str, recommender: Recommender) -> Path:
     """Move the ``champion`` alias to ``version`` and export its bundle (the outgoing
     champion's becomes ``previous/``, the serving fallback)."""
-    client = MlflowClient()
-    name = config.tracking.registered_model
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "promotion_reason", reason)
-    keep_previous(config, version)
-    folder = export_bundle(fallback_dir(config, CHAMPION_DIR), recommender)
-    config.resolve(config.paths.model_card).write_text(model_card(config, recommender.metadata))
-    return folder
+    return export_champion(
+        config, version, reason, lambda folder: export_bundle(folder, recommender),
+        model_card(config, recommender.metadata),
+    )
 
 
 def model_card(config: Config, metadata: dict[str, Any]) -> str:
@@ -665,8 +615,7 @@ def summary(result: RecommendationResult) -> str:
     lines.append(f"Against popularity: {TEST}, p={result.baseline_comparison.p_value:.3g}")
     if result.comparison is not None:
         lines.append(result.comparison.summary())
-    verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
-    lines.append(f"{verdict}: {result.decision.reason}")
+    lines.append(result.decision.verdict)
     if not result.decision.beats_baseline:
         lines.append(
             f"The model does not beat popularity on {primary}@{k}. Check that the user and item "

@@ -15,8 +15,6 @@ training data's top terms over the window (Jensen-Shannon, ``model_feature_drift
 from __future__ import annotations
 
 import collections
-import gc
-import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,29 +23,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pydantic_core import to_json
 
 from ...config import Config, load_config
+from ...fallback import CHAMPION_DIR, fallback_dir
 from ...monitoring.drift import OnlineDrift, bucket_drift
 from ...monitoring.metrics import ServiceMetrics
 from ...serving.errors import ApiError
 from ...serving.routes import (
-    ERROR_RESPONSES,
     Guards,
-    add_documentation_routes,
+    ModelState,
+    add_metrics_route,
+    add_probe_routes,
+    error_responses,
     json_body,
-    protect,
+    load_at_start,
+    service_app,
     validated,
 )
-from ...serving.schemas import Health, Readiness
-from ..labelled import champion_folder
 from .model import load_pipeline, tokens, vocabulary
 from .train import LENGTH, OOV, doc_stats
-
-log = logging.getLogger(__name__)
 
 SERVING_PATH = "sklearn"
 TOP_TERMS = "top_terms"
@@ -177,29 +173,17 @@ class ServedText:
                 for label, row in zip(labels, probabilities, strict=True)]
 
 
-class TextState:
-    def __init__(self, config: Config, metrics: ServiceMetrics) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.model: ServedText | None = None
-        self.unavailable = "The model is still loading."
-
+class TextState(ModelState[ServedText, ServiceMetrics]):
     def load(self, source: str) -> ServedText:
         import json
 
-        folder = champion_folder(self.config)
+        folder = fallback_dir(self.config, CHAMPION_DIR)
         metadata = json.loads((folder / "metadata.json").read_text())
         reference = json.loads((folder / "reference_profile.json").read_text())
         pipeline = load_pipeline(folder / "model")
-        self.model = ServedText(pipeline, metadata, reference, self.config, self.metrics, source)
-        self.unavailable = ""
-        gc.freeze()
-        return self.model
-
-    def require_model(self) -> ServedText:
-        if self.model is None:
-            raise ApiError(503, "model_unavailable", self.unavailable)
-        return self.model
+        return self.serve(
+            ServedText(pipeline, metadata, reference, self.config, self.metrics, source)
+        )
 
 
 def create_app(config: Config | None = None) -> FastAPI:
@@ -211,50 +195,26 @@ def create_app(config: Config | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            model = await run_in_threadpool(state.load, "file")
-            app.version = model.version
-        except Exception as exc:
-            log.exception("No text model could be loaded; serving 503 on the model routes")
-            state.unavailable = (
-                f"No model is loaded ({type(exc).__name__}: {exc}). Train and promote one "
-                "(`make train`), then restart the service."
-            )
+        await load_at_start(app, state, lambda: state.load("file"), "text model")
         yield
 
-    app = FastAPI(title=config.project.name, version="pending", lifespan=lifespan,
-                  description="Text classification by the champion model. Errors have one "
-                  "shape (`ErrorResponse`).", openapi_url=None, docs_url=None, redoc_url=None)
-    app.state.service = state
     text = config.text
     names = [text.text_column, *text.numeric_columns, *text.categorical_columns] if text else []
-    guard_of = protect(app, config.serving, metrics, lambda: names)
+    app, guard_of = service_app(
+        config, state, "Text classification by the champion model.", lifespan, lambda: names
+    )
     _add_routes(app, state, guard_of)
-    add_documentation_routes(app, guard_of)
     return app
 
 
 def _add_routes(app: FastAPI, state: TextState, guard_of: Guards) -> None:
-    errors: dict[int | str, dict[str, Any]] = {
-        k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 413, 422, 503)
-    }
+    errors = error_responses(400, 401, 413, 422, 503)
 
-    @app.get("/health", response_model=Health, dependencies=guard_of("/health"), tags=["service"])
-    async def health() -> Health:
-        return Health()
-
-    @app.get("/ready", response_model=Readiness, dependencies=guard_of("/ready"),
-             tags=["service"])
-    async def ready() -> Readiness | JSONResponse:
-        if state.model is None:
-            body = Readiness(status="not_ready", reason=state.unavailable)
-            return JSONResponse(body.model_dump(), status_code=503)
-        return Readiness(status="ready", model_version=state.model.version)
-
-    @app.get("/metadata", response_model=TextMetadata, dependencies=guard_of("/metadata"),
-             tags=["model"])
-    async def metadata() -> TextMetadata:
-        return state.require_model().description
+    add_probe_routes(
+        app, state, guard_of, TextMetadata, lambda model: model.description,
+        "Ready to classify: a model is loaded.",
+        "The served model: classes, columns, text limit, test metrics.",
+    )
 
     @app.post("/predict", responses=errors, dependencies=guard_of("/predict"), tags=["model"])
     async def predict(request: Request) -> Response:
@@ -275,8 +235,4 @@ def _add_routes(app: FastAPI, state: TextState, guard_of: Guards) -> None:
                 "model_version": model.version, "request_id": request.state.request_id}
         return Response(to_json(body), media_type="application/json")
 
-    @app.get("/metrics", include_in_schema=False, dependencies=guard_of("/metrics"))
-    def prometheus_metrics() -> Response:
-        if state.model is not None:
-            state.model.monitor.refresh()
-        return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
+    add_metrics_route(app, state, guard_of, lambda model: model.monitor.refresh())

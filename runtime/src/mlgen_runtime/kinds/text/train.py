@@ -25,7 +25,14 @@ from ...config import Config, TextConfig
 from ...data import file_hash, load_data
 from ...errors import ConfigError, DataValidationError
 from ...monitoring.drift import build_reference
-from ...registry import Decision, git_commit
+from ...registry import (
+    Decision,
+    RegisteredRun,
+    champion_dir,
+    export_champion,
+    git_commit,
+    register_version,
+)
 from .model import build_pipeline, load_pipeline, save_pipeline, tokens, top_terms, vocabulary
 
 log = logging.getLogger(__name__)
@@ -84,15 +91,11 @@ def doc_stats(texts: pd.Series | list[str], known: set[str]) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class TextResult:
+class TextResult(RegisteredRun):
     metadata: dict[str, Any]
     decision: Decision
     baseline_comparison: Comparison
     comparison: Comparison | None
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.metadata["metrics"]
 
 
 def train(config: Config, data_path: str | Path | None = None,
@@ -160,7 +163,7 @@ def train(config: Config, data_path: str | Path | None = None,
     current = labelled.current_champion(config)
     champion_test = None
     if current is not None:
-        champion_test = _rescore(labelled.champion_folder(config), x.iloc[split.test],
+        champion_test = _rescore(champion_dir(config), x.iloc[split.test],
                                  test_labels, classes)
     logged = {**{f"test_{k}": v for k, v in metrics.items()},
               **{f"baseline_{k}": v for k, v in baseline_metrics.items()},
@@ -172,13 +175,13 @@ def train(config: Config, data_path: str | Path | None = None,
         return save_bundle(folder, pipeline, meta, reference,
                            model_saver=lambda p, target: save_pipeline(p, target))
 
-    metadata = labelled.register(config, "text", metadata, metadata["params"], logged, write)
+    metadata = register_version(config, "text", metadata, metadata["params"], logged, write)
     decision, against_baseline, against_champion = labelled.gate(
         config, primary, model_test, baseline_test, champion_test, current or "",
         metadata["model_version"], "majority class",
     )
     if promote and decision.promote:
-        labelled.export_champion(config, metadata["model_version"], decision.reason,
+        export_champion(config, metadata["model_version"], decision.reason,
                                  lambda folder: write(folder, metadata),
                                  model_card(config, metadata))
     return TextResult(metadata, decision, against_baseline, against_champion)
@@ -216,8 +219,7 @@ def summary(result: TextResult) -> str:
         lines.append(f"  {name:<10} {metrics[name]:.4f} [{metrics[name + '_ci_low']:.4f}, "
                      f"{metrics[name + '_ci_high']:.4f}]  baseline (majority class) "
                      f"{baseline[name]:.4f}")
-    verdict = "promoted to champion" if result.decision.promote else "kept as challenger"
-    lines.append(f"  {verdict}: {result.decision.reason}")
+    lines.append(f"  {result.decision.verdict}")
     return "\n".join(lines)
 
 
