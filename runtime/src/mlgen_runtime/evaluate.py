@@ -25,6 +25,7 @@ from sklearn.calibration import CalibrationDisplay  # noqa: E402
 
 from .config import Config  # noqa: E402
 from .data import load_data, split, validate  # noqa: E402
+from .fairness import fairness_report  # noqa: E402
 from .registry import load_champion  # noqa: E402
 from .scoring import BINARY, METRICS, REGRESSION, Prediction, predict, score  # noqa: E402
 
@@ -164,5 +165,9 @@ def evaluate_champion(config: Config, data_path: str | Path | None = None) -> di
         "metrics": metrics,
         "baseline_metrics": bundle.metadata.get("baseline_metrics", {}),
     }
+    if config.fairness.sensitive_attributes:
+        report["fairness"] = fairness_report(
+            test, prediction, config.fairness.sensitive_attributes, config.task
+        )
     (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2, default=str))
     return report

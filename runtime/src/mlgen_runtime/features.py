@@ -343,10 +343,24 @@ def prepare_frame(df: pd.DataFrame, features: list[dict[str, Any]]) -> pd.DataFr
 
 def as_category(series: pd.Series) -> pd.Series:
     """Category values as strings (see :func:`category_text`), missing values as NaN."""
-    texts = [category_text(value) for value in series]
-    return pd.Series(
-        [np.nan if text is None else text for text in texts], index=series.index, dtype=object
-    )
+    return _by_value(series, lambda value: _nan_if_none(category_text(value)), object)
+
+
+def _nan_if_none(text: str | None) -> Any:
+    return np.nan if text is None else text
+
+
+def _by_value(series: pd.Series, convert: Any, dtype: Any) -> pd.Series:
+    """``convert`` applied to every value of ``series``: once per distinct value when the
+    column has one type (numbers, strings, booleans: a million logged rows hold a handful of
+    values), value by value in an object column, whose 1 and True would share a key."""
+    if series.dtype == object:
+        values = [convert(value) for value in series]
+        return pd.Series(values, index=series.index, dtype=dtype)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    converted = [convert(value) for value in uniques.tolist()]
+    lookup = np.array([*converted, convert(None)], dtype=dtype)
+    return pd.Series(lookup[codes], index=series.index, dtype=dtype)
 
 
 def boolean_value(value: Any) -> float:
@@ -360,8 +374,7 @@ def boolean_value(value: Any) -> float:
 
 
 def _as_boolean(series: pd.Series) -> pd.Series:
-    values = [boolean_value(value) for value in series.astype(object)]
-    return pd.Series(values, index=series.index, dtype=float)
+    return _by_value(series, boolean_value, float)
 
 
 def _is_boolean_words(values: pd.Series) -> bool:

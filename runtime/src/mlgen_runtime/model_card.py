@@ -58,6 +58,7 @@ def render_model_card(config: Config, metadata: dict[str, Any]) -> str:
             if not name.endswith(("_ci_low", "_ci_high"))
         ),
         "",
+        *_fairness(metadata.get("fairness")),
         "## Limitations",
         "- Measured on a held-out split of one data file: performance on data from another "
         "period, population or source is unknown until monitored (see `drift`).",
@@ -73,6 +74,52 @@ def render_model_card(config: Config, metadata: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _fairness(report: dict[str, Any] | None) -> list[str]:
+    """The fairness section (``fairness.sensitive_attributes``): per group of each attribute
+    its size and metrics with 95% intervals, then the differences between groups."""
+    if not report:
+        return []
+    from .fairness import MIN_GROUP
+
+    columns = [
+        ("accuracy", "accuracy_ci"),
+        ("mean_absolute_error", "ci"),
+        ("selection_rate", "selection_rate_ci"),
+        ("true_positive_rate", None),
+        ("false_positive_rate", None),
+    ]
+    shown = [(k, ci) for k, ci in columns if any(k in g for g in report["groups"])]
+
+    def cell(group: dict[str, Any], key: str, ci: str | None) -> str:
+        value = group.get(key)
+        if value is None:
+            return ""
+        interval = group.get(ci) if ci else None
+        return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+    lines = [
+        f"## Fairness (test split, 95% intervals; groups under {MIN_GROUP} rows are not compared)",
+        "| attribute | group | rows | " + " | ".join(k.replace("_", " ") for k, _ in shown) + " |",
+        "| --- | --- | --- |" + " --- |" * len(shown),
+        *(
+            f"| {g['attribute']} | {g['group']} | {g['rows']} | "
+            + " | ".join(cell(g, k, ci) for k, ci in shown)
+            + " |"
+            for g in report["groups"]
+        ),
+        "",
+    ]
+    for attribute, summary in report["attributes"].items():
+        differences = ", ".join(
+            f"{k.replace('_', ' ')} {v:.3f}" for k, v in summary.items() if k.endswith("difference")
+        )
+        lines.append(
+            f"- {attribute}: "
+            + (summary.get("error") or differences or "fewer than two groups to compare")
+        )
+    return [*lines, ""]
 
 
 def write_model_card(config: Config, metadata: dict[str, Any], path: Path) -> Path:

@@ -25,6 +25,7 @@ from .config import Config
 from .data import Splits, file_hash, load_data, split, validate
 from .errors import ConfigError
 from .evaluate import write_plots
+from .fairness import fairness_report
 from .fallback import export_baseline
 from .features import (
     build_preprocessor,
@@ -189,6 +190,11 @@ def train(
         "git_commit": git_commit(config.root),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if config.fairness.sensitive_attributes:
+        # Per-group metrics of the test split (the model card's fairness section).
+        metadata["fairness"] = fairness_report(
+            splits.test, prediction, config.fairness.sensitive_attributes, config.task
+        )
     # Which fast serving path (compiled encoder + ONNX or native model) matches the pipeline.
     metadata["serving"] = export_check(Bundle(pipeline, metadata, {}), splits.validation)
     logged_metrics = {

@@ -17,6 +17,7 @@ Predictions reach the database off the request path: the request thread only app
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -376,7 +378,9 @@ def read_log(path: str | Path, after: float, target: str) -> Any:
     inputs, the time (column ``__logged_at__``) and, where an outcome was fed back, the truth
     in column ``target``; oldest first. Records logged without inputs are left out.
 
-    ``path`` is the store's SQLite file or PostgreSQL URL, opened read-only."""
+    ``path`` is the store's SQLite file or PostgreSQL URL, opened read-only. A million logged
+    requests are decoded as one newline-delimited JSON document by pyarrow, not request by
+    request in Python (see :func:`_logged_inputs`)."""
     import pandas as pd
 
     db = Database(path, read_only=True)
@@ -385,29 +389,67 @@ def read_log(path: str | Path, after: float, target: str) -> Any:
             "SELECT last, at, inputs FROM served WHERE at >= ? AND inputs IS NOT NULL "
             "ORDER BY last", (after,)
         ).fetchall()
-        truths = dict(((s, r), t) for s, r, t in db.execute(
-            "SELECT served, row, truth FROM claims WHERE truth IS NOT NULL"))
+        claims = db.execute(
+            "SELECT served, row, truth FROM claims WHERE truth IS NOT NULL AND served IN "
+            "(SELECT last FROM served WHERE at >= ? AND inputs IS NOT NULL)", (after,)
+        ).fetchall()
     finally:
         db.close()
-    columns: dict[str, list[Any]] = {}
-    times: list[float] = []
-    outcomes: list[Any] = []
-    for last, at, inputs in served:
-        values = json.loads(inputs)
-        n = len(next(iter(values.values()))) if values else 0
-        for name, column in values.items():
-            if name not in columns:  # a feature first logged now: missing in earlier rows
-                columns[name] = [None] * len(times)
-            columns[name].extend(column)
-        times.extend([at] * n)
-        outcomes.extend(
-            json.loads(truths[(last, i)]) if (last, i) in truths else None
-            for i in range(n)
-        )
+    columns, counts = _logged_inputs([inputs for _, _, inputs in served])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    outcomes: list[Any] = [None] * int(counts.sum())
+    if claims:
+        record_of = {last: index for index, (last, _, _) in enumerate(served)}
+        truths = json.loads("[" + ",".join(truth for _, _, truth in claims) + "]")
+        for (last, row, _), truth in zip(claims, truths, strict=True):
+            index = record_of[last]
+            if row < counts[index]:
+                outcomes[starts[index] + row] = truth
     frame = pd.DataFrame(columns)
     frame[target] = outcomes
-    frame["__logged_at__"] = times
+    frame["__logged_at__"] = np.repeat(
+        np.array([at for _, at, _ in served], dtype="float64"), counts
+    )
     return frame
+
+
+def _logged_inputs(logged: list[str]) -> tuple[dict[str, Any], np.ndarray]:
+    """The logged requests' inputs (``{feature: [value per record]}`` each) as columns, and
+    each request's record count.
+
+    pyarrow decodes them in C++ (a million requests in about a fifth of the time of
+    ``json.loads``) when every request names the same features with values of one type per
+    feature, as a service logs them; anything else (a feature added or dropped on the way, a
+    value of another type) is joined by ``json``, a missing feature as missing values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pa_json
+
+    if not logged:
+        return {}, np.zeros(0, dtype=np.int64)
+    try:
+        table = pa_json.read_json(
+            io.BytesIO("\n".join(logged).encode()),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 26),
+        )
+    except pa.ArrowInvalid:
+        table = None
+    if table is not None and table.num_columns and all(
+        pa.types.is_list(c.type) and c.null_count == 0 for c in table.columns
+    ):
+        counts = pc.list_value_length(table.column(0)).to_numpy().astype(np.int64)
+        flat = {name: pc.list_flatten(table.column(name)) for name in table.column_names}
+        if all(len(values) == counts.sum() for values in flat.values()):
+            frame = pa.table(flat).to_pandas()
+            return {name: frame[name] for name in frame.columns}, counts
+    records: list[dict[str, list[Any]]] = json.loads("[" + ",".join(logged) + "]")
+    counts = np.array([len(next(iter(r.values()))) if r else 0 for r in records], dtype=np.int64)
+    columns: dict[str, Any] = {}
+    for name in dict.fromkeys(name for record in records for name in record):
+        columns[name] = list(chain.from_iterable(
+            r[name] if name in r else [None] * int(n) for r, n in zip(records, counts, strict=True)
+        ))
+    return columns, counts
 
 
 class LivePerformance:

@@ -131,6 +131,10 @@ class TabularInvestigation:
             truth = np.array([known.get(str(v), v) for v in truth.tolist()], dtype=object)
         return Prediction(truth, classes[proba.argmax(axis=1)], proba, classes.tolist())
 
+    def observed_prediction(self, rows: Any) -> Prediction:
+        """The champion's prediction of ``rows`` of the observed rows."""
+        return _subset(self.cur, rows)
+
     def row_loss(self, p: Prediction) -> np.ndarray:
         if self.task == REGRESSION:
             return np.abs(p.y_true - p.predicted)

@@ -15,7 +15,7 @@ import pandas as pd
 from ...bundle import METADATA_FILE, MODEL_DIR, load_metadata
 from ...errors import RequestError
 from .data import Series, future_times
-from .models import ETS_WINDOW, Model, restore
+from .models import ETS_WINDOW, LightGBM, Model, Prepared, restore
 
 STATE_FILE = "model.json"
 HISTORY_FILE = "histories.npz"
@@ -51,6 +51,9 @@ class Forecaster:
         self.frequency = frequency
         self.metadata = metadata
         self.covariates = list(next(iter(histories.values())).covariates) if histories else []
+        # Stored series' forecasts prepared up to their future covariates (direct LightGBM),
+        # made on a series' first forecast: a request then costs the model's predict alone.
+        self.prepared: dict[str, tuple[pd.DatetimeIndex, Prepared]] = {}
 
     @property
     def family(self) -> str:
@@ -81,12 +84,21 @@ class Forecaster:
                 f"the history has {len(series)} steps; the {self.family} model needs at least "
                 f"{self.model.min_history()}"
             )
-        mean = self.model.forecast([series], horizon, [future or {}])[0]
+        model = self.model
+        if history is None and isinstance(model, LightGBM) and model.strategy == "direct":
+            if series_id not in self.prepared:
+                self.prepared[series_id] = (
+                    future_times(series, self.frequency, self.max_horizon),
+                    model.prepare(series, self.max_horizon),
+                )
+            times, prepared = self.prepared[series_id]
+            times, mean = times[:horizon], prepared.forecast(future or {}, horizon)
+        else:
+            times = future_times(series, self.frequency, horizon)
+            mean = model.forecast([series], horizon, [future or {}])[0]
         scale = self.scales.get(series_id) or self.metadata_scale(series)
         width = self.quantiles[:horizon] * scale
-        return Forecast(
-            future_times(series, self.frequency, horizon), mean, mean - width, mean + width
-        )
+        return Forecast(times, mean, mean - width, mean + width)
 
     def metadata_scale(self, series: Series) -> float:
         from .models import error_scale

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -363,6 +364,8 @@ class LightGBM:
         return out
 
     def _one(self, series: Series, horizon: int, future: dict[str, np.ndarray]) -> np.ndarray:
+        if self.strategy == "direct":
+            return self.prepare(series, horizon).forecast(future, horizon)
         n = len(series)
         times = future_times(series, self.frequency, horizon)
         y = np.concatenate([series.y, np.zeros(horizon)])
@@ -370,20 +373,49 @@ class LightGBM:
             name: np.concatenate([values, future.get(name, np.full(horizon, values[-1]))])
             for name, values in series.covariates.items()
         }
-        if self.strategy == "direct":
-            targets = np.arange(n, n + horizon)
-            rows = self._rows(series, times, y, covariates, targets, np.full(horizon, n - 1))
-            return self._predict(rows)
         for step in range(horizon):
             position = np.array([n + step])
             rows = self._rows(series, times[step : step + 1], y, covariates, position, position - 1)
             y[n + step] = self._predict(rows)[0]
         return y[n:]
 
+    def prepare(self, series: Series, horizon: int) -> Prepared:
+        """The direct strategy's feature rows for the ``horizon`` steps after ``series``, all
+        but the known-future covariates' columns, which each forecast fills: a service
+        prepares its stored series once and a request costs the model's predict alone."""
+        if self.strategy != "direct":
+            raise ValueError("only the direct strategy's rows can be prepared")
+        n = len(series)
+        y = np.concatenate([series.y, np.zeros(horizon)])
+        last = {name: float(values[-1]) for name, values in series.covariates.items()}
+        covariates = {
+            name: np.concatenate([values, np.full(horizon, last[name])])
+            for name, values in series.covariates.items()
+        }
+        targets = np.arange(n, n + horizon)
+        rows = self._rows(
+            series, future_times(series, self.frequency, horizon), y, covariates, targets,
+            np.full(horizon, n - 1),
+        )
+        names = self.booster.feature_name()
+        return Prepared(
+            self,
+            np.column_stack([rows[name] for name in names]),
+            {name: names.index(f"known_{name}") for name in self.known},
+            last,
+            rows["_level"],
+            rows["_scale"],
+        )
+
     def _predict(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         names = self.booster.feature_name()
         matrix = np.column_stack([rows[name] for name in names])
-        return self.booster.predict(matrix, num_threads=THREADS) * rows["_scale"] + rows["_level"]
+        return self.predict_matrix(matrix, rows["_level"], rows["_scale"])
+
+    def predict_matrix(
+        self, matrix: np.ndarray, level: np.ndarray, scale: np.ndarray
+    ) -> np.ndarray:
+        return self.booster.predict(matrix, num_threads=THREADS) * scale + level
 
     def state(self) -> dict[str, Any]:
         return {
@@ -400,6 +432,29 @@ class LightGBM:
             "scales": self.scales,
             "booster": self.booster.model_to_string(),
         }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A direct LightGBM forecast from one history, prepared up to its known-future
+    covariates (:meth:`LightGBM.prepare`)."""
+
+    model: LightGBM
+    matrix: np.ndarray
+    # Each known-future covariate's column in ``matrix``.
+    columns: dict[str, int]
+    # A covariate's value at the end of the history: its future when a request gives none.
+    last: dict[str, float]
+    level: np.ndarray
+    scale: np.ndarray
+
+    def forecast(self, future: dict[str, np.ndarray], horizon: int) -> np.ndarray:
+        """The first ``horizon`` point forecasts with ``future`` covariate values."""
+        matrix = self.matrix[:horizon].copy()
+        for name, column in self.columns.items():
+            values = future.get(name)
+            matrix[:, column] = self.last[name] if values is None else values[:horizon]
+        return self.model.predict_matrix(matrix, self.level[:horizon], self.scale[:horizon])
 
 
 def error_scale(y: np.ndarray, season: int) -> float:

@@ -124,9 +124,11 @@ class ForecastMonitor:
         self.capacity = config.serving.feedback_log_size
         self.min_rows = config.serving.feedback_min_rows
         self.drift = config.drift
-        self.served: OrderedDict[tuple[str, pd.Timestamp], tuple[float, float, float, float, str]]
+        # Keyed by (series, time in nanoseconds): integers, not Timestamps, which would be
+        # boxed one by one for every step of every forecast served.
+        self.served: OrderedDict[tuple[str, int], tuple[float, float, float, float, str]]
         self.served = OrderedDict()
-        self.claimed: set[tuple[str, pd.Timestamp]] = set()
+        self.claimed: set[tuple[str, int]] = set()
         self.outcomes: deque[Outcome] = deque(maxlen=config.serving.feedback_window)
         reference = forecaster.metadata.get("reference") or {}
         self.reference = np.asarray(reference.get("residuals") or [0.0])
@@ -140,17 +142,21 @@ class ForecastMonitor:
     def record(self, series_id: str, forecast: Forecast, scale: float, version: str) -> None:
         with self.lock:
             for time, mean, low, high in zip(
-                forecast.times, forecast.mean, forecast.lower, forecast.upper, strict=True
+                forecast.times.asi8.tolist(),
+                forecast.mean.tolist(),
+                forecast.lower.tolist(),
+                forecast.upper.tolist(),
+                strict=True,
             ):
                 key = (series_id, time)
                 self.served.pop(key, None)
-                self.served[key] = (float(mean), float(low), float(high), scale, version)
+                self.served[key] = (mean, low, high, scale, version)
                 self.claimed.discard(key)
             while len(self.served) > self.capacity:
                 self.served.popitem(last=False)
 
     def feedback(self, series_id: str, time: pd.Timestamp, value: float) -> Outcome:
-        key = (series_id, time)
+        key = (series_id, time.value)
         with self.lock:
             if key in self.claimed:
                 raise FeedbackError(
