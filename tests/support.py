@@ -111,6 +111,8 @@ def _runtime_extra(name: str) -> list[str]:
 
 #: What a forecasting service adds to a recommendation service's dependencies.
 FORECASTING_EXTRA = _runtime_extra("forecasting")
+#: And what an audio service adds (soundfile, python-multipart, torch 2.13.0, onnx).
+AUDIO_EXTRA = _runtime_extra("audio")
 
 
 def deps_key() -> str:
