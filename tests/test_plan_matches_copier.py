@@ -16,6 +16,7 @@ from mlgen.errors import PlanError
 from mlgen.plan import (
     AUDIO_ONLY,
     FORECASTING_ONLY,
+    NOT_LABELLED,
     PLAN_FIELDS,
     RECOMMENDATION_ONLY,
     TABULAR_ONLY,
@@ -130,9 +131,10 @@ def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
                 if w == "{{ kind in ['tabular', 'forecasting', 'text'] }}"}
     assert tabular == TABULAR_ONLY and recommendation == RECOMMENDATION_ONLY
     assert forecasting == FORECASTING_ONLY and labelled == WITH_TARGET
-    assert audio == AUDIO_ONLY and text == TEXT_ONLY
+    timed = {n for n, w in whens.items() if w == "{{ kind not in ['audio', 'text'] }}"}
+    assert audio == AUDIO_ONLY and text == TEXT_ONLY and timed == NOT_LABELLED
     assert {n for n, w in whens.items() if w} == (
-        tabular | recommendation | forecasting | labelled | audio | text)
+        tabular | recommendation | forecasting | labelled | audio | text | timed)
     assert list(QUESTIONS)[0] == "kind", "the first question: everything else depends on it"
     assert QUESTIONS["kind"]["default"] == "tabular", "existing answers files mean tabular"
     others = AUDIO_ONLY | TEXT_ONLY
@@ -144,9 +146,10 @@ def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
         ("forecasting", FORECASTING_ONLY | WITH_TARGET,
          TABULAR_ONLY | RECOMMENDATION_ONLY | others),
         ("audio", AUDIO_ONLY, TABULAR_ONLY | RECOMMENDATION_ONLY | FORECASTING_ONLY | TEXT_ONLY
-         | WITH_TARGET),
+         | WITH_TARGET | NOT_LABELLED),
         ("text", TEXT_ONLY | WITH_TARGET | {"class_weight"},
-         TABULAR_ONLY - {"class_weight"} | RECOMMENDATION_ONLY | FORECASTING_ONLY | AUDIO_ONLY),
+         TABULAR_ONLY - {"class_weight"} | RECOMMENDATION_ONLY | FORECASTING_ONLY | AUDIO_ONLY
+         | NOT_LABELLED),
     ):
         answers = Plan(kind=kind, time_column="time").to_answers("p")
         assert own - {"exclude_columns"} - ({"class_weight"} if kind == "tabular" else set()) \

@@ -389,6 +389,8 @@ class Plan(BaseModel):
 
     def asks(self, name: str) -> bool:
         """Whether copier.yml asks question ``name`` for this plan (its ``when``)."""
+        if name in NOT_LABELLED:
+            return self.kind not in ("audio", "text")
         if name in WITH_TARGET:
             return self.kind in ("tabular", "forecasting", "text")
         if name == "class_weight":
@@ -538,6 +540,8 @@ AUDIO_ONLY = frozenset({
     "sample_rate", "clip_seconds", "max_clip_seconds", "group_pattern", "audio_models", "epochs",
 })
 TEXT_ONLY = frozenset({"text_column", "text_numeric_columns", "text_categorical_columns"})
+# Questions of the kinds with a table of rows over time (none of audio's and text's).
+NOT_LABELLED = frozenset({"time_column"})
 # The column to predict: the tabular kind's target, the forecasting kind's, the text kind's label.
 WITH_TARGET = frozenset({"target"})
 
