@@ -1,6 +1,6 @@
 """The audio kind end to end through ``mlgen new --verify --no-llm``, on real synthesised speech.
 
-Clips: three command words spoken by ten espeak-ng voices, three takes each, with sox reverb and
+Clips: three command words spoken by twelve espeak-ng voices, four takes each, with sox reverb and
 noise (examples/spoken-commands/make_clips.py), in a folder of ``<label>/<voice>_<take>.wav``.
 The brief is the user's question, "The audio classification model works locally. How do I
 deploy this to production?", with two epochs (tests check that it works; the benchmark measures
@@ -45,7 +45,7 @@ The audio classification model works locally. How do I deploy this to production
 def service(service_venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("audio-e2e")
     subprocess.run([sys.executable, str(MAKE_CLIPS), "--out", str(folder / "clips"), "--words",
-                    "yes,no,up", "--voices", "10", "--takes", "3", "--seed", "5"],
+                    "yes,no,up", "--voices", "12", "--takes", "4", "--seed", "5"],
                    check=True, capture_output=True, timeout=300)
     (folder / "brief.md").write_text(BRIEF)
     root = folder / "commands"
