@@ -10,7 +10,9 @@ machine builds it once per run. ``MLGEN_TEST_VENV`` points the tests at another 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -187,3 +189,37 @@ def running_server(venv: Venv, service: Path, package: str, env: dict | None = N
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def new_verified(brief: Path, out: Path, venv: Venv) -> dict[str, Any]:
+    """``mlgen new --brief BRIEF --out OUT --verify --no-llm --json`` with the shared venv, offline;
+    fail the test with its output unless it succeeds; its JSON summary."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlgen", "new", "--brief", str(brief), "--out", str(out),
+         "--verify", "--venv", str(venv.path), "--no-llm", "--json"],
+        capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    summary, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    return summary
+
+
+def readme_answers(service: Path, url: str) -> list[Any]:
+    """Run every curl command of the service README's "The API" section, as written (joined
+    continuation lines, ``localhost:8000`` pointed at ``url``), in the service folder; their
+    JSON answers."""
+    readme = (service / "README.md").read_text()
+    block = readme[readme.index("## The API"):].replace("\\\n  ", "")
+    answers = []
+    for command in re.findall(r"^(curl .*)$", block, re.M):
+        done = subprocess.run(["bash", "-c", command.replace("localhost:8000", url)],
+                              cwd=service, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        answers.append(json.loads(done.stdout))
+    return answers
+
+
+def labels_of(answer: dict[str, Any]) -> list[str]:
+    """The labels of a /predict or /predict/batch answer."""
+    return [answer["label"]] if "label" in answer else [p["label"] for p in answer["predictions"]]

@@ -14,7 +14,6 @@ served API, as a user would paste them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import REPO, Venv, running_server
+from support import REPO, Venv, labels_of, new_verified, readme_answers, running_server
 
 pytestmark = [
     pytest.mark.e2e,
@@ -49,14 +48,7 @@ def service(service_venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> tup
                    check=True, capture_output=True, timeout=300)
     (folder / "brief.md").write_text(BRIEF)
     root = folder / "commands"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlgen", "new", "--brief", str(folder / "brief.md"), "--out",
-         str(root), "--verify", "--venv", str(service_venv.path), "--no-llm", "--json"],
-        capture_output=True, text=True, timeout=1800,
-        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
-    summary, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    summary = new_verified(folder / "brief.md", root, service_venv)
     return root, summary
 
 
@@ -80,16 +72,9 @@ def test_verify_uploaded_a_clip_and_saw_bad_files_refused(service) -> None:
 
 def test_the_readme_curls_work_as_written(service, service_venv: Venv) -> None:
     root, _ = service
-    readme = (root / "README.md").read_text()
-    block = readme[readme.index("## The API"):]
-    commands = re.findall(r"^(curl .*?)$", block.replace("\\\n  ", ""), re.M)
-    assert len(commands) == 3, commands
     package = yaml.safe_load((root / "configs" / "config.yaml").read_text())["project"]["package"]
     with running_server(service_venv, root, package) as url:
-        for command in commands:
-            done = subprocess.run(["bash", "-c", command.replace("localhost:8000", url)],
-                                  cwd=root, capture_output=True, text=True, timeout=60)
-            answer = json.loads(done.stdout)
-            labels = [answer["label"]] if "label" in answer else [
-                p["label"] for p in answer["predictions"]]
-            assert labels and set(labels) <= {"yes", "no", "up"}, (command, answer)
+        answers = readme_answers(root, url)
+    assert len(answers) == 3, answers
+    for answer in answers:
+        assert set(labels_of(answer)) <= {"yes", "no", "up"} and labels_of(answer), answer

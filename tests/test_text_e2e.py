@@ -11,15 +11,12 @@ the README's own curl commands are run against the served API, as a user would p
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from support import Venv, running_server
+from support import Venv, labels_of, new_verified, readme_answers, running_server
 
 pytestmark = pytest.mark.e2e
 ROWS = 600
@@ -41,14 +38,7 @@ def service(service_venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> tup
     reviews[["product", "review", "score"]].to_csv(folder / "reviews.csv", index=False)
     (folder / "brief.md").write_text(BRIEF)
     root = folder / "grades"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlgen", "new", "--brief", str(folder / "brief.md"), "--out",
-         str(root), "--verify", "--venv", str(service_venv.path), "--no-llm", "--json"],
-        capture_output=True, text=True, timeout=1800,
-        env={**os.environ, "MLFLOW_TRACKING_URI": "", "PIP_NO_INDEX": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
-    summary, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    summary = new_verified(folder / "brief.md", root, service_venv)
     return root, summary
 
 
@@ -71,16 +61,9 @@ def test_verify_sent_a_review_and_saw_bad_records_refused(service) -> None:
 
 def test_the_readme_curls_work_as_written(service, service_venv: Venv) -> None:
     root, _ = service
-    readme = (root / "README.md").read_text()
-    block = readme[readme.index("## The API"):]
-    commands = re.findall(r"^(curl .*?)$", block.replace("\\\n  ", ""), re.M)
-    assert len(commands) == 2, commands
     package = yaml.safe_load((root / "configs" / "config.yaml").read_text())["project"]["package"]
     with running_server(service_venv, root, package) as url:
-        for command in commands:
-            done = subprocess.run(["bash", "-c", command.replace("localhost:8000", url)],
-                                  cwd=root, capture_output=True, text=True, timeout=60)
-            answer = json.loads(done.stdout)
-            labels = [answer["label"]] if "label" in answer else [
-                p["label"] for p in answer["predictions"]]
-            assert labels and set(labels) <= {"great", "other"}, (command, answer)
+        answers = readme_answers(root, url)
+    assert len(answers) == 2, answers
+    for answer in answers:
+        assert set(labels_of(answer)) <= {"great", "other"} and labels_of(answer), answer
