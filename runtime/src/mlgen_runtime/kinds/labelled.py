@@ -149,10 +149,7 @@ def register(
         version = client.create_model_version(
             name, mlflow.get_artifact_uri(BUNDLE_ARTIFACT), run.info.run_id
         ).version
-        # Both kinds' metrics (accuracy, macro F1) are better higher; `mlgen verify` and the
-        # other kinds' bundles state the direction in the metadata.
-        metadata = {**metadata, "run_id": run.info.run_id, "model_version": str(version),
-                    "higher_is_better": True}
+        metadata = {**metadata, "run_id": run.info.run_id, "model_version": str(version)}
         with tempfile.TemporaryDirectory() as tmp:
             folder = write_bundle(Path(tmp) / BUNDLE_ARTIFACT, metadata)
             mlflow.log_artifacts(str(folder), artifact_path=BUNDLE_ARTIFACT)
