@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 from mlgen.verify import build_requirements
-from support import FORECASTING_EXTRA, TEST_TOOLS, Venv, deps_key, install_runtime, render
+from support import (
+    AUDIO_EXTRA,
+    FORECASTING_EXTRA,
+    TEST_TOOLS,
+    Venv,
+    deps_key,
+    install_runtime,
+    render,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +46,10 @@ def service_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     # network (verify uses --no-build-isolation there).
     venv.run(str(venv.python), "-m", "pip", "install", "-q", f"{seed}[dev]", *TEST_TOOLS,
              *build_requirements(seed), cwd=seed, timeout=1800)
-    # The forecasting kind's extra (statsmodels), which the recommendation seed lacks.
-    venv.run(str(venv.python), "-m", "pip", "install", "-q", *FORECASTING_EXTRA, cwd=seed,
-             timeout=1800)
+    # The forecasting and audio kinds' extras (statsmodels; soundfile, torch, onnx), which
+    # the recommendation seed lacks.
+    venv.run(str(venv.python), "-m", "pip", "install", "-q", *FORECASTING_EXTRA, *AUDIO_EXTRA,
+             cwd=seed, timeout=1800)
     # The seed service itself is not kept installed: only its dependencies are shared.
     venv.run(str(venv.python), "-m", "pip", "uninstall", "-q", "-y", "venv-seed", cwd=seed)
     marker.write_text(deps_key())

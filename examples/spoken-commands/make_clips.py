@@ -7,7 +7,8 @@ voices out measures what a service meets in production, speakers it never heard.
 
     python examples/spoken-commands/make_clips.py --out data/clips --voices 24 --takes 3
 
-writes ``<out>/<word>/<voice>_<take>.wav`` and ``<out>/manifest.csv`` (path,label,group).
+writes ``<out>/<word>/<voice>_<take>.wav`` (``--format flac``: ``.flac``, half the bytes) and
+``<out>/manifest.csv`` (path,label,group).
 Same arguments and seed: the same clips (espeak-ng and sox are deterministic; every random
 choice comes from the seed). Needs the Debian packages espeak-ng and sox.
 """
@@ -46,12 +47,13 @@ def voices(count: int, seed: int) -> list[str]:
     return random.Random(seed).sample(every, count)
 
 
-def synthesise(word: str, voice: str, take: int, out: Path, seed: int) -> Path:
+def synthesise(word: str, voice: str, take: int, out: Path, seed: int,
+               suffix: str = "wav") -> Path:
     """One clip: espeak-ng at a drawn speed and pitch, then sox reverb, noise and 16 kHz."""
     draw = random.Random(f"{seed}/{word}/{voice}/{take}")
     speed, pitch = draw.randint(110, 210), draw.randint(20, 80)
     reverb, noise = draw.randint(0, 60), draw.uniform(0.002, 0.03)
-    target = out / word / f"{voice.replace('+', '-')}_{take}.wav"
+    target = out / word / f"{voice.replace('+', '-')}_{take}.{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         speech = Path(tmp) / "speech.wav"
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices", type=int, default=24, help="distinct voices (groups)")
     parser.add_argument("--takes", type=int, default=2, help="clips per word and voice")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=("wav", "flac"), default="wav",
+                        help="file format of the clips (16-bit either way)")
     args = parser.parse_args(argv)
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         for take in range(args.takes)
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        paths = list(pool.map(lambda job: synthesise(*job, args.out, args.seed), jobs))
+        paths = list(pool.map(lambda job: synthesise(*job, args.out, args.seed, args.format),
+                              jobs))
     with (args.out / "manifest.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "group"])

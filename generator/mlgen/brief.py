@@ -45,6 +45,9 @@ ALIASES = {
     "candidates": "recommenders",
 }
 PROJECT_KEYS = frozenset({"project_name", "package_name", "description", "author"})
+# The audio and text kinds, by their names and their tasks' (``task: audio_classification``).
+LABELLED_KINDS = {"audio": "audio", "audio_classification": "audio", "text": "text",
+                  "text_classification": "text"}
 TASK_WORDS = {
     "binary": "binary_classification",
     "multiclass": "multiclass_classification",
@@ -248,6 +251,8 @@ def _normalise(raw: dict[Any, Any], where: object) -> dict[str, Any]:
             name, value = "kind", "recommendation"
         elif name == "task" and str(value).strip().lower() in ("forecasting", "forecast"):
             name, value = "kind", "forecasting"
+        elif name in ("task", "kind") and str(value).strip().lower() in LABELLED_KINDS:
+            name, value = "kind", LABELLED_KINDS[str(value).strip().lower()]
         elif name == "task":
             value = _task(value, where)
         elif name == "exclude_columns" and isinstance(value, str):
@@ -266,8 +271,8 @@ def _task(value: Any, where: object) -> str:
         if text.startswith(word):
             return task
     raise BriefError(
-        f'Unknown task "{value}" in {where}: use binary, multiclass, classification, regression '
-        "or recommendation."
+        f'Unknown task "{value}" in {where}: use binary, multiclass, classification, regression, '
+        "recommendation, forecasting, audio_classification or text_classification."
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import typing
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 from mlgen import transforms
 from mlgen.errors import PlanError, quoted
 
-Kind = Literal["tabular", "recommendation", "forecasting"]
+Kind = Literal["tabular", "recommendation", "forecasting", "audio", "text"]
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 FeatureType = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 Encoding = Literal["auto", "scale", "passthrough", "onehot", "ordinal", "target"]
@@ -36,6 +37,9 @@ RECOMMENDERS: tuple[str, ...] = typing.get_args(Recommender)
 # The runtime's forecasting families (mlgen_runtime.config.FORECASTERS), in its order.
 Forecaster = Literal["seasonal_naive", "ets", "lightgbm"]
 FORECASTERS: tuple[str, ...] = typing.get_args(Forecaster)
+# The runtime's audio families (mlgen_runtime.config.AUDIO_FAMILIES), in its order.
+AudioModel = Literal["cnn", "mfcc_logistic"]
+AUDIO_MODELS: tuple[str, ...] = typing.get_args(AudioModel)
 
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary_classification": (
@@ -58,10 +62,15 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "recommendation": ("ndcg", "recall", "map", "precision"),
     # Forecasting: point-forecast errors on the test windows (lower is better).
     "forecasting": ("mase", "smape", "rmse"),
+    # Audio and text classification: on the test split, against their baselines.
+    "audio": ("accuracy", "f1_macro"),
+    "text": ("accuracy", "f1_macro"),
 }
 # Every metric of every task, in order: the one list the plan's field accepts.
 Metric = Literal[tuple(dict.fromkeys(m for ms in METRICS_BY_TASK.values() for m in ms))]
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+# Audio data: a folder of clips per class (no suffix) or a manifest CSV.
+AUDIO_SAMPLE = "data/sample/manifest.csv"
 
 
 class Feature(BaseModel):
@@ -108,8 +117,11 @@ class Plan(BaseModel):
         default="tabular",
         description="tabular: predict one column of a table (task, target, features, ...); "
         "recommendation: rank items for users from interactions (user_column, item_column, "
-        "...); forecasting: the next values of time series (target, time_column, horizon, ...). "
-        "Each kind answers only its own questions; the other kind's fields are ignored",
+        "...); forecasting: the next values of time series (target, time_column, horizon, ...); "
+        "audio: classify sound clips (data_path a folder of <label>/*.wav or a manifest CSV "
+        "path,label[,group]; sample_rate, clip_seconds, ...); text: classify a text column "
+        "(target the label, text_column, ...). Each kind answers only its own questions; the "
+        "other kinds' fields are ignored",
     )
     task: Task = Field(
         default="binary_classification", description="What kind of prediction (tabular)"
@@ -119,7 +131,10 @@ class Plan(BaseModel):
         min_length=1,
         description="Training data (CSV or Parquet), absolute or relative to the service folder",
     )
-    target: str = Field(default="target", min_length=1, description="Column to predict")
+    target: str = Field(
+        default="target", min_length=1,
+        description="Column to predict (text: the label column; its default is then label)",
+    )
     id_column: str = Field(default="", description="Row-id column, never a feature ('' for none)")
     time_column: str = Field(
         default="", description="Timestamp column; set it for a time-ordered split ('' for none)"
@@ -224,6 +239,43 @@ class Plan(BaseModel):
     interval_level: float = Field(
         default=0.9, ge=0.5, le=0.99, description="Forecasting: nominal interval coverage"
     )
+    sample_rate: int = Field(
+        default=16000, ge=4000, le=96000,
+        description="Audio: samples per second every clip is resampled to (16000 for speech)",
+    )
+    clip_seconds: float = Field(
+        default=1.0, gt=0, le=30,
+        description="Audio: seconds the model hears per clip (cropped around the centre or "
+        "padded)",
+    )
+    max_clip_seconds: float = Field(
+        default=10.0, le=600,
+        description="Audio: longest clip accepted (skipped at training, 413 at the API); at "
+        "least clip_seconds",
+    )
+    group_pattern: str = Field(
+        default="",
+        description="Audio, folder layout: a regular expression with a named group (?P<group>"
+        "...) capturing the speaker in a file name, so a speaker stays in one split; '' for none",
+    )
+    audio_models: list[AudioModel] = Field(
+        default_factory=lambda: list(AUDIO_MODELS),
+        description="Audio: candidate families (cnn: small CNN on log-mel; mfcc_logistic: the "
+        "baseline family); the best on validation wins",
+    )
+    epochs: int = Field(
+        default=40, ge=1, le=1000,
+        description="Audio: most CNN epochs (early stopping on validation usually ends sooner)",
+    )
+    text_column: str = Field(
+        default="text", min_length=1, description="Text: the column holding the text to classify"
+    )
+    text_numeric_columns: list[str] = Field(
+        default_factory=list, description="Text: numeric columns used beside the text"
+    )
+    text_categorical_columns: list[str] = Field(
+        default_factory=list, description="Text: categorical columns used beside the text"
+    )
     split_strategy: SplitStrategy | None = Field(
         default=None,
         description="time needs time_column, group needs group_column, stratified needs a "
@@ -308,6 +360,10 @@ class Plan(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
         # Fill the defaults Copier computes from other answers, the same way copier.yml does.
+        if self.kind == "audio" and "data_path" not in self.model_fields_set:
+            self.data_path = AUDIO_SAMPLE
+        if self.kind == "text" and "target" not in self.model_fields_set:
+            self.target = "label"
         if self.split_strategy is None:
             self.split_strategy = _default_split(self)
         if self.primary_metric is None:
@@ -335,14 +391,22 @@ class Plan(BaseModel):
 
     def asks(self, name: str) -> bool:
         """Whether copier.yml asks question ``name`` for this plan (its ``when``)."""
-        if name in TABULAR_OR_FORECASTING:
-            return self.kind in ("tabular", "forecasting")
+        if name in NOT_LABELLED:
+            return self.kind not in ("audio", "text")
+        if name in WITH_TARGET:
+            return self.kind in ("tabular", "forecasting", "text")
+        if name == "class_weight":
+            return self.kind == "text" or (self.kind == "tabular" and self.task != "regression")
         if name in TABULAR_ONLY:
-            return self.kind == "tabular" and (name != "class_weight" or self.task != "regression")
+            return self.kind == "tabular"
         if name in RECOMMENDATION_ONLY:
             return self.kind == "recommendation"
         if name in FORECASTING_ONLY:
             return self.kind == "forecasting"
+        if name in AUDIO_ONLY:
+            return self.kind == "audio"
+        if name in TEXT_ONLY:
+            return self.kind == "text"
         return True
 
     @classmethod
@@ -371,6 +435,12 @@ class Plan(BaseModel):
         elif self.kind == "forecasting":
             named = [self.target, self.time_column, self.series_column]
             named += [c.name for c in self.covariates]
+        elif self.kind == "audio":
+            # A folder of clips has no columns; a manifest's are read by the runtime.
+            return
+        elif self.kind == "text":
+            named = [self.target, self.text_column, *self.text_numeric_columns,
+                     *self.text_categorical_columns]
         else:
             named = [self.target, self.id_column, self.time_column, self.group_column]
             named += [f.name for f in self.features] + self.exclude_columns
@@ -468,8 +538,14 @@ FORECASTING_ONLY = frozenset({
     "duplicates", "forecasters", "forecast_strategy", "backtest_windows", "test_windows",
     "interval_level",
 })
-# The column to predict: the tabular kind's target, and the forecasting kind's.
-TABULAR_OR_FORECASTING = frozenset({"target"})
+AUDIO_ONLY = frozenset({
+    "sample_rate", "clip_seconds", "max_clip_seconds", "group_pattern", "audio_models", "epochs",
+})
+TEXT_ONLY = frozenset({"text_column", "text_numeric_columns", "text_categorical_columns"})
+# Questions of the kinds with a table of rows over time (none of audio's and text's).
+NOT_LABELLED = frozenset({"time_column"})
+# The column to predict: the tabular kind's target, the forecasting kind's, the text kind's label.
+WITH_TARGET = frozenset({"target"})
 
 
 def _default_split(plan: Plan) -> str:
@@ -482,7 +558,12 @@ def _default_split(plan: Plan) -> str:
 
 def _problems(plan: Plan) -> list[str]:
     problems = []
-    if not plan.data_path.lower().endswith(DATA_SUFFIXES):
+    if plan.kind == "audio":
+        suffix = PurePath(plan.data_path).suffix.lower()
+        if suffix and suffix != ".csv":
+            problems.append("audio data is a folder of clips per class or a manifest .csv "
+                            f'(got "{plan.data_path}")')
+    elif not plan.data_path.lower().endswith(DATA_SUFFIXES):
         problems.append(f'data_path must end in .csv, .parquet or .pq (got "{plan.data_path}")')
     if plan.primary_metric not in METRICS_BY_TASK[plan.problem]:
         allowed = ", ".join(METRICS_BY_TASK[plan.problem])
@@ -496,6 +577,8 @@ def _problems(plan: Plan) -> list[str]:
         return problems + _recommendation_problems(plan)
     if plan.kind == "forecasting":
         return problems + _forecasting_problems(plan)
+    if plan.kind in ("audio", "text"):
+        return problems + _labelled_problems(plan)
     if plan.split_strategy == "time" and not plan.time_column:
         problems.append("a time split needs time_column")
     if plan.split_strategy == "group" and not plan.group_column:
@@ -587,6 +670,32 @@ def _forecasting_problems(plan: Plan) -> list[str]:
         )
     if not plan.forecasters:
         problems.append("forecasters must be a non-empty YAML list of model families")
+    return problems
+
+
+def _labelled_problems(plan: Plan) -> list[str]:
+    """copier.yml's validators of the audio and text questions, in the same words."""
+    problems = [f"{name} must be below 0.5 for a {plan.kind} service"
+                for name in ("test_size", "validation_size") if getattr(plan, name) >= 0.5]
+    if plan.kind == "audio":
+        if plan.max_clip_seconds < plan.clip_seconds:
+            problems.append(f"max_clip_seconds must be between clip_seconds ({plan.clip_seconds}) "
+                            "and 600")
+        if plan.group_pattern and "(?P<group>" not in plan.group_pattern:
+            problems.append("group_pattern needs a named group (?P<group>...) that captures the "
+                            "speaker")
+        if not plan.audio_models:
+            problems.append("audio_models must be a non-empty YAML list of model families")
+        return problems
+    if plan.text_column == plan.target:
+        problems.append(f'The text column cannot also be the label column ("{plan.target}")')
+    roles = [plan.target, plan.text_column]
+    clashes = [c for c in plan.text_numeric_columns if c in roles]
+    clashes += [c for c in plan.text_categorical_columns
+                if c in roles + plan.text_numeric_columns]
+    if clashes:
+        problems.append(f"{', '.join(clashes)}: the label, the text or a numeric column cannot "
+                        "also be another role")
     return problems
 
 

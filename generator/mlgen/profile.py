@@ -1,5 +1,8 @@
 """A *profile* describes a data file: what each column is and what the target looks like.
 
+A folder of audio clips (one subfolder per label) is profiled as the manifest it stands for:
+one row per clip, ``path`` (relative to the folder) and ``label``.
+
 It is computed on a bounded sample (the first ``max_rows`` rows) so a file of millions of rows
 profiles in seconds. Column kinds: numeric, categorical (low or high cardinality), boolean,
 datetime, text; flags: id-like, constant, mostly missing; leakage suspects are computed per target.
@@ -42,6 +45,11 @@ TRUE_FALSE = {
     "t": True,
     "f": False,
 }
+
+# The files the audio kind reads (the runtime's kinds/audio/clips.py AUDIO_SUFFIXES).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+# A column holds clips when this share of its values are audio file names.
+AUDIO_SHARE = 0.9
 
 Kind = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 TargetKind = Literal["binary", "multiclass", "regression"]
@@ -110,6 +118,16 @@ class Profile:
 
     def column(self, name: str) -> ColumnProfile:
         return next(c for c in self.columns if c.name == name)
+
+    @cached_property
+    def clip_column(self) -> str | None:
+        """The column naming audio files (a clip folder's or a manifest's ``path``), if any."""
+        for col in self.columns:
+            if col.kind in ("categorical", "text"):
+                names = self.frame[col.name].dropna().astype(str).str.lower()
+                if len(names) and names.str.endswith(AUDIO_SUFFIXES).mean() >= AUDIO_SHARE:
+                    return col.name
+        return None
 
     @property
     def sampled(self) -> bool:
@@ -220,9 +238,31 @@ def read_frame(path: Path, max_rows: int | None = MAX_ROWS) -> tuple[pd.DataFram
 
 
 def profile_file(path: Path, max_rows: int = MAX_ROWS) -> Profile:
-    """Profile a CSV or Parquet file from its first ``max_rows`` rows."""
+    """Profile a CSV or Parquet file from its first ``max_rows`` rows, or a folder of clips."""
+    if Path(path).is_dir():
+        return profile_clips(Path(path))
     raw, total, notes = read_frame(path, max_rows)
     return profile_frame(raw, source=Path(path), total_rows=total, notes=notes)
+
+
+def profile_clips(folder: Path) -> Profile:
+    """A folder of ``<label>/<clip>`` audio files as the manifest it stands for (path, label)."""
+    rows = [
+        (file.relative_to(folder).as_posix(), label.name)
+        for label in sorted(p for p in folder.iterdir() if p.is_dir())
+        for file in sorted(label.iterdir())
+        if file.suffix.lower() in AUDIO_SUFFIXES
+    ]
+    if not rows:
+        raise DataError(
+            f"{folder} is a folder without audio clips in label subfolders: put them in "
+            f"<label>/ folders ({', '.join(AUDIO_SUFFIXES)}), or point the brief at a manifest "
+            "CSV with columns path,label[,group]."
+        )
+    frame = pd.DataFrame(rows, columns=["path", "label"])
+    labels = frame["label"].nunique()
+    return profile_frame(frame, source=folder, notes=[f"{len(frame)} clips in {labels} label "
+                                                      "folders"])
 
 
 def profile_frame(

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from mlgen.planning import PlanOutcome
 
 SAMPLE_ROWS = 1000
+# An audio sample: this many clips per label at most, copied with a manifest.
+SAMPLE_CLIPS_PER_LABEL = 24
 # A recommendation sample keeps whole users: more rows, so it holds enough of them.
 RECOMMENDATION_SAMPLE_ROWS = 5000
 MIN_ROWS_PER_CLASS = 20
@@ -72,7 +74,10 @@ def render_service(
         (docs / "PLAN.md").write_text(plan_document(plan, profile, answers), encoding="utf-8")
         (docs / "BRIEF.md").write_text(brief.text, encoding="utf-8")
         on_step("sample")
-        write_sample(profile, plan, staging / "data" / "sample.csv")
+        if plan.kind == "audio":
+            write_clip_sample(profile, plan, staging / "data" / "sample")
+        else:
+            write_sample(profile, plan, staging / "data" / "sample.csv")
         if outcome is not None:
             on_step("manifest")
             outcome.write(staging)
@@ -157,6 +162,56 @@ def write_sample(profile: Profile, plan: Plan, path: Path, rows: int | None = No
     return path
 
 
+def write_clip_sample(profile: Profile, plan: Plan, folder: Path,
+                      per_label: int = SAMPLE_CLIPS_PER_LABEL) -> Path:
+    """A seeded sample of the clips, at most ``per_label`` of each label, copied into
+    ``folder/<label>/`` with ``folder/manifest.csv`` (path,label[,group]); returns the manifest.
+
+    Clips keep their speaker: the manifest's group column, else the plan's group_pattern
+    applied to file names, so the service's own tests split as training on the data does.
+    """
+    chosen = _clip_sample(profile, plan, per_label)
+    for row in chosen.itertuples():
+        target = folder / row.sample_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(row.source, target)
+        except OSError as exc:
+            raise RenderError(f"Cannot copy the clip {row.source} into the sample: {exc}. "
+                              "Check the data's paths.") from exc
+    columns = ["sample_path", "label", *(["group"] if "group" in chosen else [])]
+    manifest = chosen[columns].rename(columns={"sample_path": "path"})
+    manifest.to_csv(folder / "manifest.csv", index=False)
+    return folder / "manifest.csv"
+
+
+def _clip_sample(profile: Profile, plan: Plan, per_label: int) -> pd.DataFrame:
+    """The sampled clips: their ``source`` file, ``label``, ``group`` (when known) and
+    ``sample_path`` (``<label>/<row>_<name>`` inside the sample folder), labels in order."""
+    frame = profile.raw.copy()
+    root = profile.source if profile.source.is_dir() else profile.source.parent
+    frame["source"] = [root / str(name) for name in frame["path"]]
+    if "group" not in frame and plan.group_pattern:
+        pattern = re.compile(plan.group_pattern)
+        frame["group"] = [
+            match.group("group") if (match := pattern.search(path.name)) else path.stem
+            for path in frame["source"]
+        ]
+    frame["sample_path"] = [
+        f"{_safe_name(str(label))}/{index}_{_safe_name(source.name)}"
+        for index, label, source in zip(frame.index, frame["label"], frame["source"], strict=True)
+    ]
+    return pd.concat(
+        rows.sample(n=min(per_label, len(rows)), random_state=plan.seed).sort_index()
+        for _, rows in frame.groupby(frame["label"].astype(str), sort=True)
+    )
+
+
+def _safe_name(name: str) -> str:
+    """A file or folder name from a label or a clip's name: no separators, no leading dot."""
+    return re.sub(r"[^\w.-]+", "_", name).lstrip(".") or "_"
+
+
 def _whole_users(profile: Profile, plan: Plan, rows: int) -> pd.DataFrame:
     """Every interaction of seeded users, in random order while they fit in ``rows`` (users
     with more than a twentieth of it are left out, so the sample has many users). With a time
@@ -234,6 +289,13 @@ def example_record(profile: Profile, plan: Plan) -> dict[str, Any]:
     if plan.kind == "forecasting":
         # The README's forecast example is built from the answers (series, horizon, covariates).
         return {}
+    if plan.kind == "audio":
+        # The first clip of the sample rendered beside the README (write_clip_sample).
+        first = _clip_sample(profile, plan, SAMPLE_CLIPS_PER_LABEL)["sample_path"].iloc[0]
+        return {"file": f"data/sample/{first}"}
+    if plan.kind == "text":
+        texts = profile.raw[plan.text_column].dropna().astype(str)
+        return {plan.text_column: texts.iloc[0][:300]} if len(texts) else {}
     names = [feature.name for feature in plan.features]
     if not names:
         return {}

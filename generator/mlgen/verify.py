@@ -4,7 +4,10 @@ Steps, each a subprocess whose output is kept: make (or reuse) a virtualenv, ins
 into it in editable mode, run the service's tests, train on the user's data, then read the
 champion's metadata and compare its test metric with the baseline's. A recommendation service is
 then served and asked over HTTP: top-k for a user of the data, the same for a user it never saw
-(cold start, popularity), and items related to that user's items.
+(cold start, popularity), and items related to that user's items; a forecasting service for a
+forecast; an audio service gets a clip of its sample as a multipart upload, then files it must
+refuse (not audio, empty, too long); a text service a text of its data, then records it must
+refuse.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+import uuid
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,6 +84,12 @@ def verify_service(
     if answers.get("kind") == "forecasting":
         on_step("serve and ask for a forecast")
         result = replace(result, calls=check_forecasts(service, package, venv))
+    if answers.get("kind") == "audio":
+        on_step("serve and upload clips")
+        result = replace(result, calls=check_clips(service, package, venv, answers))
+    if answers.get("kind") == "text":
+        on_step("serve and send texts")
+        result = replace(result, calls=check_texts(service, package, venv, answers))
     return result
 
 
@@ -109,6 +120,92 @@ def install_service(
         run_step("install", [*pip, "--no-build-isolation", "-e", f"{service}[dev]"], service,
                  venv)
     return python
+
+
+def check_clips(
+    service: Path, package: str, venv: Path, answers: dict[str, Any]
+) -> tuple[str, ...]:
+    """Serve the trained service, upload a clip of its sample (multipart, as the README's curl
+    does) and expect a label of the model; then upload what it must refuse with a 4xx naming
+    the problem: bytes that are not audio, an empty file, a clip longer than the limit."""
+    import pandas as pd
+
+    manifest = service / "data" / "sample" / "manifest.csv"
+    clip = manifest.parent / str(pd.read_csv(manifest)["path"].iloc[0])
+    too_long = _tone_wav(float(answers.get("max_clip_seconds") or 10.0) + 1.0,
+                         int(answers.get("sample_rate") or 16000))
+    calls = []
+    with Served(service, package, venv) as url:
+        with urllib.request.urlopen(f"{url}/metadata", timeout=60) as response:
+            classes = json.loads(response.read())["classes"]
+        status, body = _upload(f"{url}/predict", clip.name, clip.read_bytes())
+        if status != 200 or body.get("label") not in classes:
+            raise VerifyError(f"POST /predict with {clip.name} answered {status}: {body}")
+        calls.append(f"POST /predict {clip.name}: {status}, {body['label']!r} "
+                     f"(p={body['probabilities'][body['label']]:.3f})")
+        for name, data, problem in (("notes.wav", b"these are not sounds", "not_audio"),
+                                    ("empty.wav", b"", "empty"),
+                                    ("long.wav", too_long, "too_long")):
+            status, body = _upload(f"{url}/predict", name, data)
+            if not (400 <= status < 500 and isinstance(body, dict)
+                    and body.get("error") == problem):
+                raise VerifyError(f"POST /predict with {name} should be refused as {problem}; "
+                                  f"it answered {status}: {body}")
+            calls.append(f"POST /predict {name}: {status} {problem}")
+    return tuple(calls)
+
+
+def check_texts(
+    service: Path, package: str, venv: Path, answers: dict[str, Any]
+) -> tuple[str, ...]:
+    """Serve the trained service, send it a text of its data and expect a label of the model;
+    then an empty text and a record without one, each refused with a 422 naming the field."""
+    column = str(answers["text_column"])
+    example = answers.get("example_record") or {}
+    text = example.get(column) or "A text to classify."
+    calls = []
+    with Served(service, package, venv) as url:
+        with urllib.request.urlopen(f"{url}/metadata", timeout=60) as response:
+            classes = json.loads(response.read())["classes"]
+        status, body = post_json(f"{url}/predict", {column: text})
+        if status != 200 or body.get("label") not in classes:
+            raise VerifyError(f"POST /predict with a text of the data answered {status}: {body}")
+        calls.append(f"POST /predict (a text of the data): {status}, {body['label']!r}")
+        for what, record in (("an empty text", {column: ""}), ("no text", {})):
+            status, body = post_json(f"{url}/predict", record)
+            fields = [p.get("field") for p in body.get("fields", [])] if isinstance(
+                body, dict) else []
+            if status != 422 or column not in fields:
+                raise VerifyError(f"POST /predict with {what} should be a 422 naming {column!r}; "
+                                  f"it answered {status}: {body}")
+            calls.append(f"POST /predict ({what}): {status} naming {column!r}")
+    return tuple(calls)
+
+
+def _tone_wav(seconds: float, rate: int) -> bytes:
+    """A 16-bit mono WAV of a quiet tone, ``seconds`` long."""
+    import io
+
+    import numpy as np
+
+    samples = (3000 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate))
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def _upload(url: str, name: str, data: bytes) -> tuple[int, Any]:
+    """POST ``data`` as the multipart field ``file`` (what ``curl -F file=@name`` sends)."""
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"'
+            f"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + data + (
+        f"\r\n--{boundary}--\r\n").encode()
+    return _send(urllib.request.Request(
+        url, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
 
 
 def check_forecasts(service: Path, package: str, venv: Path) -> tuple[str, ...]:
@@ -198,9 +295,12 @@ def _checked(route: str, what: str, status: int, body: Any, k: int) -> str:
 
 
 def post_json(url: str, body: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
+    return _send(urllib.request.Request(
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
+    ))
+
+
+def _send(request: urllib.request.Request) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())

@@ -11,6 +11,7 @@ signals (length, OOV rate, top terms), which move when the traffic's vocabulary 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +70,9 @@ def test_the_model_beats_the_majority_class_significantly(trained):
     assert result.baseline_comparison.test.startswith("exact McNemar")
     assert result.baseline_comparison.p_value < config.promotion.alpha
     assert (champion_dir(config) / "model" / "pipeline.skops").exists()
+    # What `mlgen verify` reads from the bundle: the metric and its direction.
+    bundled = json.loads((champion_dir(config) / "metadata.json").read_text())
+    assert bundled["primary_metric"] == "accuracy" and bundled["higher_is_better"] is True
 
 
 def test_same_seed_and_data_give_the_same_metrics(tmp_path: Path, reviews: Path, trained):

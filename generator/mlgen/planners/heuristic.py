@@ -16,8 +16,10 @@ from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
 from mlgen.leaks import named_leaks, stated_leaks
 from mlgen.plan import RECOMMENDATION_ONLY, Plan
+from mlgen.planners.audio import hears, plan_audio
 from mlgen.planners.forecasting import forecasts, plan_forecasting
 from mlgen.planners.recommendation import plan_recommendation
+from mlgen.planners.text import plan_text, reads
 from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
 
 RARE_POSITIVES = 0.10
@@ -53,6 +55,10 @@ class HeuristicPlanner:
             return plan_recommendation(brief, profile)
         if forecasts(brief, profile):
             return plan_forecasting(brief, profile)
+        if hears(brief, profile):
+            return plan_audio(brief, profile)
+        if reads(brief, profile):
+            return plan_text(brief, profile)
         target = brief.find_target(profile.column_names)
         draft = _Draft(brief, profile, target)
         draft.decide()

@@ -300,6 +300,8 @@ def _misfits(plan: Plan, brief: Brief, profile: Profile) -> list[str]:
         return [f"the brief states kind: {brief.kind}: keep it"]
     if plan.kind == "recommendation":
         return _recommendation_misfits(plan, brief, profile)
+    if plan.kind in ("audio", "text"):
+        return _labelled_misfits(plan, brief, profile)
     problems = []
     try:
         kind = profile.target(plan.target).kind
@@ -378,10 +380,34 @@ def _recommendation_misfits(plan: Plan, brief: Brief, profile: Profile) -> list[
         "numeric", "boolean"
     ):
         problems.append(f'weight_column "{plan.weight_column}" is not numeric in the data')
-    for name, value in brief.plan_overrides.items():
-        if isinstance(value, str | int | float | bool) and getattr(plan, name, value) != value:
-            problems.append(f"the brief states {name}: {value!r}: keep it")
-    return problems
+    return problems + _overrides_changed(plan, brief)
+
+
+def _labelled_misfits(plan: Plan, brief: Brief, profile: Profile) -> list[str]:
+    """An audio plan needs clips; a text plan a free-text column and a label of classes."""
+    problems = []
+    if plan.kind == "audio" and profile.clip_column is None:
+        problems.append("the data names no audio files (.wav, .flac): it is not the audio kind")
+    if plan.kind == "text":
+        column = profile.column(plan.text_column)
+        if column.kind not in ("text", "categorical"):
+            problems.append(f'text_column "{column.name}" is {column.kind} in the data, not text')
+        try:
+            if profile.target(plan.target).kind == "regression":
+                problems.append(f'the target "{plan.target}" is a continuous number: the text '
+                                "kind classifies")
+        except DataError as exc:
+            problems.append(str(exc))
+    return problems + _overrides_changed(plan, brief)
+
+
+def _overrides_changed(plan: Plan, brief: Brief) -> list[str]:
+    """Plain values the brief's front matter states that the plan changed."""
+    return [
+        f"the brief states {name}: {value!r}: keep it"
+        for name, value in brief.plan_overrides.items()
+        if isinstance(value, str | int | float | bool) and getattr(plan, name, value) != value
+    ]
 
 
 def _stated_target(brief: Brief, profile: Profile) -> str | None:

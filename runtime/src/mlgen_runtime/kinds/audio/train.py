@@ -171,6 +171,8 @@ def train(config: Config, data_path: str | Path | None = None,
         "front_end": front.to_dict(),
         "classes": classes,
         "primary_metric": audio.primary_metric,
+        # Accuracy and macro F1 are better higher; `mlgen verify` reads the direction here.
+        "higher_is_better": True,
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,
         "baseline": baseline_name,

@@ -148,6 +148,8 @@ def train(config: Config, data_path: str | Path | None = None,
         "categorical_columns": list(text.categorical_columns),
         "max_chars": text.max_chars,
         "primary_metric": primary,
+        # Accuracy and macro F1 are better higher; `mlgen verify` reads the direction here.
+        "higher_is_better": True,
         "metrics": metrics,
         "baseline_metrics": baseline_metrics,
         "baseline": "majority class",

@@ -1,0 +1,103 @@
+"""The heuristic planner's decisions for a text brief ("classify support tickets by team",
+"tell great reviews from the rest"): a free-text column and a label to predict.
+
+The text column is the profile's free-text column with the longest texts; the label is the
+column the brief names, else the only column holding a few classes. The text alone is the input
+(columns beside it are added by name: text_numeric_columns, text_categorical_columns). Whatever
+the brief's front matter states wins.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mlgen.brief import Brief
+from mlgen.errors import BriefError, PlanError
+from mlgen.plan import Plan
+from mlgen.profile import Profile
+
+# A text brief asks to sort texts: a verb of classifying and a noun of written text.
+SORT = re.compile(r"\b(?:classif\w*|categori[sz]\w*|label\w*|triag\w*|rout(?:e|es|ing)|sort\w*|"
+                  r"tag(?:s|ging)?|tell\b[^.]{0,40}\bfrom)\b", re.I)
+TEXTS = re.compile(r"\b(?:texts?|reviews?|tickets?|messages?|e-?mails?|comments?|tweets?|"
+                   r"posts?|documents?|complaints?|feedback|sentences?|descriptions?|"
+                   r"transcripts?|notes?|articles?|headlines?)\b", re.I)
+RARE = 0.10
+MIN_WORDS = 4
+
+
+def reads(brief: Brief, profile: Profile) -> bool:
+    """Whether the brief asks for the text kind: stated (``kind``), else no tabular task is
+    stated, the prose asks to classify texts, and the data has a free-text column."""
+    if brief.kind:
+        return brief.kind == "text"
+    if "task" in brief.front or not (SORT.search(brief.prose) and TEXTS.search(brief.prose)):
+        return False
+    return _text_column(brief, profile) is not None
+
+
+def plan_text(brief: Brief, profile: Profile) -> Plan:
+    text = _text_column(brief, profile)
+    if text is None:
+        raise PlanError(
+            f"No column of {profile.source.name} holds free text (several words per row): state "
+            "it in the brief's front matter (text_column: <column>)."
+        )
+    target = _label(brief, profile, text)
+    counts = profile.target(target).class_counts
+    if not counts:
+        raise PlanError(f'"{target}" is a continuous number: the text kind classifies. Name a '
+                        "column of classes as the target.")
+    values: dict[str, Any] = {"kind": "text", "data_path": str(profile.source),
+                              "target": target, "text_column": text}
+    why = {
+        "kind": "the brief asks to classify texts" + (" (stated)" if brief.kind else ""),
+        "data_path": "the brief's data file, read in place (absolute path)",
+        "target": "named in the brief" if "target" in brief.front else
+        "what the brief says to predict, else the only column of classes",
+        "text_column": "stated in the brief" if "text_column" in brief.front else
+        "the free-text column with the longest texts",
+        "text_numeric_columns": "the text alone: add columns beside it by name",
+        "text_categorical_columns": "the text alone: add columns beside it by name",
+    }
+    share = min(counts.values()) / sum(counts.values())
+    rare = share < RARE
+    values["class_weight"] = "balanced" if rare else "none"
+    values["primary_metric"] = "f1_macro" if rare else "accuracy"
+    why["class_weight"] = why["primary_metric"] = (
+        f"the rarest class is {share:.1%} of the rows" + (": reweighted, scored by macro F1"
+                                                           if rare else "")
+    )
+    overrides = {k: v for k, v in brief.plan_overrides.items() if k in Plan.model_fields}
+    values.update(overrides)
+    why.update({name: "stated in the brief" for name in overrides})
+    plan = Plan.build(values | {"rationale": why})
+    plan.check_columns(profile.column_names)
+    return plan
+
+
+def _text_column(brief: Brief, profile: Profile) -> str | None:
+    stated = brief.front.get("text_column")
+    if stated:
+        return str(stated)
+    texts = [c.name for c in profile.columns if c.kind == "text" and not c.mostly_missing]
+    if not texts:
+        return None
+    lengths = {name: profile.frame[name].dropna().astype(str).str.len().mean() for name in texts}
+    return max(texts, key=lengths.__getitem__)
+
+
+def _label(brief: Brief, profile: Profile, text: str) -> str:
+    try:
+        return brief.find_target([c for c in profile.column_names if c != text])
+    except BriefError:
+        candidates = [c.name for c in profile.columns
+                      if c.name != text and c.kind in ("categorical", "boolean")
+                      and not c.id_like and 2 <= c.n_unique <= 100]
+        if len(candidates) == 1:
+            return candidates[0]
+        raise BriefError(
+            "The brief does not say which column holds the label. Add this front-matter line:\n"
+            f"  target: <one of: {', '.join(candidates or profile.column_names[:20])}>"
+        ) from None
