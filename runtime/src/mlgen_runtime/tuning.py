@@ -327,9 +327,34 @@ def _open_study(config: Config, storage: str, worker: int) -> optuna.Study:
             ) from exc
         if study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise ConfigError(f"Study {study.study_name!r} in {storage} does not maximize.")
-    # Every searcher may enqueue it: the storage keeps one.
-    study.enqueue_trial(warm_start(config.model.family, config.task), skip_if_exists=True)
+    _enqueue_once(study, storage, warm_start(config.model.family, config.task))
     return study
+
+
+def _enqueue_once(study: optuna.Study, storage: str, params: dict[str, Any]) -> None:
+    """Enqueue ``params`` unless the study has them. Optuna's check-then-enqueue is not atomic:
+    8 processes joining one PostgreSQL study at once enqueued the warm start 3 times. There a
+    session advisory lock, keyed by the study's name, makes it one at a time."""
+    if not storage.startswith("postgresql"):
+        study.enqueue_trial(params, skip_if_exists=True)
+        return
+    import zlib
+
+    import sqlalchemy
+
+    key = zlib.crc32(f"mlgen-warm-start:{study.study_name}".encode())
+    engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                study.enqueue_trial(params, skip_if_exists=True)
+            finally:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key}
+                )
+    finally:
+        engine.dispose()
 
 
 def _create_shared_study(
