@@ -168,7 +168,7 @@ def bench_tuning(config, database: str, work: Path, budget: float) -> dict:
 
 
 def bench_trains(config_folder: Path, data: Path, database: str, work: Path, n: int) -> dict:
-    from cluster_support import tracked, train_at_once
+    from mlgen_runtime.clusters import tracked, train_at_once
 
     backend = create_database(database, "mlflow")
     storage = create_database(database, "shared_study")

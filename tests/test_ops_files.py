@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mlgen_runtime.engine import WORKER_ENVIRON
 from support import REPO, render
 
 PENGUIN_FEATURES = [
@@ -433,6 +434,8 @@ def test_compose_tracks_to_postgresql_and_runs_a_dask_cluster_on_demand(service:
         assert services[name]["image"] == services["api"]["image"]
         assert services[name]["profiles"] == ["batch"]
     assert "tcp://dask-scheduler:8786" in services["dask-worker"]["command"]
+    # The workers start as the tests' and benchmarks' workers do (engine.WORKER_ENVIRON).
+    assert WORKER_ENVIRON.items() <= services["dask-worker"]["environment"].items()
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -569,6 +572,9 @@ def test_dask_cluster_manifests_hold_together(service: Path) -> None:
         assert used <= claims
     workers = next(d for d in deployments if "worker" in d["metadata"]["name"])
     assert address in workers["spec"]["template"]["spec"]["containers"][0]["command"]
+    environment = {e["name"]: e["value"]
+                   for e in workers["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert WORKER_ENVIRON.items() <= environment.items()
     assert f"--scheduler={address}" in job["spec"]["template"]["spec"]["containers"][0]["command"]
     package = yaml.safe_load((service / "configs/config.yaml").read_text())["project"]["package"]
     assert job["spec"]["template"]["spec"]["containers"][0]["command"][:4] == [
@@ -614,6 +620,7 @@ MAKE_TARGETS = [
     "evaluate",
     "serve",
     "test",
+    "test-scale-out",
     "lint",
     "format",
     "drift",

@@ -56,6 +56,10 @@ class Case:
     learnable: bool = True
     routes: tuple[str, ...] = ("copier", "mlgen-new")
     answers: tuple[tuple[str, Any], ...] = ()  # more questionnaire answers (copier route)
+    # Also the service's scale-out test (`make test-scale-out`): PostgreSQL, an MLflow server,
+    # shared tuning, two pods sharing feedback. Once per route: test_service_e2e.py runs it for
+    # `mlgen new --verify`.
+    scale_out: bool = False
 
 
 def _shuffled_mroz() -> pd.DataFrame:
@@ -70,7 +74,7 @@ CASES = [
          routes=("mlgen-new",)),
     Case("mroz", realdata.mroz_booleans, "lfp", "binary_classification",
          "Predict whether a married woman participates in the labour force from her age, "
-         "children, education and family income.", routes=("copier",)),
+         "children, education and family income.", routes=("copier",), scale_out=True),
     Case("birthwt", realdata.birthwt, "low", "binary_classification",
          "Predict whether a baby will have a low birth weight from the mother's age, weight, "
          "smoking, history and doctor visits.", routes=("mlgen-new",)),
@@ -156,9 +160,15 @@ def rendered(request: pytest.FixtureRequest, service_venv: Venv,
 
 def test_the_services_own_suite_passes_training_succeeds_and_csv_rows_are_served(
         rendered: Rendered, service_venv: Venv) -> None:
-    # The service's own tests: `make test` runs this.
+    # The service's own tests: `make test` runs this (and `make test-scale-out` the second).
     service_venv.run(str(service_venv.python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                      cwd=rendered.root, timeout=1200)
+    if rendered.case.scale_out:
+        proc = service_venv.run(str(service_venv.python), "-m", "pytest", "-m", "scale_out",
+                                "-q", "-p", "no:cacheprovider", "-rs", cwd=rendered.root,
+                                timeout=1200)
+        # Skipped (no PostgreSQL) would prove nothing: .ci/run installs it.
+        assert "3 passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-3000:]
     # Training on the whole file, as `make train` does; it prints the verdict it exits with.
     proc = service_venv.run(str(service_venv.python), "-m", rendered.package, "train",
                             cwd=rendered.root, timeout=1200, check=rendered.case.learnable)

@@ -157,6 +157,22 @@ BINARY_SENSITIVE_TESTS = (
 )
 
 
+def test_the_verified_service_runs_on_shared_infrastructure(service_venv: Venv,
+                                                           trained: Service) -> None:
+    """Its `make test-scale-out`: PostgreSQL and an MLflow server on it, started by the test
+    on 127.0.0.1; two `train` processes tracking there and tuning one shared study; the
+    champion served from that registry by MLFLOW_TRACKING_URI alone; two pods sharing feedback
+    in PostgreSQL. Once for this route (test_real_data_matrix.py runs it for copier copy)."""
+    if trained.example != "diabetes":
+        pytest.skip("once per route: the diabetes service")
+    proc = service_venv.run(
+        str(service_venv.python), "-m", "pytest", "-m", "scale_out", "-q", "-rs",
+        "-p", "no:cacheprovider", cwd=trained.root, timeout=1200,
+    )
+    # Skipped (no PostgreSQL) would prove nothing: .ci/run installs it.
+    assert "3 passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-3000:]
+
+
 def test_the_runtime_suite_holds_on_this_services_data(service_venv: Venv,
                                                       trained: Service) -> None:
     """The engine's own tests, run against the rendered service instead of their penguins

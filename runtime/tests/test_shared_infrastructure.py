@@ -15,8 +15,13 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from cluster_support import tracked, train_at_once
-from mlgen_runtime.clusters import create_database, dask_cluster, mlflow_server
+from mlgen_runtime.clusters import (
+    create_database,
+    dask_cluster,
+    mlflow_server,
+    tracked,
+    train_at_once,
+)
 from mlgen_runtime.config import LOCAL_FILE, RolloutSettings, load_config
 from mlgen_runtime.errors import ConfigError
 from mlgen_runtime.monitoring.performance import FEEDBACK_DB_ENV

@@ -3,8 +3,10 @@
 A Dask cluster (a scheduler and worker processes), a PostgreSQL server and an MLflow tracking
 server backed by it: the service's integration tests, the runtime's tests and
 ``benchmarks/scale.py`` start them with these context managers, which stop what they started
-(and only that) on exit. PostgreSQL comes from the Debian package (``apt-get install
-postgresql``); as root the server runs as the ``postgres`` user, as PostgreSQL requires.
+(and only that) on exit. Also the service's own processes as a cluster runs them: several
+``train`` started at once, several ``serve`` on one host, and what a tracking server kept.
+PostgreSQL comes from the Debian package (``apt-get install postgresql``); as root the server
+runs as the ``postgres`` user, as PostgreSQL requires.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+
+from .engine import WORKER_ENVIRON
 
 HOST = "127.0.0.1"
 
@@ -82,7 +87,7 @@ def dask_cluster(
     folder = Path(folder or tempfile.mkdtemp(prefix="dask-"))
     port = free_port()
     address = f"tcp://{HOST}:{port}"
-    environment = {**os.environ, **(env or {})}
+    environment = {**os.environ, **WORKER_ENVIRON, **(env or {})}
     processes: list[subprocess.Popen[bytes]] = []
     try:
         log = folder / "scheduler.log"
@@ -261,16 +266,111 @@ def mlflow_server(backend_uri: str, artifacts: Path) -> Iterator[str]:
     )
     url = f"http://{HOST}:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {process.returncode}: {_tail(log)}")
-            with suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not healthy in 120 s: {_tail(log)}")
-            time.sleep(0.3)
+        _wait_healthy(url, process, "mlflow server", log)
         yield url
     finally:
         _stop(process)
+
+
+def _wait_healthy(
+    url: str, process: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 180
+) -> None:
+    """Until ``url``/health answers 200; the process's log in the error if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: {_tail(log)}")
+        with suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as answer:
+            if answer.status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not healthy in {timeout:.0f} s: {_tail(log)}")
+        time.sleep(0.3)
+
+
+# ``python -m <package>`` of any service, without knowing its package: the runtime's CLI.
+CLI = "import sys; from mlgen_runtime.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def service_command(root: Path, *args: str) -> list[str]:
+    """The command line running ``python -m <package> --root root ARGS`` in this Python."""
+    return [sys.executable, "-c", CLI, "--root", str(root), *args]
+
+
+def train_at_once(root: Path, n: int, env: Mapping[str, str]) -> list[tuple[int, str]]:
+    """Run ``train`` of the service at ``root`` in ``n`` processes started together (tuning
+    worker i each, so their searches of a shared study are seeded apart); each one's exit code
+    and output."""
+    processes = [
+        subprocess.Popen(
+            service_command(root, "train"),
+            env={**env, "MLSERVICE_TUNING_WORKER": str(i)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(n)
+    ]
+    outputs = [p.communicate(timeout=1800)[0].decode(errors="replace") for p in processes]
+    return [(p.returncode, out) for p, out in zip(processes, outputs, strict=True)]
+
+
+@contextmanager
+def serving_processes(
+    root: Path, count: int, env: Mapping[str, str], folder: Path | None = None
+) -> Iterator[list[str]]:
+    """``count`` processes serving the service at ``root`` (``serve`` on free ports of
+    127.0.0.1), as pods of one deployment; yields their base URLs once every one is healthy."""
+    folder = Path(folder or tempfile.mkdtemp(prefix="serve-"))
+    started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            log = folder / f"serve-{port}.log"
+            process = subprocess.Popen(
+                service_command(root, "serve", "--port", str(port)),
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
+            started.append((process, f"http://{HOST}:{port}", log))
+        for process, url, log in started:
+            _wait_healthy(url, process, f"serve on {url}", log)
+        yield [url for _, url, _ in started]
+    finally:
+        for process, _, _ in started:
+            _stop(process)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """The top-level runs of an experiment on a tracking server and the versions of a model."""
+
+    statuses: list[str]
+    # The primary metric on the test split of each finished run.
+    test_metrics: list[float]
+    versions: list[str]
+
+
+def tracked(url: str, experiment: str, model: str, metric: str) -> Tracked:
+    """What the tracking server at ``url`` kept of an experiment's runs and a model's versions."""
+    import mlflow
+
+    client = mlflow.MlflowClient(url)
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs([found.experiment_id], filter_string="tags.mlflow.parentRunId IS NULL")
+        if found is not None
+        else []
+    )
+    return Tracked(
+        statuses=[run.info.status for run in runs],
+        test_metrics=[
+            run.data.metrics.get(f"test_{metric}", float("nan"))
+            for run in runs
+            if run.info.status == "FINISHED"
+        ],
+        versions=sorted(
+            (v.version for v in client.search_model_versions(f"name='{model}'")), key=int
+        ),
+    )
