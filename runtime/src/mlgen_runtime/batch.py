@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
+from .data import check_columns, partitions
 from .engine import ENGINES, dask_client
 from .errors import ConfigError, DataValidationError, UsageError
 
 if TYPE_CHECKING:
     from .config import Config
-
 
 
 class BatchScorer(Protocol):
@@ -63,40 +63,6 @@ class BatchResult:
             f"Scored {self.rows:,} rows in {self.partitions} partitions with the {self.engine} "
             f"engine in {self.seconds:.1f} s ({rate:,.0f} rows/s) -> {self.out}"
         )
-
-
-def partitions(folder: Path) -> list[Path]:
-    """The Parquet files under ``folder`` (recursively), in a stable order."""
-    if folder.is_file() and folder.suffix == ".parquet":
-        return [folder]
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"No Parquet data at {folder}: pass a folder of .parquet files (or one file) to --data."
-        )
-    files = sorted(p for p in folder.rglob("*.parquet") if p.is_file())
-    if not files:
-        raise DataValidationError(
-            f"{folder} holds no .parquet files: write the rows to score as Parquet partitions "
-            "(e.g. pandas' to_parquet, one file per partition)."
-        )
-    return files
-
-
-def check_columns(files: Sequence[Path], columns: Sequence[str]) -> None:
-    """Every partition has every needed column (read from the files' schemas, not their rows)."""
-    import pyarrow.parquet as pq
-
-    for path in files:
-        try:
-            names = set(pq.read_schema(path).names)
-        except Exception as exc:  # pyarrow raises several types for a broken file
-            raise DataValidationError(f"{path} is not a readable Parquet file: {exc}") from exc
-        missing = [name for name in columns if name not in names]
-        if missing:
-            raise DataValidationError(
-                f"{path} lacks the column(s) {', '.join(missing)} the model needs: every "
-                f"partition must carry {', '.join(columns)}."
-            )
 
 
 def score_partition(scorer: BatchScorer, source: str, target: str) -> int:

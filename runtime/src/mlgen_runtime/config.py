@@ -80,6 +80,9 @@ class DataConfig(_Section):
     time_column: str | None = None
     group_column: str | None = None
     exclude_columns: list[str] = []
+    # A folder of Parquet partitions larger than this trains on a seeded random sample of this
+    # many rows, read one partition at a time (data.py); null: every row.
+    max_rows: int | None = Field(default=None, ge=1)
 
 
 class FeatureSpec(_Section):

@@ -2,6 +2,16 @@
 
 Every check raises :class:`DataValidationError` naming the column and the problem, so a user
 can fix the file or the config without reading a traceback.
+
+A table is a CSV or Parquet file, or a folder of Parquet partitions (as ``score --data``
+takes). A folder larger than memory trains on a sample: with ``data.max_rows`` set and more
+rows than that, :func:`load_training_data` keeps a seeded simple random sample of exactly
+``max_rows`` rows, reading one partition at a time (in this process, or on the Dask cluster
+with ``engine.name: dask``, where only the sampled rows travel back). How many rows each
+partition gives is drawn from the multivariate hypergeometric distribution of the partitions'
+row counts (read from the Parquet footers, not the rows), so every set of ``max_rows`` rows is
+equally likely whatever the partition sizes; the same seed and files give the same sample on
+either engine.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +28,9 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import Config
 from .errors import DataValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +46,15 @@ class Splits:
     test: pd.DataFrame
 
 
-def load_data(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame."""
+def load_data(
+    path: str | Path, max_rows: int | None = None, seed: int = 0, on_cluster: Config | None = None
+) -> pd.DataFrame:
+    """Read a CSV or Parquet file, or a folder of Parquet partitions, into a DataFrame; a
+    folder with more than ``max_rows`` rows gives a seeded sample of that many (module doc),
+    its partitions read on ``on_cluster``'s Dask cluster when given."""
     path = Path(path)
+    if path.is_dir():
+        return _read_partitions(path, max_rows, seed, on_cluster)
     if not path.is_file():
         raise DataValidationError(
             f"Data file {path} does not exist. Set data.path in configs/local.yaml or pass --data."
@@ -44,13 +64,139 @@ def load_data(path: str | Path) -> pd.DataFrame:
         return pd.read_csv(path)
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    raise DataValidationError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet.")
+    raise DataValidationError(
+        f"{path}: unsupported file type {suffix!r}; use .csv or .parquet, or a folder of "
+        ".parquet partitions."
+    )
+
+
+def load_training_data(config: Config, path: str | Path | None = None) -> pd.DataFrame:
+    """The configured data (or ``path``) as training, evaluation and the gate read it: whole,
+    or the seeded sample of ``data.max_rows`` rows of a partitioned folder (module doc)."""
+    return load_data(
+        config.resolve(path or config.data.path),
+        config.data.max_rows,
+        config.seed,
+        config if config.engine.name == "dask" else None,
+    )
+
+
+def data_rows(path: str | Path) -> int | None:
+    """The rows of a Parquet file or folder, from the footers (no rows read); None for CSV."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(_row_counts(partitions(path)))
+    if path.suffix.lower() in (".parquet", ".pq") and path.is_file():
+        return _row_counts([path])[0]
+    return None
+
+
+def partitions(folder: Path) -> list[Path]:
+    """The Parquet files under ``folder`` (recursively), in a stable order."""
+    if folder.is_file() and folder.suffix == ".parquet":
+        return [folder]
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"No Parquet data at {folder}: pass a folder of .parquet files (or one file) to --data."
+        )
+    files = sorted(p for p in folder.rglob("*.parquet") if p.is_file())
+    if not files:
+        raise DataValidationError(
+            f"{folder} holds no .parquet files: write the rows as Parquet partitions "
+            "(e.g. pandas' to_parquet, one file per partition)."
+        )
+    return files
+
+
+def check_columns(
+    files: Sequence[Path], columns: Sequence[str], why: str = "the model needs"
+) -> None:
+    """Every partition has every needed column (read from the files' schemas, not their rows)."""
+    import pyarrow.parquet as pq
+
+    for path in files:
+        try:
+            names = set(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises several types for a broken file
+            raise DataValidationError(f"{path} is not a readable Parquet file: {exc}") from exc
+        missing = [name for name in columns if name not in names]
+        if missing:
+            raise DataValidationError(
+                f"{path} lacks the column(s) {', '.join(missing)} {why}: every "
+                f"partition must carry {', '.join(columns)}."
+            )
+
+
+def _row_counts(files: Sequence[Path]) -> list[int]:
+    import pyarrow.parquet as pq
+
+    counts = []
+    for path in files:
+        try:
+            counts.append(pq.ParquetFile(path).metadata.num_rows)
+        except Exception as exc:  # pyarrow raises several types for a broken file
+            raise DataValidationError(f"{path} is not a readable Parquet file: {exc}") from exc
+    return counts
+
+
+def read_partition(path: str, rows: int | None, seed: int) -> pd.DataFrame:
+    """One partition, or ``rows`` of its rows drawn without replacement (in file order)."""
+    frame = pd.read_parquet(path)
+    if rows is None or rows >= len(frame):
+        return frame
+    keep = np.random.default_rng(seed).choice(len(frame), size=rows, replace=False)
+    return frame.iloc[np.sort(keep)]
+
+
+def _read_partitions(
+    folder: Path, max_rows: int | None, seed: int, on_cluster: Config | None = None
+) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    files = partitions(folder)
+    # One schema: a partition with other columns would silently add NaN-filled ones.
+    columns = pq.read_schema(files[0]).names
+    check_columns(files, columns, why=f"that {files[0].name} has")
+    counts = _row_counts(files)
+    total = sum(counts)
+    if max_rows is None or total <= max_rows:
+        takes: list[int | None] = [None] * len(files)
+    else:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, total]))
+        takes = [int(n) for n in rng.multivariate_hypergeometric(counts, max_rows)]
+        log.info(
+            "%s: %s rows in %d partitions; training on a seeded sample of %s (data.max_rows)",
+            folder,
+            f"{total:,}",
+            len(files),
+            f"{max_rows:,}",
+        )
+    seeds = [
+        int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(len(files))
+    ]
+    jobs = [(str(f), n, s) for f, n, s in zip(files, takes, seeds, strict=True) if n != 0]
+    if on_cluster is None:
+        frames = [read_partition(*job) for job in jobs]
+    else:
+        from .engine import dask_client
+
+        with dask_client(on_cluster) as client:
+            futures = client.map(read_partition, *zip(*jobs, strict=True), pure=False)
+            frames = client.gather(futures)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def file_hash(path: str | Path) -> str:
-    """The sha256 of a data file, recorded with every run so results can be traced to data."""
+    """The sha256 of a data file, recorded with every run so results can be traced to data;
+    of a folder of partitions, over each file's relative name and sha256."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for part in partitions(path):
+            digest.update(f"{part.relative_to(path).as_posix()}\0{file_hash(part)}\n".encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
+    with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -24,7 +24,7 @@ from sklearn import metrics as skm  # noqa: E402
 from sklearn.calibration import CalibrationDisplay  # noqa: E402
 
 from .config import Config  # noqa: E402
-from .data import load_data, split, validate  # noqa: E402
+from .data import load_training_data, split, validate  # noqa: E402
 from .fairness import fairness_report  # noqa: E402
 from .registry import load_champion  # noqa: E402
 from .scoring import BINARY, METRICS, REGRESSION, Prediction, predict, score  # noqa: E402
@@ -147,7 +147,7 @@ def evaluate_champion(config: Config, data_path: str | Path | None = None) -> di
     """
     bundle = load_champion(config)
     path = config.resolve(data_path or config.data.path)
-    df = load_data(path)
+    df = load_training_data(config, path)
     validate(df, config)
     test = split(df, config).test
     names = [feature["name"] for feature in bundle.features]

@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from .bundle import Bundle
 from .compare import Comparison, chance_test, compare_predictions
 from .config import Config
-from .data import Splits, file_hash, load_data, split, validate
+from .data import Splits, data_rows, file_hash, load_training_data, split, validate
 from .errors import ConfigError
 from .evaluate import write_plots
 from .fairness import fairness_report
@@ -90,7 +90,7 @@ def train(
     # The budget counts from here: loading the data is part of training.
     budget = Budget(config.tuning.time_budget_seconds)
     path = config.resolve(data_path or config.data.path)
-    df = load_data(path)
+    df = load_training_data(config, path)
     validate(df, config)
     splits = split(df, config)
     target = config.data.target
@@ -185,6 +185,8 @@ def train(
         "seed": config.seed,
         "data_path": str(path),
         "data_hash": file_hash(path),
+        # Rows of the data (all partitions); `rows` below counts those used (data.max_rows).
+        "data_rows": data_rows(path) or len(df),
         # The model was fitted on train + validation (see above).
         "rows": {part: len(getattr(splits, part)) for part in ("train", "validation", "test")},
         "git_commit": git_commit(config.root),
@@ -360,7 +362,7 @@ def holdout_comparison(config: Config, version: str) -> Comparison | None:
     if current is None or str(current.version) == str(version):
         return None
     try:
-        df = load_data(config.resolve(config.data.path))
+        df = load_training_data(config)
         validate(df, config)
         splits = split(df, config)
         model = mlflow.sklearn.load_model(f"models:/{config.tracking.registered_model}/{version}")

@@ -49,7 +49,7 @@ def backtest(
     """The candidates' scores on the latest window, the recommendation they support, and
     the data of the recommended retrain (all labelled rows of its kind, the latest window
     included: the retrain's own test split and the promotion gate judge it)."""
-    from ..data import load_data
+    from ..data import load_training_data
 
     config, observed = inv.config, inv.observed
     latest = inv.windows[-1]
@@ -67,7 +67,7 @@ def backtest(
                 f"{len(holdout)} in the latest window; need {MIN_RECENT} and {MIN_HOLDOUT})"
             )
         }, None
-    history = load_data(config.resolve(config.data.path))
+    history = load_training_data(config)
     target, names = inv.target, inv.names
     # The champion's predictions of these rows are the investigation's own.
     champion = inv.observed_prediction(holdout_rows)

@@ -77,11 +77,11 @@ RETRAIN_FILE = "retrain.csv"
 
 def investigate(config: Config, observed: Observed, bundle: Bundle | None = None) -> Investigation:
     """The tabular kind's report on ``observed``."""
-    from ..data import load_data, split
+    from ..data import load_training_data, split
     from ..registry import load_champion
 
     bundle = bundle or load_champion(config)
-    history = load_data(config.resolve(config.data.path))
+    history = load_training_data(config)
     return TabularInvestigation(
         config, bundle, observed, history, split(history, config).test
     ).run()
