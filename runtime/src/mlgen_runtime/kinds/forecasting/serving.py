@@ -161,6 +161,9 @@ def _invalid(field: str, problem: str) -> Exception:
 
 
 def parse_time(value: Any, field: str) -> pd.Timestamp:
+    if not isinstance(value, str):
+        # pd.Timestamp(1991.5) is 1991 nanoseconds after 1970: never what a client meant.
+        raise _invalid(field, f"{value!r} is not a timestamp: send ISO 8601 text (2024-01-31)")
     try:
         time = pd.Timestamp(value)
     except (ValueError, TypeError):
