@@ -39,7 +39,7 @@ from ..labelled import Split
 from .classifier import FILES, AudioClassifier, featurise, load_classifier
 from .clips import ClipSet, read_dataset
 from .features import CLIP_STATS, FrontEnd, clip_stats
-from .models import Fitted, OnnxModel, fit_baseline, fit_cnn, latency_ms, quantize
+from .models import Fitted, OnnxModel, Recipe, fit_baseline, fit_cnn, latency_ms, quantize
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,14 @@ def _fit(family: str, clips: ClipSet, split: Split, codes: np.ndarray, config: C
         (x[split.validation], codes[split.validation]),
         n_classes=int(codes.max()) + 1,
         seed=config.seed,
-        epochs=audio.epochs,
-        patience=audio.patience,
-        batch_size=audio.batch_size,
-        learning_rate=audio.learning_rate,
         threads=audio.threads,
-        augment=audio.augment,
+        recipe=recipe(audio),
     )
+
+
+def recipe(audio: AudioConfig) -> Recipe:
+    """The CNN's training settings in the config."""
+    return Recipe(**{name: getattr(audio, name) for name in Recipe.__dataclass_fields__})
 
 
 def train(config: Config, data_path: str | Path | None = None,
