@@ -16,6 +16,7 @@ import io
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ import pytest
 import soundfile
 import yaml
 from fastapi.testclient import TestClient
+from mlflow import MlflowClient
 from mlgen_runtime.config import AudioConfig, Config, load_config
 from mlgen_runtime.errors import ConfigError
 from mlgen_runtime.kinds import kind_of
@@ -34,7 +36,7 @@ from mlgen_runtime.kinds.audio.models import Augment, OnnxModel, Recipe, fit_cnn
 from mlgen_runtime.kinds.audio.serving import create_app
 from mlgen_runtime.kinds.audio.train import recipe, train
 from mlgen_runtime.kinds.labelled import split_examples
-from mlgen_runtime.registry import champion_dir
+from mlgen_runtime.registry import champion_dir, use_store
 from serving_support import live_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,6 +182,12 @@ def test_training_registers_a_gated_model_and_measures_int8_against_fp32(trained
         if r["validation_accuracy"] >= fp32 - config.audio.quantize_tolerance
     )
     assert meta["baseline"] == "MFCC + logistic regression"
+    # How the CNN was trained is tracked with the run, not only in the config file.
+    assert meta["recipe"] == asdict(recipe(config.audio))
+    use_store(config)
+    params = MlflowClient().get_run(meta["run_id"]).data.params
+    assert params["cnn_mixup"] == str(config.audio.mixup)
+    assert params["cnn_schedule"] == config.audio.schedule
     assert "skipped" in kind_of(config).summary(result)
     assert result.baseline_comparison.test.startswith("exact McNemar")
 
