@@ -16,7 +16,7 @@ import io
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import httpx
@@ -229,8 +229,9 @@ def test_the_cnn_is_scored_on_clean_validation_clips_with_its_best_epoch(log_mel
     model scores the validation clips exactly as the early-stopping history recorded."""
     train_set, (x, y) = log_mels
     fitted = fit_cnn(train_set, (x, y), n_classes=int(y.max()) + 1, seed=3, threads=1,
-                     recipe=Recipe(epochs=4, patience=4, batch_size=8, width=8, mixup=0.4,
-                                   label_smoothing=0.1, schedule="onecycle"))
+                     recipe=recipe(AudioConfig(epochs=4, patience=4, batch_size=8, width=8,
+                                               mixup=0.4, label_smoothing=0.1,
+                                               schedule="onecycle")))
     best = fitted.history[fitted.epochs - 1]
     # The best epoch's (a later one counts only if it improves by more than 1e-4).
     assert best["validation_loss"] <= min(r["validation_loss"] for r in fitted.history) + 1e-4
@@ -246,11 +247,11 @@ def test_the_cnn_is_scored_on_clean_validation_clips_with_its_best_epoch(log_mel
                                     {"masks": 0}, {"width": 12}])
 def test_each_training_setting_changes_the_training(log_mels, change):
     train_set, validation = log_mels
-    plain = Recipe(epochs=2, patience=2, batch_size=8, width=8, mixup=0.0, label_smoothing=0.0,
-                   schedule="constant")
+    plain = recipe(AudioConfig(epochs=2, patience=2, batch_size=8, width=8, mixup=0.0,
+                               label_smoothing=0.0, schedule="constant"))
     runs = [fit_cnn(train_set, validation, n_classes=int(train_set[1].max()) + 1, seed=3,
                     threads=1, recipe=r).history
-            for r in (plain, Recipe(**{**plain.__dict__, **change}))]
+            for r in (plain, replace(plain, **change))]
     assert runs[0] != runs[1]
 
 

@@ -98,7 +98,7 @@ def fit_baseline(features: np.ndarray, labels: np.ndarray, seed: int) -> Fitted:
 # --- the CNN ----------------------------------------------------------------------------------
 
 
-def build_cnn(n_classes: int, width: int = 16) -> Any:
+def build_cnn(n_classes: int, width: int) -> Any:
     """Three conv blocks (``width``, 2x, 4x channels; batch norm, ReLU, max pooling after the
     first two) over the log-mel, global average pooling to a ``4 * width``-dimensional
     embedding, dropout, a linear head."""
@@ -166,20 +166,20 @@ class Augment:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How the CNN is trained (the ``audio`` config keys of the same names, whose defaults
-    these are: docs/benchmarks.md has the validation runs that chose them)."""
+    """How the CNN is trained: the ``audio`` config keys of the same names (their defaults,
+    and the validation runs that chose them, are in config.py and docs/benchmarks.md)."""
 
-    epochs: int = 40
-    patience: int = 10
-    batch_size: int = 16
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-2
-    width: int = 24
-    augment: bool = True
-    masks: int = 2
-    mixup: float = 0.2
-    label_smoothing: float = 0.1
-    schedule: str = "onecycle"
+    epochs: int
+    patience: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    width: int
+    augment: bool
+    masks: int
+    mixup: float
+    label_smoothing: float
+    schedule: str
 
 
 def fit_cnn(
