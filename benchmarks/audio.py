@@ -9,7 +9,8 @@ train` runs it) gives:
   the CNN at least 10 points above it), both with bootstrap intervals;
 * fp32 eager (PyTorch) vs ONNX fp32 vs ONNX int8 (static QDQ): test accuracy and the median
   latency of one 1 s clip, the model alone and end to end (decode a WAV, log-mel, model);
-* ``/predict`` of one 1.2 s WAV over HTTP, the service (uvicorn, one worker) next to ``mlflow
+* ``/predict`` of one 1.2 s WAV over HTTP, the service (its own process, uvicorn, one worker,
+  as ``make serve`` runs it) next to ``mlflow
   models serve`` of the same model as a pyfunc (decode, features and the served ONNX graph in
   its ``predict``), both sent the clip as base64 JSON, sequential requests from one client
   for the same seconds, in alternating rounds so a shared machine's load falls on both.
@@ -53,7 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voices", type=int, default=32)
     parser.add_argument("--takes", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--clips", type=Path, help="reuse a folder make_clips.py wrote")
@@ -214,12 +215,9 @@ def compare_serving(config, folder: Path, wav: bytes, work: Path, seconds: float
     import base64
     import os
     import socket
-    import threading
 
     import httpx
     import mlflow.pyfunc
-    import uvicorn
-    from mlgen_runtime.kinds.audio.serving import create_app
 
     def free_port() -> int:
         with socket.socket() as sock:
@@ -232,11 +230,17 @@ def compare_serving(config, folder: Path, wav: bytes, work: Path, seconds: float
                              artifacts={"bundle": str(folder)},
                              pip_requirements=["mlflow", "onnxruntime", "soundfile"])
     ours_port, theirs_port = free_port(), free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1",
-                                           port=ours_port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime" / "src"),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # Each server in its own process, as `make serve` and `mlflow models serve` run: the
+    # service through serving.run (uvicorn, one worker, its configured loop and HTTP parser).
+    service = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from mlgen_runtime.config import load_config; "
+         "from mlgen_runtime.serving import run; "
+         "run(load_config(sys.argv[1]), port=int(sys.argv[2]))", str(config.root),
+         str(ours_port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
     mlflow_server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(theirs_port)],
@@ -271,9 +275,9 @@ def compare_serving(config, folder: Path, wav: bytes, work: Path, seconds: float
                         counts[name] += 1
                     spent[name] += time.perf_counter() - started
     finally:
-        server.should_exit = True
-        os.killpg(mlflow_server.pid, 15)
-        mlflow_server.wait(timeout=30)
+        for process in (service, mlflow_server):
+            os.killpg(process.pid, 15)
+            process.wait(timeout=30)
     rates = {name: counts[name] / spent[name] for name in targets}
     return {"requests_per_second": rates, "ratio": rates["service"] / rates["mlflow"]}
 

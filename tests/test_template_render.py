@@ -285,7 +285,7 @@ def test_the_questions_choices_are_exactly_what_the_runtime_config_accepts() -> 
 def test_an_audio_or_text_service_renders_its_own_config_files_and_tests(
     rendered: dict[str, Path], case: str
 ) -> None:
-    from mlgen_runtime.config import load_config
+    from mlgen_runtime.config import AudioConfig, load_config
 
     answers = dict(LABELLED_CASES)[case]
     root = rendered[case]
@@ -309,6 +309,12 @@ def test_an_audio_or_text_service_renders_its_own_config_files_and_tests(
                             ("test_size", "test_size")):
             if name in answers:
                 assert getattr(audio, field) == answers[name]
+        # The template writes the runtime's CNN training defaults out, so a user sees and can
+        # change them; they must not drift apart.
+        defaults = AudioConfig()
+        for field in ("patience", "batch_size", "learning_rate", "weight_decay", "schedule",
+                      "width", "augment", "masks", "mixup", "label_smoothing"):
+            assert getattr(audio, field) == getattr(defaults, field), field
         assert "mlgen-runtime[audio] @" in (root / "pyproject.toml").read_text()
         assert "-F file=@" in readme and "audio_base64" in readme
         if case == "audio-defaults":

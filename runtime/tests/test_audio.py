@@ -16,6 +16,7 @@ import io
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import httpx
@@ -24,15 +25,18 @@ import pytest
 import soundfile
 import yaml
 from fastapi.testclient import TestClient
+from mlflow import MlflowClient
 from mlgen_runtime.config import AudioConfig, Config, load_config
+from mlgen_runtime.errors import ConfigError
 from mlgen_runtime.kinds import kind_of
 from mlgen_runtime.kinds.audio.classifier import load_classifier
 from mlgen_runtime.kinds.audio.clips import ClipError, decode, read_dataset
 from mlgen_runtime.kinds.audio.features import FrontEnd, clip_stats, log_mel, mfcc_stats
+from mlgen_runtime.kinds.audio.models import Augment, OnnxModel, Recipe, fit_cnn
 from mlgen_runtime.kinds.audio.serving import create_app
-from mlgen_runtime.kinds.audio.train import train
+from mlgen_runtime.kinds.audio.train import recipe, train
 from mlgen_runtime.kinds.labelled import split_examples
-from mlgen_runtime.registry import champion_dir
+from mlgen_runtime.registry import champion_dir, use_store
 from serving_support import live_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,8 +182,90 @@ def test_training_registers_a_gated_model_and_measures_int8_against_fp32(trained
         if r["validation_accuracy"] >= fp32 - config.audio.quantize_tolerance
     )
     assert meta["baseline"] == "MFCC + logistic regression"
+    # How the CNN was trained is tracked with the run, not only in the config file.
+    assert meta["recipe"] == asdict(recipe(config.audio))
+    use_store(config)
+    params = MlflowClient().get_run(meta["run_id"]).data.params
+    assert params["cnn_mixup"] == str(config.audio.mixup)
+    assert params["cnn_schedule"] == config.audio.schedule
     assert "skipped" in kind_of(config).summary(result)
     assert result.baseline_comparison.test.startswith("exact McNemar")
+
+
+@pytest.fixture(scope="module")
+def log_mels(clips: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Training and validation log-mels with label codes, validation voices held out."""
+    dataset = read_dataset(clips / "manifest.csv", AudioConfig())
+    codes = np.searchsorted(np.unique(dataset.labels), dataset.labels)
+    x = np.stack([log_mel(signal, FrontEnd()) for signal in dataset.signals])[:, None]
+    split = split_examples(dataset.labels, dataset.groups, 0.2, 0.2, seed=7)
+    return (x[split.train], codes[split.train]), (x[split.validation], codes[split.validation])
+
+
+def test_augmentation_is_seeded_and_leaves_the_stored_features_alone(log_mels):
+    batch = log_mels[0][0][:8]
+    kept = batch.copy()
+    first = Augment()(batch, np.random.default_rng(5))
+    # Never in place: the training features stay what serving computes.
+    np.testing.assert_array_equal(batch, kept)
+    np.testing.assert_array_equal(first, Augment()(batch, np.random.default_rng(5)))
+    assert not np.array_equal(first, Augment()(batch, np.random.default_rng(6)))
+    assert first.shape == batch.shape and first.dtype == np.float32
+
+
+def test_spec_augment_masks_whole_mel_bands_and_frame_spans():
+    batch = np.ones((16, 1, 40, 49), np.float32)
+    only_masks = Augment(shift=0.0, gain=0.0, noise=0.0, masks=2, mask_width=0.3)
+    masked = only_masks(batch, np.random.default_rng(0))[:, 0]
+    zero = masked == 0.0
+    assert zero.any() and np.all(masked[~zero] == 1.0)
+    for clip in zero:
+        bands, spans = clip.all(axis=1), clip.all(axis=0)
+        np.testing.assert_array_equal(clip, bands[:, None] | spans[None, :])
+
+
+def test_the_cnn_is_scored_on_clean_validation_clips_with_its_best_epoch(log_mels):
+    """Augmentation, mixup, label smoothing and dropout are training only: the exported
+    model scores the validation clips exactly as the early-stopping history recorded."""
+    train_set, (x, y) = log_mels
+    fitted = fit_cnn(train_set, (x, y), n_classes=int(y.max()) + 1, seed=3, threads=1,
+                     recipe=recipe(AudioConfig(epochs=4, patience=4, batch_size=8, width=8,
+                                               mixup=0.4, label_smoothing=0.1,
+                                               schedule="onecycle")))
+    best = fitted.history[fitted.epochs - 1]
+    # The best epoch's (a later one counts only if it improves by more than 1e-4).
+    assert best["validation_loss"] <= min(r["validation_loss"] for r in fitted.history) + 1e-4
+    probabilities, _ = OnnxModel(fitted.onnx).run(x)
+    assert float(np.mean(probabilities.argmax(axis=1) == y)) == pytest.approx(
+        best["validation_accuracy"])
+    loss = -np.mean(np.log(probabilities[np.arange(len(y)), y]))
+    assert loss == pytest.approx(best["validation_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("change", [{"mixup": 0.4}, {"label_smoothing": 0.2},
+                                    {"schedule": "cosine"}, {"schedule": "onecycle"},
+                                    {"masks": 0}, {"width": 12}])
+def test_each_training_setting_changes_the_training(log_mels, change):
+    train_set, validation = log_mels
+    plain = recipe(AudioConfig(epochs=2, patience=2, batch_size=8, width=8, mixup=0.0,
+                               label_smoothing=0.0, schedule="constant"))
+    runs = [fit_cnn(train_set, validation, n_classes=int(train_set[1].max()) + 1, seed=3,
+                    threads=1, recipe=r).history
+            for r in (plain, replace(plain, **change))]
+    assert runs[0] != runs[1]
+
+
+def test_the_training_recipe_comes_from_the_config_and_a_bad_one_is_refused(
+    tmp_path: Path, clips: Path
+):
+    config = write_config(tmp_path / "ok", clips / "manifest.csv", schedule="cosine",
+                          mixup=0.4, width=8, label_smoothing=0.05, masks=1)
+    assert recipe(config.audio) == Recipe(
+        epochs=6, patience=3, batch_size=16, learning_rate=config.audio.learning_rate,
+        weight_decay=config.audio.weight_decay, width=8, augment=True, masks=1, mixup=0.4,
+        label_smoothing=0.05, schedule="cosine")
+    with pytest.raises(ConfigError, match="schedule"):
+        write_config(tmp_path / "bad", clips / "manifest.csv", schedule="sideways")
 
 
 def test_same_seed_and_data_give_the_same_metrics_bit_for_bit(tmp_path: Path, clips: Path):

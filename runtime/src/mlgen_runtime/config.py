@@ -287,12 +287,25 @@ class AudioConfig(_Section):
     primary_metric: Literal["accuracy", "f1_macro"] = "accuracy"
     test_size: float = Field(0.2, gt=0.0, lt=0.5)
     validation_size: float = Field(0.15, gt=0.0, lt=0.5)
+    # The CNN's training (defaults chosen on validation voices: docs/benchmarks.md).
     epochs: int = Field(40, ge=1)
-    patience: int = Field(6, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(2e-3, gt=0)
-    # Seeded noise, gain and time shift on the training clips only.
+    patience: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    # AdamW's decoupled weight decay.
+    weight_decay: float = Field(1e-2, ge=0)
+    # The learning rate over the epochs cap, stepped per batch: constant, cosine decay, or
+    # one-cycle (warm-up for 30% of the steps, then cosine down).
+    schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
+    # The CNN's channels: width, 2 x width, 4 x width over its three conv blocks.
+    width: int = Field(24, ge=4, le=128)
+    # Seeded noise, gain, time shift and SpecAugment masks (``masks`` mel bands and as many
+    # time spans) on the training clips only.
     augment: bool = True
+    masks: int = Field(2, ge=0, le=8)
+    # Mixup's Beta(mixup, mixup) blend of clip pairs (0: off), and label smoothing of the loss.
+    mixup: float = Field(0.2, ge=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     # Torch threads at training: same seed, data and threads give the same model bit for bit.
     threads: int = Field(1, ge=1)
     # Static int8 QDQ quantisation, served when it is faster and within this accuracy of fp32.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from ..labelled import Split
 from .classifier import FILES, AudioClassifier, featurise, load_classifier
 from .clips import ClipSet, read_dataset
 from .features import CLIP_STATS, FrontEnd, clip_stats
-from .models import Fitted, OnnxModel, fit_baseline, fit_cnn, latency_ms, quantize
+from .models import Fitted, OnnxModel, Recipe, fit_baseline, fit_cnn, latency_ms, quantize
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,14 @@ def _fit(family: str, clips: ClipSet, split: Split, codes: np.ndarray, config: C
         (x[split.validation], codes[split.validation]),
         n_classes=int(codes.max()) + 1,
         seed=config.seed,
-        epochs=audio.epochs,
-        patience=audio.patience,
-        batch_size=audio.batch_size,
-        learning_rate=audio.learning_rate,
         threads=audio.threads,
-        augment=audio.augment,
+        recipe=recipe(audio),
     )
+
+
+def recipe(audio: AudioConfig) -> Recipe:
+    """The CNN's training settings in the config."""
+    return Recipe(**{name: getattr(audio, name) for name in Recipe.__dataclass_fields__})
 
 
 def train(config: Config, data_path: str | Path | None = None,
@@ -160,6 +161,8 @@ def train(config: Config, data_path: str | Path | None = None,
     metrics = labelled.metrics(model_test, samples, config.seed)
     baseline_metrics = labelled.metrics(baseline_test, samples, config.seed)
 
+    # How the CNN was trained, in the run's params and metadata (none if it was no candidate).
+    cnn_recipe = asdict(recipe(audio)) if "cnn" in fitted else {}
     _, train_embeddings = variants[serving_variant].run(x[split.train])
     reference = _reference(clips, split, train_embeddings, front, config.seed)
     metadata: dict[str, Any] = {
@@ -178,6 +181,7 @@ def train(config: Config, data_path: str | Path | None = None,
         "baseline": baseline_name,
         "validation_accuracy": validation,
         "epochs": model.epochs,
+        "recipe": cnn_recipe,
         "history": list(model.history),
         "quantisation": quantisation,
         "serving_variant": serving_variant,
@@ -209,7 +213,8 @@ def train(config: Config, data_path: str | Path | None = None,
         "training_seconds": metadata["training_seconds"],
     }
     params = {"family": chosen, "serving_variant": serving_variant, "epochs": model.epochs,
-              "seed": config.seed, "threads": threads, **front.to_dict()}
+              "seed": config.seed, "threads": threads, **front.to_dict(),
+              **{f"cnn_{name}": value for name, value in cnn_recipe.items()}}
     metadata = register_version(
         config, "audio", metadata, params, logged,
         lambda folder, meta: labelled.write_bundle(folder, files, meta, reference),
