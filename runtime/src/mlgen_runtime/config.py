@@ -422,6 +422,11 @@ class ServingConfig(_Section):
     max_connections: int = Field(256, ge=1)
     # Connections the operating system queues before the server accepts them.
     backlog: int = Field(2048, ge=1)
+    # uvicorn's line per request on stderr. Off by default: formatting and writing it cost
+    # ~12 us of a ~150 us request (benchmarks/recommendation_serving.py), and /metrics already
+    # counts and times every request by route and status, each answer carrying its
+    # X-Request-ID; errors are logged either way.
+    access_log: bool = False
     # POST /feedback: predictions (records) kept for joining, the live performance window and
     # the outcomes needed before model_live_performance is exported.
     feedback_log_size: int = Field(100_000, ge=1)

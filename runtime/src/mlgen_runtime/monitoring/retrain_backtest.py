@@ -85,16 +85,18 @@ def backtest(
         rows = rows[rows[target].notna()]
         model = clone(inv.bundle.pipeline)
         fit_params = {} if weights is None else {"model__sample_weight": weights[: len(rows)]}
-        # One OpenMP thread: a refit of at most MAX_RECENT rows gains little from a second,
-        # and on a busy machine spinning OpenMP threads cost far more than they save (a 1M-row
-        # investigate spent over a minute of CPU in two-thread refits that take ~1 s each on one).
+        # One OpenMP thread, for the refit and for scoring the holdout: a refit of at most
+        # MAX_RECENT rows gains little from a second, and on a busy machine spinning OpenMP
+        # threads cost far more than they save (a 1M-row investigate spent over a minute of CPU
+        # in two-thread refits that take ~1 s each on one; scoring the 20,000 holdout rows
+        # waits at a barrier per tree, 14.6 of 78 s in a profile at load 6, on two threads).
         with threadpool_limits(limits=1, user_api="openmp"):
             model.fit(rows.reindex(columns=names), rows[target], **fit_params)
-        original, inv.bundle = inv.bundle, _with_pipeline(inv.bundle, model)
-        try:
-            prediction = inv._predict(holdout, labelled=True)
-        finally:
-            inv.bundle = original
+            original, inv.bundle = inv.bundle, _with_pipeline(inv.bundle, model)
+            try:
+                prediction = inv._predict(holdout, labelled=True)
+            finally:
+                inv.bundle = original
         comparison = compare_predictions(
             inv.primary,
             champion,

@@ -110,7 +110,8 @@ if HTTPTOOLS:
 
 
 def uvicorn_options(serving: ServingConfig) -> dict[str, Any]:
-    """``uvicorn.Config`` keyword arguments: event loop, HTTP protocol and connection limits."""
+    """``uvicorn.Config`` keyword arguments: event loop, HTTP protocol, connection limits and
+    the access log."""
     options: dict[str, Any] = {
         # A class uvicorn calls with its own arguments; a partial of a module-level class
         # still pickles, as uvicorn's own worker processes need.
@@ -121,6 +122,7 @@ def uvicorn_options(serving: ServingConfig) -> dict[str, Any]:
         "timeout_keep_alive": serving.timeouts.keep_alive_s,
         "limit_concurrency": serving.max_connections,
         "backlog": serving.backlog,
+        "access_log": serving.access_log,
     }
     # uvicorn's plain asyncio loop with several workers adds ~40 ms to keep-alive responses
     # (uvicorn issue #3149); uvloop does not, and is faster anyway.

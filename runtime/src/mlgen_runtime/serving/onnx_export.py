@@ -1,4 +1,5 @@
-"""ONNX export of a fitted final estimator, and the ONNX Runtime session that serves it.
+"""ONNX export of a fitted final estimator (or of a forecaster's LightGBM booster), and the
+ONNX Runtime session that serves it.
 
 Only the estimator is converted: the preprocessing before it is compiled by
 :class:`.fastpath.RecordEncoder`, so a user's ``custom_features`` or an encoder skl2onnx lacks
@@ -73,6 +74,32 @@ def estimator_to_onnx(estimator: Any, n_inputs: int) -> bytes:
         )
     except Exception as exc:
         raise NotCompilable(f"skl2onnx cannot convert it ({type(exc).__name__}: {exc})") from exc
+    return graph.SerializeToString()
+
+
+# onnxmltools' LightGBM converter emits at most this main-domain opset.
+BOOSTER_OPSET = 15
+
+
+def booster_to_onnx(booster: Any) -> bytes:
+    """The serialized ONNX graph of a LightGBM regression ``Booster`` on its float features
+    (its raw prediction, one value per row).
+
+    Raises :class:`NotCompilable` when onnxmltools cannot convert it.
+    """
+    try:
+        from onnxmltools import convert_lightgbm
+        from onnxmltools.convert.common.data_types import FloatTensorType
+    except ImportError as exc:
+        raise NotCompilable(f"onnxmltools is not installed ({exc})") from exc
+    try:
+        graph = convert_lightgbm(
+            booster,
+            initial_types=[(INPUT, FloatTensorType([None, booster.num_feature()]))],
+            target_opset=BOOSTER_OPSET,
+        )
+    except Exception as exc:
+        raise NotCompilable(f"onnxmltools cannot convert it ({type(exc).__name__}: {exc})") from exc
     return graph.SerializeToString()
 
 

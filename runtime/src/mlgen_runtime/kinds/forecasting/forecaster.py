@@ -92,7 +92,9 @@ class Forecaster:
                     model.prepare(series, self.max_horizon),
                 )
             times, prepared = self.prepared[series_id]
-            times, mean = times[:horizon], prepared.forecast(future or {}, horizon)
+            if horizon < len(times):
+                times = times[:horizon]
+            mean = prepared.forecast(future or {}, horizon)
         else:
             times = future_times(series, self.frequency, horizon)
             mean = model.forecast([series], horizon, [future or {}])[0]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -251,6 +251,9 @@ class LightGBM:
         self.codes = codes or {}
         self.scales = scales or {}
         self.booster = booster
+        # The booster's raw prediction of a feature matrix; serving may replace it with a
+        # compiled one that matches it (see fastpath.py). Not saved.
+        self.scorer: Callable[[np.ndarray], np.ndarray] = self.booster_predict
 
     @property
     def window(self) -> int:
@@ -412,10 +415,13 @@ class LightGBM:
         matrix = np.column_stack([rows[name] for name in names])
         return self.predict_matrix(matrix, rows["_level"], rows["_scale"])
 
+    def booster_predict(self, matrix: np.ndarray) -> np.ndarray:
+        return self.booster.predict(matrix, num_threads=THREADS)
+
     def predict_matrix(
         self, matrix: np.ndarray, level: np.ndarray, scale: np.ndarray
     ) -> np.ndarray:
-        return self.booster.predict(matrix, num_threads=THREADS) * scale + level
+        return self.scorer(matrix) * scale + level
 
     def state(self) -> dict[str, Any]:
         return {
