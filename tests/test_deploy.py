@@ -17,12 +17,14 @@ import tomllib
 from pathlib import Path
 
 import mlflow.pyfunc
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
 import sklearn
 import skops.io
 import torch
+from mlflow import MlflowClient
 from mlgen.brief import Brief
 from mlgen.cli import app
 from mlgen.deploy import check_source, deployment_plan, model_requirements
@@ -43,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "runtime" / "tests" / "fixture_service"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 RULES = '''import mlflow.pyfunc
+import mlflow.sklearn
 import numpy as np
 
 
@@ -253,6 +256,38 @@ def test_a_custom_pyfunc_without_its_code_gets_told_to_ship_it(tmp_path):
     _forget("rules_d", tmp_path)
     with pytest.raises(AdoptionError, match="No module named 'rules_d'.*code_paths"):
         load_model(str(model))
+
+
+def test_a_registered_model_is_deployed_by_version_and_by_alias_from_its_registry(
+        tmp_path, penguins, monkeypatch):
+    # The team's registry (its own SQLite store and artifacts), not the service's.
+    registry = f"sqlite:///{tmp_path / 'team.db'}"
+    mlflow.set_tracking_uri(registry)
+    experiment = mlflow.create_experiment("penguins", str(tmp_path / "team-artifacts"))
+    rows = penguins[[*NUMERIC, "species"]].dropna()
+    with mlflow.start_run(experiment_id=experiment):
+        mlflow.sklearn.log_model(fitted(penguins), name="model",
+                                 registered_model_name="penguin-species",
+                                 input_example=rows[NUMERIC].head(3),
+                                 pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+    MlflowClient().set_registered_model_alias("penguin-species", "production", "1")
+    # set_tracking_uri exported it; the services below must use only their own stores.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sample = numeric_sample(penguins, tmp_path)
+    for uri, folder in (("models:/penguin-species/1", "by-version"),
+                        ("models:/penguin-species@production", "by-alias")):
+        config = numeric_config(tmp_path / folder)
+        metadata = adopt(config, uri, sample, tracking_uri=registry)
+        assert metadata["adopted"]["source"] == uri
+        assert f"scikit-learn=={sklearn.__version__}" in metadata["adopted"]["requirements"]
+        assert metadata["model_family"] == "adopted (mlflow)"
+        assert metadata["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+        assert metadata["metrics"]["accuracy"] > 0.95
+        assert str(champion_version(config).version) == "1"
+    # Without --tracking-uri the URI is looked up in the service's own (empty) registry.
+    with pytest.raises(AdoptionError, match="Cannot read the MLflow model models:/penguin-"
+                       "species/1.*pass --tracking-uri of the registry that holds it"):
+        load_model("models:/penguin-species/1")
 
 
 def test_a_model_served_differently_from_its_own_answers_fails_naming_the_rows(tmp_path):

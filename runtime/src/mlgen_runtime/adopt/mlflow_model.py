@@ -3,7 +3,10 @@ requirements checked against this environment, and the pyfunc as the service's e
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata as distributions
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pandas as pd
 from .adopted import Adopted, AdoptionError, installed_versions
 
 MLFLOW = "mlflow"
+TRACKING_ENV, REGISTRY_ENV = "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"
 
 # Libraries whose version changes a fitted model's output: another version is refused. Others
 # in an MLflow model's requirements (mlflow, cloudpickle, pandas, ...) are recorded only.
@@ -25,11 +29,11 @@ def load_mlflow(source: str, tracking_uri: str | None) -> Adopted:
     import mlflow
     import mlflow.pyfunc
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp))
+            with _registry(tracking_uri):
+                folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source,
+                                                                  dst_path=tmp))
         except Exception as exc:
             raise AdoptionError(
                 f"Cannot read the MLflow model {source}: {str(exc).splitlines()[0][:300]}. "
@@ -47,6 +51,34 @@ def load_mlflow(source: str, tracking_uri: str | None) -> Adopted:
     names = [requirement.name for requirement in _parsed(requirements)]
     return Adopted(adapter.estimator(), MLFLOW, source, inputs, installed_versions(names),
                    requirements)
+
+
+@contextmanager
+def _registry(uri: str | None) -> Iterator[None]:
+    """MLflow pointed at the user's registry ``uri`` for the block only. MLflow 3.17 reads
+    parts of a ``models:/`` download (the registered model, an alias) from its global
+    registry whatever ``registry_uri`` it is given; and set_tracking_uri exports
+    MLFLOW_TRACKING_URI, which left behind would make the user's registry the service's own
+    store (the adopted champion would be registered there)."""
+    if not uri:
+        yield
+        return
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in (TRACKING_ENV, REGISTRY_ENV)}
+    tracking = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(saved[REGISTRY_ENV])  # None: the tracking store's registry
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _requirements(folder: Path) -> list[str]:
