@@ -73,7 +73,8 @@ def _registry(uri: str | None) -> Iterator[None]:
         yield
     finally:
         mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(saved[REGISTRY_ENV])  # None: the tracking store's registry
+        # None (typed str, but MLflow 3.17 takes it) unsets it: the tracking store's registry.
+        mlflow.set_registry_uri(saved[REGISTRY_ENV])  # type: ignore[arg-type]
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
