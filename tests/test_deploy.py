@@ -399,6 +399,14 @@ def test_torchscript_of_another_signature_or_a_state_dict_is_refused_naming_it(t
     with pytest.raises(AdoptionError, match="answers 5 number.s. per row, but the sample's "
                        "'species' has 3 classes"):
         fit_to_sample(load_model(str(wide)), rows, "species", "multiclass_classification")
+    with pytest.raises(AdoptionError, match=r"wide\.pt fails on a row of 3 columns "
+                       r"\(bill_length_mm, bill_depth_mm, flipper_length_mm\): .*size of tensor a "
+                       r"\(3\) must match"):
+        fit_to_sample(load_model(str(wide)), rows.drop(columns="body_mass_g"), "species",
+                      "multiclass_classification")
+    islands = penguins[["island", *NUMERIC[:3], "species"]].dropna()
+    with pytest.raises(AdoptionError, match="takes numbers; column.s. island hold text"):
+        fit_to_sample(load_model(str(wide)), islands, "species", "multiclass_classification")
 
 
 def _rules_class(folder: Path, module: str, name: str = "PenguinRules") -> type:

@@ -136,7 +136,7 @@ class TorchScriptAdapter:
         try:
             values = frame[columns].to_numpy(dtype=np.float32)
         except (TypeError, ValueError) as exc:
-            text = [c for c in columns if frame[c].dtype == object]
+            text = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
             raise AdoptionError(
                 f"A TorchScript model takes numbers; column(s) {', '.join(text)} hold text. "
                 "Encode them as numbers in the sample (as the model was trained), or wrap the "
@@ -153,11 +153,13 @@ class TorchScriptAdapter:
                 try:
                     answer = self.module(x[row : row + 1])
                 except RuntimeError as exc:
+                    # TorchScript's message ends with the error; it starts with its traceback.
+                    cause = [line for line in str(exc).splitlines() if line.strip()][-1]
                     raise AdoptionError(
                         f"{self.name} fails on a row of {x.shape[1]} columns "
-                        f"({', '.join(self.columns or frame.columns)}): "
-                        f"{str(exc).splitlines()[0][:200]}. It must take the sample's input "
-                        "columns in order, as one float tensor [rows, columns]."
+                        f"({', '.join(self.columns or frame.columns)}): {cause.strip()[:200]}. "
+                        "It must take the sample's input columns in order, as one float "
+                        "tensor [rows, columns]."
                     ) from exc
                 if not isinstance(answer, torch.Tensor):
                     raise AdoptionError(
