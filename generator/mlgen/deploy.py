@@ -31,8 +31,8 @@ from mlgen.profile import Profile, profile_file
 from mlgen.render import project_answers, render_service
 from mlgen.verify import Served, install_service, package_name, post_json, run_step
 
-# Model files by suffix (the runtime's adopt.py reads them; mlgen refuses others before
-# rendering anything).
+# Model files by suffix (the runtime's mlgen_runtime/adopt/ reads them; mlgen refuses others
+# before rendering anything).
 PICKLES = (".pkl", ".pickle", ".joblib")
 TORCHSCRIPT = (".pt", ".pth", ".ts")
 FILES = (".skops", ".onnx", *TORCHSCRIPT)
