@@ -113,3 +113,21 @@ def test_automl_ratio_orientation_and_folds():
     # Rolling origin: every test block comes after all of its training rows.
     assert all(train.max() < test.min() for train, test in folds)
     assert [len(test) for _, test in folds] == [10, 10, 10]
+
+
+def test_deploy_benchmark_tiny(tmp_path, capsys):
+    """mlgen deploy's parity on 100 rows over HTTP (rendered, adopted and served by this
+    Python, no venv install) and the TorchScript serving comparison at a few repeats."""
+    deploy = load_benchmark("deploy")
+    output = tmp_path / "deploy.json"
+    args = ["--tiny", "--output", str(output), "--work", str(tmp_path / "work")]
+    assert deploy.main(args) == 0
+    result = json.loads(output.read_text())["result"]
+    parity = result["parity"]
+    assert parity["rows"] == 100 and parity["parity"] is True
+    assert parity["rows_differing"]["batch"] == parity["rows_differing"]["single"] == 0
+    assert parity["roc_auc"] > parity["baseline_roc_auc"]
+    torch = result["torchscript"]
+    assert torch["rows"] == 569 and torch["onnx_same_class_as_torch"] is True
+    assert torch["onnx_vs_torch_max_abs_difference"] < 1e-5
+    assert json.loads(output.read_text())["command"] in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """``mlgen deploy``'s pieces: what mlgen refuses before rendering, what the rendered service
-depends on, and the runtime's adoption of each model format (mlgen_runtime/adopt.py) on the
+depends on, and the runtime's adoption of each model format (mlgen_runtime/adopt/: skops,
+pickle, ONNX, TorchScript, an MLflow folder, a registered ``models:/`` version or alias) on the
 penguins fixture service, in process with a throwaway MLflow store.
 
 The two complaints users make about other model servers are covered here: the model's
@@ -16,18 +17,24 @@ import tomllib
 from pathlib import Path
 
 import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
 import pandas as pd
 import pytest
 import sklearn
 import skops.io
+import torch
+from mlflow import MlflowClient
 from mlgen.brief import Brief
 from mlgen.cli import app
-from mlgen.deploy import deployment_plan, model_requirements
+from mlgen.deploy import check_source, deployment_plan, model_requirements
 from mlgen.profile import profile_file
 from mlgen.render import project_answers
 from mlgen_runtime.adopt import AdoptionError, adopt, fit_to_sample, load_model
-from mlgen_runtime.registry import champion_version
+from mlgen_runtime.bundle import load_bundle_dir
+from mlgen_runtime.registry import champion_dir, champion_version
 from mlgen_runtime.testing import isolated_config
+from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -38,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "runtime" / "tests" / "fixture_service"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 RULES = '''import mlflow.pyfunc
+import mlflow.sklearn
 import numpy as np
 
 
@@ -250,6 +258,38 @@ def test_a_custom_pyfunc_without_its_code_gets_told_to_ship_it(tmp_path):
         load_model(str(model))
 
 
+def test_a_registered_model_is_deployed_by_version_and_by_alias_from_its_registry(
+        tmp_path, penguins, monkeypatch):
+    # The team's registry (its own SQLite store and artifacts), not the service's.
+    registry = f"sqlite:///{tmp_path / 'team.db'}"
+    mlflow.set_tracking_uri(registry)
+    experiment = mlflow.create_experiment("penguins", str(tmp_path / "team-artifacts"))
+    rows = penguins[[*NUMERIC, "species"]].dropna()
+    with mlflow.start_run(experiment_id=experiment):
+        mlflow.sklearn.log_model(fitted(penguins), name="model",
+                                 registered_model_name="penguin-species",
+                                 input_example=rows[NUMERIC].head(3),
+                                 pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+    MlflowClient().set_registered_model_alias("penguin-species", "production", "1")
+    # set_tracking_uri exported it; the services below must use only their own stores.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sample = numeric_sample(penguins, tmp_path)
+    for uri, folder in (("models:/penguin-species/1", "by-version"),
+                        ("models:/penguin-species@production", "by-alias")):
+        config = numeric_config(tmp_path / folder)
+        metadata = adopt(config, uri, sample, tracking_uri=registry)
+        assert metadata["adopted"]["source"] == uri
+        assert f"scikit-learn=={sklearn.__version__}" in metadata["adopted"]["requirements"]
+        assert metadata["model_family"] == "adopted (mlflow)"
+        assert metadata["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+        assert metadata["metrics"]["accuracy"] > 0.95
+        assert str(champion_version(config).version) == "1"
+    # Without --tracking-uri the URI is looked up in the service's own (empty) registry.
+    with pytest.raises(AdoptionError, match="Cannot read the MLflow model models:/penguin-"
+                       "species/1.*pass --tracking-uri of the registry that holds it"):
+        load_model("models:/penguin-species/1")
+
+
 def test_a_model_served_differently_from_its_own_answers_fails_naming_the_rows(tmp_path):
     # Serving sends numbers as float64; this model answers integer years differently.
     model = tmp_path / "year"
@@ -261,6 +301,112 @@ def test_a_model_served_differently_from_its_own_answers_fails_naming_the_rows(t
                        r"from the model's own output \(rows \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\)"):
         adopt(config, str(model), FIXTURE / "data" / "sample.csv")
     assert champion_version(config) is None
+
+
+# --- TorchScript ---------------------------------------------------------------------------
+
+class PenguinNet(torch.nn.Module):
+    """The user's network: standardises its inputs itself and answers one logit per class."""
+
+    def __init__(self, inputs: pd.DataFrame, outputs: int) -> None:
+        super().__init__()
+        values = torch.tensor(inputs.to_numpy(), dtype=torch.float32)
+        self.register_buffer("mean", values.mean(dim=0))
+        self.register_buffer("scale", values.std(dim=0))
+        self.body = torch.nn.Sequential(torch.nn.Linear(inputs.shape[1], 16), torch.nn.ReLU(),
+                                        torch.nn.Linear(16, outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.mean) / self.scale)
+
+
+class TwoInputs(torch.nn.Module):
+    def forward(self, bills: torch.Tensor, flippers: torch.Tensor) -> torch.Tensor:
+        return bills.sum(dim=1, keepdim=True) + flippers
+
+
+def trained_net(inputs: pd.DataFrame, target: torch.Tensor, outputs: int, loss) -> PenguinNet:
+    """A network trained by hand, seeded, full batch (penguins: a few hundred rows)."""
+    torch.manual_seed(0)
+    net = PenguinNet(inputs, outputs)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
+    x = torch.tensor(inputs.to_numpy(), dtype=torch.float32)
+    for _ in range(300):
+        optimiser.zero_grad()
+        loss(net(x), target).backward()
+        optimiser.step()
+    return net.eval()
+
+
+def test_a_torchscript_classifier_is_served_as_the_modules_own_answers(tmp_path, penguins):
+    rows = penguins[[*NUMERIC, "species"]].dropna()
+    classes = sorted(rows["species"].unique())
+    codes = torch.tensor([classes.index(label) for label in rows["species"]])
+    net = trained_net(rows[NUMERIC], codes, len(classes), torch.nn.functional.cross_entropy)
+    model = tmp_path / "penguins.pt"
+    torch.jit.script(net).save(str(model))
+    assert check_source(str(model), trust_pickle=False) == str(model)
+    assert model_requirements(str(model)) == ["torch==2.13.0"]
+
+    config = numeric_config(tmp_path / "svc")
+    metadata = adopt(config, str(model), numeric_sample(penguins, tmp_path))
+    assert metadata["model_family"] == "adopted (torchscript)"
+    assert metadata["classes"] == classes
+    assert metadata["adopted"]["requirements"] == ["torch==2.13.0"]
+    assert metadata["adopted"]["libraries"]["torch"] == torch.__version__
+    assert metadata["metrics"]["accuracy"] > 0.95
+    # The registered champion, loaded back as serving loads it, answers the module's logits
+    # through a softmax, row by row, bit for bit.
+    served = load_bundle_dir(champion_dir(config)).pipeline
+    with torch.no_grad():
+        logits = [net(torch.tensor(row, dtype=torch.float32)[None]).to(torch.float64).numpy()
+                  for row in rows[NUMERIC].to_numpy()]
+    assert (served.predict_proba(rows[NUMERIC]) == softmax(np.concatenate(logits), axis=1)).all()
+
+
+def test_a_torchscript_regressor_answers_values_and_refuses_class_tasks(tmp_path, penguins):
+    inputs, target = NUMERIC[:3], "body_mass_g"
+    rows = penguins[[*inputs, target]].dropna()
+    grams = torch.tensor(rows[target].to_numpy(), dtype=torch.float32)[:, None]
+    net = trained_net(rows[inputs], grams / 1000, 1, torch.nn.functional.mse_loss)
+    model = tmp_path / "mass.pt"
+    torch.jit.trace(net, torch.zeros(1, 3)).save(str(model))
+    adopted = fit_to_sample(load_model(str(model)), rows, target, "regression")
+    assert not hasattr(adopted.model, "predict_proba")
+    with torch.no_grad():
+        own = net(torch.tensor(rows[inputs].to_numpy(), dtype=torch.float32)).numpy().ravel()
+    assert adopted.model.predict(rows[inputs]) == pytest.approx(own, rel=1e-6)
+    with pytest.raises(AdoptionError, match=r"mass\.pt answers 1 number\(s\) per row, but the "
+                       r"sample's 'body_mass_g' has \d+ classes"):
+        fit_to_sample(load_model(str(model)), rows, target, "multiclass_classification")
+
+
+def test_torchscript_of_another_signature_or_a_state_dict_is_refused_naming_it(tmp_path,
+                                                                                  penguins):
+    two = tmp_path / "two.pt"
+    torch.jit.script(TwoInputs()).save(str(two))
+    with pytest.raises(AdoptionError, match=r"forward takes \(bills: Tensor, flippers: Tensor\); "
+                       "a deployed TorchScript model takes one float tensor"):
+        load_model(str(two))
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(4, 3).state_dict(), weights)
+    with pytest.raises(AdoptionError, match=r"weights\.pt is not a TorchScript archive.*"
+                       r"torch\.jit\.script\(model\)\.save"):
+        load_model(str(weights))
+    rows = penguins[[*NUMERIC, "species"]].dropna()
+    wide = tmp_path / "wide.pt"
+    torch.jit.script(PenguinNet(rows[NUMERIC], 5)).save(str(wide))
+    with pytest.raises(AdoptionError, match="answers 5 number.s. per row, but the sample's "
+                       "'species' has 3 classes"):
+        fit_to_sample(load_model(str(wide)), rows, "species", "multiclass_classification")
+    with pytest.raises(AdoptionError, match=r"wide\.pt fails on a row of 3 columns "
+                       r"\(bill_length_mm, bill_depth_mm, flipper_length_mm\): .*size of tensor a "
+                       r"\(3\) must match"):
+        fit_to_sample(load_model(str(wide)), rows.drop(columns="body_mass_g"), "species",
+                      "multiclass_classification")
+    islands = penguins[["island", *NUMERIC[:3], "species"]].dropna()
+    with pytest.raises(AdoptionError, match="takes numbers; column.s. island hold text"):
+        fit_to_sample(load_model(str(wide)), islands, "species", "multiclass_classification")
 
 
 def _rules_class(folder: Path, module: str, name: str = "PenguinRules") -> type:

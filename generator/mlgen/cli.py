@@ -262,7 +262,9 @@ def deploy(
     model: Annotated[
         str,
         typer.Option("--model", help="The model: a scikit-learn .skops file (.joblib/.pkl with "
-                     "--trust-pickle), an .onnx graph, an MLflow model folder or models:/ URI."),
+                     "--trust-pickle), an .onnx graph, a TorchScript .pt module (one float "
+                     "tensor of the sample's columns in, class scores or a value out), an "
+                     "MLflow model folder or models:/ URI."),
     ],
     sample: Annotated[
         Path,

@@ -3,14 +3,15 @@
 ``mlgen deploy --model PATH --sample DATA`` plans a tabular service whose features are the
 sample's columns (all but the target), renders it with the model's requirements among its
 dependencies, installs it into a virtualenv, and runs the service's ``adopt`` command there:
-the runtime (mlgen_runtime/adopt.py) loads and checks the model, measures it on the sample,
+the runtime (mlgen_runtime/adopt/) loads and checks the model, measures it on the sample,
 registers it as the first champion and proves its serving path equal to the model's own
 answers. ``--verify`` then runs the service's tests and serves it on 127.0.0.1, where every
 sample row sent over HTTP must get exactly the model's in-process answer.
 
 Loading a model is the runtime's job (the generator never imports it); what mlgen checks itself
 is what it needs before rendering: the model exists, a pickle comes with ``--trust-pickle``,
-and an MLflow model folder's ``requirements.txt``. Any failure removes the new service folder.
+and the model's requirements (an MLflow model folder's ``requirements.txt``; torch for a
+TorchScript module, which the service runs itself). Any failure removes the new service folder.
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ from mlgen.profile import Profile, profile_file
 from mlgen.render import project_answers, render_service
 from mlgen.verify import Served, install_service, package_name, post_json, run_step
 
-# Model files by suffix (the runtime's adopt.py reads them; mlgen refuses others before
-# rendering anything).
+# Model files by suffix (the runtime's mlgen_runtime/adopt/ reads them; mlgen refuses others
+# before rendering anything).
 PICKLES = (".pkl", ".pickle", ".joblib")
-FILES = (".skops", ".onnx")
+TORCHSCRIPT = (".pt", ".pth", ".ts")
+FILES = (".skops", ".onnx", *TORCHSCRIPT)
+# What a TorchScript module needs: the torch with a CPU build here (the runtime's audio extra
+# pins the same; any other version pulls a multi-GB CUDA build).
+TORCH = "torch==2.13.0"
 # Requirements the service's runtime already pins (an MLflow model lists them too).
 RUNTIME_PINNED = {"mlflow", "mlflow-skinny"}
 # Rows per /predict/batch request of the served check (within serving.max_batch_size).
@@ -51,7 +56,10 @@ class Deployment:
 
 def model_requirements(source: str) -> list[str]:
     """The libraries the model needs at run time: an MLflow model folder's requirements.txt
-    (MLflow itself is the runtime's); none for a single file, whose libraries the runtime has."""
+    (MLflow itself is the runtime's); torch for a TorchScript file; none for other files,
+    whose libraries the runtime has."""
+    if Path(source).suffix.lower() in TORCHSCRIPT:
+        return [TORCH]
     path = Path(source) / "requirements.txt"
     if not path.is_file():
         return []
@@ -81,8 +89,8 @@ def check_source(model: str, trust_pickle: bool) -> str:
         raise DeployError(
             f"Unknown model format {path.suffix or '(no suffix)'!r} of {path.name}: deploy a "
             "scikit-learn model (.skops, or .joblib/.pkl with --trust-pickle), an ONNX graph "
-            "(.onnx), or an MLflow model (folder or models:/ URI). A PyTorch model: export it "
-            "to ONNX first (torch.onnx.export)."
+            "(.onnx), a TorchScript module (.pt, torch.jit.script(model).save(path)), or an "
+            "MLflow model (folder or models:/ URI)."
         )
     if path.suffix.lower() in PICKLES and not trust_pickle:
         raise DeployError(
