@@ -112,6 +112,25 @@ def _panel(profile: Profile, year: str) -> bool:
     )
 
 
+def _season_length(frequency: str | None) -> int:
+    """Steps per natural cycle, as the runtime's season_length_of derives it (the generator
+    does not import the runtime): a day, a week (7 or 5 business days) or a year."""
+    if not frequency:
+        return 1
+    offset = pd.tseries.frequencies.to_offset(frequency)
+    name = offset.rule_code.split("-")[0]
+    cycles = {"D": 7, "B": 5, "MS": 12, "ME": 12, "M": 12, "SMS": 12, "SME": 12, "QS": 4,
+              "QE": 4, "Q": 4, "BQS": 4, "BQE": 4}
+    if name in cycles or name.startswith("W"):
+        return cycles.get(name, 52)
+    try:
+        step = pd.Timedelta(offset)
+    except ValueError:
+        return 1
+    day = pd.Timedelta("1D")
+    return int(day / step) if step < day and day % step == pd.Timedelta(0) else 1
+
+
 def year_periods(values: pd.Series) -> int | None:
     """1, 4 or 12 when ``values`` are decimal years on a yearly, quarterly or monthly grid
     (1991.5, 1991.583...); None otherwise."""
@@ -164,6 +183,7 @@ class _Draft:
         self._horizon(frequency)
         for key, value in self.brief.plan_overrides.items():
             self.set(key, value, "stated in the brief")
+        self._fit_windows(frequency, series, target)
 
     def _target(self, time: str) -> str:
         columns = self.profile.column_names
@@ -233,6 +253,37 @@ class _Draft:
             return str(pd.tseries.frequencies.to_offset(guess).freqstr)
         steps = pd.Series(times[1:] - times[:-1])
         return str(pd.tseries.frequencies.to_offset(steps.mode().iloc[0]).freqstr)
+
+    def _fit_windows(self, frequency: str | None, series: str | None, target: str) -> None:
+        """Fewer backtest, then test windows when the shortest series cannot hold the default
+        ones; a plan error naming the way out when it cannot hold one of each. Mirrors the
+        runtime's check_length: horizon x windows + two seasons + 10 points to fit on."""
+        lengths = self.frame.groupby(series).size() if series else pd.Series({"": len(self.frame)})
+        shortest, length = str(lengths.idxmin()), int(lengths.min())
+        horizon = int(self.values.get("horizon", Plan.model_fields["horizon"].default))
+        season = int(self.values.get("season_length") or _season_length(frequency))
+        windows = {name: int(self.values.get(name, Plan.model_fields[name].default))
+                   for name in ("backtest_windows", "test_windows")}
+
+        def needed() -> int:
+            return horizon * sum(windows.values()) + 2 * season + 10
+
+        for name in ("backtest_windows", "test_windows"):
+            if name in self.brief.front:
+                continue
+            while needed() > length and windows[name] > 1:
+                windows[name] -= 1
+            if windows[name] != Plan.model_fields[name].default:
+                self.set(name, windows[name], f"the shortest series has {length} points")
+        if needed() > length:
+            who = f"{shortest} has" if series else "the series has"
+            raise PlanError(
+                f"Each series needs at least {needed()} points for a {horizon}-step forecast "
+                f"(one test and one backtest window, two seasons of {season} and 10 to fit on); "
+                f"{who} {length}. Give more history, forecast fewer steps (horizon: N), or "
+                f"predict {target} from the other columns as a table: add `task: regression` "
+                "to the brief's front matter."
+            )
 
     def _horizon(self, frequency: str | None) -> None:
         match = AHEAD.search(self.brief.prose)
