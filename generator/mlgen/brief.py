@@ -68,13 +68,18 @@ TIME_WORDS = (
 )
 IMBALANCE_WORDS = ("imbalanced", "imbalance", "rare", "fraud", "anomal")
 # Phrases of a recommendation brief ("suggest related equipment", "people who used X also used
-# Y", "the next item", "top 10 for each user"): the recommendation kind, no column to predict.
+# Y", "the next item", "top 10 for each user", "for each user the top 5 ... it has not tried
+# yet"): the recommendation kind, no column to predict.
 RECOMMEND = re.compile(
     r"\brecommend\w*|\bsuggest(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?(?:related|similar|other|"
     r"complementary)\b|\balso\s+(?:used|bought|liked|watched|listened|played|read|viewed|"
     r"purchased|added|chose)\b|\bnext\s+(?:item|product|song|track|movie|film|purchase|book)s?\b"
     r"|\btop[- ]?\d+\s+(?:\w+\s+){0,3}?(?:for|per)\s+(?:each|every)\b"
-    r"|\b(?:related|similar)\s+items\b",
+    r"|\b(?:related|similar)\s+items\b"
+    # "suggest for each plane the top 5 ...", "the top 5 destinations it has not flown to yet"
+    r"|\b(?:suggest|recommend)\w*\s+(?:to|for)\s+(?:each|every)\s+\w+\s+(?:the\s+)?(?:top[- ]?)?"
+    r"\d+\b|\btop[- ]?\d+\s+\w+\s+(?:it|they|he|she|the\s+\w+)\s+(?:has|have|had)\s+"
+    r"(?:not|never)\b",
     re.IGNORECASE,
 )
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
