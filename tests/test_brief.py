@@ -137,11 +137,21 @@ def test_a_column_in_parentheses_after_the_predict_verb_is_the_target(
 
 def test_the_owner_in_a_possessive_is_not_the_target():
     # gapminder: "each country's life expectancy" asks for life expectancy, per country.
-    with pytest.raises(BriefError, match="does not say which column"):
-        Brief.parse("Forecast each country's life expectancy for the next ten years.").find_target(
-            _columns("gapminder", "gapminder")
-        )
+    assert Brief.parse("Forecast each country's life expectancy for the next ten years."
+                       ).find_target(_columns("gapminder", "gapminder")) == "lifeExp"
     columns = ["country", "year", "life_expectancy", "population"]
     assert Brief.parse("Forecast each country's life expectancy.").find_target(columns) == (
         "life_expectancy"
     )
+
+
+def test_an_abbreviated_column_name_is_found_from_the_words_it_shortens():
+    # gapminder's lifeExp and gdpPercap, as a user writes them out.
+    columns = _columns("gapminder", "gapminder")
+    assert Brief.parse("We forecast life expectancy per country.").find_target(columns) == (
+        "lifeExp"
+    )
+    assert Brief.parse("Predict the gdp per capita.").find_target(columns) == "gdpPercap"
+    # A column written out in full still wins over an abbreviation that also fits.
+    assert Brief.parse("Predict the life expectancy.").find_target(
+        ["lifeExp", "life_expectancy"]) == "life_expectancy"

@@ -322,10 +322,34 @@ def _longest_column_prefix(phrase: str, columns: Sequence[str]) -> str | None:
             run = words[start : start + size]
             if any(POSSESSIVE.search(word) for word in run):
                 continue
-            found = _match_column(" ".join(run), columns)
+            found = _match_column(" ".join(run), columns) or _abbreviated(run, columns)
             if found is not None:
                 return found
     return None
+
+
+def _abbreviated(words: Sequence[str], columns: Sequence[str]) -> str | None:
+    """The column whose name shortens two or more words, each to its first 3+ letters: "life
+    expectancy" is lifeExp, "gdp per capita" gdpPercap."""
+    if len(words) < 2:
+        return None
+    run = [re.sub(r"\W", "", word.lower()) for word in words]
+    for column in columns:
+        if _shortens(re.sub(r"[\W_]", "", column.lower()), run):
+            return column
+    return None
+
+
+def _shortens(name: str, words: Sequence[str]) -> bool:
+    if not words:
+        return not name
+    word = words[0]
+    if not word:
+        return False
+    return any(
+        name.startswith(word[:size]) and _shortens(name[size:], words[1:])
+        for size in range(len(word), min(len(word), 3) - 1, -1)
+    )
 
 
 def _not_found(wanted: str, columns: Sequence[str]) -> str:
