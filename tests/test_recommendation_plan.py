@@ -189,3 +189,23 @@ def test_mlgen_new_renders_the_example_without_a_target_question(tmp_path):
     assert "someone-new" in readme, "a cold-start example"
     assert "| kind | recommendation |" in (out / "docs" / "PLAN.md").read_text()
     assert not (out / "src" / "gear_recs" / "custom_features.py").exists()
+
+
+def test_a_brief_suggesting_what_each_user_has_not_tried_yet_is_a_recommendation(tmp_path):
+    # nycflights13's January flights as a user would phrase routes for planes: no "recommend",
+    # no "top N for each", but each plane's top 5 destinations it has not flown to yet.
+    flights = rdataset("nycflights13", "flights")
+    flights = flights[(flights["month"] == 1) & flights["tailnum"].notna()]
+    data = tmp_path / "flights.csv"
+    flights[["time_hour", "tailnum", "carrier", "origin", "dest", "distance"]].to_csv(
+        data, index=False)
+    plan = plan_for(data, "For fleet planning, suggest for each plane the top 5 destinations "
+                    "it has not flown to yet, based on where planes with similar histories fly.",
+                    tmp_path)
+    assert (plan.kind, plan.user_column, plan.item_column, plan.top_k) == (
+        "recommendation", "tailnum", "dest", 5)
+
+
+def test_suggesting_a_value_for_each_row_is_no_recommendation():
+    assert Brief.parse("Suggest a price for each house so agents can sanity check listings."
+                       ).recommends is None

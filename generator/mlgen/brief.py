@@ -68,22 +68,32 @@ TIME_WORDS = (
 )
 IMBALANCE_WORDS = ("imbalanced", "imbalance", "rare", "fraud", "anomal")
 # Phrases of a recommendation brief ("suggest related equipment", "people who used X also used
-# Y", "the next item", "top 10 for each user"): the recommendation kind, no column to predict.
+# Y", "the next item", "top 10 for each user", "for each user the top 5 ... it has not tried
+# yet"): the recommendation kind, no column to predict.
 RECOMMEND = re.compile(
     r"\brecommend\w*|\bsuggest(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?(?:related|similar|other|"
     r"complementary)\b|\balso\s+(?:used|bought|liked|watched|listened|played|read|viewed|"
     r"purchased|added|chose)\b|\bnext\s+(?:item|product|song|track|movie|film|purchase|book)s?\b"
     r"|\btop[- ]?\d+\s+(?:\w+\s+){0,3}?(?:for|per)\s+(?:each|every)\b"
-    r"|\b(?:related|similar)\s+items\b",
+    r"|\b(?:related|similar)\s+items\b"
+    # "suggest for each plane the top 5 ...", "the top 5 destinations it has not flown to yet"
+    r"|\b(?:suggest|recommend)\w*\s+(?:to|for)\s+(?:each|every)\s+\w+\s+(?:the\s+)?(?:top[- ]?)?"
+    r"\d+\b|\btop[- ]?\d+\s+\w+\s+(?:it|they|he|she|the\s+\w+)\s+(?:has|have|had)\s+"
+    r"(?:not|never)\b",
     re.IGNORECASE,
 )
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
 DATA_FILE = re.compile(r"[\w./\\~-]+\.(?:csv|parquet|pq)\b", re.IGNORECASE)
 PREDICT = re.compile(
     r"\b(?:predict|predicts|predicting|forecast|forecasting|estimate|estimating|classify)\s+"
-    r"(?:the\s+|whether\s+|if\s+|a\s+|an\s+|which\s+)?[`\"']?([^\n.,;:()`\"']{1,80})",
+    r"(?:the\s+|whether\s+|if\s+|a\s+|an\s+|which\s+)?[`\"']?"
+    r"((?:[^\n.,;:()`\"'\u2019]|['\u2019]s\b){1,80})",
     re.IGNORECASE,
 )
+# A parenthesised aside, "(Purchase)" or "(Salary, thousands of dollars)", and a sentence's end.
+PARENTHESES = re.compile(r"\(([^()\n]{1,80})\)")
+SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
+POSSESSIVE = re.compile(r"['\u2019]s$", re.IGNORECASE)
 TARGET_IS = re.compile(r"\btarget(?:\s+column)?\s*(?:is|=|:)\s*[`\"']?([\w .-]{1,64})", re.I)
 FIX_EXAMPLE = "---\ndata: data.csv\ntarget: churned\n---\nPredict which customers churn."
 
@@ -212,11 +222,23 @@ class Brief:
             if found is None:
                 raise TargetNotFoundError(_not_found(wanted, columns))
             return found
-        for pattern in (TARGET_IS, PREDICT):
-            for match in pattern.finditer(self.prose):
-                found = _longest_column_prefix(match.group(1), columns)
+        for match in TARGET_IS.finditer(self.prose):
+            found = _longest_column_prefix(match.group(1), columns)
+            if found is not None:
+                return found
+        for match in PREDICT.finditer(self.prose):
+            # A column in parentheses in the same sentence names the target outright: "predict
+            # which brand the customer buys (Purchase)", "estimate what a player should be paid
+            # (Salary, in thousands)", where the words after the verb name someone else.
+            end = SENTENCE_END.search(self.prose, match.end())
+            sentence = self.prose[match.start() : end.start() if end else len(self.prose)]
+            for aside in PARENTHESES.finditer(sentence):
+                found = _longest_column_prefix(re.split(r"[,;:]", aside.group(1))[0], columns)
                 if found is not None:
                     return found
+            found = _longest_column_prefix(match.group(1), columns)
+            if found is not None:
+                return found
         shown = ", ".join(list(columns)[:30])
         raise BriefError(
             "The brief does not say which column to predict. Add this front-matter line:\n"
@@ -291,15 +313,43 @@ def _longest_column_prefix(phrase: str, columns: Sequence[str]) -> str | None:
     """The column named by a run of words near the start of ``phrase``, longest run first.
 
     "whether a customer churned next month" finds "churned"; "monthly charges next year"
-    finds "monthly_charges".
+    finds "monthly_charges". An owner ("each country's life expectancy") is never the column:
+    the run starts after it.
     """
     words = phrase.strip().split()
     for start in range(min(len(words), 4)):
         for size in range(min(len(words) - start, 6), 0, -1):
-            found = _match_column(" ".join(words[start : start + size]), columns)
+            run = words[start : start + size]
+            if any(POSSESSIVE.search(word) for word in run):
+                continue
+            found = _match_column(" ".join(run), columns) or _abbreviated(run, columns)
             if found is not None:
                 return found
     return None
+
+
+def _abbreviated(words: Sequence[str], columns: Sequence[str]) -> str | None:
+    """The column whose name shortens two or more words, each to its first 3+ letters: "life
+    expectancy" is lifeExp, "gdp per capita" gdpPercap."""
+    if len(words) < 2:
+        return None
+    run = [re.sub(r"\W", "", word.lower()) for word in words]
+    for column in columns:
+        if _shortens(re.sub(r"[\W_]", "", column.lower()), run):
+            return column
+    return None
+
+
+def _shortens(name: str, words: Sequence[str]) -> bool:
+    if not words:
+        return not name
+    word = words[0]
+    if not word:
+        return False
+    return any(
+        name.startswith(word[:size]) and _shortens(name[size:], words[1:])
+        for size in range(len(word), min(len(word), 3) - 1, -1)
+    )
 
 
 def _not_found(wanted: str, columns: Sequence[str]) -> str:

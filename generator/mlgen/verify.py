@@ -108,9 +108,10 @@ def install_service(
     pip = [str(python), "-m", "pip", "install", "-q"]
     on_step("install the service")
     if python.exists():
-        # A reused venv already holds the dependencies: install only the service and the
-        # runtime it pins (its vendored copy, which may differ from the venv's).
-        reinstall(python, service, service_deps=False)
+        # A reused venv holds most dependencies, not necessarily all: another kind's service
+        # left it without this one's (the forecasting extra's statsmodels). pip keeps what is
+        # installed and fetches only what is missing.
+        reinstall(python, service)
     else:
         on_step(f"create virtualenv {venv}")
         run_step("create virtualenv", [sys.executable, "-m", "venv", str(venv)], service, venv)

@@ -32,11 +32,14 @@ CALENDAR = re.compile(
 )
 KNOWN = re.compile(r"\bknown\b|in advance|\bplanned\b|\bscheduled\b", re.I)
 AHEAD = re.compile(
-    r"\bnext\s+(?:(\d+|one|two|three|four|six|seven|twelve|24|48)\s+)?"
-    r"(minute|hour|day|week|month|quarter|year)s?\b|\b(\d+)\s+steps?\s+ahead\b",
+    r"\bnext\s+(?:(\d+|one|two|three|four|five|six|seven|eight|nine|ten|twelve)\s+)?"
+    r"(minute|hour|day|week|month|quarter|year|period|step)s?\b|\b(\d+)\s+steps?\s+ahead\b",
     re.I,
 )
-WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "six": 6, "seven": 7, "twelve": 12}
+WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9, "ten": 10, "twelve": 12}
+#: Months in one step of a monthly, quarterly or yearly frequency (times the offset's n).
+STEP_MONTHS = {"M": 1, "Q": 3, "Y": 12, "A": 12}
 PERIODS = {
     "minute": pd.Timedelta("1min"), "hour": pd.Timedelta("1h"), "day": pd.Timedelta("1D"),
     "week": pd.Timedelta("7D"),
@@ -84,7 +87,7 @@ def _time_column(brief: Brief, profile: Profile, required: bool = True) -> str |
         # value, row numbers aside); beside other columns a year is a feature of a table.
         values = [c for c in numeric if c.name != column.name and not c.id_like]
         alone = len(values) == 1 and TIME_NAME.search(column.name)
-        if periods is not None and (periods > 1 or alone):
+        if periods is not None and (periods > 1 or alone or _panel(profile, column.name)):
             return column.name
     if required:
         raise PlanError(
@@ -93,6 +96,39 @@ def _time_column(brief: Brief, profile: Profile, required: bool = True) -> str |
             "front matter (time: <column>) or convert it to ISO dates."
         )
     return None
+
+
+def _panel(profile: Profile, year: str) -> bool:
+    """Whether whole years under a time name are the time of several series: a text column
+    (country, region) has one row per year while the years repeat across its values
+    (gapminder: each country every five years)."""
+    raw = profile.raw
+    if not TIME_NAME.search(year) or not raw[year].duplicated().any():
+        return False
+    return any(
+        c.kind != "numeric" and c.name in raw.columns and c.n_unique > 1
+        and not raw.duplicated([c.name, year]).any()
+        for c in profile.columns
+    )
+
+
+def _season_length(frequency: str | None) -> int:
+    """Steps per natural cycle, as the runtime's season_length_of derives it (the generator
+    does not import the runtime): a day, a week (7 or 5 business days) or a year."""
+    if not frequency:
+        return 1
+    offset = pd.tseries.frequencies.to_offset(frequency)
+    name = offset.rule_code.split("-")[0]
+    cycles = {"D": 7, "B": 5, "MS": 12, "ME": 12, "M": 12, "SMS": 12, "SME": 12, "QS": 4,
+              "QE": 4, "Q": 4, "BQS": 4, "BQE": 4}
+    if name in cycles or name.startswith("W"):
+        return cycles.get(name, 52)
+    try:
+        step = pd.Timedelta(offset)
+    except ValueError:
+        return 1
+    day = pd.Timedelta("1D")
+    return int(day / step) if step < day and day % step == pd.Timedelta(0) else 1
 
 
 def year_periods(values: pd.Series) -> int | None:
@@ -147,6 +183,7 @@ class _Draft:
         self._horizon(frequency)
         for key, value in self.brief.plan_overrides.items():
             self.set(key, value, "stated in the brief")
+        self._fit_windows(frequency, series, target)
 
     def _target(self, time: str) -> str:
         columns = self.profile.column_names
@@ -217,6 +254,37 @@ class _Draft:
         steps = pd.Series(times[1:] - times[:-1])
         return str(pd.tseries.frequencies.to_offset(steps.mode().iloc[0]).freqstr)
 
+    def _fit_windows(self, frequency: str | None, series: str | None, target: str) -> None:
+        """Fewer backtest, then test windows when the shortest series cannot hold the default
+        ones; a plan error naming the way out when it cannot hold one of each. Mirrors the
+        runtime's check_length: horizon x windows + two seasons + 10 points to fit on."""
+        lengths = self.frame.groupby(series).size() if series else pd.Series({"": len(self.frame)})
+        shortest, length = str(lengths.idxmin()), int(lengths.min())
+        horizon = int(self.values.get("horizon", Plan.model_fields["horizon"].default))
+        season = int(self.values.get("season_length") or _season_length(frequency))
+        windows = {name: int(self.values.get(name, Plan.model_fields[name].default))
+                   for name in ("backtest_windows", "test_windows")}
+
+        def needed() -> int:
+            return horizon * sum(windows.values()) + 2 * season + 10
+
+        for name in ("backtest_windows", "test_windows"):
+            if name in self.brief.front:
+                continue
+            while needed() > length and windows[name] > 1:
+                windows[name] -= 1
+            if windows[name] != Plan.model_fields[name].default:
+                self.set(name, windows[name], f"the shortest series has {length} points")
+        if needed() > length:
+            who = f"{shortest} has" if series else "the series has"
+            raise PlanError(
+                f"Each series needs at least {needed()} points for a {horizon}-step forecast "
+                f"(one test and one backtest window, two seasons of {season} and 10 to fit on); "
+                f"{who} {length}. Give more history, forecast fewer steps (horizon: N), or "
+                f"predict {target} from the other columns as a table: add `task: regression` "
+                "to the brief's front matter."
+            )
+
     def _horizon(self, frequency: str | None) -> None:
         match = AHEAD.search(self.brief.prose)
         if match is None or frequency is None:
@@ -232,14 +300,14 @@ class _Draft:
             step = pd.Timedelta(offset)
         except ValueError:
             step = None
-        if unit in PERIODS and step is not None:
-            steps = int((PERIODS[unit] * count) / step)
-        elif unit in MONTHS and offset.rule_code.startswith(("MS", "ME", "M")):
-            steps = MONTHS[unit] * count
-        elif unit in MONTHS and offset.rule_code.startswith(("QS", "QE", "Q")):
-            steps = max(MONTHS[unit] * count // 3, 1)
-        elif unit == "year" and offset.rule_code.startswith(("YS", "YE", "Y", "AS", "A")):
+        if unit in ("period", "step"):  # "the next two periods": steps of the data's own
             steps = count
+        elif unit in PERIODS and step is not None:
+            steps = int((PERIODS[unit] * count) / step)
+        elif unit in MONTHS and offset.rule_code[:1] in STEP_MONTHS:
+            # Every 5 years (5YS), every quarter (QS), every month (MS): whole steps, at least 1.
+            per_step = STEP_MONTHS[offset.rule_code[:1]] * max(offset.n, 1)
+            steps = max(MONTHS[unit] * count // per_step, 1)
         else:
             return
         if steps >= 1:

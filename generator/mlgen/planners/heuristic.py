@@ -219,7 +219,10 @@ class _Draft:
                 ),
                 None,
             )
-            if found and self.profile.column(found).n_unique > 1:
+            # A group repeats: a column unique on every row ("one row per player") groups
+            # nothing, and a group split over it would be a random split under another name.
+            column = self.profile.column(found) if found else None
+            if column and 1 < column.n_unique < self.profile.n_sampled and not column.id_like:
                 self.set(
                     "group_column",
                     found,

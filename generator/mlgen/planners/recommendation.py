@@ -44,6 +44,7 @@ TOP_K = re.compile(
     r"\btop[- ]?(\d{1,3})\b|\b(\d{1,3})\s+(?:recommendations|suggestions|items|products)\b",
     re.I,
 )
+TOP_NOUN = re.compile(r"\btop[- ]?\d{1,3}\s+(?:new\s+|other\s+)?([a-z]\w+)", re.I)
 NEXT_ITEM = re.compile(
     r"\bnext\s+(?:item|product|song|track|movie|film|purchase|book|video|episode|order)s?\b", re.I
 )
@@ -115,8 +116,9 @@ class _Draft:
     def _users_and_items(self) -> None:
         ids = self._ids()
         user = self._stated("user_column") or _best(ids, USER_NAME)
-        item = self._stated("item_column") or _best(
-            [c for c in ids if c.name != user], ITEM_NAME
+        others = [c for c in ids if c.name != user]
+        item = self._stated("item_column") or _best(others, ITEM_NAME) or _ranked_in(
+            self.brief.prose, others
         )
         if user is None or item is None:
             # No names to go by: the first two id-like columns, in file order (userId, movieId).
@@ -354,6 +356,20 @@ class _Draft:
 
 
 _NEEDS = {"recent_popularity": "a time column", "content": "item metadata"}
+
+
+def _ranked_in(prose: str, columns: list[ColumnProfile]) -> str | None:
+    """The column the brief ranks ("the top 5 destinations" -> dest, "top 10 stores" ->
+    store_id): the word after "top N" begins with its name, or its name with the word."""
+    for match in TOP_NOUN.finditer(prose):
+        word = match.group(1).lower()
+        stem = word[:-1] if word.endswith("s") else word
+        for column in columns:
+            name = re.sub(r"[_\s-]*id$", "", column.name.lower()) or column.name.lower()
+            prefix = word.startswith(name) or (len(stem) >= 3 and name.startswith(stem))
+            if len(name) >= 3 and prefix:
+                return column.name
+    return None
 
 
 def _best(columns: list[ColumnProfile], pattern: re.Pattern[str]) -> str | None:
