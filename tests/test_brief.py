@@ -135,6 +135,19 @@ def test_a_column_in_parentheses_after_the_predict_verb_is_the_target(
     assert Brief.parse(prose).find_target(extra + _columns(package, item)) == target
 
 
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "Predict the price from the size (sqft) and the age (years_old).",
+        "Predict price using the living area (sqft).",
+        "Estimate the price of a house based on its area (sqft).",
+    ],
+)
+def test_a_column_in_parentheses_among_the_inputs_is_not_the_target(prose):
+    columns = ["price", "sqft", "years_old", "zip"]
+    assert Brief.parse(prose).find_target(columns) == "price"
+
+
 def test_the_owner_in_a_possessive_is_not_the_target():
     # gapminder: "each country's life expectancy" asks for life expectancy, per country.
     assert Brief.parse("Forecast each country's life expectancy for the next ten years."

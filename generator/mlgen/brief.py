@@ -94,6 +94,7 @@ PREDICT = re.compile(
 PARENTHESES = re.compile(r"\(([^()\n]{1,80})\)")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
 POSSESSIVE = re.compile(r"['\u2019]s$", re.IGNORECASE)
+INPUTS_CUE = re.compile(r"\b(?:from|using|given|based\s+on|out\s+of)\b", re.IGNORECASE)
 TARGET_IS = re.compile(r"\btarget(?:\s+column)?\s*(?:is|=|:)\s*[`\"']?([\w .-]{1,64})", re.I)
 FIX_EXAMPLE = "---\ndata: data.csv\ntarget: churned\n---\nPredict which customers churn."
 
@@ -232,6 +233,10 @@ class Brief:
             # (Salary, in thousands)", where the words after the verb name someone else.
             end = SENTENCE_END.search(self.prose, match.end())
             sentence = self.prose[match.start() : end.start() if end else len(self.prose)]
+            # Asides after "from", "using", ... describe the inputs: "predict price from size
+            # (sqft)" asks for price.
+            inputs = INPUTS_CUE.search(sentence)
+            sentence = sentence[: inputs.start()] if inputs else sentence
             for aside in PARENTHESES.finditer(sentence):
                 found = _longest_column_prefix(re.split(r"[,;:]", aside.group(1))[0], columns)
                 if found is not None:
