@@ -122,9 +122,14 @@ def versions(tmp_path: Path, store_home: Path) -> tuple[Path, Path]:
     return v1, release_next_version(copy_template(tmp_path / "v2"))
 
 
+# The service's pytest options as the template writes them, and a user's edit of them.
+ADDOPTS = "addopts = \"-ra -m 'not scale_out'\""
+STRICT_ADDOPTS = "addopts = \"-ra -m 'not scale_out' --strict-markers\""
+
+
 def edit_like_a_user(service: Path) -> None:
     """Edits far from and near to the coming template changes, in owned and template files."""
-    replace_once(service / "pyproject.toml", 'addopts = "-ra"', 'addopts = "-ra --strict-markers"')
+    replace_once(service / "pyproject.toml", ADDOPTS, STRICT_ADDOPTS)
     replace_once(service / "configs" / "config.yaml", "timeout_seconds: 600",
                  "timeout_seconds: 1200")
     (service / SLOT).write_text(USER_FEATURES)
@@ -150,7 +155,7 @@ def test_update_brings_template_changes_and_keeps_every_user_edit(
     pyproject = (service / "pyproject.toml").read_text()
     assert '"scikit-learn>=1.7,<1.10"' in (service / RUNTIME_PYPROJECT).read_text()
     # Every user edit survived: far edits merged, owned files untouched byte for byte.
-    assert 'addopts = "-ra --strict-markers"' in pyproject
+    assert STRICT_ADDOPTS in pyproject
     assert (service / SLOT).read_text() == USER_FEATURES
     assert (service / "configs" / "local.yaml").read_text() == USER_LOCAL
     # The edit next to a template change is a reported conflict holding both sides.
