@@ -180,7 +180,8 @@ def test_the_runtime_suite_holds_on_this_services_data(service_venv: Venv,
     if trained.example not in ("breast-cancer", "diabetes"):
         pytest.skip("penguins is the runtime suite's own fixture; run once per other task")
     # Left out: the tests of servers and clusters around the model (slow clients, PostgreSQL,
-    # MLflow server, Dask), which no task or data changes; they run once, on the fixture.
+    # MLflow server, Dask, partitioned data), which no task or data changes; they run once, on
+    # the fixture.
     runtime_tests = REPO / "runtime" / "tests"
     targets = [str(runtime_tests)]
     if trained.example == "breast-cancer":
@@ -191,6 +192,8 @@ def test_the_runtime_suite_holds_on_this_services_data(service_venv: Venv,
         str(service_venv.python), "-m", "pytest", *targets, "-q",
         "--ignore", str(runtime_tests / "test_live_server_hardening.py"),
         "--ignore", str(runtime_tests / "test_shared_infrastructure.py"),
+        # Reading Parquet partitions (and its Dask cluster) depends on no task: fixture only.
+        "--ignore", str(runtime_tests / "test_partitioned_data.py"),
         "-p", "no:cacheprovider", cwd=REPO, timeout=1800, check=False,
         env={"MLGEN_SERVICE_ROOT": str(trained.root)},
     )
