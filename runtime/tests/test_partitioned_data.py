@@ -111,6 +111,9 @@ def test_bad_folders_are_refused_naming_the_file(numbered, tmp_path) -> None:
     (broken / "part-2.parquet").write_text("id,value\n1,2\n")
     with pytest.raises(DataValidationError, match=r"part-2\.parquet is not a readable Parquet"):
         load_data(broken, max_rows=10)
+    (broken / "2025" / "part-0.parquet").write_text("id,value\n1,2\n")
+    with pytest.raises(DataValidationError, match=r"part-0\.parquet is not a readable Parquet"):
+        load_data(broken)
 
 
 def test_training_on_a_larger_folder_fits_the_sample_and_says_so(sample_data, tmp_path) -> None:

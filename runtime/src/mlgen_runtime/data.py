@@ -85,9 +85,9 @@ def data_rows(path: str | Path) -> int | None:
     """The rows of a Parquet file or folder, from the footers (no rows read); None for CSV."""
     path = Path(path)
     if path.is_dir():
-        return sum(_row_counts(partitions(path)))
+        return sum(check_columns(partitions(path), []))
     if path.suffix.lower() in (".parquet", ".pq") and path.is_file():
-        return _row_counts([path])[0]
+        return check_columns([path], [])[0]
     return None
 
 
@@ -110,13 +110,16 @@ def partitions(folder: Path) -> list[Path]:
 
 def check_columns(
     files: Sequence[Path], columns: Sequence[str], why: str = "the model needs"
-) -> None:
-    """Every partition has every needed column (read from the files' schemas, not their rows)."""
+) -> list[int]:
+    """Every partition has every needed column; each one's row count (both read from the
+    files' footers, not their rows)."""
     import pyarrow.parquet as pq
 
+    counts = []
     for path in files:
         try:
-            names = set(pq.read_schema(path).names)
+            footer = pq.read_metadata(path)
+            names = set(footer.schema.to_arrow_schema().names)
         except Exception as exc:  # pyarrow raises several types for a broken file
             raise DataValidationError(f"{path} is not a readable Parquet file: {exc}") from exc
         missing = [name for name in columns if name not in names]
@@ -125,17 +128,7 @@ def check_columns(
                 f"{path} lacks the column(s) {', '.join(missing)} {why}: every "
                 f"partition must carry {', '.join(columns)}."
             )
-
-
-def _row_counts(files: Sequence[Path]) -> list[int]:
-    import pyarrow.parquet as pq
-
-    counts = []
-    for path in files:
-        try:
-            counts.append(pq.ParquetFile(path).metadata.num_rows)
-        except Exception as exc:  # pyarrow raises several types for a broken file
-            raise DataValidationError(f"{path} is not a readable Parquet file: {exc}") from exc
+        counts.append(footer.num_rows)
     return counts
 
 
@@ -155,9 +148,9 @@ def _read_partitions(
 
     files = partitions(folder)
     # One schema: a partition with other columns would silently add NaN-filled ones.
+    check_columns(files[:1], [])  # a first file that is not Parquet is named, as any other
     columns = pq.read_schema(files[0]).names
-    check_columns(files, columns, why=f"that {files[0].name} has")
-    counts = _row_counts(files)
+    counts = check_columns(files, columns, why=f"that {files[0].name} has")
     total = sum(counts)
     if max_rows is None or total <= max_rows:
         takes: list[int | None] = [None] * len(files)
