@@ -205,13 +205,24 @@ def test_the_services_own_suite_passes_training_succeeds_and_csv_rows_are_served
         status, as_typed = _post(f"{url}/predict/batch", {"records": typed[:5]})
         assert [p["prediction"] for p in as_text["predictions"]] == \
             [p["prediction"] for p in as_typed["predictions"]]
+        # A row pasted from the file as it is, its target and any id column included: the
+        # same answer (they are ignored, not refused as unknown fields).
+        whole = _csv_text_rows(rendered.csv, None, 5)
+        assert set(whole[0]) > set(features)
+        status, as_whole = _post(f"{url}/predict/batch", {"records": whole})
+        assert status == 200, as_whole
+        assert [p["prediction"] for p in as_whole["predictions"]] == \
+            [p["prediction"] for p in as_text["predictions"]]
+        status, one = _post(f"{url}/predict", whole[0])
+        assert status == 200 and one["prediction"] == as_text["predictions"][0]["prediction"]
 
 
-def _csv_text_rows(path: Path, features: list[str], n: int = 40) -> list[dict[str, str]]:
-    """Rows exactly as the file has them: every value the CSV's own text."""
+def _csv_text_rows(path: Path, features: list[str] | None, n: int = 40) -> list[dict[str, str]]:
+    """Rows exactly as the file has them: every value the CSV's own text (of ``features``
+    only, or every column)."""
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{name: row[name] for name in features} for row in rows[:n]]
+    return [{name: row[name] for name in features or row} for row in rows[:n]]
 
 
 def _with_missing_values(texts: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -381,3 +381,26 @@ def test_a_model_with_numbered_categories_is_not_screened():
     grade = {"name": "grade", "type": "categorical", "categories": [1, 2, 3]}
     bodies = RequestBodies([*SCREENED_FEATURES, grade], max_batch_size=10)
     assert bodies.screen(json.dumps({"records": [{**GOOD, "grade": 1}]}).encode()) is None
+
+
+def test_the_screen_and_the_validator_drop_the_datas_other_columns():
+    """A row of the data file carries its target and id: both ways through a batch take them
+    and drop them; the record and columns forms too. Other unknown keys stay refused."""
+    bodies = RequestBodies(
+        SCREENED_FEATURES, max_batch_size=10, ignored=["species", "rownames"], target="species"
+    )
+    names = [feature["name"] for feature in SCREENED_FEATURES]
+    raw = json.dumps({"records": [{**GOOD, "species": "Adelie", "rownames": 3}, GOOD]}).encode()
+    screened, exact = bodies.screen(raw), exact_rows(bodies, raw, names)
+    assert screened is not None and exact is not None
+    assert set(screened[0]) == set(names)
+    assert all("species" not in record for record in exact.records)
+    for name in names:
+        assert Rows(*screened).column(name) == exact.column(name)
+    record = bodies.record.validate_json(json.dumps({**GOOD, "species": None, "rownames": "7"}))
+    assert record == bodies.record.validate_json(json.dumps(GOOD))
+    columns = {"island": ["Dream", "Biscoe"], "species": ["Adelie", "Gentoo"]}
+    batch = bodies.batch.validate_json(json.dumps({"columns": columns}))
+    assert batch == {"columns": {"island": ["Dream", "Biscoe"]}}
+    with pytest.raises(ValidationError, match="colour"):
+        bodies.record.validate_json(json.dumps({**GOOD, "colour": "red"}))

@@ -124,11 +124,10 @@ def training_rows(path, names: list[str], count: int) -> tuple[list[dict], list[
 def assert_scored_as_training_reads(client, bundle, rows: list[dict], frame) -> None:
     """/predict and /predict/batch (records and columns) take ``rows`` and answer what the
     pipeline answers for ``frame``, the same rows as training reads them."""
-    names = [feature["name"] for feature in bundle.features]
     singles = [client.post("/predict", json=row) for row in rows]
     batches = [
         client.post("/predict/batch", json={"records": rows}),
-        client.post("/predict/batch", json={"columns": {n: [r[n] for r in rows] for n in names}}),
+        client.post("/predict/batch", json={"columns": {n: [r[n] for r in rows] for n in rows[0]}}),
     ]
     for response in singles + batches:
         assert response.status_code == 200, response.text
@@ -158,6 +157,35 @@ def test_rows_of_the_training_file_score_as_the_file_and_pandas_write_them(
     frame = load_data(sample_data).head(20)[names]
     assert_scored_as_training_reads(client, bundle, text, frame)
     assert_scored_as_training_reads(client, bundle, from_pandas, frame)
+
+
+def test_whole_rows_of_the_data_file_score_as_their_features_alone(
+    client, trained_service, sample_data
+):
+    """A row copied from the CSV as it is (its target, id and excluded columns included) is
+    answered, not refused for unknown fields: those columns are documented and dropped."""
+    bundle = trained_service.bundle
+    names = [feature["name"] for feature in bundle.features]
+    with open(sample_data, newline="") as handle:
+        whole = list(itertools.islice(csv.DictReader(handle), 20))
+    others = set(whole[0]) - set(names)
+    assert bundle.metadata["target"] in others
+    assert set(bundle.ignored_columns) == others
+    frame = load_data(sample_data).head(20)[names]
+    assert_scored_as_training_reads(client, bundle, whole, frame)
+    # The target's value plays no part in the answer.
+    target = bundle.metadata["target"]
+    answers = [
+        client.post("/predict", json={**whole[0], target: value}).json()
+        for value in (whole[1][target], "", None)
+    ]
+    assert len({json.dumps(a["probabilities"] or a["prediction"]) for a in answers}) == 1
+    # A key that is neither a feature nor a column of the data is still a client's mistake.
+    refused = client.post("/predict", json={**whole[0], "colour": "red"})
+    assert refused.status_code == 422
+    assert [item["field"] for item in refused.json()["fields"]] == ["colour"]
+    documented = client.get("/openapi.json").json()["components"]["schemas"]["Record"]
+    assert "accepted and ignored" in documented["properties"][target]["description"]
 
 
 def test_a_yes_no_column_takes_the_files_words_and_refuses_others(default_service):
@@ -229,7 +257,11 @@ def test_openapi_shows_the_real_feature_names_and_types(client, trained_service)
     batch = document["components"]["schemas"]["BatchRequest"]
     assert set(batch["properties"]) == {"records", "columns"}
     columns = document["components"]["schemas"]["Columns"]["properties"]
-    assert list(columns) == [feature["name"] for feature in trained_service.bundle.features]
+    # The features, then the data's other columns, documented as ignored.
+    bundle = trained_service.bundle
+    assert list(columns) == [feature["name"] for feature in bundle.features] + [
+        name for name in bundle.ignored_columns
+    ]
     schema = document["components"]["schemas"]["Record"]
     assert schema["additionalProperties"] is False
     for feature in trained_service.bundle.features:

@@ -49,6 +49,17 @@ class Bundle:
         return self.metadata["features"]
 
     @property
+    def ignored_columns(self) -> list[str]:
+        """The data's columns that are not features (the target, ids, excluded ones): a
+        request may carry them, as a row of the data file does; they are dropped. A bundle
+        trained before this was recorded knows its target only."""
+        recorded = self.metadata.get("ignored_columns")
+        if recorded is not None:
+            return [str(name) for name in recorded]
+        target = self.metadata.get("target")
+        return [str(target)] if target else []
+
+    @property
     def classes(self) -> list[Any] | None:
         return self.metadata.get("classes")
 

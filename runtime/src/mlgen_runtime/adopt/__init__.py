@@ -267,6 +267,8 @@ def adopt(
         "target": target,
         "classes": None,
         "features": features,
+        # The sample's target: a request may carry it, as a row of the sample does.
+        "ignored_columns": [str(target)],
         "example": request_example(sample, features),
         "derived_features": [],
         "transforms": config.transforms.model_dump(mode="json"),

@@ -64,9 +64,11 @@ class TabularKind:
     def train(
         self, config: Config, data_path: str | Path | None = None, trials: int | None = None
     ) -> TrainResult:
+        from ..budget import process_started
         from ..train import train
 
-        return train(config, data_path=data_path, trials=trials)
+        # The budget counts what the user waits for: from the start of the process.
+        return train(config, data_path=data_path, trials=trials, started=process_started())
 
     def summary(self, result: TrainResult) -> str:
         from ..train import summary

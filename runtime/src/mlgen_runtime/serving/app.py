@@ -162,7 +162,11 @@ class ServedModel:
         self.metrics = metrics
         self.predictor = build_predictor(bundle)
         self.bodies = RequestBodies(
-            bundle.features, config.serving.max_batch_size, bundle.metadata.get("example")
+            bundle.features,
+            config.serving.max_batch_size,
+            bundle.metadata.get("example"),
+            ignored=bundle.ignored_columns,
+            target=bundle.metadata.get("target"),
         )
         self.feature_names = [feature["name"] for feature in bundle.features]
         drift = self._online_drift(bundle, config)

@@ -5,7 +5,10 @@ resolved features, so the OpenAPI document at ``/docs`` always shows the exact f
 the served model takes. A record is one flat JSON object of feature values keyed by the
 feature's own name (any string, spaces and unicode included); a batch is a list of records or,
 faster, one list of values per feature. Every feature is optional: ``null`` or an omitted key
-means "missing" and is handled by the model's imputers, as in training.
+means "missing" and is handled by the model's imputers, as in training. The data file's other
+columns (the target, an id, excluded columns: the bundle's ``ignored_columns``) are accepted
+and dropped at validation, so that a whole row of the file scores as it is; any other key is
+refused, so that a misspelt feature is reported instead of silently missing.
 
 A value may be sent as its natural JSON type or as the training file writes it, so that a row
 copied from the CSV (``csv.DictReader`` gives only strings) or written by pandas scores as it
@@ -275,8 +278,46 @@ def _typed_dict(
     return with_config(config)(typed)
 
 
-def build_record_model(features: list[dict[str, Any]]) -> type:
-    """One request record: a key per feature, named by the feature's real name."""
+IGNORED_DESCRIPTION = (
+    "a column of the training data that is not a feature ({why}): accepted and ignored, so "
+    "that a row of the data file can be sent as it is"
+)
+
+
+def _ignored_fields(ignored: tuple[str, ...], target: str | None, value: Any) -> dict[str, Any]:
+    """Optional fields of any value for the data's non-feature columns (see module doc)."""
+    return {
+        name: Annotated[
+            value,
+            Field(
+                title=name,
+                description=IGNORED_DESCRIPTION.format(
+                    why="the target" if name == target else "an id, a time, an excluded column"
+                ),
+            ),
+        ]
+        for name in ignored
+    }
+
+
+def _dropping(ignored: tuple[str, ...]) -> AfterValidator:
+    """Removes the ignored columns' keys from a validated record or columns dict."""
+
+    def drop(values: dict[str, Any]) -> dict[str, Any]:
+        if not any(name in values for name in ignored):
+            return values
+        return {key: value for key, value in values.items() if key not in ignored}
+
+    return AfterValidator(drop)
+
+
+def build_record_model(
+    features: list[dict[str, Any]], ignored: tuple[str, ...] = (), target: str | None = None
+) -> Any:
+    """One request record: a key per feature, named by the feature's real name.
+
+    ``ignored`` names the data's other columns (the target among them): taken, then dropped.
+    """
     fields = {
         feature["name"]: Annotated[
             value_type(feature).value,
@@ -284,7 +325,13 @@ def build_record_model(features: list[dict[str, Any]]) -> type:
         ]
         for feature in features
     }
-    return _typed_dict("Record", fields, "Feature values of one row; unknown keys are rejected.")
+    record = _typed_dict(
+        "Record",
+        {**fields, **_ignored_fields(ignored, target, Any)},
+        "Feature values of one row; the data file's other columns are ignored, unknown keys "
+        "are rejected.",
+    )
+    return Annotated[record, _dropping(ignored)] if ignored else record
 
 
 def _within(max_batch_size: int) -> BeforeValidator:
@@ -318,8 +365,14 @@ def _same_lengths(columns: dict[str, list]) -> dict[str, list]:
     return columns
 
 
-def build_columns_model(features: list[dict[str, Any]], max_batch_size: int) -> type:
-    """The ``columns`` form of a batch: one list of values per feature name."""
+def build_columns_model(
+    features: list[dict[str, Any]],
+    max_batch_size: int,
+    ignored: tuple[str, ...] = (),
+    target: str | None = None,
+) -> Any:
+    """The ``columns`` form of a batch: one list of values per feature name (and, ignored,
+    per other column of the data: see :func:`build_record_model`)."""
     limit = _within(max_batch_size)
 
     def column(feature: dict[str, Any]) -> Any:
@@ -329,15 +382,20 @@ def build_columns_model(features: list[dict[str, Any]], max_batch_size: int) -> 
             Field(min_length=1, title=feature["name"], description=_feature_description(feature)),
         ]
 
-    return _typed_dict(
+    columns = _typed_dict(
         "Columns",
-        {feature["name"]: column(feature) for feature in features},
-        "One list of values per feature, every list as long as the batch.",
+        {
+            **{feature["name"]: column(feature) for feature in features},
+            **_ignored_fields(ignored, target, list[Any]),
+        },
+        "One list of values per feature, every list as long as the batch; the data file's "
+        "other columns are ignored.",
         json_schema_extra={"minProperties": 1},
     )
+    return Annotated[columns, _dropping(ignored)] if ignored else columns
 
 
-def build_batch_model(record_model: Any, columns_model: type, max_batch_size: int) -> Any:
+def build_batch_model(record_model: Any, columns_model: Any, max_batch_size: int) -> Any:
     """The body of ``/predict/batch``: ``{"records": [record, ...]}`` or ``{"columns": {...}}``.
 
     ``columns`` gives one list of values per feature name (an omitted feature is missing in
@@ -450,10 +508,15 @@ class BatchScreen:
     """
 
     def __init__(
-        self, features: list[dict[str, Any]], columns_model: type, max_batch_size: int
+        self,
+        features: list[dict[str, Any]],
+        columns_model: Any,
+        max_batch_size: int,
+        ignored: tuple[str, ...] = (),
     ) -> None:
         self.names = [feature["name"] for feature in features]
-        self.known = frozenset(self.names)
+        # The data's other columns may come along; only the features' values are taken.
+        self.known = frozenset([*self.names, *ignored])
         self.max_rows = max_batch_size
         self.columns: TypeAdapter[dict[str, list[Any]]] = TypeAdapter(columns_model)
         self.usable = not any(
@@ -496,12 +559,16 @@ class RequestBodies:
         features: list[dict[str, Any]],
         max_batch_size: int,
         example: dict[str, Any] | None = None,
+        ignored: list[str] | tuple[str, ...] = (),
+        target: str | None = None,
     ) -> None:
-        record_model = build_record_model(features)
+        names = {feature["name"] for feature in features}
+        ignored = tuple(name for name in ignored if name not in names)
+        record_model = build_record_model(features, ignored, target)
         self.record: TypeAdapter[dict[str, Any]] = TypeAdapter(record_model)
-        columns_model = build_columns_model(features, max_batch_size)
+        columns_model = build_columns_model(features, max_batch_size, ignored, target)
         self.batch = TypeAdapter(build_batch_model(record_model, columns_model, max_batch_size))
-        self.screen = BatchScreen(features, columns_model, max_batch_size)
+        self.screen = BatchScreen(features, columns_model, max_batch_size, ignored)
         self.examples = self._examples(example)
 
     def _examples(self, example: dict[str, Any] | None) -> dict[str, Any]:
