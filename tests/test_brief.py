@@ -127,6 +127,10 @@ def _columns(package: str, item: str) -> list[str]:
         # parenthesised Salary is what to estimate.
         ("ISLR", "Hitters", ["Player"], "I want to estimate what a player should be paid "
          "(Salary, thousands of dollars) from his performance.", "Salary"),
+        # openintro's email: "flag" and "detect" ask for a prediction as "predict" does.
+        ("openintro", "email", [], "Flag spam emails (the spam column, 1 = spam) from the "
+         "message features.", "spam"),
+        ("openintro", "email", [], "We want to detect spam before it reaches the inbox.", "spam"),
     ],
 )
 def test_a_column_in_parentheses_after_the_predict_verb_is_the_target(

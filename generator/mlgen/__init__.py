@@ -1,4 +1,4 @@
-"""mlgen: turn a short brief about a tabular prediction problem into a working ML service."""
+"""mlgen: turn a short brief about an ML problem into a working, production-shaped ML service."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -85,7 +85,8 @@ RECOMMEND = re.compile(
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
 DATA_FILE = re.compile(r"[\w./\\~-]+\.(?:csv|parquet|pq)\b", re.IGNORECASE)
 PREDICT = re.compile(
-    r"\b(?:predict|predicts|predicting|forecast|forecasting|estimate|estimating|classify)\s+"
+    r"\b(?:predict|predicts|predicting|forecast|forecasting|estimate|estimating|classify|"
+    r"flag|flags|flagging|detect|detects|detecting|identify|identifying|spot|spotting)\s+"
     r"(?:the\s+|whether\s+|if\s+|a\s+|an\s+|which\s+)?[`\"']?"
     r"((?:[^\n.,;:()`\"'\u2019]|['\u2019]s\b){1,80})",
     re.IGNORECASE,

@@ -22,7 +22,11 @@ from mlgen.update import parse_answers, update_service
 from mlgen.verify import package_name, verify_service
 
 app = typer.Typer(
-    help="Turn a short brief about a tabular prediction problem into a working ML service.",
+    help=(
+        "Turn a short brief about an ML problem (tabular prediction, recommendation, "
+        "forecasting, audio or text classification) into a working ML service, or serve a "
+        "model you already have."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -88,7 +92,9 @@ def main(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    """Turn a short brief about a tabular prediction problem into a working ML service."""
+    """Turn a short brief about an ML problem (tabular prediction, recommendation,
+    forecasting, audio or text classification) into a working ML service, or serve a model
+    you already have."""
     # Before any command can start a process: from here on the key lives in ctx.obj, then in
     # the SDK client only, and no child process (git, Copier, pip, the service) inherits it.
     ctx.obj = take_api_key()

