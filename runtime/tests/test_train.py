@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ from mlgen_runtime.train import (
 )
 from mlgen_runtime.transforms import TransformSpec
 from mlgen_runtime.tuning import tune
-from service_fixture import SERVICE_ROOT, isolated_config
+from service_fixture import SERVICE_ROOT, islr_default_config, isolated_config
 
 METADATA_KEYS = {
     "model_name",
@@ -347,9 +349,93 @@ def test_a_model_scored_by_mae_is_trained_on_absolute_error(family, setting, val
     assert overridden.get_params()[setting] == "quantile"
 
 
-def test_a_budget_keeps_time_for_what_follows_the_search():
-    from mlgen_runtime.tuning import Budget, after_search
+class FakeClock:
+    """Seconds that pass only when a test says so; the process gets half of a CPU."""
 
-    # Small budgets keep a fixed floor (fit, evaluation, MLflow), large ones a share.
-    assert after_search(30) == 12 and after_search(200) == 30 and after_search(10) == 5
-    assert Budget(30).left() <= 18 and Budget(None).left() is None
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def cpu(self) -> float:
+        return self.now / 2
+
+
+def test_the_reserve_for_the_steps_after_the_search_scales_with_the_measured_slowdown():
+    from mlgen_runtime.budget import Budget
+
+    clock = FakeClock(30.0)
+    # 30 s since the process started, 15 s of CPU: the machine runs 2x slower than its CPU.
+    budget = Budget(60, started=0.0, clock=clock, cpu_clock=clock.cpu)
+    budget.tail_cpu, budget.model_tail = 8.0, 3.0
+    assert budget.slowdown() == 2.0 and budget.tail() == 19.0
+    assert budget.left() == 60 - 30 - 19
+    assert budget.fits(11.0, "a fold") and not budget.fits(11.5, "another fold")
+    # A model slower to refit than the chosen one would take more of the tail.
+    assert not budget.fits(11.0, "a slow family's fold", model_part=4.0)
+    assert [d["skipped"] for d in budget.decisions] == ["another fold", "a slow family's fold"]
+    assert budget.decisions[0] == {
+        "skipped": "another fold", "at_s": 30.0, "estimate_s": 11.5, "left_s": 11.0,
+    }
+    assert Budget(None).left() is None and Budget(None).fits(1e9, "anything")
+
+
+def test_the_budget_counts_from_the_start_of_the_process():
+    """A user waits for the interpreter and the imports too."""
+    code = (
+        "import time; time.sleep(1.0)\n"
+        "from mlgen_runtime.budget import process_started\n"
+        "print(time.monotonic() - process_started())"
+    )
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True).stdout)
+    assert 1.0 <= age < 600
+
+
+def test_selection_stops_scheduling_a_fold_its_estimate_says_would_overrun(
+    tmp_path, islr_default_csv
+):
+    """A 38 s budget on 10,000 rows (ISLR Default) on a machine where, by the clock, a fold of
+    the linear model takes 2 s and one of extra trees 6 s: each family gets its first fold
+    before any gets a second, LightGBM, estimated from those at 60 s a fold, is never
+    started, and the search ends in time for the steps after it."""
+    from mlgen_runtime.budget import Budget
+    from mlgen_runtime.tuning import select_family
+
+    config = islr_default_config(tmp_path, islr_default_csv)
+    candidates = ["linear", "extra_trees", "lightgbm"]
+    config = config.model_copy(
+        update={"model": config.model.model_copy(update={"candidates": candidates})}
+    )
+    splits = split(load_data(islr_default_csv), config)
+    features = resolve_features(splits.train, config)
+    x, y = splits.train[[f["name"] for f in features]], splits.train[config.data.target]
+    clock = FakeClock(1.0)
+    fold_seconds = {"linear": 2.0, "extra_trees": 6.0}
+    started: list[str] = []
+
+    def pipeline_of(family):
+        started.append(family)
+        clock.now += fold_seconds[family]  # the fold's time, as the budget's clock sees it
+        return build_pipeline(config.with_family(family), features, [])
+
+    budget = Budget(38, started=0.0, clock=clock, cpu_clock=clock.cpu)
+    # 5 CPU seconds after the search (10 s at this slowdown); the refit costs what the fold's
+    # fit did (the tail predicts nothing here).
+    budget.tail_cpu, budget.refit_rows, budget.tail_rows = 5.0, 1, 0
+    family, board = select_family(pipeline_of, x, y, config, budget=budget)
+
+    assert started == ["linear", "extra_trees", "linear", "extra_trees", "linear"]
+    assert budget.decisions == [
+        # 9 s in: LightGBM's estimate is 30x the linear model's fold, and its refit would take
+        # as long: 38 - 9 - (10 + 60) s left.
+        {"skipped": "lightgbm fold 1", "at_s": 9.0, "estimate_s": 60.0, "left_s": 0.0},
+        # 19 s in: 38 - 19 - (10 + 6) = 3 s left for a 6 s fold.
+        {"skipped": "extra_trees fold 3", "at_s": 19.0, "estimate_s": 6.0, "left_s": 3.0},
+    ]
+    folds = {candidate.family: candidate.folds for candidate in board}
+    assert folds == {"linear": 3, "extra_trees": 2, "lightgbm": 0}
+    assert family == board[0].family and board[-1].cv_mean is None
+    # The promise: the search ended with the tail's time still in the budget.
+    assert budget.elapsed() + budget.tail() <= 38

@@ -19,12 +19,13 @@ import mlflow.sklearn
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from .budget import DRIFT_CPU_SECONDS_PER_NUMERIC, TAIL_CPU_SECONDS, Budget, describe
 from .bundle import Bundle
 from .compare import Comparison, chance_test, compare_predictions
 from .config import Config
 from .data import Splits, data_rows, file_hash, load_training_data, split, validate
 from .errors import ConfigError
-from .evaluate import write_plots
+from .evaluate import importance_rows, write_plots
 from .fairness import fairness_report
 from .fallback import export_baseline
 from .features import (
@@ -51,7 +52,7 @@ from .registry import (
 from .scoring import METRICS, Prediction, metrics_for, predict, score
 from .serving.fastpath import export_check
 from .serving.schemas import request_example
-from .tuning import Budget, Candidate, select_family, tune
+from .tuning import Candidate, select_family, tune
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,14 @@ def train(
     data_path: str | Path | None = None,
     trials: int | None = None,
     promote: bool = True,
+    started: float | None = None,
 ) -> TrainResult:
     """Train, evaluate, log and register a model; promote it if it passes the gate.
 
     With ``promote=False`` the gate's decision is returned but not applied (a caller with
-    further checks, such as retraining, applies it).
+    further checks, such as retraining, applies it). ``started``: when the wait for this run
+    began, on the ``time.monotonic()`` clock (the CLI passes its process's start); the time
+    budget counts from there (default: now).
     """
     primary = config.metric.primary
     if primary not in metrics_for(config.task):
@@ -87,20 +91,32 @@ def train(
             f"metric.primary {primary!r} does not fit task {config.task}: use one of "
             f"{', '.join(metrics_for(config.task))}."
         )
-    # The budget counts from here: loading the data is part of training.
-    budget = Budget(config.tuning.time_budget_seconds)
+    # The budget counts from the process's start: imports and loading the data are part of
+    # the wait for training.
+    budget = Budget(config.tuning.time_budget_seconds, started)
+    budget.phase("start-up")
     path = config.resolve(data_path or config.data.path)
     df = load_training_data(config, path)
     validate(df, config)
     splits = split(df, config)
     target = config.data.target
+    # What the steps after the search will do: profile each numeric feature for drift, refit
+    # on train + validation, predict the test split, the permutation importance's copies and
+    # (sklearn and ONNX) the validation rows.
+    columns = resolve_features(splits.train, config)
+    numeric = sum(column.get("type", "numeric") == "numeric" for column in columns)
+    budget.tail_cpu = TAIL_CPU_SECONDS + DRIFT_CPU_SECONDS_PER_NUMERIC * numeric
+    budget.refit_rows = len(splits.train) + len(splits.validation)
+    budget.tail_rows = len(splits.test) + importance_rows(len(splits.test), len(columns))
+    budget.tail_rows += 2 * len(splits.validation)
+    budget.phase("data")
 
     groups = splits.train[config.data.group_column] if config.split.strategy == "group" else None
     leaderboard: list[Candidate] = []
     if config.model.family == "auto":
         # Cross-validated choice among the candidate families; the rest of training (and the
         # metadata, the model card, the fast path) sees the chosen family.
-        names = [feature["name"] for feature in resolve_features(splits.train, config)]
+        names = [column["name"] for column in columns]
         family, leaderboard = select_family(
             lambda family: _prepared(config.with_family(family), splits, df)[2]({}),
             splits.train[names],
@@ -110,11 +126,13 @@ def train(
             budget=budget,
         )
         config = config.with_family(family)
+        budget.phase("selection")
 
     features, derived, make_pipeline = _prepared(config, splits, df)
     names = [feature["name"] for feature in features]
     x_train, y_train = splits.train[names], splits.train[target]
     tuned = tune(make_pipeline, x_train, y_train, config, groups, trials, budget)
+    budget.phase("tuning")
     # Selection and tuning scored candidates by cross-validation on the training split; the
     # chosen model is then refitted on training + validation rows (the test split stays
     # held out for the metrics and the promotion gate): a fifth more data, never seen by the
@@ -123,6 +141,7 @@ def train(
     x_fit, y_fit = fitted[names], fitted[target]
     pipeline = make_pipeline(tuned.params).fit(x_fit, y_fit)
     baseline = build_baseline(config.task).fit(x_fit, y_fit)
+    budget.phase("final fit")
 
     x_test, y_test = splits.test[names], splits.test[target]
     samples = config.metric.bootstrap_samples
@@ -154,6 +173,7 @@ def train(
         ),
         p_value=max(against_baseline.p_value, chance.p_value),
     )
+    budget.phase("evaluation")
 
     setup(config)
     current = champion_version(config)
@@ -164,6 +184,8 @@ def train(
         "target": target,
         "classes": _plain_list(prediction.classes),
         "features": features,
+        # The data's other columns (target, ids, excluded): a request may carry them.
+        "ignored_columns": [str(c) for c in df.columns if c not in names],
         # A real training row, the example request of the API's documentation.
         "example": request_example(splits.train, features),
         "derived_features": derived,
@@ -199,6 +221,7 @@ def train(
         )
     # Which fast serving path (compiled encoder + ONNX or native model) matches the pipeline.
     metadata["serving"] = export_check(Bundle(pipeline, metadata, {}), splits.validation)
+    budget.phase("parity check")
     logged_metrics = {
         **{f"test_{name}": value for name, value in metrics.items()},
         **{f"baseline_{name}": value for name, value in baseline_metrics.items()},
@@ -233,6 +256,9 @@ def train(
     )
     with tempfile.TemporaryDirectory() as tmp:
         write_plots(pipeline, x_test, y_test, prediction, config, Path(tmp))
+        budget.phase("plots")
+        # Where the time went, up to logging (the result carries the whole run's).
+        metadata["time"] = budget.report()
         metadata = log_candidate(
             config,
             pipeline,
@@ -243,6 +269,7 @@ def train(
             logged_metrics,
             Path(tmp),
         )
+    budget.phase("logging")
 
     champion_score, comparison = _against_champion(
         current, prediction, splits, config, metadata["model_version"]
@@ -261,6 +288,8 @@ def train(
         apply_promotion(config, metadata["model_version"], decision.reason)
         # The champion's own Dummy baseline: the last-resort fallback of serving.
         export_baseline(config, baseline, metadata, reference)
+    budget.phase("promotion")
+    metadata = {**metadata, "time": budget.report()}
     return TrainResult(pipeline, metadata, decision, comparison, against_baseline)
 
 
@@ -335,8 +364,11 @@ def summary(result: TrainResult) -> str:
                 "skipped (time budget spent)"
                 if row["cv_mean"] is None
                 else f"{row['cv_mean']:.4f} +- {row['cv_sd']:.4f}, fit {row['fit_seconds']:.2f} s"
+                f", {row['folds']} fold{'s' if row['folds'] > 1 else ''}"
             )
             lines.append(f"  {row['family']:<24}{score}{'  <- chosen' if row['chosen'] else ''}")
+    if "time" in meta:
+        lines.append(describe(meta["time"]))
     if result.comparison is not None:
         lines.append(result.comparison.summary())
     verdict = "promoted to champion" if result.decision.promote else "kept as challenger"

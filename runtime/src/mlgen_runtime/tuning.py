@@ -34,17 +34,17 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.metrics import average_precision_score, f1_score, make_scorer
+from sklearn.metrics import average_precision_score, check_scoring, f1_score, make_scorer
 from sklearn.model_selection import (
     GroupKFold,
     KFold,
     StratifiedKFold,
     TimeSeriesSplit,
     cross_val_score,
-    cross_validate,
 )
 from sklearn.pipeline import Pipeline
 
+from .budget import Budget
 from .config import Config
 from .errors import ConfigError
 from .model import build_estimator
@@ -68,41 +68,24 @@ class Candidate:
     cv_mean: float | None  # None: skipped, the time budget was spent before its turn
     cv_sd: float | None
     fit_seconds: float  # mean fit time of one fold
+    folds: int = 0  # folds scored (fewer than tuning.cv_folds: the budget ended the selection)
     chosen: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# What of ``tuning.time_budget_seconds`` is kept for what follows the search (the final fit,
-# evaluation with bootstrap intervals, plots, MLflow logging and registration, the serving
-# parity check, the bundle export): this share of it, and at least this many seconds (measured:
-# 10-20 s on a 2-core machine for small data), but never more than half of it.
-AFTER_SEARCH_SHARE = 0.15
-AFTER_SEARCH_SECONDS = 12.0
-
-
-class Budget:
-    """The seconds left of ``tuning.time_budget_seconds`` (unbounded without one) for model
-    selection and tuning: the budget less what the steps after the search need."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = None if seconds is None else seconds - after_search(seconds)
-        self.start = time.monotonic()
-
-    def left(self) -> float | None:
-        if self.seconds is None:
-            return None
-        return max(0.0, self.seconds - (time.monotonic() - self.start))
-
-    def spent(self) -> bool:
-        left = self.left()
-        return left is not None and left <= 0
-
-
-def after_search(seconds: float) -> float:
-    """The seconds of a training budget kept for the steps after selection and tuning."""
-    return min(max(AFTER_SEARCH_SHARE * seconds, AFTER_SEARCH_SECONDS), seconds / 2)
+# A default fold's cost (fit + predict) by family, relative to the linear model's: the estimate
+# of a family's first fold from the families already measured on the same rows. The larger of
+# the ratios measured on ISLR Default (10,000 x 3) and Caravan (5,822 x 85) at a load average
+# of 13-15 on 2 cores (docs/benchmarks.md), rounded up.
+FOLD_COST = {
+    "linear": 1.0,
+    "extra_trees": 3.0,
+    "random_forest": 6.0,
+    "hist_gradient_boosting": 12.0,
+    "lightgbm": 30.0,
+}
 
 
 def select_family(
@@ -118,48 +101,113 @@ def select_family(
 
     ``pipeline_of(family)`` is the unfitted pipeline of ``family`` with its defaults (the
     preprocessing differs by family: linear models get scaled, one-hot columns).
+
+    Fold by fold: every family's first fold before any family's second, so that when the
+    budget ends the selection, the families it reached were all scored on the same rows. A
+    fold runs only if its estimate (the family's own last fold, else the families measured so
+    far scaled by :data:`FOLD_COST`) ends in time for the steps after the search; a family
+    that misses a fold gets no later one. The first family's first fold always runs: there
+    must be a model.
     """
     budget = budget or Budget(None)
     scoring = _scoring(METRICS[config.metric.primary].scorer, y, config.task)
-    folds = _folds(config)
-    scored: list[Candidate] = []
-    skipped: list[Candidate] = []
-    cuts = list(folds.split(x, y, groups))
-    for family in dict.fromkeys(config.model.candidates):
-        scores, fit_times = [], []
-        # Fold by fold, so that a slow family overruns the budget by one fit at most (the
-        # first family is always scored: there must be a model).
-        for cut in cuts:
-            if scored and budget.spent():
-                break
-            result = cross_validate(
-                pipeline_of(family), x, y, groups=groups, cv=[cut], scoring=scoring, n_jobs=1
+    cuts = list(_folds(config).split(x, y, groups))
+    families = list(dict.fromkeys(config.model.candidates))
+    scores: dict[str, list[float]] = {family: [] for family in families}
+    fits: dict[str, list[float]] = {family: [] for family in families}
+    # Per family: a fold's wall seconds (fit + predict) and its part of the tail.
+    cost: dict[str, float] = {}
+    tail: dict[str, float] = {}
+    dropped: set[str] = set()
+    for index, (fit_rows, test_rows) in enumerate(cuts):
+        for family in families:
+            if family in dropped:
+                continue
+            guess = _guess(family, cost, tail)
+            if (index or scores[families[0]]) and not budget.fits(
+                guess[0], f"{family} fold {index + 1}", guess[1]
+            ):
+                dropped.add(family)
+                continue
+            score, fit_s, wall = _fold(
+                pipeline_of, family, x, y, fit_rows, test_rows, scoring, budget.clock
             )
-            scores.append(float(result["test_score"][0]))
-            fit_times.append(float(result["fit_time"][0]))
-        if len(scores) < len(cuts):
-            skipped.append(Candidate(family, None, None, 0.0))
-            continue
-        scored.append(
-            Candidate(
-                family,
-                float(np.mean(scores)),
-                float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
-                float(np.mean(fit_times)),
-            )
+            scores[family].append(score)
+            fits[family].append(fit_s)
+            cost[family] = max(cost.get(family, 0.0), wall)
+            part = budget.model_part(fit_s, len(fit_rows), wall - fit_s, len(test_rows))
+            tail[family] = max(tail.get(family, 0.0), part)
+            leader = max(tail, key=lambda name: _mean(scores[name]))
+            budget.model_tail = tail[leader]
+            budget.fold_seconds[family] = cost[family]
+    scored = [
+        Candidate(
+            family,
+            float(np.mean(scores[family])),
+            float(np.std(scores[family], ddof=1)) if len(scores[family]) > 1 else 0.0,
+            float(np.mean(fits[family])),
+            folds=len(scores[family]),
         )
-    if skipped:
+        for family in families
+        if scores[family]
+    ]
+    skipped = [Candidate(family, None, None, 0.0) for family in families if not scores[family]]
+    if skipped or any(candidate.folds < len(cuts) for candidate in scored):
         log.warning(
             "Model selection: the time budget (tuning.time_budget_seconds=%s) ran out before "
             "%s; the choice depends on the machine's speed.",
             config.tuning.time_budget_seconds,
-            ", ".join(c.family for c in skipped),
+            ", ".join(decision["skipped"] for decision in budget.decisions),
         )
     # Scorers are higher-is-better (losses negated); ties go to the earlier candidate.
     ranked = sorted(scored, key=_rank)
     best = ranked[0]
+    budget.model_tail = tail[best.family]
     board = [replace(best, chosen=True), *ranked[1:], *skipped]
     return best.family, board
+
+
+def _fold(
+    pipeline_of: Callable[[str], Pipeline],
+    family: str,
+    x: pd.DataFrame,
+    y: pd.Series,
+    fit_rows: np.ndarray,
+    test_rows: np.ndarray,
+    scoring: Any,
+    clock: Callable[[], float],
+) -> tuple[float, float, float]:
+    """One fold of ``family``'s pipeline: its score, and its fit (building the pipeline
+    included) and wall seconds on ``clock``; scored as cross_validate scores it: a fit that
+    fails scores NaN, with a warning, and ranks last."""
+    began = clock()
+    pipeline = pipeline_of(family)
+    try:
+        pipeline.fit(x.iloc[fit_rows], y.iloc[fit_rows])
+    except Exception as exc:  # one family failing on this data must not end the selection
+        log.warning("Model selection: %s failed to fit a fold (%s); it ranks last.", family, exc)
+        return float("nan"), clock() - began, clock() - began
+    fitted = clock()
+    score = float(
+        check_scoring(pipeline, scoring=scoring)(pipeline, x.iloc[test_rows], y.iloc[test_rows])
+    )
+    return score, fitted - began, clock() - began
+
+
+def _guess(family: str, cost: dict[str, float], tail: dict[str, float]) -> tuple[float, float]:
+    """A fold's estimated seconds and tail part for ``family``: its own measurements, else the
+    most expensive estimate from the families measured (no measurement: nothing to go on)."""
+    if family in cost:
+        return cost[family], tail[family]
+    ratios = {other: FOLD_COST[family] / FOLD_COST[other] for other in cost}
+    return (
+        max((cost[other] * ratio for other, ratio in ratios.items()), default=0.0),
+        max((tail[other] * ratio for other, ratio in ratios.items()), default=0.0),
+    )
+
+
+def _mean(scores: list[float]) -> float:
+    return float(np.mean(scores)) if scores and np.isfinite(np.mean(scores)) else -np.inf
 
 
 def search_space(trial: optuna.Trial, family: str, task: str) -> dict[str, Any]:
@@ -236,7 +284,8 @@ def tune(
     latest.
     """
     n_trials: int | None = config.tuning.trials if trials is None else trials
-    left = (budget or Budget(None)).left()
+    budget = budget or Budget(None)
+    left = budget.left()
     if left is not None and left <= 0:
         return TuningResult(params={}, cv_score=None, trials=0)
     if n_trials is not None and n_trials <= 0:
@@ -245,22 +294,30 @@ def tune(
         if trials is not None or left is None:
             return TuningResult(params={}, cv_score=None, trials=0)
         n_trials = None
+    family, k = config.model.family, config.tuning.cv_folds
+    # A trial is k folds; selection measured this family's fold (none measured: try one).
+    fold = budget.fold_seconds.get(family)
+    if fold is not None and not budget.fits(k * fold, "tuning trial 1"):
+        return TuningResult(params={}, cv_score=None, trials=0)
     metric = METRICS[config.metric.primary]
     scoring = _scoring(metric.scorer, y, config.task)
     folds = _folds(config)
+    longest: list[float] = [0.0]
 
     def objective(trial: optuna.Trial) -> float:
-        pipeline = make_pipeline(search_space(trial, config.model.family, config.task))
+        pipeline = make_pipeline(search_space(trial, family, config.task))
         # One job: parallel folds would finish in varying order and are no faster on 2 cores.
         scores = cross_val_score(pipeline, x, y, groups=groups, cv=folds, scoring=scoring, n_jobs=1)
         return float(np.mean(scores))
 
     def in_time(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         # Optuna checks its timeout only before a trial: stop when the next trial (about as
-        # long as the last) and the final refit (about two folds' fits) would overrun.
-        left = budget.left() if budget is not None else None
+        # long as the longest so far) would not end in time for the refit of a model like it
+        # and the steps after it.
         duration = trial.duration.total_seconds() if trial.duration is not None else 0.0
-        if left is not None and left < duration * (1 + 2 / config.tuning.cv_folds):
+        longest[0] = max(longest[0], duration)
+        refit = budget.model_part(longest[0] / k, len(x) * (k - 1) // k, 0.0, 1)
+        if not budget.fits(longest[0], f"tuning trial {trial.number + 2}", refit):
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -292,7 +349,7 @@ def tune(
             config.tuning.timeout_seconds,
         )
     params = {**study.best_params}
-    if config.model.family == "lightgbm":
+    if family == "lightgbm":
         params["subsample_freq"] = 1
     return TuningResult(params=params, cv_score=float(study.best_value), trials=completed)
 
