@@ -20,10 +20,18 @@ import yaml
 from fastapi.testclient import TestClient
 from mlgen_runtime.config import Config, load_config
 from mlgen_runtime.errors import DataValidationError
-from mlgen_runtime.kinds.text.model import load_pipeline
-from mlgen_runtime.kinds.text.serving import create_app
+from mlgen_runtime.kinds.text.fastpath import (
+    PROBE_TEXTS,
+    TextScorer,
+    check_scorer,
+    compile_scorer,
+)
+from mlgen_runtime.kinds.text.model import load_pipeline, parity_texts, tokens
+from mlgen_runtime.kinds.text.serving import ServedText, create_app
 from mlgen_runtime.kinds.text.train import train
+from mlgen_runtime.monitoring.metrics import ServiceMetrics
 from mlgen_runtime.registry import champion_dir
+from mlgen_runtime.serving.fastpath import PARITY_TOLERANCE
 
 ROWS = 500
 
@@ -110,6 +118,12 @@ def test_predict_answers_as_the_pipeline_does_in_process(client, trained, review
     assert [v for row in served for v in row] == pytest.approx(expected.ravel().tolist())
     # The tabular column is optional: an unseen or absent product still gets an answer.
     assert client.post("/predict", json={"review": "Lovely tea, will buy again"}).status_code == 200
+    # A row of the file as it is, its label included, is answered as its inputs alone.
+    whole = json.loads(rows.to_json(orient="records"))
+    assert set(whole[0]) > {"review", "product"}
+    as_is = client.post("/predict/batch", json={"records": whole})
+    assert as_is.status_code == 200, as_is.text
+    assert [list(p["probabilities"].values()) for p in as_is.json()["predictions"]] == served
 
 
 @pytest.mark.parametrize(
@@ -154,3 +168,64 @@ def test_promote_by_hand_needs_force_and_serves_the_registered_version(trained):
     assert forced.promote and "hand-checked" in forced.reason
     assert load_pipeline(champion_dir(config) / "model").classes_.tolist() == ["great", "other"]
     assert "evaluate" in kind.unsupported_commands
+
+
+COLUMNS = ["review", "product"]
+
+
+def test_the_fast_path_answers_as_the_pipeline_on_every_review(trained, reviews: Path, client):
+    config, _ = trained
+    folder = champion_dir(config) / "model"
+    pipeline = load_pipeline(folder)
+    kept = parity_texts(folder)
+    assert len(kept) == 75  # the validation reviews (15% of 500), checked at every load
+    scorer, report = compile_scorer(pipeline, "review", COLUMNS, kept)
+    assert scorer is not None and report["path"] == "numpy", report
+    assert report["rows"] == len(kept) + len(PROBE_TEXTS)
+    # Every review of the file, with its product, an unseen one and none.
+    rows = pd.read_csv(reviews)
+    records = [{"review": r.review, "product": p}
+               for r, p in zip(rows.itertuples(), [*rows["product"][:-100], *["B0NEW", None] * 50],
+                               strict=True)]
+    expected = pipeline.predict_proba(pd.DataFrame(records, columns=COLUMNS))
+    got = scorer.predict_proba(records)
+    assert abs(got - expected).max() <= PARITY_TOLERANCE
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    # The drift window counts the fast path's own tokens: the same as it counts alone.
+    assert [scorer.words(r["review"]) for r in records[:50]] == [
+        tokens(r["review"]) for r in records[:50]]
+    described = client.get("/metadata").json()
+    assert described["serving_path"] == "numpy"
+    assert described["serving"]["max_error"] <= PARITY_TOLERANCE
+
+
+def test_a_pipeline_the_fast_path_cannot_compile_is_served_by_sklearn(trained, reviews: Path):
+    config, _ = trained
+    rows = pd.read_csv(reviews)
+    # Binary term counts: a TF-IDF the fast path does not compute, refitted for real.
+    pipeline = load_pipeline(champion_dir(config) / "model")
+    pipeline.set_params(features__text__words__binary=True).fit(rows[COLUMNS], rows.score)
+    metadata = json.loads((champion_dir(config) / "metadata.json").read_text())
+    reference = json.loads((champion_dir(config) / "reference_profile.json").read_text())
+    served = ServedText(pipeline, metadata, reference, config, ServiceMetrics(), "file",
+                        rows.review[:20].tolist())
+    assert served.scorer is None and served.description.serving_path == "sklearn"
+    assert "binary" in served.description.serving["reason"]
+    answer = served.predict([served.one.validate_python({"review": rows.review[0]})])[0]
+    expected = pipeline.predict_proba(pd.DataFrame([{"review": rows.review[0]}],
+                                                   columns=COLUMNS))[0]
+    assert list(answer["probabilities"].values()) == pytest.approx(expected.tolist())
+
+
+def test_a_fast_path_that_differs_from_the_pipeline_is_refused(trained, reviews: Path):
+    config, _ = trained
+    rows = pd.read_csv(reviews)
+    served = load_pipeline(champion_dir(config) / "model")
+    scorer = TextScorer(served, "review")
+    # Another real model (a different C): the check must see the difference and say so.
+    other = load_pipeline(champion_dir(config) / "model")
+    other.set_params(model__C=0.05).fit(rows[COLUMNS], rows.score)
+    records = [{"review": text, "product": None} for text in rows.review[:50]]
+    report = check_scorer(scorer, other, records, COLUMNS)
+    assert report["path"] == "sklearn"
+    assert report["max_error"] > PARITY_TOLERANCE and "differ" in report["reason"]

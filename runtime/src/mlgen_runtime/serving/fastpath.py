@@ -232,7 +232,10 @@ class Block(NamedTuple):
     row: Callable[[list[Any]], list[float]]
 
 
-def _category_block(encoder: Any, names: list[str]) -> Block:
+def _category_block(transformer: Any, names: list[str]) -> Block:
+    """The table of ``transformer``: an encoder, or imputers then an encoder (the text kind's
+    categorical columns); the table is the whole transformer's output on each category."""
+    encoder = _encoder_of(transformer)
     widths = _output_widths(encoder, len(names))
     known = [
         [value for value in categories if isinstance(value, str)]
@@ -246,8 +249,9 @@ def _category_block(encoder: Any, names: list[str]) -> Block:
     with warnings.catch_warnings():
         # One-hot encoders warn about the unseen probe value, which is the point of it.
         warnings.simplefilter("ignore", UserWarning)
-        encoded = encoder.transform(pd.DataFrame(probe, dtype=object))
-    encoded = np.asarray(encoded, dtype=float)
+        encoded = transformer.transform(pd.DataFrame(probe, dtype=object))
+    # A one-hot encoder may answer a sparse matrix (the text kind's does).
+    encoded = np.asarray(encoded.toarray() if hasattr(encoded, "toarray") else encoded, dtype=float)
     if encoded.shape[1] != sum(widths):
         raise NotCompilable(f"{type(encoder).__name__} output is not one block per column")
     starts = np.cumsum([0, *widths])
@@ -271,8 +275,23 @@ def _category_block(encoder: Any, names: list[str]) -> Block:
     return Block(encode, encode_row)
 
 
+def _encoder_of(transformer: Any) -> Any:
+    """The category encoder ``transformer`` is or ends with (after imputers only), or None."""
+    steps = (
+        [step for _, step in transformer.steps]
+        if isinstance(transformer, Pipeline)
+        else [transformer]
+    )
+    if isinstance(steps[-1], OrdinalEncoder | OneHotEncoder | TargetEncoder) and all(
+        isinstance(step, SimpleImputer) for step in steps[:-1]
+    ):
+        return steps[-1]
+    return None
+
+
 def _block(transformer: Any, names: list[str]) -> Block:
-    if isinstance(transformer, OrdinalEncoder | OneHotEncoder | TargetEncoder):
+    """The compiled encoding of one ColumnTransformer part (raises NotCompilable)."""
+    if _encoder_of(transformer) is not None:
         return _category_block(transformer, names)
     numeric = _numeric_block(transformer)
     return Block(

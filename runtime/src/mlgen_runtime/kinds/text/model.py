@@ -21,6 +21,9 @@ from ...config import TextConfig
 from ...errors import ServiceError
 
 MODEL_FILE = "pipeline.skops"
+# Texts kept beside the model for serving's parity check of its fast path (fastpath.py).
+PARITY_FILE = "parity_texts.json"
+PARITY_TEXTS = 200
 # The word tokens TF-IDF counts (scikit-learn's default token pattern), for the OOV rate.
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
@@ -85,7 +88,7 @@ def top_terms(texts: pd.Series, count: int = 50) -> tuple[list[str], list[int]]:
     return [term for term, _ in common], [n for _, n in common] + [other]
 
 
-def save_pipeline(pipeline: Any, folder: Path) -> None:
+def save_pipeline(pipeline: Any, folder: Path, texts: list[str] | None = None) -> None:
     """Save with skops, the vocabularies' indices made Python ints first: skops writes every
     numpy integer as a file of its own, and the fine-food reviews' 69,000 terms took 290 s and
     89 MB to save (14 s to load); as ints, 6 s and 71 MB (3 s to load), with the same
@@ -97,6 +100,18 @@ def save_pipeline(pipeline: Any, folder: Path) -> None:
                                   vectorizer.vocabulary_.items()}
     folder.mkdir(parents=True, exist_ok=True)
     sio.dump(pipeline, folder / MODEL_FILE)
+    if texts is not None:
+        import json
+
+        (folder / PARITY_FILE).write_text(json.dumps(list(texts[:PARITY_TEXTS])))
+
+
+def parity_texts(folder: Path) -> list[str]:
+    """The texts training kept for the fast path's parity check (none in older bundles)."""
+    import json
+
+    path = Path(folder) / PARITY_FILE
+    return [str(text) for text in json.loads(path.read_text())] if path.exists() else []
 
 
 def load_pipeline(folder: Path) -> Any:

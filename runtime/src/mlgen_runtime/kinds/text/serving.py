@@ -42,10 +42,10 @@ from ...serving.routes import (
     service_app,
     validated,
 )
-from .model import load_pipeline, tokens, vocabulary
-from .train import LENGTH, OOV, doc_stats
+from .fastpath import compile_scorer
+from .model import load_pipeline, parity_texts, tokens, vocabulary
+from .train import LENGTH, OOV, oov_rate
 
-SERVING_PATH = "sklearn"
 TOP_TERMS = "top_terms"
 
 
@@ -59,6 +59,12 @@ def request_model(meta: dict[str, Any]) -> type[BaseModel]:
         fields[column] = (float | None, Field(None))
     for column in meta["categorical_columns"]:
         fields[column] = (str | None, Field(None))
+    # A row of the data file as it is (its label, an id) is answered: those columns are taken
+    # and dropped (ServedText.predict); any other unknown field is still a 422 naming it.
+    for column in meta.get("ignored_columns", []):
+        if column not in fields:
+            fields[column] = (Any, Field(None, description=(
+                "a column of the training data that is not an input: accepted and ignored")))
     return create_model("TextRecord", __config__=ConfigDict(extra="forbid"), **fields)
 
 
@@ -76,6 +82,10 @@ class TextMetadata(BaseModel):
     metrics: dict[str, Any]
     trained_at: str | None
     drift_signals: list[str]
+    serving_path: str = Field(description="How records reach the model: 'numpy' (the "
+                              "compiled fast path) or 'sklearn' (the pipeline).")
+    serving: dict[str, Any] = Field(description="The fast path's parity check at load: "
+                                    "records compared, largest difference, or why it is off.")
 
 
 class Monitor:
@@ -97,15 +107,22 @@ class Monitor:
         self.categorical_threshold = drift.categorical_threshold
         self.lock = threading.Lock()
 
-    def observe(self, texts: list[str]) -> None:
-        stats = doc_stats(texts, self.known)
-        self.online.observe_columns({LENGTH: stats[LENGTH].tolist(), OOV: stats[OOV].tolist()})
-        counts = []
-        for text in texts:
-            row = np.zeros(len(self.terms) + 1)
-            for word in tokens(text):
-                row[self.position.get(word, len(self.terms))] += 1
-            counts.append(row)
+    def observe(self, texts: list[str], words_of: list[list[str]] | None = None) -> None:
+        """Add ``texts`` to the window (``words_of``: their word tokens, when the fast path
+        has them already)."""
+        if words_of is None:
+            words_of = [tokens(text) for text in texts]
+        # Lists, not doc_stats' DataFrame: per request, pandas cost more than the counting.
+        self.online.observe_columns({
+            LENGTH: [len(text) for text in texts],
+            OOV: [oov_rate(words, self.known) for words in words_of],
+        })
+        other = len(self.terms)
+        counts = [
+            np.bincount(np.array([self.position.get(word, other) for word in words],
+                                 dtype=np.intp), minlength=other + 1).astype(float)
+            for words in words_of
+        ]
         with self.lock:
             self.window.extend(counts)
 
@@ -125,13 +142,15 @@ class Monitor:
 
 class ServedText:
     def __init__(self, pipeline: Any, metadata: dict[str, Any], reference: dict[str, Any],
-                 config: Config, metrics: ServiceMetrics, source: str) -> None:
+                 config: Config, metrics: ServiceMetrics, source: str,
+                 texts: list[str] | None = None) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.classes = [str(c) for c in pipeline.classes_]
         self.columns = [metadata["text_column"], *metadata["numeric_columns"],
                         *metadata["categorical_columns"]]
         self.text_column = metadata["text_column"]
+        self.ignored = set(metadata.get("ignored_columns", [])) - set(self.columns) or None
         self.name = str(metadata.get("model_name") or config.tracking.registered_model)
         self.version = str(metadata.get("model_version") or "0")
         self.max_batch = config.serving.max_batch_size
@@ -142,6 +161,11 @@ class ServedText:
             records=(list[record], Field(min_length=1)),  # type: ignore[valid-type]
         ))
         self.monitor = Monitor(pipeline, reference, config, metrics)
+        # The compiled scorer when it matches the pipeline on ``texts`` (validation reviews
+        # kept by training) and probe records (fastpath.py); else the pipeline serves.
+        self.scorer, serving = compile_scorer(pipeline, self.text_column, self.columns,
+                                              texts or [])
+        self.serving_path = serving["path"]
         self.description = TextMetadata(
             model_name=self.name, model_version=self.version,
             family=metadata.get("model_family", "tfidf_logistic"), run_id=metadata.get("run_id"),
@@ -150,8 +174,9 @@ class ServedText:
             categorical_columns=metadata["categorical_columns"],
             max_chars=int(metadata["max_chars"]), metrics=metadata.get("metrics") or {},
             trained_at=metadata.get("trained_at"), drift_signals=[LENGTH, OOV, TOP_TERMS],
+            serving_path=self.serving_path, serving=serving,
         )
-        metrics.set_model(self.name, self.version, source, SERVING_PATH)
+        metrics.set_model(self.name, self.version, source, self.serving_path)
         metrics.set_performance({}, 0, {k: v for k, v in self.description.metrics.items()
                                          if "_ci_" not in k})
 
@@ -160,9 +185,16 @@ class ServedText:
             raise ApiError(413, "batch_too_large",
                            f"{len(records)} records, more than serving.max_batch_size "
                            f"({self.max_batch}): split the batch.")
-        frame = pd.DataFrame([r.model_dump() for r in records], columns=self.columns)
-        probabilities = self.pipeline.predict_proba(frame)
-        self.monitor.observe(frame[self.text_column].tolist())
+        rows = [r.model_dump(exclude=self.ignored) for r in records]
+        texts = [row[self.text_column] for row in rows]
+        if self.scorer is not None:
+            # The review is tokenised once, for the model and the drift window.
+            words_of = [self.scorer.words(text) for text in texts]
+            probabilities = self.scorer.predict_proba(rows, words_of)
+            self.monitor.observe(texts, words_of)
+        else:
+            probabilities = self.pipeline.predict_proba(pd.DataFrame(rows, columns=self.columns))
+            self.monitor.observe(texts)
         winners = probabilities.argmax(axis=1)
         labels = [self.classes[i] for i in winners.tolist()]
         self.metrics.observe_predictions(self.version, labels,
@@ -182,7 +214,8 @@ class TextState(ModelState[ServedText, ServiceMetrics]):
         reference = json.loads((folder / "reference_profile.json").read_text())
         pipeline = load_pipeline(folder / "model")
         return self.serve(
-            ServedText(pipeline, metadata, reference, self.config, self.metrics, source)
+            ServedText(pipeline, metadata, reference, self.config, self.metrics, source,
+                       parity_texts(folder / "model"))
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 import mlgen_runtime.kinds.labelled as labelled
 
@@ -82,12 +83,13 @@ def read_rows(df: pd.DataFrame, config: Config) -> pd.DataFrame:
 
 def doc_stats(texts: pd.Series | list[str], known: set[str]) -> pd.DataFrame:
     """Length in characters and the share of word tokens outside ``known``, per document."""
-    lengths, oov = [], []
-    for text in texts:
-        words = tokens(text)
-        lengths.append(len(text))
-        oov.append(sum(w not in known for w in words) / len(words) if words else 0.0)
-    return pd.DataFrame({LENGTH: lengths, OOV: oov})
+    return pd.DataFrame({LENGTH: [len(text) for text in texts],
+                         OOV: [oov_rate(tokens(text), known) for text in texts]})
+
+
+def oov_rate(words: list[str], known: set[str]) -> float:
+    """The share of ``words`` outside ``known`` (0 for no words)."""
+    return sum(w not in known for w in words) / len(words) if words else 0.0
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,17 @@ def train(config: Config, data_path: str | Path | None = None,
                                     config.seed)
     columns = [text.text_column, *text.numeric_columns, *text.categorical_columns]
     x = rows[columns]
+    # The features are fitted once on train and each C fits only the logistic regression
+    # (what Pipeline.fit does per C, without vectorising the texts again).
+    searched = build_pipeline(text, text.c_values[0], config.seed)
+    features = searched.named_steps["features"]
+    x_train = features.fit_transform(x.iloc[split.train], labels[split.train])
+    x_validation = features.transform(x.iloc[split.validation])
     validation: dict[float, float] = {}
     for c in text.c_values:
-        fitted = build_pipeline(text, c, config.seed).fit(x.iloc[split.train],
-                                                           labels[split.train])
-        validation[c] = float(np.mean(fitted.predict(x.iloc[split.validation]) ==
-                                      labels[split.validation]))
+        fitted = clone(searched.named_steps["model"]).set_params(C=c).fit(
+            x_train, labels[split.train])
+        validation[c] = float(np.mean(fitted.predict(x_validation) == labels[split.validation]))
     chosen = max(text.c_values, key=lambda c: validation[c])
     fit_rows = np.concatenate([split.train, split.validation])
     pipeline = build_pipeline(text, chosen, config.seed).fit(x.iloc[fit_rows], labels[fit_rows])
@@ -134,18 +141,23 @@ def train(config: Config, data_path: str | Path | None = None,
     metrics = labelled.metrics(model_test, samples, config.seed)
     baseline_metrics = labelled.metrics(baseline_test, samples, config.seed)
     reference = _reference(rows[text.text_column].iloc[split.train], pipeline, config)
+    # Validation reviews for serving's check of its fast path against this pipeline.
+    kept = rows[text.text_column].iloc[split.validation].tolist()
     metadata: dict[str, Any] = {
         "model_name": config.tracking.registered_model,
         "kind": "text",
         "task": config.task,
         "model_family": "tfidf_logistic",
         "params": {"C": chosen, "word_ngrams": text.word_ngrams,
-                   "char_ngrams": list(text.char_ngrams), "min_df": text.min_df},
+                   "char_ngrams": list(text.char_ngrams), "min_df": text.min_df,
+                   "class_weight": text.class_weight},
         "validation_accuracy": {str(c): v for c, v in validation.items()},
         "classes": classes,
         "text_column": text.text_column,
         "numeric_columns": list(text.numeric_columns),
         "categorical_columns": list(text.categorical_columns),
+        # The data's other columns (the label, ids): a request may carry them; they are dropped.
+        "ignored_columns": [str(c) for c in rows.columns if c not in columns],
         "max_chars": text.max_chars,
         "primary_metric": primary,
         # Accuracy and macro F1 are better higher; `mlgen verify` reads the direction here.
@@ -175,7 +187,7 @@ def train(config: Config, data_path: str | Path | None = None,
         from ...bundle import save_bundle
 
         return save_bundle(folder, pipeline, meta, reference,
-                           model_saver=lambda p, target: save_pipeline(p, target))
+                           model_saver=lambda p, target: save_pipeline(p, target, kept))
 
     metadata = register_version(config, "text", metadata, metadata["params"], logged, write)
     decision, against_baseline, against_champion = labelled.gate(
