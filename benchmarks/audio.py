@@ -10,15 +10,21 @@ train` runs it) gives:
 * fp32 eager (PyTorch) vs ONNX fp32 vs ONNX int8 (static QDQ): test accuracy and the median
   latency of one 1 s clip, the model alone and end to end (decode a WAV, log-mel, model);
 * ``/predict`` of one 1.2 s WAV over HTTP, the service (its own process, uvicorn, one worker,
-  as ``make serve`` runs it) next to ``mlflow
-  models serve`` of the same model as a pyfunc (decode, features and the served ONNX graph in
-  its ``predict``), both sent the clip as base64 JSON, sequential requests from one client
-  for the same seconds, in alternating rounds so a shared machine's load falls on both.
+  as ``make serve`` runs it) next to ``mlflow models serve`` of the same model as a pyfunc
+  (decode, features and the served ONNX graph in its ``predict``), both sent the clip as base64
+  JSON; the service also with the clip as a multipart upload and as a raw ``audio/wav`` body,
+  and its ``/health`` (the framework's floor). Sequential requests from one client (the raw
+  HTTP/1.1 load generator of ``benchmarks/serving.py``, in its own process) for the same
+  seconds, in alternating turns so a shared machine's load falls on every target; each server's
+  CPU time per request is read from /proc, which a loaded machine distorts less than its rate;
+* the in-process CPU cost of each step of the service's ``/predict`` (base64, decoding, the
+  spectrum, the features, the model, the drift monitor; ``time.process_time`` over 500 calls).
 
 Usage (from the repo root, with the dev venv; needs espeak-ng and sox):
 
     PYTHONPATH=runtime/src python benchmarks/audio.py              # 960 clips, ~10-20 min
     PYTHONPATH=runtime/src python benchmarks/audio.py --voices 12 --takes 2 --epochs 10
+    PYTHONPATH=runtime/src python benchmarks/audio.py --serving-only SERVICE   # its champion
 
 Results: benchmarks/results/audio.json (and a Markdown table on stdout).
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,7 +43,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import serving as load_generator  # noqa: E402  (benchmarks/serving.py: the same client)
+
+ROOT = HERE.parent
+RUNTIME_SRC = ROOT / "runtime" / "src"
 
 
 def median_ms(call, repeats: int = 200) -> float:
@@ -58,7 +70,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--clips", type=Path, help="reuse a folder make_clips.py wrote")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per round and server")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per turn of each target")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each target takes")
     parser.add_argument("--serving-only", type=Path, metavar="SERVICE",
                         help="a service folder this benchmark trained: measure its serving only")
     args = parser.parse_args()
@@ -78,7 +91,7 @@ def main() -> int:
                ).read_bytes()
         work = Path(tempfile.mkdtemp(prefix="mlgen-audio-serving-"))
         print(json.dumps(compare_serving(config, champion_dir(config), wav, work,
-                                         args.seconds), indent=1))  # the champion's
+                                         args.seconds, args.rounds), indent=1))  # the champion's
         return 0
     work = Path(tempfile.mkdtemp(prefix="mlgen-audio-bench-"))
     clips = args.clips or work / "clips"
@@ -157,7 +170,7 @@ def main() -> int:
         rows.insert(0, {"variant": "PyTorch eager fp32", "test_accuracy": accuracy,
                         "model_ms": median_ms(eager), "end_to_end_ms": median_ms(eager_end_to_end)})
     serving = (
-        compare_serving(config, folder, wav, work, args.seconds)
+        compare_serving(config, folder, wav, work, args.seconds, args.rounds)
         if (champion_dir(config) / "metadata.json").exists()
         else {"skipped": "no champion to serve: the model did not pass the gate"}
     )
@@ -210,76 +223,141 @@ class AudioPyfunc:
         return [self.classifier.classes[i] for i in probabilities.argmax(axis=1)]
 
 
-def compare_serving(config, folder: Path, wav: bytes, work: Path, seconds: float) -> dict:
-    """Requests per second of /predict (the service) and /invocations (mlflow models serve)."""
+def compare_serving(config, folder: Path, wav: bytes, work: Path, seconds: float,
+                    rounds: int = 3) -> dict:
+    """Requests per second and server CPU per request: /predict (the service, the clip sent
+    as base64 JSON, as multipart and as a raw audio/wav body), its /health (the framework's
+    floor), and /invocations (mlflow models serve, base64 JSON); with the in-process cost of
+    each step of the service's /predict."""
     import base64
-    import os
-    import socket
 
-    import httpx
     import mlflow.pyfunc
 
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
-
+    started_load = os.getloadavg()
+    in_process = profile_predict(config, folder, wav)
     pyfunc_type = type("AudioPyfunc", (mlflow.pyfunc.PythonModel,), dict(AudioPyfunc.__dict__))
     model_dir = work / "pyfunc"
     mlflow.pyfunc.save_model(str(model_dir), python_model=pyfunc_type(),
                              artifacts={"bundle": str(folder)},
                              pip_requirements=["mlflow", "onnxruntime", "soundfile"])
-    ours_port, theirs_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime" / "src"),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    ours, theirs = load_generator.free_port(), load_generator.free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(RUNTIME_SRC),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # Each server in its own process, as `make serve` and `mlflow models serve` run: the
     # service through serving.run (uvicorn, one worker, its configured loop and HTTP parser).
-    service = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from mlgen_runtime.config import load_config; "
-         "from mlgen_runtime.serving import run; "
-         "run(load_config(sys.argv[1]), port=int(sys.argv[2]))", str(config.root),
-         str(ours_port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    mlflow_server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(theirs_port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    ours_cmd = [sys.executable, "-c", "import sys; from mlgen_runtime.config import load_config; "
+                "from mlgen_runtime.serving import run; "
+                "run(load_config(sys.argv[1]), port=int(sys.argv[2]))", str(config.root),
+                str(ours)]
+    theirs_cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
+                  "--env-manager", "local", "-h", load_generator.HOST, "-p", str(theirs)]
     text = base64.b64encode(wav).decode()
+    boundary = "mlgen-audio-benchmark"
+    multipart = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                 'filename="clip.wav"\r\nContent-Type: audio/wav\r\n\r\n').encode() + wav + (
+                     f"\r\n--{boundary}--\r\n".encode())
     targets = {
-        "service": (f"http://127.0.0.1:{ours_port}/predict", {"audio_base64": text}),
-        "mlflow": (f"http://127.0.0.1:{theirs_port}/invocations",
-                   {"dataframe_records": [{"audio_base64": text}]}),
+        "service": (ours, "/predict", json.dumps({"audio_base64": text}).encode(),
+                    "application/json"),
+        "mlflow": (theirs, "/invocations",
+                   json.dumps({"dataframe_records": [{"audio_base64": text}]}).encode(),
+                   "application/json"),
+        "service multipart": (ours, "/predict", multipart,
+                              f"multipart/form-data; boundary={boundary}"),
+        "service audio/wav": (ours, "/predict", wav, "audio/wav"),
+        "service /health": (ours, "/health", b"", ""),
     }
-    try:
-        with httpx.Client(timeout=30) as client:
-            deadline = time.monotonic() + 120
-            for url, body in targets.values():
-                while True:
-                    try:
-                        if client.post(url, json=body).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{url} did not answer 200")
-                    time.sleep(0.5)
-            counts = {name: 0 for name in targets}
-            spent = {name: 0.0 for name in targets}
-            for _ in range(3):
-                for name, (url, body) in targets.items():
-                    started = time.perf_counter()
-                    while time.perf_counter() - started < seconds:
-                        assert client.post(url, json=body).status_code == 200
-                        counts[name] += 1
-                    spent[name] += time.perf_counter() - started
-    finally:
-        for process in (service, mlflow_server):
-            os.killpg(process.pid, 15)
-            process.wait(timeout=30)
-    rates = {name: counts[name] / spent[name] for name in targets}
-    return {"requests_per_second": rates, "ratio": rates["service"] / rates["mlflow"]}
+    requests = {name: (port, http_request(port, path, body, kind))
+                for name, (port, path, body, kind) in targets.items()}
+    with load_generator.server(ours_cmd, work, env, ours, "/ready") as ours_pid, \
+            load_generator.server(theirs_cmd, work, env, theirs, "/ping") as theirs_pid:
+        label = load_generator.http_json(ours, "/predict", {"audio_base64": text})["label"]
+        answer = load_generator.http_json(theirs, "/invocations",
+                                          {"dataframe_records": [{"audio_base64": text}]})
+        pids = {ours: ours_pid, theirs: theirs_pid}
+        parts: dict[str, list[dict]] = {name: [] for name in requests}
+        cpu = dict.fromkeys(requests, 0.0)
+        for _ in range(rounds):
+            for name, (port, request) in requests.items():
+                before = group_cpu_seconds(pids[port])
+                parts[name].append(load_generator.load(port, request, 1, 10**9, seconds))
+                cpu[name] += group_cpu_seconds(pids[port]) - before
+    results = {name: load_generator.summary(runs) for name, runs in parts.items()}
+    for name, row in results.items():
+        row["server_cpu_ms_per_request"] = 1000 * cpu[name] / max(row["requests"], 1)
+    rate = {name: row["per_second"] for name, row in results.items()}
+    cpu_ms = {name: row["server_cpu_ms_per_request"] for name, row in results.items()}
+    return {
+        "same_label": answer["predictions"] == [label],
+        "results": results,
+        "ratio": rate["service"] / rate["mlflow"],
+        "cpu_ratio": cpu_ms["mlflow"] / cpu_ms["service"],
+        "in_process_ms": in_process,
+        "seconds_per_turn": seconds,
+        "rounds": rounds,
+        "load_average": {"start": started_load, "end": os.getloadavg()},
+    }
+
+
+def http_request(port: int, path: str, body: bytes, content_type: str) -> bytes:
+    """One HTTP/1.1 request: a GET without a body, else a POST of ``body``."""
+    if not body:
+        return load_generator.request_bytes(port, "GET", path)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {load_generator.HOST}:{port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def group_cpu_seconds(group: int) -> float:
+    """CPU seconds (user + system) of the live processes of a process group (Linux /proc):
+    a server started in its own session, with its workers."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces: split after its closing parenthesis.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def profile_predict(config, folder: Path, wav: bytes, calls: int = 500) -> dict[str, float]:
+    """CPU milliseconds per call (``time.process_time`` over ``calls``) of each step of the
+    service's /predict in process, and of the whole (decode + predict with drift monitoring
+    and metrics)."""
+    import base64
+
+    from mlgen_runtime.kinds.audio.classifier import featurise, load_classifier
+    from mlgen_runtime.kinds.audio.features import spectrum
+    from mlgen_runtime.kinds.audio.serving import AudioMetrics, ServedAudio
+
+    served = ServedAudio(load_classifier(folder), config, AudioMetrics(), "file")
+    classifier = served.classifier
+    text = base64.b64encode(wav).decode()
+    decoded = served.decode(wav, "clip")
+    clip = spectrum(decoded.signal, classifier.front)
+    x = featurise([clip], classifier.input_kind)
+    _, embeddings = classifier.model.run(x)
+    steps = {
+        "base64": lambda: base64.b64decode(text, validate=True),
+        "decode": lambda: served.decode(wav, "clip"),
+        "spectrum": lambda: spectrum(decoded.signal, classifier.front),
+        "features": lambda: featurise([clip], classifier.input_kind),
+        "model": lambda: classifier.model.run(x),
+        "drift": lambda: served.monitor.observe([clip], embeddings),
+        "decode_and_predict": lambda: served.predict([served.decode(wav, "clip")]),
+    }
+    timings = {}
+    for name, step in steps.items():
+        for _ in range(20):
+            step()
+        started = time.process_time()
+        for _ in range(calls):
+            step()
+        timings[name] = 1000 * (time.process_time() - started) / calls
+    return timings
 
 
 if __name__ == "__main__":

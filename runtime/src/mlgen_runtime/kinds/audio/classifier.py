@@ -10,23 +10,29 @@ is what is served.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...bundle import METADATA_FILE, MODEL_DIR, REFERENCE_FILE
-from .features import FrontEnd, log_mel, mfcc_stats
+from .features import FrontEnd, Spectrum, spectrum
 from .models import OnnxModel
 
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
 
-def featurise(signals: list[np.ndarray], kind: str, front: FrontEnd) -> np.ndarray:
-    """The model input of a list of mono clips at the front end's rate."""
+def featurise(spectra: Iterable[Spectrum], kind: str) -> np.ndarray:
+    """The model input (``kind``: ``log_mel`` or ``mfcc_stats``) of clips' spectra."""
     if kind == "log_mel":
-        return np.stack([log_mel(s, front) for s in signals])[:, None, :, :]
-    return np.stack([mfcc_stats(s, front) for s in signals])
+        return np.stack([s.log_mel() for s in spectra])[:, None, :, :]
+    return np.stack([s.mfcc_stats() for s in spectra])
+
+
+def spectra(signals: Iterable[np.ndarray], front: FrontEnd) -> Iterable[Spectrum]:
+    """The spectrum of each mono clip, one at a time (a data set's would not fit in memory)."""
+    return (spectrum(signal, front) for signal in signals)
 
 
 class AudioClassifier:
@@ -41,12 +47,16 @@ class AudioClassifier:
         self.classes: list[str] = list(metadata["classes"])
         self.input_kind: str = metadata["input"]
 
-    def features(self, signals: list[np.ndarray]) -> np.ndarray:
-        return featurise(signals, self.input_kind, self.front)
+    def features(self, signals: Iterable[np.ndarray]) -> np.ndarray:
+        return featurise(spectra(signals, self.front), self.input_kind)
 
-    def predict(self, signals: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, signals: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities (a column per class) and embeddings of mono clips."""
         return self.model.run(self.features(signals))
+
+    def score(self, clips: Iterable[Spectrum]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` of clips whose spectra serving has computed already."""
+        return self.model.run(featurise(clips, self.input_kind))
 
 
 def load_classifier(folder: Path, variant: str | None = None) -> AudioClassifier:

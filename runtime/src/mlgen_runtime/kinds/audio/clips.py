@@ -78,7 +78,8 @@ def decode(data: bytes, limits: AudioConfig, name: str = "clip") -> Decoded:
         ) from None
     if not len(signal):
         raise ClipError("empty", f"{name} has no samples: send a clip with sound in it.")
-    mono = signal.mean(axis=1)
+    # A mono clip is its one column (a view: the mean of one value is that value).
+    mono = signal[:, 0] if channels == 1 else signal.mean(axis=1)
     if not np.all(np.isfinite(mono)):
         raise ClipError("not_audio", f"{name} holds samples that are not finite numbers.")
     return Decoded(resample(mono, rate, limits.sample_rate), limits.sample_rate, rate, channels)

@@ -1,17 +1,21 @@
 """Audio *features*: what training and serving compute from a clip, in numpy, outside the model.
 
 One implementation for both sides, so a served clip is featurised exactly as the training clips
-were (the STFT and mel filter bank do not export to ONNX, so they cannot travel in the graph):
+were (the STFT and mel filter bank do not export to ONNX, so they cannot travel in the graph).
+Everything starts from a clip's :class:`Spectrum`, its power spectrogram computed once:
 
-* :func:`log_mel`: a clip fitted to ``clip_seconds`` (centred crop or zero padding), framed
-  with a Hann window, power spectrum, HTK mel filter bank, the log with a floor 60 dB below the
-  clip's peak, then normalised
-  per clip (zero mean, unit variance over the whole spectrogram) so loudness and microphone
-  gain do not decide the class;
-* :func:`mfcc_stats`: the baseline's input, the mean and standard deviation over time of the
-  first ``n_mfcc`` MFCCs (DCT-II of the log-mel);
-* :func:`clip_stats`: the drift signals of a clip (duration, RMS loudness, silence ratio,
-  spectral centroid), from the decoded signal before any fitting.
+* :meth:`Spectrum.log_mel`: the clip fitted to ``clip_seconds`` (centred crop or zero padding),
+  framed with a Hann window, power spectrum, HTK mel filter bank, the log with a floor 60 dB
+  below the clip's peak, then normalised per clip (zero mean, unit variance over the whole
+  spectrogram) so loudness and microphone gain do not decide the class;
+* :meth:`Spectrum.mfcc_stats`: the baseline's input, the mean and standard deviation over time
+  of the first ``n_mfcc`` MFCCs (DCT-II of the log-mel);
+* :meth:`Spectrum.clip_stats`: the drift signals of a clip (duration, RMS loudness, silence
+  ratio, spectral centroid), from the decoded clip as it came, before any fitting.
+
+Serving computes one spectrum per clip (:func:`spectrum`) for its features and its drift signals
+both (a second STFT of the clip for the drift signals had cost ~14% of the in-process CPU time of
+a ``/predict``: docs/benchmarks.md, audio).
 """
 
 from __future__ import annotations
@@ -53,12 +57,17 @@ class FrontEnd:
         return np.hanning(self.n_fft + 1)[:-1].astype(np.float64)
 
     @cached_property
+    def bin_hz(self) -> np.ndarray:
+        """The centre frequency of each bin of the power spectrum."""
+        return np.linspace(0, self.sample_rate / 2, self.n_fft // 2 + 1)
+
+    @cached_property
     def mel_filters(self) -> np.ndarray:
         """(n_mels, n_fft // 2 + 1) triangular filters, equally spaced on the HTK mel scale."""
         fmax = self.fmax or self.sample_rate / 2
         mels = np.linspace(_hz_to_mel(self.fmin), _hz_to_mel(fmax), self.n_mels + 2)
         edges = _mel_to_hz(mels)
-        bins = np.linspace(0, self.sample_rate / 2, self.n_fft // 2 + 1)
+        bins = self.bin_hz
         filters = np.zeros((self.n_mels, len(bins)))
         for m in range(self.n_mels):
             low, centre, high = edges[m], edges[m + 1], edges[m + 2]
@@ -106,50 +115,89 @@ def _power_spectrogram(signal: np.ndarray, front: FrontEnd) -> np.ndarray:
     return np.abs(np.fft.rfft(frames * front.window, axis=-1)) ** 2
 
 
-def log_mel(signal: np.ndarray, front: FrontEnd) -> np.ndarray:
-    """(n_mels, frames) float32 log-mel spectrogram of the fitted clip, normalised per clip."""
-    power = _power_spectrogram(fit_length(signal.astype(np.float64), front.samples), front)
-    mel = power @ front.mel_filters.T
-    # A floor relative to the clip's peak (60 dB below it): gain changes nothing, padding too.
-    spectrogram = np.log(mel + EPSILON * max(float(mel.max()), 1e-12)).T
-    spread = spectrogram.std()
-    normalised = (spectrogram - spectrogram.mean()) / (spread if spread > 0 else 1.0)
-    return normalised.astype(np.float32)
-
-
-def mfcc_stats(signal: np.ndarray, front: FrontEnd) -> np.ndarray:
-    """(2 * n_mfcc,) float32: mean and standard deviation over time of the MFCCs."""
-    power = _power_spectrogram(fit_length(signal.astype(np.float64), front.samples), front)
-    spectrogram = np.log(power @ front.mel_filters.T + EPSILON)
-    coefficients = dct(spectrogram, type=2, axis=-1, norm="ortho")[:, : front.n_mfcc]
-    return np.concatenate([coefficients.mean(axis=0), coefficients.std(axis=0)]).astype(
-        np.float32
-    )
-
-
-#: The drift signals of one clip, in this order (see :func:`clip_stats`).
+#: The drift signals of one clip, in this order (see :meth:`Spectrum.clip_stats`).
 CLIP_STATS = ("duration_s", "rms_db", "silence_ratio", "spectral_centroid_hz")
 
 
-def clip_stats(signal: np.ndarray, sample_rate: int, front: FrontEnd) -> dict[str, float]:
-    """Duration, RMS loudness (dBFS), share of silent frames and mean spectral centroid (Hz)
-    of a decoded clip, whatever its length."""
-    signal = signal.astype(np.float64)
-    duration = len(signal) / sample_rate
-    rms = float(np.sqrt(np.mean(signal**2))) if len(signal) else 0.0
-    padded = signal if len(signal) >= front.n_fft else fit_length(signal, front.n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, front.n_fft)[:: front.hop_length]
-    frame_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    power = np.abs(np.fft.rfft(frames * front.window, axis=-1)) ** 2
-    frequencies = np.linspace(0, sample_rate / 2, power.shape[1])
-    totals = power.sum(axis=1)
-    voiced = totals > 0
-    centroid = (
-        float(np.mean((power[voiced] @ frequencies) / totals[voiced])) if voiced.any() else 0.0
-    )
-    return {
-        "duration_s": duration,
-        "rms_db": 20.0 * np.log10(rms + 1e-9),
-        "silence_ratio": float(np.mean(frame_db < SILENCE_DB)),
-        "spectral_centroid_hz": centroid,
-    }
+@dataclass(frozen=True)
+class Spectrum:
+    """A clip's power spectrogram, framed on the model's grid: the frames of the fitted clip
+    (:func:`fit_length`: what the model sees) and, for a clip longer than ``clip_seconds``,
+    every whole hop before and after them that lies in the clip. ``window`` picks the model's
+    frames out of ``power``; the drift signals read the whole clip.
+
+    The rows of ``window`` are the fitted clip's spectrogram bit for bit (each frame's FFT is
+    computed alone, whatever frames share the call): features do not depend on whether they
+    were computed for training or, with the drift signals, for serving.
+    """
+
+    signal: np.ndarray
+    power: np.ndarray
+    window: slice
+    front: FrontEnd
+
+    def log_mel(self) -> np.ndarray:
+        """(n_mels, frames) float32 log-mel spectrogram of the fitted clip, normalised per
+        clip."""
+        mel = self.power[self.window] @ self.front.mel_filters.T
+        # A floor relative to the clip's peak (60 dB below it): gain changes nothing, padding
+        # too.
+        spectrogram = np.log(mel + EPSILON * max(float(mel.max()), 1e-12)).T
+        spread = spectrogram.std()
+        normalised = (spectrogram - spectrogram.mean()) / (spread if spread > 0 else 1.0)
+        return normalised.astype(np.float32)
+
+    def mfcc_stats(self) -> np.ndarray:
+        """(2 * n_mfcc,) float32: mean and standard deviation over time of the MFCCs of the
+        fitted clip."""
+        spectrogram = np.log(self.power[self.window] @ self.front.mel_filters.T + EPSILON)
+        coefficients = dct(spectrogram, type=2, axis=-1, norm="ortho")[:, : self.front.n_mfcc]
+        return np.concatenate([coefficients.mean(axis=0), coefficients.std(axis=0)]).astype(
+            np.float32
+        )
+
+    def clip_stats(self) -> dict[str, float]:
+        """Duration, RMS loudness (dBFS), share of silent frames and mean spectral centroid
+        (Hz) of the clip, whatever its length.
+
+        Silence is counted on the clip's own frames (from its first sample, the last one
+        zero-padded to a whole frame only when the clip is shorter than one); the centroid is
+        the mean over the spectrogram's frames that carry any energy (no second STFT).
+        """
+        signal, front = self.signal, self.front
+        duration = len(signal) / front.sample_rate
+        rms = float(np.sqrt(np.mean(signal**2))) if len(signal) else 0.0
+        padded = signal if len(signal) >= front.n_fft else fit_length(signal, front.n_fft)
+        frames = np.lib.stride_tricks.sliding_window_view(padded, front.n_fft)[
+            :: front.hop_length
+        ]
+        frame_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+        totals = self.power.sum(axis=1)
+        voiced = totals > 0
+        centroid = (
+            float(np.mean((self.power[voiced] @ front.bin_hz) / totals[voiced]))
+            if voiced.any()
+            else 0.0
+        )
+        return {
+            "duration_s": duration,
+            "rms_db": 20.0 * np.log10(rms + 1e-9),
+            "silence_ratio": float(np.mean(frame_db < SILENCE_DB)),
+            "spectral_centroid_hz": centroid,
+        }
+
+
+def spectrum(signal: np.ndarray, front: FrontEnd) -> Spectrum:
+    """The :class:`Spectrum` of a mono clip at the front end's rate: one STFT."""
+    signal = np.asarray(signal, dtype=np.float64)
+    extra = len(signal) - front.samples
+    if extra <= 0:
+        grid, first = fit_length(signal, front.samples), 0
+    else:
+        # The fitted clip starts at extra // 2: the grid starts that many hops earlier (minus
+        # a remainder), so that its frames include the fitted clip's exactly.
+        start = extra // 2
+        grid, first = signal[start % front.hop_length :], start // front.hop_length
+    return Spectrum(signal, _power_spectrogram(grid, front),
+                    slice(first, first + front.frames), front)
+

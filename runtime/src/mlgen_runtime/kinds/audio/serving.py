@@ -52,7 +52,7 @@ from ...serving.routes import (
 )
 from .classifier import AudioClassifier, load_classifier
 from .clips import ClipError, Decoded, decode
-from .features import CLIP_STATS, clip_stats
+from .features import CLIP_STATS, Spectrum, spectrum
 from .train import EMBEDDING_DISTANCE, section
 
 SERVING_PATH = "onnx"
@@ -133,7 +133,6 @@ class Monitor:
                  metrics: AudioMetrics) -> None:
         drift = config.drift
         self.metrics = metrics
-        self.front = classifier.front
         embedding = classifier.reference["embedding"]
         self.centroid = np.asarray(embedding["centroid"], dtype=np.float64)
         self.spread = float(embedding["spread"])
@@ -148,8 +147,8 @@ class Monitor:
         self.seen = 0
         self.lock = threading.Lock()
 
-    def observe(self, clips: list[Decoded], embeddings: np.ndarray) -> None:
-        stats = [clip_stats(c.signal, c.sample_rate, self.front) for c in clips]
+    def observe(self, clips: list[Spectrum], embeddings: np.ndarray) -> None:
+        stats = [clip.clip_stats() for clip in clips]
         distances = np.linalg.norm(embeddings - self.centroid, axis=1) / self.spread
         columns: dict[str, Any] = {n: [s[n] for s in stats] for n in CLIP_STATS}
         columns[EMBEDDING_DISTANCE] = distances.tolist()
@@ -220,8 +219,10 @@ class ServedAudio:
             raise ApiError(STATUS.get(exc.problem, 422), exc.problem, str(exc)) from None
 
     def predict(self, clips: list[Decoded]) -> list[dict[str, Any]]:
-        probabilities, embeddings = self.classifier.predict([c.signal for c in clips])
-        self.monitor.observe(clips, embeddings)
+        # One spectrum per clip for the model's features and the drift signals both.
+        spectra = [spectrum(clip.signal, self.classifier.front) for clip in clips]
+        probabilities, embeddings = self.classifier.score(spectra)
+        self.monitor.observe(spectra, embeddings)
         classes = self.classifier.classes
         winners = probabilities.argmax(axis=1)
         labels = [classes[i] for i in winners.tolist()]

@@ -36,9 +36,9 @@ from ...registry import (
     register_version,
 )
 from ..labelled import Split
-from .classifier import FILES, AudioClassifier, featurise, load_classifier
+from .classifier import FILES, AudioClassifier, featurise, load_classifier, spectra
 from .clips import ClipSet, read_dataset
-from .features import CLIP_STATS, FrontEnd, clip_stats
+from .features import CLIP_STATS, FrontEnd, spectrum
 from .models import Fitted, OnnxModel, Recipe, fit_baseline, fit_cnn, latency_ms, quantize
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def train(config: Config, data_path: str | Path | None = None,
         clips.labels, clips.groups, audio.test_size, audio.validation_size, config.seed
     )
     needed = {INPUTS[family] for family in {*audio.candidates, "mfcc_logistic"}}
-    inputs = {kind: featurise(clips.signals, kind, front) for kind in needed}
+    inputs = {kind: featurise(spectra(clips.signals, front), kind) for kind in needed}
     threads = audio.threads
     fitted: dict[str, Fitted] = {}
     validation: dict[str, float] = {}
@@ -266,7 +266,7 @@ def _reference(clips: ClipSet, split: Split, embeddings: np.ndarray, front: Fron
 
     centroid = embeddings.mean(axis=0)
     spread = float(np.sqrt(np.mean(np.sum((embeddings - centroid) ** 2, axis=1)))) or 1.0
-    rows = [clip_stats(clips.signals[i], front.sample_rate, front) for i in split.train]
+    rows = [spectrum(clips.signals[i], front).clip_stats() for i in split.train]
     frame = pd.DataFrame(rows, columns=list(CLIP_STATS))
     frame[EMBEDDING_DISTANCE] = np.linalg.norm(embeddings - centroid, axis=1) / spread
     reference = build_reference(frame, [{"name": n, "type": "numeric"} for n in DRIFT_FEATURES],
