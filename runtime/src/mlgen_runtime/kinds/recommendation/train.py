@@ -50,14 +50,15 @@ from ...registry import (
 )
 from .data import Interactions, ItemMetadata, read_interactions, relevant, section, split
 from .metrics import REPORTED, TEST, coverage, paired_test, per_user, popularity_bias, summarise
-from .models import FAMILIES, THREADS, plain, sample
+from .models import FAMILIES, THREADS, Content, plain, sample
 from .recommender import Recommender, fit_recommender, load_recommender, save_model
 
 log = logging.getLogger(__name__)
 
 # What the run keeps of its time budget for MLflow logging, registration and the bundle's
-# export (measured: 2-6 s on MovieLens latest-small, 2 busy cores).
-LOGGING_SECONDS = 8.0
+# export. Measured on MovieLens latest-small, 2 cores (2026-12-03): 10-11 s at load 2-4, of
+# which ~8 s waiting on SQLite's commits (30 trial runs); 8 s let the run end 5-15 s late.
+LOGGING_SECONDS = 12.0
 REFIT_FACTOR = 1.5
 BASELINE = "popularity"
 
@@ -217,6 +218,9 @@ def train(
         + rec.time_budget_seconds
         - min(LOGGING_SECONDS, rec.time_budget_seconds / 4)
     )
+    # The store first, inside the budget: creating a new SQLite store (its migrations) takes
+    # ~5 s of CPU, which the logging reserve did not cover.
+    setup(config)
     path, data, items = prepare(config, data_path)
     parts = split(data, config)
     train_part = data.subset(parts.train)
@@ -233,17 +237,14 @@ def train(
             "the model. Use more data or split: user_last."
         )
     tested: dict[str, Scored] = {}
-    for family, trial in finalists.items():
-        tested[family] = score(
-            fit_recommender(family, trial.params, config.seed, fit_part, items),
-            users,
-            truth,
-            rec.k,
-        )
-    if BASELINE not in tested:
-        tested[BASELINE] = score(
-            fit_recommender(BASELINE, {}, config.seed, fit_part, items), users, truth, rec.k
-        )
+    content: Content | None = None  # the content fallback, fitted once for every refit
+    for family, trial in [*finalists.items(), (BASELINE, None)]:
+        if family in tested:
+            continue
+        params = trial.params if trial else {}
+        fitted = fit_recommender(family, params, config.seed, fit_part, items, content=content)
+        content = fitted.content
+        tested[family] = score(fitted, users, truth, rec.k)
     model, baseline = tested[chosen], tested[BASELINE]
     samples = rec.bootstrap_samples
     metrics = _metrics(model, samples, config.seed)
@@ -308,7 +309,6 @@ def train(
             "refit_and_test": time.perf_counter() - started - searched,
         },
     }
-    setup(config)
     current = champion_version(config)
     seconds = time.perf_counter() - started
     metadata = _log_run(config, model.recommender, metadata, all_trials, seconds)
