@@ -13,7 +13,7 @@ mlgen trains each as a service would (kinds/forecasting/train.py: backtests, the
 family, conformal intervals) and reports its test MASE, sMAPE, RMSE and coverage. On the same
 test windows, with the same MASE scale (the in-sample seasonal-naive error of the data before
 the test set), statsforecast's AutoETS and AutoARIMA forecast each window after being fitted
-on the history up to its origin (refitted per window: an advantage over mlgen's single fit),
+on the history up to its origin (refitted per window, as mlgen's ETS re-estimates per origin),
 in a venv of their own (statsforecast needs pandas < 3; ``--sf-venv``). For elecdemand they see
 the last 28 days of each history (AutoARIMA with a season of 48 on 13,000 steps takes hours).
 

@@ -371,3 +371,29 @@ def test_feedback_matching_the_season_raises_no_alarm(air_service) -> None:
         signals = client.get("/monitoring").json()
         assert signals["seasonality"][""] > 0.9
         assert signals["live"]["coverage"] == 1.0
+
+
+def test_ets_refits_on_a_new_history_and_keeps_its_fit_on_the_stored_one() -> None:
+    from mlgen_runtime.kinds.forecasting.data import Panel, Series
+    from mlgen_runtime.kinds.forecasting.models import ETS, restore
+
+    air = air_passengers()
+    times = pd.DatetimeIndex(pd.to_datetime(air["month"]))
+    y = air["passengers"].to_numpy(dtype="float64")
+    fitted_on = Series("", times[:120], y[:120])
+    model = ETS(12).fit(Panel({"": fitted_on}, "MS", 12))
+    longer = Series("", times[:132], y[:132])
+    stale = ETS(12, model.fitted, refit=False)
+    # The stored history forecasts with the fitted parameters; a longer one is refitted (as
+    # AutoETS at each origin), which on the 12 months after it errs less than the stale fit.
+    assert np.array_equal(
+        model.forecast([fitted_on], 12, [{}]), stale.forecast([fitted_on], 12, [{}])
+    )
+    truth = y[132:144]
+    refitted = model.forecast([longer], 12, [{}])[0]
+    kept = stale.forecast([longer], 12, [{}])[0]
+    assert not np.allclose(refitted, kept)
+    assert np.abs(refitted - truth).mean() < np.abs(kept - truth).mean()
+    # A bundle of an earlier version (no `refit` in its state) keeps its parameters.
+    state = {k: v for k, v in model.state().items() if k != "refit"}
+    assert restore(state).refit is False and restore(model.state()).refit is True

@@ -3,18 +3,22 @@ on lag, rolling and calendar features (recursive or direct multi-step).
 
 Every model forecasts from any history (``forecast(histories, horizon, futures)``), not only
 from the data it was fitted on: backtests, conformal calibration and ``/forecast`` with a
-``history`` all use the fitted parameters on other histories. Every model saves to JSON and
-text (LightGBM's own model format): nothing is pickled.
+``history`` all use the fitted model on other histories (ETS re-estimates its parameters on
+a new history, as AutoETS does at each origin). Every model saves to JSON and text
+(LightGBM's own model format): nothing is pickled.
 
-ETS is statsmodels' ``ETSModel`` (additive and, for positive series, multiplicative errors and
-seasons; no trend or a damped one; heuristic initial states), the configuration with the lowest
-AICc per series, fitted on the last :data:`ETS_WINDOW` steps. statsforecast's AutoETS and
+ETS is statsmodels' ``ETSModel`` over AutoETS's default space (additive and, for positive
+series, multiplicative errors and seasons; no trend, an additive or a damped one; heuristic
+initial states), the configuration with the lowest AICc per series, fitted on the last
+:data:`ETS_WINDOW` steps. statsforecast's AutoETS and
 AutoARIMA need pandas < 3, which the runtime does not pin (docs/internals.md says why); the
 benchmark runs them side by side in a venv of their own.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,6 +31,8 @@ from pandas.tseries.frequencies import to_offset
 
 from ...errors import RequestError
 from .data import Panel, Series, future_times
+
+log = logging.getLogger(__name__)
 
 # LightGBM threads: one, so the same seed and data give the same model bit for bit.
 THREADS = 1
@@ -92,31 +98,50 @@ class SeasonalNaive:
         return {"family": self.family, "season": self.season}
 
 
-# (error, trend, damped, seasonal) configurations AICc chooses among.
+# (error, trend, damped, seasonal) configurations AICc chooses among: AutoETS's default space
+# (Hyndman et al. 2008; R's ets() and statsforecast's AutoETS), no multiplicative trend and no
+# additive error with multiplicative seasons (infinite forecast variance).
 ETS_CONFIGS: list[tuple[str, str | None, bool, str | None]] = [
-    ("add", None, False, None),
-    ("add", "add", True, None),
-    ("add", None, False, "add"),
-    ("add", "add", True, "add"),
-    ("mul", None, False, "mul"),
-    ("mul", "add", True, "mul"),
+    (error, trend, damped, seasonal)
+    for error in ("add", "mul")
+    for trend, damped in ((None, False), ("add", False), ("add", True))
+    for seasonal in (None, "add", "mul")
+    if not (error == "add" and seasonal == "mul")
 ]
 
 
+def fingerprint(y: np.ndarray) -> str:
+    """Which history a fit saw: its length and a digest of its values."""
+    data = np.ascontiguousarray(y, dtype="float64").tobytes()
+    return f"{len(y)}:{hashlib.sha256(data).hexdigest()[:16]}"
+
+
 class ETS:
-    """Exponential smoothing per series, its configuration chosen by AICc."""
+    """Exponential smoothing per series, its configuration chosen by AICc.
+
+    With ``refit`` (every model fitted by this version), a forecast from a history other than
+    the one a series was fitted on re-estimates the parameters of that series' chosen
+    configuration on it, starting from the fitted ones: a test window after the fit, or
+    ``/forecast`` with a ``history``. (AutoETS refitted at each origin also re-chooses the
+    configuration, 15 fits instead of one.) The stored history (what the
+    final fit saw) forecasts with the fitted parameters. Bundles of earlier versions (no
+    ``refit`` in their state) keep their parameters for every history, as they did."""
 
     family = "ets"
 
-    def __init__(self, season: int, fitted: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, season: int, fitted: dict[str, dict[str, Any]] | None = None, refit: bool = True
+    ) -> None:
         self.season = season
         self.fitted = fitted or {}
+        self.refit = refit
 
     def _usable(self, y: np.ndarray) -> list[tuple[str, str | None, bool, str | None]]:
         seasonal = self.season > 1 and len(y) >= 3 * self.season
         positive = bool(np.all(y > 0))
         return [
-            c for c in ETS_CONFIGS
+            c
+            for c in ETS_CONFIGS
             if (c[3] is None or seasonal) and (c[0] == "add" or positive)
         ]
 
@@ -133,6 +158,11 @@ class ETS:
             initialization_method="heuristic" if config["seasonal"] else "estimated",
         )
 
+    def _fit(self, y: np.ndarray, config: dict[str, Any], start: Any = None) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._model(y, config).fit(start_params=start, disp=False, maxiter=200)
+
     def fit(self, panel: Panel) -> ETS:
         fitted = {}
         for key, series in panel.series.items():
@@ -140,22 +170,40 @@ class ETS:
             best: tuple[float, dict[str, Any]] | None = None
             for error, trend, damped, seasonal in self._usable(y):
                 config: dict[str, Any] = {
-                    "error": error, "trend": trend, "damped": damped, "seasonal": seasonal,
+                    "error": error,
+                    "trend": trend,
+                    "damped": damped,
+                    "seasonal": seasonal,
                 }
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    try:
-                        result = self._model(y, config).fit(disp=False, maxiter=200)
-                    except (ValueError, np.linalg.LinAlgError):
-                        continue
+                try:
+                    result = self._fit(y, config)
+                except (ValueError, np.linalg.LinAlgError):
+                    continue
                 aicc = float(result.aicc)
                 if math.isfinite(aicc) and (best is None or aicc < best[0]):
                     best = (aicc, {**config, "params": [float(p) for p in result.params]})
             if best is None:
                 raise RequestError(f"No ETS configuration could be fitted to series {key!r}.")
-            fitted[key] = best[1]
+            fitted[key] = {**best[1], "history": fingerprint(y)}
         self.fitted = fitted
         return self
+
+    def _params(self, y: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        """The parameters that forecast from ``y``: refitted when ``y`` is not the history
+        the series was fitted on (the fitted ones if that fit fails, which is logged)."""
+        params = np.asarray(config["params"])
+        if not self.refit or config.get("history") == fingerprint(y):
+            return params
+        try:
+            result = self._fit(y, config, start=params)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            log.warning(
+                "ETS: refitting on a new history failed (%s); the fitted parameters "
+                "forecast instead.",
+                exc,
+            )
+            return params
+        return np.asarray(result.params)
 
     def forecast(self, histories: Sequence[Series], horizon: int, futures: Futures) -> np.ndarray:
         rows = []
@@ -167,9 +215,10 @@ class ETS:
                     "the training data)."
                 )
             y = series.y[-ETS_WINDOW:]
+            params = self._params(y, config)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result = self._model(y, config).smooth(np.asarray(config["params"]))
+                result = self._model(y, config).smooth(params)
                 rows.append(np.asarray(result.forecast(horizon), dtype="float64"))
         return np.stack(rows)
 
@@ -177,7 +226,12 @@ class ETS:
         return 3 * self.season if self.season > 1 else 10
 
     def state(self) -> dict[str, Any]:
-        return {"family": self.family, "season": self.season, "fitted": self.fitted}
+        return {
+            "family": self.family,
+            "season": self.season,
+            "fitted": self.fitted,
+            "refit": self.refit,
+        }
 
 
 def default_lags(season: int, frequency: str, longest: int) -> list[int]:
@@ -499,7 +553,7 @@ def restore(state: dict[str, Any]) -> Model:
     if family == "seasonal_naive":
         return SeasonalNaive(int(state["season"]))
     if family == "ets":
-        return ETS(int(state["season"]), state["fitted"])
+        return ETS(int(state["season"]), state["fitted"], bool(state.get("refit", False)))
     if family == "lightgbm":
         import lightgbm as lgb
 
