@@ -243,3 +243,29 @@ def test_two_service_processes_share_feedback_and_the_rollout_log_through_postgr
     for row in labelled:
         if row["variant"] == "challenger":
             assert row["prediction"] == expected[row["request_id"]]
+
+
+def test_an_alias_set_by_another_process_at_the_same_moment_is_set_again():
+    """The MLflow server's alias upsert races between processes (seen with eight trains on
+    PostgreSQL: a UniqueViolation on registered_model_alias_pk); the loser tries again.
+    Other registry errors are not retried."""
+    from mlflow.exceptions import MlflowException
+    from mlgen_runtime.registry import set_alias
+
+    class Racing:
+        def __init__(self, failures: list[str]) -> None:
+            self.failures, self.calls = failures, []
+
+        def set_registered_model_alias(self, name, alias, version):
+            self.calls.append((name, alias, version))
+            if self.failures:
+                raise MlflowException(self.failures.pop(0))
+
+    race = "BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key value violates"
+    won = Racing([race, race])
+    set_alias(won, "model", "challenger", "2")
+    assert won.calls == [("model", "challenger", "2")] * 3
+    other = Racing(["RESOURCE_DOES_NOT_EXIST: Registered Model with name=model not found"])
+    with pytest.raises(MlflowException, match="not found"):
+        set_alias(other, "model", "challenger", "2")
+    assert len(other.calls) == 1

@@ -20,6 +20,7 @@ import math
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,34 @@ if TYPE_CHECKING:
     from .compare import Comparison
 
 log = logging.getLogger(__name__)
+
+
+# How often setting an alias is tried when another process sets it at the same moment.
+ALIAS_ATTEMPTS = 5
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of model ``name`` at ``version``, as the last writer wins.
+
+    An MLflow server on PostgreSQL sets an alias by reading, then inserting or updating: two
+    trainings registering at once can both read "no alias" and the second insert fails on
+    the table's key (seen with eight trains sharing a server). Tried again, it finds the
+    alias and updates it.
+    """
+    for attempt in range(ALIAS_ATTEMPTS):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException as exc:
+            text = str(exc)
+            racing = "UniqueViolation" in text or "duplicate key" in text or (
+                "already exists" in text and "alias" in text
+            )
+            if not racing or attempt == ALIAS_ATTEMPTS - 1:
+                raise
+            log.info("Alias %s of %s was set by another process at once; setting it again",
+                     alias, name)
+            time.sleep(0.05 * (attempt + 1))
 
 DEFAULT_PROMOTION = PromotionConfig()
 CHAMPION = "champion"
@@ -201,7 +230,7 @@ def log_candidate(
         metadata = {**metadata, "run_id": run.info.run_id, "model_version": version}
         mlflow.log_dict(metadata, METADATA_FILE)
         mlflow.log_dict(reference, REFERENCE_FILE)
-    MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
+    set_alias(MlflowClient(), name, CHALLENGER, version)
     return metadata
 
 
@@ -380,7 +409,7 @@ def apply_promotion(config: Config, version: str, reason: str) -> Path:
     """Move the ``champion`` alias to ``version``, export its bundle and model card."""
     client = MlflowClient()
     name = config.tracking.registered_model
-    client.set_registered_model_alias(name, CHAMPION, version)
+    set_alias(client, name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion_reason", reason)
     bundle = _registry_bundle(client, name, version)
     # The outgoing champion becomes the serving fallback (fallback.py).
@@ -517,7 +546,7 @@ def register_version(
         with tempfile.TemporaryDirectory() as tmp:
             folder = write_bundle(Path(tmp) / BUNDLE_ARTIFACT, metadata)
             mlflow.log_artifacts(str(folder), artifact_path=BUNDLE_ARTIFACT)
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    set_alias(client, name, CHALLENGER, str(version))
     return metadata
 
 
@@ -549,7 +578,7 @@ def export_champion(
     model card; the outgoing champion's bundle becomes ``previous/``, the serving fallback."""
     client = MlflowClient()
     name = config.tracking.registered_model
-    client.set_registered_model_alias(name, CHAMPION, version)
+    set_alias(client, name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion_reason", reason)
     keep_previous(config, version)
     folder = write_bundle(champion_dir(config))

@@ -32,6 +32,7 @@ from ..registry import (
     champion_dir,
     champion_version,
     decide,
+    set_alias,
     setup,
 )
 from ..scoring import MULTI, Prediction, score
@@ -215,7 +216,7 @@ def promote_registered(config: Config, version: str, reason: str, force: bool) -
             staging.rename(folder)
             return folder
 
-        client.set_registered_model_alias(name, CHAMPION, str(version))
+        set_alias(client, name, CHAMPION, str(version))
         client.set_model_version_tag(name, str(version), "promotion_reason", decision.reason)
         keep_previous(config, str(version))
         copy(champion_dir(config))
