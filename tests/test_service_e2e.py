@@ -148,12 +148,24 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(service_venv: Ve
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
 
 
-# The runtime tests whose checks differ for a binary model: metrics and their tests, the gate,
-# the fast serving paths and the API's answers.
+# The runtime tests whose checks differ for a binary model and that train or serve on the
+# service's own data: metrics, the paired comparisons, the fast serving paths and the API's
+# answers. (test_scoring.py and test_promotion_gate.py bring data of their own, binary included,
+# and ran in this suite already; test_compare_promotion.py's live comparison is the paired test
+# test_compare.py checks per task.)
+# Runtime test files that depend on neither the service's task nor its data, so they run once,
+# on the fixture (this suite's own runtime/tests run): the servers and clusters around the
+# model (slow clients, PostgreSQL, an MLflow server, Dask and Parquet partitions, worker
+# processes sharing metrics), and the tests that bring data of their own (investigate on AER's
+# HealthInsurance, the gate on ISLR's Default, drift and scoring on synthetic samples).
+FIXTURE_ONLY_TESTS = (
+    "test_live_server_hardening.py", "test_shared_infrastructure.py",
+    "test_partitioned_data.py", "test_serving_metrics.py", "test_investigate.py",
+    "test_promotion_gate.py", "test_drift.py", "test_drift_report.py", "test_scoring.py",
+)
 BINARY_SENSITIVE_TESTS = (
-    "test_train.py", "test_compare.py", "test_compare_promotion.py", "test_promotion_gate.py",
-    "test_scoring.py", "test_fallback.py", "test_serving.py", "test_fastpath.py",
-    "test_api_hardening.py",
+    "test_train.py", "test_compare.py", "test_fallback.py", "test_serving.py",
+    "test_fastpath.py", "test_api_hardening.py",
 )
 
 
@@ -179,21 +191,16 @@ def test_the_runtime_suite_holds_on_this_services_data(service_venv: Venv,
     fixture: each example brings its task (binary, regression) and its data's quirks."""
     if trained.example not in ("breast-cancer", "diabetes"):
         pytest.skip("penguins is the runtime suite's own fixture; run once per other task")
-    # Left out: the tests of servers and clusters around the model (slow clients, PostgreSQL,
-    # MLflow server, Dask, partitioned data), which no task or data changes; they run once, on
-    # the fixture.
+    # Left out: FIXTURE_ONLY_TESTS, which no task or data changes.
     runtime_tests = REPO / "runtime" / "tests"
     targets = [str(runtime_tests)]
     if trained.example == "breast-cancer":
         # Its 30 numeric columns have no quirk the fixture and diabetes lack: it brings the
         # binary task, so the tests whose answers depend on the task run (CI minutes).
         targets = [str(runtime_tests / name) for name in BINARY_SENSITIVE_TESTS]
+    ignored = [f"--ignore={runtime_tests / name}" for name in FIXTURE_ONLY_TESTS]
     proc = service_venv.run(
-        str(service_venv.python), "-m", "pytest", *targets, "-q",
-        "--ignore", str(runtime_tests / "test_live_server_hardening.py"),
-        "--ignore", str(runtime_tests / "test_shared_infrastructure.py"),
-        # Reading Parquet partitions (and its Dask cluster) depends on no task: fixture only.
-        "--ignore", str(runtime_tests / "test_partitioned_data.py"),
+        str(service_venv.python), "-m", "pytest", *targets, "-q", *ignored,
         "-p", "no:cacheprovider", cwd=REPO, timeout=1800, check=False,
         env={"MLGEN_SERVICE_ROOT": str(trained.root)},
     )
