@@ -162,6 +162,7 @@ FIXTURE_ONLY_TESTS = (
     "test_live_server_hardening.py", "test_shared_infrastructure.py",
     "test_partitioned_data.py", "test_serving_metrics.py", "test_investigate.py",
     "test_promotion_gate.py", "test_drift.py", "test_drift_report.py", "test_scoring.py",
+    "test_derived_target.py",
 )
 BINARY_SENSITIVE_TESTS = (
     "test_train.py", "test_compare.py", "test_fallback.py", "test_serving.py",

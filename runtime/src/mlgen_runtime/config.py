@@ -82,9 +82,22 @@ class DataConfig(_Section):
     time_column: str | None = None
     group_column: str | None = None
     exclude_columns: list[str] = []
+    # A yes/no target asked of a numeric column: "> 0" makes the target "yes" where the
+    # target column is above 0 and "no" elsewhere, wherever labelled rows are read (targets.py).
+    positive_when: str | None = None
     # A folder of Parquet partitions larger than this trains on a seeded random sample of this
     # many rows, read one partition at a time (data.py); null: every row.
     max_rows: int | None = Field(default=None, ge=1)
+
+
+    @field_validator("positive_when")
+    @classmethod
+    def _rule(cls, value: str | None) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        from .targets import TargetRule
+
+        return str(TargetRule.parse(value))
 
 
 class FeatureSpec(_Section):
@@ -560,6 +573,18 @@ class Config(_Section):
                 missing.append("data.target")
             if missing:
                 raise ValueError(f"the {self.kind} kind needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _derived_target(self) -> Config:
+        if self.data.positive_when and not (
+            self.task == "binary_classification" or self.kind == "text"
+        ):
+            raise ValueError(
+                f"data.positive_when ({self.data.positive_when!r}) makes a yes/no target: set "
+                "task: binary_classification, or remove positive_when to predict the column as "
+                "it is"
+            )
         return self
 
     @property

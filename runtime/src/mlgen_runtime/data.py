@@ -28,6 +28,7 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import Config
 from .errors import DataValidationError
+from .targets import derive_target, describe
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -72,13 +73,15 @@ def load_data(
 
 def load_training_data(config: Config, path: str | Path | None = None) -> pd.DataFrame:
     """The configured data (or ``path``) as training, evaluation and the gate read it: whole,
-    or the seeded sample of ``data.max_rows`` rows of a partitioned folder (module doc)."""
-    return load_data(
+    or the seeded sample of ``data.max_rows`` rows of a partitioned folder (module doc), with
+    the target derived by ``data.positive_when`` when it is set (targets.py)."""
+    df = load_data(
         config.resolve(path or config.data.path),
         config.data.max_rows,
         config.seed,
         config if config.engine.name == "dask" else None,
     )
+    return derive_target(df, config)
 
 
 def data_rows(path: str | Path) -> int | None:
@@ -240,6 +243,13 @@ def validate(df: pd.DataFrame, config: Config) -> None:
         return
     counts = labelled.value_counts()
     if len(counts) < 2:
+        asked = describe(config)
+        if asked:
+            raise DataValidationError(
+                f"data.positive_when asks whether {asked}, and the answer is "
+                f"{_label(counts.index[0])!r} for every labelled row: a classifier needs both "
+                "answers. Fix positive_when (the operator or the number)."
+            )
         raise DataValidationError(
             f"Target column {target!r} has a single class ({_label(counts.index[0])!r}); "
             "classification needs at least two."
@@ -251,10 +261,15 @@ def validate(df: pd.DataFrame, config: Config) -> None:
         )
     rare = counts[counts < MIN_ROWS_PER_CLASS]
     if len(rare):
+        asked = describe(config)
+        fix = (
+            f"Fix data.positive_when ({asked} gives too few of one answer)."
+            if asked
+            else "Merge or drop rare classes."
+        )
         raise DataValidationError(
             f"Target column {target!r}: class {_label(rare.index[0])!r} has only "
-            f"{rare.iloc[0]} rows; each class needs at least {MIN_ROWS_PER_CLASS}. "
-            "Merge or drop rare classes."
+            f"{rare.iloc[0]} rows; each class needs at least {MIN_ROWS_PER_CLASS}. {fix}"
         )
 
 

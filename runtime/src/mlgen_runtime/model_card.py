@@ -28,6 +28,11 @@ def render_model_card(config: Config, metadata: dict[str, Any]) -> str:
         "",
         f"Task: {metadata['task']}, predicting `{metadata['target']}`"
         + (
+            f": whether `{metadata['target']} {metadata['positive_when']}` (yes or no)"
+            if metadata.get("positive_when")
+            else ""
+        )
+        + (
             f" (classes: {', '.join(map(str, metadata['classes']))})."
             if metadata["classes"]
             else "."

@@ -182,6 +182,8 @@ def train(
         "model_name": config.tracking.registered_model,
         "task": config.task,
         "target": target,
+        # "> 0": the target is yes/no, derived from the column's numbers (targets.py).
+        "positive_when": config.data.positive_when,
         "classes": _plain_list(prediction.classes),
         "features": features,
         # The data's other columns (target, ids, excluded): a request may carry them.

@@ -201,8 +201,9 @@ def parse_since(text: str) -> timedelta:
 def from_file(config: Config, path: str | Path) -> Observed:
     """A data file's rows, ordered by ``data.time_column`` when the file has it."""
     from ..data import load_data
+    from ..targets import derive_target
 
-    frame = load_data(config.resolve(path))
+    frame = derive_target(load_data(config.resolve(path)), config)
     if frame.empty:
         raise DataValidationError(f"{path} has no rows: nothing to investigate.")
     times = None

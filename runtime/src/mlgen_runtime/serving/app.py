@@ -390,9 +390,7 @@ def _add_service_routes(app: FastAPI, state: ServiceState, guard_of: Guards) -> 
         # 0.25 s for another worker's write; the event loop keeps serving meanwhile.
         model = state.require_model()
         receipt = model.feedback.receive(body)
-        model.rollout.record_feedback(
-            body.request_id, body.index, body.value if body.label is None else body.label
-        )
+        model.rollout.record_feedback(body.request_id, body.index, model.feedback.outcome(body))
         return receipt
 
     add_metrics_route(app, state, guard_of, _refresh_gauges)

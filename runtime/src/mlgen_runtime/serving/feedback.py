@@ -40,6 +40,7 @@ from ..monitoring.performance import (
     FeedbackStore,
     LivePerformance,
 )
+from ..targets import NO, YES, TargetRule
 from .errors import ApiError
 from .predictor import Scores
 from .rollout import PredictionLog, RolloutSettings, rollout_log_target
@@ -77,6 +78,10 @@ class FeedbackLoop:
         self.metrics = metrics
         self.regression = bundle.task == "regression"
         self.classes = bundle.classes
+        # A yes/no target derived from a number ("> 0"): the observed number may be sent as
+        # `value`, and the rule turns it into the class as training did.
+        rule = bundle.metadata.get("positive_when")
+        self.rule = TargetRule.parse(rule) if rule else None
         self.window = serving.feedback_window
         # `investigate --since` reads a store kept in a file or a database (serving.feedback_db).
         configured = serving.feedback_db and located(serving.feedback_db, config)
@@ -167,13 +172,32 @@ class FeedbackLoop:
             self._rollout_log = PredictionLog(path)
         return self._rollout_log
 
+    def outcome(self, feedback: FeedbackRequest) -> Any:
+        """The outcome as sent (the class, or the number), or as the rule of a derived yes/no
+        target reads it: what the rollout log keeps beside its predictions."""
+        if self.rule is not None:
+            return self._truth(feedback)
+        return feedback.value if feedback.label is None else feedback.label
+
     def _truth(self, feedback: FeedbackRequest) -> Any:
         if self.regression:
             if feedback.value is None or feedback.label is not None:
                 raise _invalid("send the observed number as `value` (this model predicts values)")
             return feedback.value
+        if self.rule is not None and feedback.label is None and feedback.value is not None:
+            return self.rule.label(feedback.value)
+        if self.rule is not None and isinstance(feedback.label, bool):
+            return YES if feedback.label else NO
         if feedback.label is None or feedback.value is not None:
-            raise _invalid("send the observed class as `label` (this model predicts classes)")
+            raise _invalid(
+                "send the observed class as `label` (this model predicts classes)"
+                + (
+                    f", or the observed number as `value` (the class is yes where it is "
+                    f"{self.rule})"
+                    if self.rule is not None
+                    else ""
+                )
+            )
         # The class as the model knows it, whether the client sent 1 or "1".
         known = {str(c): c for c in self.classes or []}
         if str(feedback.label) not in known:

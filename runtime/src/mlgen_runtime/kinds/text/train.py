@@ -34,6 +34,7 @@ from ...registry import (
     git_commit,
     register_version,
 )
+from ...targets import derive_target
 from .model import build_pipeline, load_pipeline, save_pipeline, tokens, top_terms, vocabulary
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def train(config: Config, data_path: str | Path | None = None,
     text = section(config)
     started = time.perf_counter()
     path = config.resolve(data_path or config.data.path)
-    rows = read_rows(load_data(path), config)
+    rows = read_rows(derive_target(load_data(path), config), config)
     target, primary = config.data.target, text.primary_metric
     labels = rows[target].to_numpy()
     groups = rows[config.data.group_column].astype(str).to_numpy() \
@@ -153,6 +154,7 @@ def train(config: Config, data_path: str | Path | None = None,
                    "class_weight": text.class_weight},
         "validation_accuracy": {str(c): v for c, v in validation.items()},
         "classes": classes,
+        "positive_when": config.data.positive_when,
         "text_column": text.text_column,
         "numeric_columns": list(text.numeric_columns),
         "categorical_columns": list(text.categorical_columns),
