@@ -61,6 +61,27 @@ def test_prose_names_the_target(prose, target):
     assert Brief.parse(prose).find_target(COLUMNS) == target
 
 
+@pytest.mark.parametrize(
+    "prose, target, asked",
+    [
+        ("Predict whether a person had an affair (affairs > 0).", "affairs", "> 0"),
+        ("Predict whether a person had an affair (affairs >= 1.5).", "affairs", ">= 1.5"),
+        ("Predict whether arr_delay is more than 15 minutes.", "arr_delay", "> 15"),
+        ("Predict whether the arr delay is over 15 minutes.", "arr_delay", "> 15"),
+        ("Flag whether a stay lasts at least 5 days (los).", "los", ">= 5"),
+        ("Predict whether a person had at least one affair.", "affairs", ">= 1"),
+        ("Predict whether a customer spends no more than 20 dollars (spend).", "spend", "<= 20"),
+        ("Predict whether the count of affairs is non-zero.", "affairs", "> 0"),
+        ("Predict whether a person had any affairs.", "affairs", "> 0"),
+        ("Predict whether a person had affairs.", "affairs", None),
+        ("Predict whether a house sells; price is in dollars.", "price", None),
+        ("Predict whether affairs happen (see affairs_2 > 3).", "affairs", None),
+    ],
+)
+def test_a_yes_no_question_of_a_number_is_read_as_a_comparison(prose, target, asked):
+    assert Brief.parse(prose).asked_comparison(target) == asked
+
+
 def test_front_matter_target_matches_case_and_separators():
     assert Brief.parse("---\ntarget: Monthly Charges\n---\n").find_target(COLUMNS) == (
         "monthly_charges"

@@ -168,6 +168,11 @@ def test_each_kind_asks_its_own_questions_and_the_plan_knows_which():
         ("drift_window", {"drift_window": 10}),
         ("data_path", {"data_path": "data.xlsx"}),
         ("target", {"target": ""}),
+        ("positive_when", {"positive_when": "more than 0"}),
+        ("positive_when", {"positive_when": ">> 1"}),
+        ("positive_when", {"positive_when": "> nan"}),
+        ("positive_when", {"positive_when": "> 1 or 2"}),
+        ("positive_when", {"positive_when": "0"}),
         ("primary_metric", {"task": "regression", "primary_metric": "roc_auc"}),
         ("primary_metric", {"task": "binary_classification", "primary_metric": "f1_macro"}),
         ("split_strategy", {"split_strategy": "time"}),
@@ -233,6 +238,8 @@ def test_copier_and_plan_refuse_the_same_answers(question, answers):
     [
         {"test_size": 0.5, "validation_size": 0.05, "tuning_trials": 500, "drift_window": 50},
         {"task": "regression", "primary_metric": "mae", "split_strategy": "random"},
+        {"positive_when": ">= -1.5e3"},
+        {"positive_when": "!=0", "primary_metric": "pr_auc"},
         {"time_column": "ts", "split_strategy": "time", "data_path": "/abs/x.PARQUET"},
         {**REC, "recommendation_split": "user_last"},
         {**REC, "time_column": "ts", "recommendation_split": "user_last", "weight_column": "r",
@@ -265,6 +272,18 @@ def test_class_weight_is_only_answered_for_classifiers():
     assert "class_weight" not in Plan(kind="recommendation").to_answers("p")
     assert "class_weight" not in Plan(kind="audio").to_answers("p")
     assert "class_weight" in Plan(kind="text").to_answers("p")
+
+
+def test_positive_when_is_only_answered_for_tabular_yes_no_questions():
+    assert Plan(positive_when="> 0").to_answers("p")["positive_when"] == "> 0"
+    assert "positive_when" not in Plan(task="multiclass_classification").to_answers("p")
+    assert "positive_when" not in Plan(kind="text").to_answers("p")
+    assert PROBLEM_QUESTIONS["positive_when"]["when"] == (
+        "{{ kind == 'tabular' and task == 'binary_classification' }}"
+    )
+    with pytest.raises(PlanError, match="binary_classification"):
+        Plan.build({"task": "regression", "positive_when": "> 0", "primary_metric": "rmse",
+                    "split_strategy": "random"})
 
 
 def test_plan_schema_is_clean_for_an_llm_to_fill():

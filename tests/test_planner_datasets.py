@@ -221,15 +221,50 @@ def test_r_row_names_and_a_pandas_index_are_ids_not_features(tmp_path):
     assert {"age", "yearsmarried", "religiousness", "affairs"} <= features(plan)
 
 
-def test_a_yes_no_question_about_a_count_is_refused_with_the_fix(tmp_path):
-    """AER Affairs: "whether a person had any affair (affairs > 0)" over the count of affairs.
-    A regression on the count is not what was asked: the planner says how to ask it."""
+def test_a_yes_no_question_about_a_count_asks_it_of_the_count(tmp_path):
+    """AER Affairs: "whether a person had any affair (affairs > 0)" over the count of affairs
+    (150 of 601 people above 0) is a binary plan with ``positive_when: "> 0"``: its metric and
+    class weights follow the derived 25% of yes, not the counts' six values."""
     frame = rdataset("AER", "Affairs")
     prose = "Predict whether a person had any affair in the past year (affairs > 0)."
-    with pytest.raises(PlanError, match=r'yes/no question.*"affairs" is a number') as refused:
-        plan_for(frame, with_front("affairs", prose), tmp_path)
-    assert "affairs > 0" in str(refused.value) and "task: regression" in str(refused.value)
+    plan = plan_for(frame, with_front("affairs", prose), tmp_path)
+    assert (plan.task, plan.positive_when, plan.primary_metric) == (
+        "binary_classification", "> 0", "roc_auc"
+    )
+    assert "yes for 150 of 601 rows" in plan.rationale["positive_when"]
+    assert "25% minority" in plan.rationale["primary_metric"]
+    assert "affairs" not in features(plan)
+    assert plan.to_answers("affairs")["positive_when"] == "> 0"
+    # In words, with the number spelt out, it is the same question.
+    (tmp_path / "words").mkdir()
+    worded = "Predict whether a person had at least one affair last year."
+    assert plan_for(frame, with_front("affairs", worded), tmp_path / "words").positive_when == (
+        ">= 1"
+    )
     # Asked for the number, it is planned as asked.
     (tmp_path / "asked").mkdir()
     plan = plan_for(frame, with_front("affairs", prose, task="regression"), tmp_path / "asked")
-    assert plan.task == "regression"
+    assert plan.task == "regression" and plan.positive_when == ""
+
+
+def test_a_yes_no_question_that_does_not_say_where_yes_starts_is_refused_with_the_fix(tmp_path):
+    frame = rdataset("AER", "Affairs")
+    prose = "Predict whether a person had affairs, from their marriage."
+    with pytest.raises(PlanError, match=r'yes/no question.*"affairs" is a number') as refused:
+        plan_for(frame, with_front("affairs", prose), tmp_path)
+    assert '(affairs > 0)' in str(refused.value) and "positive_when" in str(refused.value)
+    # A comparison no row answers yes is refused too, naming it.
+    (tmp_path / "never").mkdir()
+    with pytest.raises(PlanError, match=r"Whether affairs > 100: the answer is no for every"):
+        plan_for(frame, with_front("affairs", "Predict whether affairs > 100."), tmp_path / "never")
+
+
+def test_a_stay_longer_than_a_week_is_a_rare_yes_judged_by_pr_auc(tmp_path):
+    """COUNT's medpar (1,495 Medicare stays): "whether a stay lasts more than 20 days (los)" is
+    yes for 7.9% of stays: rare positives, so PR-AUC, as for any rare binary target."""
+    frame = rdataset("COUNT", "medpar")
+    prose = "Flag whether a hospital stay lasts more than 20 days (los) at admission."
+    plan = plan_for(frame, with_front("los", prose), tmp_path)
+    assert (plan.task, plan.positive_when, plan.primary_metric) == (
+        "binary_classification", "> 20", "pr_auc"
+    )

@@ -32,7 +32,8 @@ LEFTOVER = re.compile(
 OPTION_SETS = {
     "time_split": {"time_column": "event_time", "id_column": "row_id"},
     "group_split": {"group_column": "customer_id", "split_strategy": "group"},
-    "balanced_tuned": {"class_weight": "balanced", "tuning_trials": 5, "primary_metric": "pr_auc"},
+    "balanced_tuned": {"class_weight": "balanced", "tuning_trials": 5, "primary_metric": "pr_auc",
+                       "positive_when": ">= 2"},
     "explicit_features": {
         "features": [
             {"name": "age", "type": "numeric", "encoding": "scale"},
@@ -174,6 +175,7 @@ def test_rendered_config_carries_the_answers(rendered: dict[str, Path], case: st
     for key in ("time_column", "group_column", "id_column"):
         if key in answers:
             assert config["data"][key] == answers[key]
+    assert config["data"]["positive_when"] == answers.get("positive_when")
     if "features" in answers:
         assert config["features"] == answers["features"]
         assert config["data"]["exclude_columns"] == answers["exclude_columns"]
@@ -211,6 +213,7 @@ def test_default_render_ships_a_working_sample(rendered: dict[str, Path], tmp_pa
         ({"split_strategy": "time"}, "needs time_column"),
         ({"features": [{"name": "x", "type": "vector"}]}, 'unknown type "vector"'),
         ({"test_size": 0.9}, "between 0.05 and 0.5"),
+        ({"positive_when": "more than 2"}, "positive_when must be an operator"),
     ],
 )
 def test_invalid_answers_are_refused_with_a_reason(tmp_path: Path, answers: dict,

@@ -96,6 +96,23 @@ PARENTHESES = re.compile(r"\(([^()\n]{1,80})\)")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
 POSSESSIVE = re.compile(r"['\u2019]s$", re.IGNORECASE)
 INPUTS_CUE = re.compile(r"\b(?:from|using|given|based\s+on|out\s+of)\b", re.IGNORECASE)
+# "(affairs > 0)", "delay of more than 15 minutes", "at least one visit": a yes/no question
+# asked of a number (data.positive_when). Words for small numbers, and the comparisons.
+NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10,
+}
+NUMBER = r"(-?\d+(?:\.\d+)?|" + "|".join(NUMBER_WORDS) + r")\b"
+SYMBOLS = {">=": ">=", "<=": "<=", "==": "==", "!=": "!=", "\u2265": ">=", "\u2264": "<=",
+           ">": ">", "<": "<", "=": "=="}
+WORDED = {
+    "greater than": ">", "more than": ">", "higher than": ">", "larger than": ">",
+    "above": ">", "over": ">", "exceeds": ">", "exceeding": ">", "exceed": ">",
+    "at least": ">=", "no less than": ">=", "no fewer than": ">=",
+    "less than": "<", "fewer than": "<", "lower than": "<", "smaller than": "<", "below": "<",
+    "under": "<", "at most": "<=", "no more than": "<=", "equal to": "==", "equals": "==",
+}
+NONZERO = re.compile(r"\b(?:non-?zero|positive)\b", re.IGNORECASE)
 TARGET_IS = re.compile(r"\btarget(?:\s+column)?\s*(?:is|=|:)\s*[`\"']?([\w .-]{1,64})", re.I)
 FIX_EXAMPLE = "---\ndata: data.csv\ntarget: churned\n---\nPredict which customers churn."
 
@@ -216,6 +233,30 @@ class Brief:
             candidate = Path(mention.group(0)).expanduser()
         return candidate if candidate.is_absolute() else (self.folder / candidate)
 
+    def asked_comparison(self, target: str) -> str | None:
+        """The comparison the prose asks of ``target``, as ``data.positive_when`` writes it
+        (``"> 0"``), or None: "(affairs > 0)", "affairs of more than 2", "at least one visit"
+        (the target's words, then up to three words, then the comparison), "a non-zero
+        count of affairs", "any affairs"."""
+        name = r"[\s_-]*".join(map(re.escape, re.split(r"[\s_-]+", target.strip())))
+        # The singular of a plural name: "an affair" for affairs.
+        name = rf"(?:{name}|{name[:-1]})" if target.lower().endswith("s") else name
+        symbol = "|".join(map(re.escape, sorted(SYMBOLS, key=len, reverse=True)))
+        worded = "|".join(sorted(WORDED, key=len, reverse=True)).replace(" ", r"\s+")
+        found = re.search(rf"\b{name}\s*({symbol})\s*{NUMBER}", self.prose, re.IGNORECASE)
+        if found:
+            return f"{SYMBOLS[found.group(1)]} {_number(found.group(2))}"
+        around = rf"\b{name}\b(?:\W+\w+){{0,3}}?\W+({worded})\s+{NUMBER}"
+        before = rf"\b({worded})\s+{NUMBER}(?:\s+\w+){{0,2}}?\s+\(?{name}\b"
+        for pattern, op_group, number_group in ((around, 1, 2), (before, 1, 2)):
+            found = re.search(pattern, self.prose, re.IGNORECASE)
+            if found:
+                op = WORDED[" ".join(found.group(op_group).lower().split())]
+                return f"{op} {_number(found.group(number_group))}"
+        near = re.search(rf"(?:{NONZERO.pattern}|\bany)(?:\s+\w+){{0,3}}?\s+{name}\b|\b{name}\b"
+                         rf"(?:\s+\w+){{0,2}}?\s+{NONZERO.pattern}", self.prose, re.IGNORECASE)
+        return "> 0" if near else None
+
     def find_target(self, columns: Sequence[str]) -> str:
         """The column to predict: front matter ``target``, else what the prose says to predict."""
         if "target" in self.front:
@@ -251,6 +292,12 @@ class Brief:
             f"  target: <one of: {shown}>\n"
             "Or, if the service should recommend items to users, add `kind: recommendation`."
         )
+
+
+def _number(text: str) -> str:
+    """A number the prose wrote, as digits ("one" -> "1", "15.0" -> "15")."""
+    value = NUMBER_WORDS.get(text.lower())
+    return str(value) if value is not None else f"{float(text):g}"
 
 
 def _split_front_matter(text: str, where: object) -> tuple[str, str]:

@@ -9,6 +9,7 @@ contract an LLM planner must satisfy.
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections.abc import Sequence
 from pathlib import PurePath
@@ -134,6 +135,13 @@ class Plan(BaseModel):
     target: str = Field(
         default="target", min_length=1,
         description="Column to predict (text: the label column; its default is then label)",
+    )
+    positive_when: str = Field(
+        default="",
+        description="Tabular binary only: a yes/no question asked of a numeric target column, "
+        "an operator and a number (\"> 0\": yes where the target is above 0, no elsewhere), "
+        "e.g. for 'predict whether a person had an affair' over a count of affairs; '' when "
+        "the target column already holds the two classes",
     )
     id_column: str = Field(default="", description="Row-id column, never a feature ('' for none)")
     time_column: str = Field(
@@ -395,6 +403,8 @@ class Plan(BaseModel):
             return self.kind not in ("audio", "text")
         if name in WITH_TARGET:
             return self.kind in ("tabular", "forecasting", "text")
+        if name == "positive_when":
+            return self.kind == "tabular" and self.task == "binary_classification"
         if name == "class_weight":
             return self.kind == "text" or (self.kind == "tabular" and self.task != "regression")
         if name in TABULAR_ONLY:
@@ -523,9 +533,14 @@ class Plan(BaseModel):
 
 _ANSWER_FIELDS = [name for name in Plan.model_fields if name not in ("excluded", "rationale")]
 PLAN_FIELDS = frozenset([*_ANSWER_FIELDS, "exclude_columns"])
+# A derived yes/no target: an operator and a number (the runtime's targets.RULE; the generator
+# does not import the runtime).
+POSITIVE_WHEN = re.compile(
+    r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
 # Questions of one kind only (copier.yml's `when`); every other question is asked for both.
 TABULAR_ONLY = frozenset({
-    "task", "id_column", "group_column", "features", "feature_transforms",
+    "task", "positive_when", "id_column", "group_column", "features", "feature_transforms",
     "exclude_columns", "split_strategy", "model_family", "class_weight",
     "drift_numeric_threshold",
 })
@@ -585,6 +600,13 @@ def _problems(plan: Plan) -> list[str]:
         problems.append("a grouped split needs group_column")
     if plan.split_strategy == "stratified" and plan.task == "regression":
         problems.append("a stratified split needs a classification task: use random")
+    if plan.positive_when and not POSITIVE_WHEN.match(plan.positive_when):
+        problems.append(
+            f'positive_when "{plan.positive_when}" is not a comparison with a number: write an '
+            'operator (>, >=, <, <=, == or !=) and a number, e.g. "> 0"'
+        )
+    if plan.positive_when and plan.task != "binary_classification":
+        problems.append("positive_when makes a yes/no target: the task is binary_classification")
     if plan.class_weight == "balanced" and plan.task == "regression":
         problems.append("class_weight balanced only applies to classification: use none")
     names = [f.name for f in plan.features]

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlgen import transforms
 from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
 from mlgen.leaks import named_leaks, stated_leaks
-from mlgen.plan import RECOMMENDATION_ONLY, Plan
+from mlgen.plan import POSITIVE_WHEN, RECOMMENDATION_ONLY, Plan
 from mlgen.planners.audio import hears, plan_audio
 from mlgen.planners.forecasting import forecasts, plan_forecasting
 from mlgen.planners.recommendation import plan_recommendation
@@ -122,6 +123,8 @@ class _Draft:
             self.why["exclude_columns"] = why
 
     def _task(self) -> None:
+        if self._yes_no_of_a_number():
+            return
         kind = self.target_profile.kind
         stated = self.brief.task
         counts = self.target_profile.class_counts
@@ -174,9 +177,10 @@ class _Draft:
             )
             raise PlanError(
                 f'The brief asks whether something happens (a yes/no question), but '
-                f'"{self.target}" is {what}. Add a yes/no column to the data (e.g. '
-                f"{self.target}_positive = {self.target} > 0) "
-                "and name it as `target:`, or state `task: regression` to predict the number."
+                f'"{self.target}" is {what}, and the brief does not say which of its values '
+                f'mean yes. Say it in the brief, e.g. "({self.target} > 0)", or add the '
+                f'front-matter line `positive_when: "> 0"`; or state `task: regression` to '
+                "predict the number."
             )
         elif (
             kind == "multiclass"
@@ -189,6 +193,61 @@ class _Draft:
             self.set("task", "regression", f'"{self.target}" is a continuous number')
         else:
             self.set("task", by_kind[kind], f'"{self.target}" takes {len(counts)} values')
+
+    def _yes_no_of_a_number(self) -> bool:
+        """A yes/no question asked of a numeric target ("predict whether affairs > 0"): the
+        task is binary, ``positive_when`` the comparison, and the class counts the derived
+        ones (the metric and the class weights follow them). False when not asked."""
+        front = self.brief.front
+        stated = front.get("positive_when")
+        if stated is not None and not str(stated).strip():
+            return False
+        numeric = self._numeric(self.target) and self.target_profile.kind != "binary"
+        if stated is None:
+            if (
+                not numeric
+                or self.brief.task not in (None, "classification", "binary_classification")
+                or not YES_NO_QUESTION.search(self.brief.prose)
+            ):
+                return False
+            rule = self.brief.asked_comparison(self.target)
+            if rule is None:
+                return False
+            why = f'the brief asks whether {self.target} {rule}'
+        else:
+            rule, why = str(stated).strip(), "stated in the brief"
+        match = POSITIVE_WHEN.match(rule)
+        if match is None:
+            raise PlanError(
+                f'positive_when "{rule}" is not a comparison with a number: write an operator '
+                '(>, >=, <, <=, == or !=) and a number, e.g. "> 0" (quoted in front matter: '
+                'YAML reads an unquoted > as the start of a folded block).'
+            )
+        if not self._numeric(self.target):
+            raise PlanError(
+                f'positive_when "{rule}" compares "{self.target}" with a number, but the '
+                "column is not numeric. Name a numeric column as the target, or remove "
+                "positive_when."
+            )
+        numbers = pd.to_numeric(self.profile.raw[self.target], errors="coerce").dropna()
+        yes = int(_compare(numbers.to_numpy(), match.group(1), float(match.group(2))).sum())
+        counts = {"no": len(numbers) - yes, "yes": yes}
+        if not yes or yes == len(numbers):
+            answer = "no" if not yes else "yes"
+            raise PlanError(
+                f"Whether {self.target} {rule}: the answer is {answer} for every row of the "
+                "data, so there is nothing to learn. Fix the comparison in the brief."
+            )
+        self.target_profile = TargetProfile(
+            self.target, "binary", counts, self.target_profile.missing
+        )
+        self.set("task", "binary_classification", f"{why}: a yes/no question")
+        self.set(
+            "positive_when",
+            f"{match.group(1)} {match.group(2)}",
+            f"{why}; yes for {yes:,} of {len(numbers):,} rows",
+        )
+        return True
 
     def _numeric(self, name: str) -> bool:
         return self.profile.column(name).kind in ("numeric", "boolean")
@@ -519,6 +578,14 @@ def _log_transform(name: str, values: pd.Series) -> list[dict[str, Any]]:
     return [{"kind": "log1p", "name": f"{_column_slug(name)}_log", "column": name,
              "reason": f"a non-negative amount with skew {skew:.1f}: on a log scale the linear "
              "model is not fitted to a few large values"}]
+
+
+def _compare(values: np.ndarray, op: str, number: float) -> np.ndarray:
+    """``values op number`` elementwise (the runtime's targets.TargetRule.holds)."""
+    return {
+        ">": values > number, ">=": values >= number, "<": values < number,
+        "<=": values <= number, "==": values == number, "!=": values != number,
+    }[op]
 
 
 def _find(name: str, columns: list[str]) -> str | None:
