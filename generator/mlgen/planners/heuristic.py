@@ -229,15 +229,10 @@ class _Draft:
                 "column is not numeric. Name a numeric column as the target, or remove "
                 "positive_when."
             )
-        numbers = pd.to_numeric(self.profile.raw[self.target], errors="coerce").dropna()
-        yes = int(_compare(numbers.to_numpy(), match.group(1), float(match.group(2))).sum())
-        counts = {"no": len(numbers) - yes, "yes": yes}
-        if not yes or yes == len(numbers):
-            answer = "no" if not yes else "yes"
-            raise PlanError(
-                f"Whether {self.target} {rule}: the answer is {answer} for every row of the "
-                "data, so there is nothing to learn. Fix the comparison in the brief."
-            )
+        counts = derived_classes(self.profile, self.target, rule)
+        yes, rows = counts["yes"], counts["yes"] + counts["no"]
+        if not yes or yes == rows:
+            raise PlanError(one_answer(self.target, rule, counts))
         self.target_profile = TargetProfile(
             self.target, "binary", counts, self.target_profile.missing
         )
@@ -245,7 +240,7 @@ class _Draft:
         self.set(
             "positive_when",
             f"{match.group(1)} {match.group(2)}",
-            f"{why}; yes for {yes:,} of {len(numbers):,} rows",
+            f"{why}; yes for {yes:,} of {rows:,} rows",
         )
         return True
 
@@ -580,12 +575,28 @@ def _log_transform(name: str, values: pd.Series) -> list[dict[str, Any]]:
              "model is not fitted to a few large values"}]
 
 
-def _compare(values: np.ndarray, op: str, number: float) -> np.ndarray:
-    """``values op number`` elementwise (the runtime's targets.TargetRule.holds)."""
-    return {
+def derived_classes(profile: Profile, target: str, rule: str) -> dict[str, int]:
+    """How many of the profiled rows ``positive_when: rule`` makes yes and no (the runtime's
+    targets.TargetRule; ``rule`` already matches POSITIVE_WHEN)."""
+    match = POSITIVE_WHEN.match(rule)
+    assert match is not None
+    values = pd.to_numeric(profile.raw[target], errors="coerce").dropna().to_numpy()
+    op, number = match.group(1), float(match.group(2))
+    holds = {
         ">": values > number, ">=": values >= number, "<": values < number,
         "<=": values <= number, "==": values == number, "!=": values != number,
     }[op]
+    yes = int(np.sum(holds))
+    return {"no": len(values) - yes, "yes": yes}
+
+
+def one_answer(target: str, rule: str, counts: dict[str, int]) -> str:
+    """Why a comparison that every row answers the same way cannot be the target."""
+    answer = "no" if not counts["yes"] else "yes"
+    return (
+        f"Whether {target} {rule}: the answer is {answer} for every row of the data, so there "
+        "is nothing to learn. Fix the comparison in the brief."
+    )
 
 
 def _find(name: str, columns: list[str]) -> str | None:

@@ -28,6 +28,7 @@ from mlgen import transforms
 from mlgen.brief import Brief
 from mlgen.errors import DataError, LLMAuthError, LLMError, MlgenError, PlanError
 from mlgen.plan import Plan
+from mlgen.planners.heuristic import derived_classes, one_answer
 from mlgen.profile import Profile
 from mlgen.prompt import Prompt
 
@@ -313,10 +314,28 @@ def _misfits(plan: Plan, brief: Brief, profile: Profile) -> list[str]:
         "multiclass": {"multiclass_classification"} | ({"regression"} if target_numeric else set()),
         "regression": {"regression"},
     }[kind]
+    if plan.positive_when:
+        # A yes/no question asked of a number: binary whatever the number's values.
+        fits = {"binary_classification"}
+        if not target_numeric:
+            problems.append(
+                f'positive_when compares the target "{plan.target}" with a number, but it is '
+                f"{profile.column(plan.target).kind} in the data: leave positive_when empty"
+            )
+        else:
+            counts = derived_classes(profile, plan.target, plan.positive_when)
+            if not counts["yes"] or not counts["no"]:
+                problems.append(one_answer(plan.target, plan.positive_when, counts))
+
     if plan.task not in fits:
         problems.append(
             f'task {plan.task} does not fit the target "{plan.target}", which is '
             f"{kind} in the data: use {' or '.join(sorted(fits))}"
+            + (
+                ', or set positive_when (e.g. "> 0") to ask a yes/no question of the number'
+                if target_numeric and kind != "binary" and plan.task == "binary_classification"
+                else ""
+            )
         )
     if "target" in brief.front and plan.target != _stated_target(brief, profile):
         problems.append(f'the brief states the target "{brief.front["target"]}": keep it')
