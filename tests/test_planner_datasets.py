@@ -268,3 +268,15 @@ def test_a_stay_longer_than_a_week_is_a_rare_yes_judged_by_pr_auc(tmp_path):
     assert (plan.task, plan.positive_when, plan.primary_metric) == (
         "binary_classification", "> 20", "pr_auc"
     )
+
+
+def test_a_column_coding_the_same_yes_no_answer_is_a_leak(tmp_path):
+    """MASS birthwt: "whether a baby weighs under 2500 g (bwt < 2500)". The file also holds
+    ``low``, the same answer as R coded it: a perfect leak of the derived target, though
+    it tracks the grams only loosely. It is excluded; the mother's columns are features."""
+    frame = rdataset("MASS", "birthwt")
+    prose = "Predict whether a baby is born under 2500 grams (bwt < 2500) from the mother's data."
+    plan = plan_for(frame, with_front("bwt", prose), tmp_path)
+    assert (plan.task, plan.positive_when) == ("binary_classification", "< 2500")
+    assert "low" in plan.exclude_columns and "low" not in features(plan)
+    assert {"age", "lwt", "smoke"} <= features(plan)

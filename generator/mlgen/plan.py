@@ -538,6 +538,23 @@ PLAN_FIELDS = frozenset([*_ANSWER_FIELDS, "exclude_columns"])
 POSITIVE_WHEN = re.compile(
     r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
+
+
+def holds(values: Any, rule: str) -> Any:
+    """Where ``values`` (numbers; NaN: False) answer ``positive_when: rule`` yes, elementwise
+    (the runtime's targets.TargetRule.holds); ``rule`` must match POSITIVE_WHEN."""
+    import numpy as np
+
+    match = POSITIVE_WHEN.match(rule)
+    if match is None:
+        raise PlanError(f'positive_when "{rule}" is not a comparison with a number')
+    numbers, limit = np.asarray(values, dtype=float), float(match.group(2))
+    return {
+        ">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
+        "==": np.equal, "!=": np.not_equal,
+    }[match.group(1)](numbers, limit)
+
+
 # Questions of one kind only (copier.yml's `when`); every other question is asked for both.
 TABULAR_ONLY = frozenset({
     "task", "positive_when", "id_column", "group_column", "features", "feature_transforms",

@@ -170,22 +170,36 @@ class Profile:
         kind = "binary" if len(counts) == 2 else "multiclass"
         return TargetProfile(name, kind, counts, missing)
 
-    def leakage_suspects(self, target: str, time_column: str = "") -> dict[str, str]:
+    def leakage_suspects(
+        self, target: str, time_column: str = "", positive_when: str = ""
+    ) -> dict[str, str]:
         """Columns that copy, nearly determine or add up to ``target``, with the reason.
 
         With a ``time_column``, numbers are compared by their changes from row to row in time
-        order: trending series all correlate with each other, which is not leakage.
+        order: trending series all correlate with each other, which is not leakage. With
+        ``positive_when`` (a yes/no question of the number, e.g. "< 2500"), columns are
+        judged against the yes/no answers: a column coding the same answer is a leak even
+        when it tracks the number only loosely (MASS birthwt's ``low`` for ``bwt < 2500``).
         """
+        from mlgen.plan import holds
+
         frame = self.frame
+        answers = None
+        if positive_when:
+            numbers = pd.to_numeric(frame[target], errors="coerce")
+            answers = pd.Series(
+                np.where(holds(numbers.to_numpy(), positive_when), "yes", "no"),
+                index=frame.index,
+            ).where(numbers.notna())
         if time_column:
             order = frame.sort_values(time_column, kind="stable").index
             numeric = [c.name for c in self.columns if c.kind == "numeric"]
             frame = frame.loc[order].copy()
             frame[numeric] = frame[numeric].diff()
-        y = frame[target]
+        y = frame[target] if answers is None else answers.loc[frame.index]
         known = y.notna()
         y = y[known]
-        kind = self.target(target).kind
+        kind = "binary" if answers is not None else self.target(target).kind
         # For binary targets: which rows hold the first class (for single-column AUCs).
         first_class = (y == y.iloc[0]).to_numpy() if kind == "binary" else None
         suspects = {}

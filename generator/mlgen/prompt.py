@@ -101,7 +101,9 @@ def profile_summary(profile: Profile, draft: Plan | None) -> dict:
             **({"class_counts": target.class_counts} if target.class_counts else {}),
             **({"skew": round(target.skew, 3)} if target.kind == "regression" else {}),
         }
-        summary["leakage_suspects"] = profile.leakage_suspects(draft.target)
+        summary["leakage_suspects"] = profile.leakage_suspects(
+            draft.target, positive_when=draft.positive_when
+        )
     return summary
 
 

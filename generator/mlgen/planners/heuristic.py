@@ -16,7 +16,7 @@ from mlgen import transforms
 from mlgen.brief import IMBALANCE_WORDS, REGRESSION_WORDS, TIME_WORDS, Brief
 from mlgen.errors import PlanError
 from mlgen.leaks import named_leaks, stated_leaks
-from mlgen.plan import POSITIVE_WHEN, RECOMMENDATION_ONLY, Plan
+from mlgen.plan import POSITIVE_WHEN, RECOMMENDATION_ONLY, Plan, holds
 from mlgen.planners.audio import hears, plan_audio
 from mlgen.planners.forecasting import forecasts, plan_forecasting
 from mlgen.planners.recommendation import plan_recommendation
@@ -326,7 +326,9 @@ class _Draft:
 
     def _exclusions(self) -> None:
         roles = {self.values.get(k) for k in ("id_column", "time_column", "group_column")}
-        leaks = self.profile.leakage_suspects(self.target, self.values.get("time_column", ""))
+        leaks = self.profile.leakage_suspects(
+            self.target, self.values.get("time_column", ""), self.values.get("positive_when", "")
+        )
         named = named_leaks(self.profile.column_names, self.target)
         rows = self.profile.n_sampled
         for col in self._candidates():
@@ -576,17 +578,9 @@ def _log_transform(name: str, values: pd.Series) -> list[dict[str, Any]]:
 
 
 def derived_classes(profile: Profile, target: str, rule: str) -> dict[str, int]:
-    """How many of the profiled rows ``positive_when: rule`` makes yes and no (the runtime's
-    targets.TargetRule; ``rule`` already matches POSITIVE_WHEN)."""
-    match = POSITIVE_WHEN.match(rule)
-    assert match is not None
+    """How many of the profiled rows ``positive_when: rule`` makes yes and no."""
     values = pd.to_numeric(profile.raw[target], errors="coerce").dropna().to_numpy()
-    op, number = match.group(1), float(match.group(2))
-    holds = {
-        ">": values > number, ">=": values >= number, "<": values < number,
-        "<=": values <= number, "==": values == number, "!=": values != number,
-    }[op]
-    yes = int(np.sum(holds))
+    yes = int(np.sum(holds(values, rule)))
     return {"no": len(values) - yes, "yes": yes}
 
 
