@@ -280,3 +280,19 @@ def test_a_column_coding_the_same_yes_no_answer_is_a_leak(tmp_path):
     assert (plan.task, plan.positive_when) == ("binary_classification", "< 2500")
     assert "low" in plan.exclude_columns and "low" not in features(plan)
     assert {"age", "lwt", "smoke"} <= features(plan)
+
+
+def test_a_count_with_one_rare_value_is_a_number_not_a_refusal(tmp_path):
+    """AER DoctorVisits (5,190 people): ``visits`` in two weeks is 0-9, and one person made 9.
+    As classes that rare one refused the whole plan; it is a count: "whether a person visits a
+    doctor at least once (visits)" asks a yes/no question of it, "how many" predicts it."""
+    frame = rdataset("AER", "DoctorVisits")
+    prose = "Predict whether a person visits a doctor at least once in two weeks (visits)."
+    plan = plan_for(frame, with_front("visits", prose), tmp_path)
+    assert (plan.task, plan.positive_when) == ("binary_classification", ">= 1")
+    assert "yes for 1,049 of 5,190 rows" in plan.rationale["positive_when"]
+    (tmp_path / "count").mkdir()
+    counted = plan_for(
+        frame, with_front("visits", "Predict how many visits a person makes."), tmp_path / "count"
+    )
+    assert counted.task == "regression"

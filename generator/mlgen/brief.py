@@ -99,8 +99,8 @@ INPUTS_CUE = re.compile(r"\b(?:from|using|given|based\s+on|out\s+of)\b", re.IGNO
 # "(affairs > 0)", "delay of more than 15 minutes", "at least one visit": a yes/no question
 # asked of a number (data.positive_when). Words for small numbers, and the comparisons.
 NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10,
+    "zero": 0, "once": 1, "twice": 2, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
+    "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
 }
 NUMBER = r"(-?\d+(?:\.\d+)?|" + "|".join(NUMBER_WORDS) + r")\b"
 SYMBOLS = {">=": ">=", "<=": "<=", "==": "==", "!=": "!=", "\u2265": ">=", "\u2264": "<=",
@@ -247,7 +247,7 @@ class Brief:
         if found:
             return f"{SYMBOLS[found.group(1)]} {_number(found.group(2))}"
         around = rf"\b{name}\b(?:\W+\w+){{0,3}}?\W+({worded})\s+{NUMBER}"
-        before = rf"\b({worded})\s+{NUMBER}(?:\s+\w+){{0,2}}?\s+\(?{name}\b"
+        before = rf"\b({worded})\s+{NUMBER}(?:\s+\w+){{0,4}}?\s+\(?{name}\b"
         for pattern, op_group, number_group in ((around, 1, 2), (before, 1, 2)):
             found = re.search(pattern, self.prose, re.IGNORECASE)
             if found:

@@ -162,6 +162,11 @@ class Profile:
                 "to classify. Choose a numeric target for regression or group the classes."
             )
         label, count = min(counts.items(), key=lambda item: item[1])
+        if count < MIN_ROWS_PER_CLASS and col.kind == "numeric" and len(counts) > 2:
+            # A count with a rare top value (doctor visits: one person with 9) is no set of
+            # classes: predict the number, or ask a yes/no question of it (positive_when).
+            skew = float(pd.to_numeric(values).skew()) if len(values) > 2 else 0.0
+            return TargetProfile(name, "regression", {}, missing, skew=skew)
         if count < MIN_ROWS_PER_CLASS:
             raise DataError(
                 f'Class "{label}" of the target "{name}" has only {count} rows; every class needs '

@@ -336,10 +336,10 @@ class _Draft:
                 continue
             if col.name in self.stated:
                 self.excluded[col.name] = self.stated[col.name]
-            elif col.constant:
-                self.excluded[col.name] = "the same value on every row"
             elif col.mostly_missing:
                 self.excluded[col.name] = f"{col.missing_rate:.0%} of values missing"
+            elif col.constant:
+                self.excluded[col.name] = "the same value on every row"
             elif col.name in leaks:
                 self.excluded[col.name] = f"leakage suspect: {leaks[col.name]}"
             elif col.name in named:
