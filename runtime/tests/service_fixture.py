@@ -57,6 +57,20 @@ def islr_default_config(
     """The service under test, retargeted at ISLR's Default data (``data``): a linear model of
     ``default`` ("Yes" for 3.3% of card holders) chosen on PR AUC, the metric for rare
     positives; ``features`` as in the config (inferred when empty), ``params`` the model's."""
+    return binary_config(folder, data, "default", "pr_auc", features=features, **params)
+
+
+def binary_config(
+    folder: Path,
+    data: Path,
+    target: str,
+    primary: str,
+    data_settings: dict[str, Any] | None = None,
+    features: list[dict[str, str]] | None = None,
+    **params: Any,
+) -> Config:
+    """The service under test, retargeted at a binary ``target`` of ``data``: a linear model
+    chosen on ``primary``, no tuning; ``data_settings`` add to or replace the data section."""
     return isolated_config(
         folder,
         {
@@ -64,16 +78,17 @@ def islr_default_config(
             "data": {
                 "path": str(data),
                 "sample_path": None,
-                "target": "default",
+                "target": target,
                 "id_column": None,
                 "time_column": None,
                 "group_column": None,
                 "exclude_columns": [],
+                **(data_settings or {}),
             },
             "features": features or [],
             "split": {"strategy": "stratified"},
             "model": {"family": "linear", "class_weight": "none", "params": params},
-            "metric": {"primary": "pr_auc"},
-            "tuning": {"trials": 0},
+            "metric": {"primary": primary},
+            "tuning": {"trials": 0, "time_budget_seconds": None},
         },
     )

@@ -23,7 +23,7 @@ from mlgen_runtime.registry import load_champion
 from mlgen_runtime.serving.app import create_app
 from mlgen_runtime.targets import TargetRule
 from mlgen_runtime.train import train
-from service_fixture import isolated_config
+from service_fixture import binary_config, isolated_config
 
 
 @pytest.fixture(scope="module")
@@ -34,28 +34,13 @@ def affairs_csv(tmp_path_factory) -> Path:
     return path
 
 
-def affairs_config(folder: Path, data: Path, **data_overrides) -> Config:
-    return isolated_config(
+def affairs_config(folder: Path, data: Path, **data_settings) -> Config:
+    return binary_config(
         folder,
-        {
-            "task": "binary_classification",
-            "data": {
-                "path": str(data),
-                "sample_path": None,
-                "target": "affairs",
-                "positive_when": "> 0",
-                "id_column": "rownames",
-                "time_column": None,
-                "group_column": None,
-                "exclude_columns": [],
-                **data_overrides,
-            },
-            "features": [],
-            "split": {"strategy": "stratified"},
-            "model": {"family": "linear", "class_weight": "none", "params": {}},
-            "metric": {"primary": "roc_auc"},
-            "tuning": {"trials": 0, "time_budget_seconds": None},
-        },
+        data,
+        "affairs",
+        "roc_auc",
+        {"positive_when": "> 0", "id_column": "rownames", **data_settings},
     )
 
 
