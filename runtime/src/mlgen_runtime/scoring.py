@@ -49,7 +49,11 @@ class Prediction:
     def true_codes(self) -> np.ndarray:
         """Each true label's position in ``classes`` (-1 for a label the model never saw)."""
         lookup = {label: code for code, label in enumerate(self.labels)}
-        return np.array([lookup.get(label, -1) for label in self.y_true.tolist()])
+        if len(self.y_true) == 0:
+            return np.array([])
+        # Looked up once per distinct label, not per row (a million rows in investigate).
+        rows, distinct = pd.factorize(np.asarray(self.y_true), use_na_sentinel=False)
+        return np.array([lookup.get(label, -1) for label in distinct.tolist()])[rows]
 
     @cached_property
     def predicted_codes(self) -> np.ndarray:

@@ -389,26 +389,31 @@ def read_log(path: str | Path, after: float, target: str) -> Any:
             "SELECT last, at, inputs FROM served WHERE at >= ? AND inputs IS NOT NULL "
             "ORDER BY last", (after,)
         ).fetchall()
+        # A join, not `served IN (SELECT ...)`: the same rows (`last` is the key) in about half
+        # the time on a million claims.
         claims = db.execute(
-            "SELECT served, row, truth FROM claims WHERE truth IS NOT NULL AND served IN "
-            "(SELECT last FROM served WHERE at >= ? AND inputs IS NOT NULL)", (after,)
+            "SELECT c.served, c.row, c.truth FROM claims c JOIN served s ON s.last = c.served "
+            "WHERE c.truth IS NOT NULL AND s.at >= ? AND s.inputs IS NOT NULL", (after,)
         ).fetchall()
     finally:
         db.close()
     columns, counts = _logged_inputs([inputs for _, _, inputs in served])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    outcomes: list[Any] = [None] * int(counts.sum())
+    outcomes = np.full(int(counts.sum()), None, dtype=object)
     if claims:
-        record_of = {last: index for index, (last, _, _) in enumerate(served)}
+        # Each claim's record, by array arithmetic: `served` is ordered by `last`.
+        lasts = np.fromiter((last for last, _, _ in served), dtype=np.int64, count=len(served))
+        of = np.fromiter((last for last, _, _ in claims), dtype=np.int64, count=len(claims))
+        rows = np.fromiter((row for _, row, _ in claims), dtype=np.int64, count=len(claims))
+        index = np.searchsorted(lasts, of)
         truths = json.loads("[" + ",".join(truth for _, _, truth in claims) + "]")
-        for (last, row, _), truth in zip(claims, truths, strict=True):
-            index = record_of[last]
-            if row < counts[index]:
-                outcomes[starts[index] + row] = truth
+        keep = rows < counts[index]
+        values = np.fromiter(truths, dtype=object, count=len(truths))
+        outcomes[(starts[index] + rows)[keep]] = values[keep]
     frame = pd.DataFrame(columns)
-    frame[target] = outcomes
+    frame[target] = outcomes.tolist()
     frame["__logged_at__"] = np.repeat(
-        np.array([at for _, at, _ in served], dtype="float64"), counts
+        np.fromiter((at for _, at, _ in served), dtype="float64", count=len(served)), counts
     )
     return frame
 

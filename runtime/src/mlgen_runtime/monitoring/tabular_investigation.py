@@ -127,8 +127,12 @@ class TabularInvestigation:
         classes = np.asarray(model.classes_)
         if labelled:
             # Labels as the model knows them, whether the file wrote 1 or "1".
+            # Mapped once per distinct value, not per row.
             known = {str(c): c for c in classes.tolist()}
-            truth = np.array([known.get(str(v), v) for v in truth.tolist()], dtype=object)
+            rows, distinct = pd.factorize(truth, use_na_sentinel=False)
+            mapped = np.empty(len(distinct), dtype=object)
+            mapped[:] = [known.get(str(v), v) for v in distinct.tolist()]
+            truth = mapped[rows]
         return Prediction(truth, classes[proba.argmax(axis=1)], proba, classes.tolist())
 
     def observed_prediction(self, rows: Any) -> Prediction:
@@ -373,10 +377,12 @@ class TabularInvestigation:
                     label = f"{name} in [{bounds[code]:.4g}, {bounds[code + 1]:.4g})"
                     result.append((label, (codes == code) & np.isfinite(values)))
             elif feature.get("type") in ("categorical", "boolean"):
-                text = column.astype(str).to_numpy()
+                # Codes of the distinct values: one comparison of integers per category.
+                codes, distinct = pd.factorize(column.astype(str))
+                position = {value: code for code, value in enumerate(distinct.tolist())}
                 top = self.reference[name].astype(str).value_counts().index[:MAX_SLICE_CATEGORIES]
                 for category in top:
-                    result.append((f"{name} = {category}", text == category))
+                    result.append((f"{name} = {category}", codes == position.get(category, -2)))
         return result
 
     def slices(self) -> Section:
