@@ -112,6 +112,12 @@ WORDED = {
     "less than": "<", "fewer than": "<", "lower than": "<", "smaller than": "<", "below": "<",
     "under": "<", "at most": "<=", "no more than": "<=", "equal to": "==", "equals": "==",
 }
+# "20 or more days", "2500 grams or less": the comparison after the number.
+TRAILING = {
+    "or more": ">=", "or higher": ">=", "or above": ">=", "or greater": ">=", "or over": ">=",
+    "and above": ">=", "and over": ">=", "or less": "<=", "or fewer": "<=", "or below": "<=",
+    "or lower": "<=", "or under": "<=", "and below": "<=", "and under": "<=",
+}
 NONZERO = re.compile(r"\b(?:non-?zero|positive)\b", re.IGNORECASE)
 TARGET_IS = re.compile(r"\btarget(?:\s+column)?\s*(?:is|=|:)\s*[`\"']?([\w .-]{1,64})", re.I)
 FIX_EXAMPLE = "---\ndata: data.csv\ntarget: churned\n---\nPredict which customers churn."
@@ -253,6 +259,15 @@ class Brief:
             if found:
                 op = WORDED[" ".join(found.group(op_group).lower().split())]
                 return f"{op} {_number(found.group(number_group))}"
+        trailing = "|".join(TRAILING).replace(" ", r"\s+")
+        after = rf"\b{name}\b(?:\W+\w+){{0,3}}?\W+{NUMBER}(?:\s+\w+)?\s+({trailing})\b"
+        first = rf"\b{NUMBER}(?:\s+\w+)?\s+({trailing})\b(?:\s+\w+){{0,4}}?\s+\(?{name}\b"
+        middle = rf"\b{NUMBER}\s+\(?{name}\)?\s+({trailing})\b"
+        for pattern in (after, first, middle):
+            found = re.search(pattern, self.prose, re.IGNORECASE)
+            if found:
+                op = TRAILING[" ".join(found.group(2).lower().split())]
+                return f"{op} {_number(found.group(1))}"
         near = re.search(rf"(?:{NONZERO.pattern}|\bany)(?:\s+\w+){{0,3}}?\s+{name}\b|\b{name}\b"
                          rf"(?:\s+\w+){{0,2}}?\s+{NONZERO.pattern}", self.prose, re.IGNORECASE)
         return "> 0" if near else None
