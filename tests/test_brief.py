@@ -62,6 +62,29 @@ def test_prose_names_the_target(prose, target):
 
 
 @pytest.mark.parametrize(
+    "prose, columns, target",
+    [
+        ("Who survived? We want a model of survived from sex, age and class.",
+         ["rownames", "survived", "sex", "age", "passengerClass"], "survived"),
+        ("Which applications get denied? Build a classifier for deny.",
+         ["rownames", "deny", "pirat", "hirat"], "deny"),
+        ("Estimate the probability that a woman participates in the labour force.",
+         ["rownames", "participation", "income", "age", "education"], "participation"),
+        # Two columns share the stem: no guess.
+        ("Estimate how a participant participates.",
+         ["participation", "participants", "age"], None),
+    ],
+)
+def test_a_model_of_a_column_or_a_form_of_its_name_is_the_target(prose, columns, target):
+    brief = Brief.parse(prose)
+    if target is None:
+        with pytest.raises(BriefError, match="does not say which column to predict"):
+            brief.find_target(columns)
+    else:
+        assert brief.find_target(columns) == target
+
+
+@pytest.mark.parametrize(
     "prose, target, asked",
     [
         ("Predict whether a person had an affair (affairs > 0).", "affairs", "> 0"),

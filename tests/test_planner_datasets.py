@@ -296,3 +296,13 @@ def test_a_count_with_one_rare_value_is_a_number_not_a_refusal(tmp_path):
         frame, with_front("visits", "Predict how many visits a person makes."), tmp_path / "count"
     )
     assert counted.task == "regression"
+
+
+def test_flagging_rows_where_a_number_passes_a_limit_is_a_yes_no_question(tmp_path):
+    """MASS Boston: "flag suburbs where the crime rate (crim) is above 1" asks yes/no of the
+    rate (174 of 506 suburbs), not for the rate itself."""
+    frame = rdataset("MASS", "Boston")
+    prose = "Flag suburbs where the crime rate (crim) is above 1, from housing data."
+    plan = plan_for(frame, with_front("crim", prose), tmp_path)
+    assert (plan.task, plan.positive_when) == ("binary_classification", "> 1")
+    assert "yes for 174 of 506 rows" in plan.rationale["positive_when"]

@@ -9,6 +9,7 @@ Plan field); the prose below it is read for hints when a fact is not stated: a d
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,7 +87,9 @@ REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost"
 DATA_FILE = re.compile(r"[\w./\\~-]+\.(?:csv|parquet|pq)\b", re.IGNORECASE)
 PREDICT = re.compile(
     r"\b(?:predict|predicts|predicting|forecast|forecasting|estimate|estimating|classify|"
-    r"flag|flags|flagging|detect|detects|detecting|identify|identifying|spot|spotting)\s+"
+    r"flag|flags|flagging|detect|detects|detecting|identify|identifying|spot|spotting|"
+    # "a model of survived", "a classifier for deny"
+    r"(?:model|classifier|predictor|regressor)\s+(?:of|for))\s+"
     r"(?:the\s+|whether\s+|if\s+|a\s+|an\s+|which\s+)?[`\"']?"
     r"((?:[^\n.,;:()`\"'\u2019]|['\u2019]s\b){1,80})",
     re.IGNORECASE,
@@ -301,6 +304,10 @@ class Brief:
             found = _longest_column_prefix(match.group(1), columns)
             if found is not None:
                 return found
+        for match in PREDICT.finditer(self.prose):
+            found = _stem_column(match.group(1), columns)
+            if found is not None:
+                return found
         shown = ", ".join(list(columns)[:30])
         raise BriefError(
             "The brief does not say which column to predict. Add this front-matter line:\n"
@@ -394,6 +401,23 @@ def _longest_column_prefix(phrase: str, columns: Sequence[str]) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def _stem_column(phrase: str, columns: Sequence[str]) -> str | None:
+    """The one column a word of ``phrase`` is another form of ("participates" for
+    participation, "defaulted" for default): a shared start of 6 or more letters and at
+    least three quarters of the shorter word. The last resort of :meth:`Brief.find_target`."""
+    words = [re.sub(r"\W", "", word.lower()) for word in phrase.split()]
+    found = set()
+    for column in columns:
+        name = column.lower()
+        if not re.fullmatch(r"[a-z]+", name):
+            continue
+        for word in words:
+            shared = len(os.path.commonprefix([word, name]))
+            if shared >= 6 and shared >= 0.75 * min(len(word), len(name)):
+                found.add(column)
+    return found.pop() if len(found) == 1 else None
 
 
 def _abbreviated(words: Sequence[str], columns: Sequence[str]) -> str | None:

@@ -25,7 +25,10 @@ from mlgen.profile import ID_NAME, ColumnProfile, Profile, TargetProfile
 
 # "predict whether ...", "estimate if ...": the brief asks a yes/no question.
 YES_NO_QUESTION = re.compile(
-    r"\b(?:predict|predicting|estimate|estimating|classify|flag|detect|tell)\s+(?:whether|if)\b",
+    r"\b(?:predict|predicting|estimate|estimating|classify|flag|detect|tell)\s+(?:whether|if)\b"
+    # "flag suburbs where the crime rate (crim) is above 1", "spot stays that last ..."
+    r"|\b(?:flag|flags|flagging|detect|detecting|identify|spot|mark)\b[^.\n]{0,60}?"
+    r"\b(?:where|when|whose|that|which|if|whether)\b",
     re.I,
 )
 
