@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .targets import TargetRule
 from .transforms import TransformSpec
 
 CONFIG_FILE = Path("configs") / "config.yaml"
@@ -95,8 +96,6 @@ class DataConfig(_Section):
     def _rule(cls, value: str | None) -> str | None:
         if value is None or not str(value).strip():
             return None
-        from .targets import TargetRule
-
         return str(TargetRule.parse(value))
 
 

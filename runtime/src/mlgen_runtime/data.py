@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import Config
 from .errors import DataValidationError
-from .targets import derive_target, describe
+from .targets import NO, YES, TargetRule
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -243,7 +243,7 @@ def validate(df: pd.DataFrame, config: Config) -> None:
         return
     counts = labelled.value_counts()
     if len(counts) < 2:
-        asked = describe(config)
+        asked = target_question(config)
         if asked:
             raise DataValidationError(
                 f"data.positive_when asks whether {asked}, and the answer is "
@@ -261,7 +261,7 @@ def validate(df: pd.DataFrame, config: Config) -> None:
         )
     rare = counts[counts < MIN_ROWS_PER_CLASS]
     if len(rare):
-        asked = describe(config)
+        asked = target_question(config)
         fix = (
             f"Fix data.positive_when ({asked} gives too few of one answer)."
             if asked
@@ -369,3 +369,40 @@ def _example(series: pd.Series) -> object:
 def _label(value: object) -> object:
     # Plain Python values, so messages read "class 1", not "class np.int64(1)".
     return value.item() if isinstance(value, np.generic) else value
+
+
+def rule_of(config: Config) -> TargetRule | None:
+    """The config's ``data.positive_when``, parsed (None when not set)."""
+    text = config.data.positive_when
+    return TargetRule.parse(text) if text else None
+
+
+def derive_target(df: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """``df`` with its target column turned into yes/no by ``data.positive_when`` (the same
+    frame when no rule is set or the column is absent: the checks after this name it)."""
+    rule = rule_of(config)
+    target = config.data.target
+    if rule is None or target not in df.columns:
+        return df
+    column = df[target]
+    numbers = pd.to_numeric(column, errors="coerce")
+    not_numbers = column.notna() & numbers.isna()
+    if not_numbers.any():
+        example = column[not_numbers].iloc[0]
+        raise DataValidationError(
+            f"data.positive_when {str(rule)!r} compares target column {target!r} with a "
+            f"number, but it holds {example!r} ({int(not_numbers.sum())} such rows). Fix the "
+            "column, or remove positive_when and name a yes/no column as data.target."
+        )
+    derived = pd.Series(
+        np.where(rule.holds(numbers.to_numpy()), YES, NO), index=df.index, dtype=object
+    )
+    out = df.copy()
+    out[target] = derived.where(numbers.notna(), None)
+    return out
+
+
+def target_question(config: Config) -> str | None:
+    """``"affairs > 0"``: the question a derived target asks (None without a rule)."""
+    rule = rule_of(config)
+    return f"{config.data.target} {rule}" if rule else None

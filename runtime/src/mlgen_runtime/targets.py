@@ -10,6 +10,7 @@ column of the data and never a feature (it is the target): a served row may carr
 ``POST /feedback`` takes the observed number as ``value`` and applies the same rule.
 
 The rule is data, never code: an operator out of six and a number, read by a fixed pattern.
+This module reads it; data.py applies it to the rows it loads (``derive_target``).
 """
 
 from __future__ import annotations
@@ -17,16 +18,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-from .errors import DataValidationError
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from .config import Config
 
 YES, NO = "yes", "no"
 RULE = re.compile(
@@ -70,42 +64,3 @@ class TargetRule:
     def label(self, number: float) -> str:
         """The class of one observed number."""
         return YES if bool(self.holds([number])[0]) else NO
-
-
-def rule_of(config: Config) -> TargetRule | None:
-    """The config's ``data.positive_when``, parsed (None when not set)."""
-    text = config.data.positive_when
-    return TargetRule.parse(text) if text else None
-
-
-def derive_target(df: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """``df`` with its target column turned into yes/no by ``data.positive_when`` (the same
-    frame when no rule is set or the column is absent: the checks after this name it)."""
-    rule = rule_of(config)
-    target = config.data.target
-    if rule is None or target not in df.columns:
-        return df
-    import pandas as pd
-
-    column = df[target]
-    numbers = pd.to_numeric(column, errors="coerce")
-    not_numbers = column.notna() & numbers.isna()
-    if not_numbers.any():
-        example = column[not_numbers].iloc[0]
-        raise DataValidationError(
-            f"data.positive_when {str(rule)!r} compares target column {target!r} with a "
-            f"number, but it holds {example!r} ({int(not_numbers.sum())} such rows). Fix the "
-            "column, or remove positive_when and name a yes/no column as data.target."
-        )
-    derived = pd.Series(
-        np.where(rule.holds(numbers.to_numpy()), YES, NO), index=df.index, dtype=object
-    )
-    out = df.copy()
-    out[target] = derived.where(numbers.notna(), None)
-    return out
-
-
-def describe(config: Config) -> str | None:
-    """``"affairs > 0"``: the question a derived target asks (None without a rule)."""
-    rule = rule_of(config)
-    return f"{config.data.target} {rule}" if rule else None

@@ -200,8 +200,7 @@ def parse_since(text: str) -> timedelta:
 
 def from_file(config: Config, path: str | Path) -> Observed:
     """A data file's rows, ordered by ``data.time_column`` when the file has it."""
-    from ..data import load_data
-    from ..targets import derive_target
+    from ..data import derive_target, load_data
 
     frame = derive_target(load_data(config.resolve(path)), config)
     if frame.empty:

@@ -23,7 +23,7 @@ import mlgen_runtime.kinds.labelled as labelled
 
 from ...compare import Comparison
 from ...config import Config, TextConfig
-from ...data import file_hash, load_data
+from ...data import derive_target, file_hash, load_data
 from ...errors import ConfigError, DataValidationError
 from ...monitoring.drift import build_reference
 from ...registry import (
@@ -34,7 +34,6 @@ from ...registry import (
     git_commit,
     register_version,
 )
-from ...targets import derive_target
 from .model import build_pipeline, load_pipeline, save_pipeline, tokens, top_terms, vocabulary
 
 log = logging.getLogger(__name__)
