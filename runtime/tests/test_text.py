@@ -143,6 +143,49 @@ def test_a_bad_record_is_a_422_naming_the_field(client, body, field, words):
     assert any(p["field"] == field and words in p["problem"] for p in problems), problems
 
 
+def test_bodies_that_are_not_a_record_are_refused_with_the_reason(client):
+    # The routes read and validate their bodies themselves (routes.SelfServedRoute).
+    not_json = client.post("/predict", content=b"{review: fine", headers={
+        "Content-Type": "application/json"})
+    assert not_json.status_code == 422 and not_json.json()["error"] == "validation_error"
+    as_text = client.post("/predict", content=b"fine", headers={"Content-Type": "text/plain"})
+    assert as_text.status_code == 422 and "application/json" in as_text.text
+    assert client.post("/predict/batch", json={"records": []}).status_code == 422
+
+
+def test_a_batch_over_the_limit_is_a_413_and_the_key_guards_the_model_routes(
+    trained, monkeypatch
+):
+    config = trained[0].model_copy(deep=True)
+    config.serving.max_batch_size = 3
+    config.serving.auth_enabled = True
+    monkeypatch.setenv(config.serving.api_key_env, "s3cret")
+    with TestClient(create_app(config)) as guarded:
+        record = {"review": "Lovely tea, will buy again"}
+        assert guarded.post("/predict", json=record).status_code == 401
+        key = {"X-API-Key": "s3cret"}
+        assert guarded.post("/predict", json=record, headers=key).status_code == 200
+        too_many = guarded.post("/predict/batch", json={"records": [record] * 4}, headers=key)
+        assert too_many.status_code == 413, too_many.text
+        assert "serving.max_batch_size" in too_many.json()["message"]
+        assert guarded.post("/predict/batch", json={"records": [record] * 3},
+                            headers=key).status_code == 200
+        assert guarded.get("/health").status_code == 200
+
+
+def test_the_documentation_shows_the_request_and_answer_schemas(client):
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"].endswith("/TextRecord")
+    record = document["components"]["schemas"]["TextRecord"]
+    assert record["properties"]["review"]["maxLength"] == 5000
+    assert "product" in record["properties"] and record["required"] == ["review"]
+    batch = document["paths"]["/predict/batch"]["post"]["requestBody"]["content"]
+    assert batch["application/json"]["schema"]["$ref"].endswith("/TextBatch")
+    answer = document["paths"]["/predict"]["post"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"]["$ref"].endswith("/TextPredictionResponse")
+
+
 def test_drift_signals_move_when_the_vocabulary_does(client, reviews: Path):
     rows = pd.read_csv(reviews)
     for text in rows.review.iloc[-40:]:
