@@ -165,7 +165,6 @@ def test_recency_halves_a_users_weights_every_half_life_from_their_latest(servic
     assert data.recency(0.0) is data.matrix
 
 
-
 def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighing_more():
     # Rows out of time order: user 1 used a, b, c in that order; user 2 used b, then a.
     data = Interactions(
@@ -196,8 +195,8 @@ def test_windows_pair_each_interaction_with_the_users_past_and_future_by_time():
         time=np.array([30.0, 20.0, 10.0, 20.0, 10.0]),
     )
     sources, targets = data.windows(past=2, past_half_life=1.0, future=2, future_half_life=1.0)
-    # Columns a, b, c. Rows: user 1 at b (past a), user 1 at c (past b, a), user 2 at a (past b); the first
-    # interaction of each user has no past and no row.
+    # Columns a, b, c. Rows: user 1 at b (past a), user 1 at c (past b, a), user 2 at a
+    # (past b); the first interaction of each user has no past and no row.
     np.testing.assert_allclose(
         sources.toarray(), [[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.0, 1.0, 0.0]]
     )
