@@ -165,7 +165,6 @@ def test_recency_halves_a_users_weights_every_half_life_from_their_latest(servic
     assert data.recency(0.0) is data.matrix
 
 
-
 def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighing_more():
     # Rows out of time order: user 1 used a, b, c in that order; user 2 used b, then a.
     data = Interactions(
@@ -183,3 +182,25 @@ def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighin
     assert following[a, c] == 0.5  # user 1: c two steps after a
     assert following[b, a] == 1.0  # user 2: a right after b
     assert following.sum() == 3.5  # nothing across users, nothing backwards
+
+
+def test_windows_pair_each_interaction_with_the_users_past_and_future_by_time():
+    # User 1 used a, b, c in that order (rows out of time order); user 2 used b, then a.
+    data = Interactions(
+        users=np.array([1, 2]),
+        items=np.array(["a", "b", "c"]),
+        user=np.array([0, 1, 0, 0, 1]),
+        item=np.array([2, 0, 0, 1, 1]),
+        weight=np.ones(5, dtype=np.float32),
+        time=np.array([30.0, 20.0, 10.0, 20.0, 10.0]),
+    )
+    sources, targets = data.windows(past=2, past_half_life=1.0, future=2, future_half_life=1.0)
+    # Columns a, b, c. Rows: user 1 at b (past a), user 1 at c (past b, a), user 2 at a
+    # (past b); the first interaction of each user has no past and no row.
+    np.testing.assert_allclose(
+        sources.toarray(), [[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.0, 1.0, 0.0]]
+    )
+    # The targets start at the row's own item; the next one weighs half as much.
+    np.testing.assert_allclose(
+        targets.toarray(), [[0.0, 1.0, 0.5], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    )

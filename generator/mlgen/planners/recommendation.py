@@ -305,7 +305,11 @@ class _Draft:
                 "user_last": "the last 20% of each user's interactions",
                 "random": "a seeded 20% of the interactions"}[self.values["recommendation_split"]]
         self.set("test_size", 0.2, f"{held} for the test")
-        self.set("validation_size", 0.1, "10% more to select and tune the model")
+        self.set(
+            "validation_size",
+            0.2,
+            "as much again to select and tune the model: chosen on the horizon it is tested on",
+        )
         self.set("primary_metric", "ndcg", "NDCG@k rewards the relevant items ranked first")
         self.set("seed", 42, "one seed for splits, models and search")
         window = 1000 if rows >= 10_000 else max(100, (rows // 10) // 50 * 50)

@@ -118,6 +118,49 @@ class Interactions:
         matrix.sum_duplicates()
         return matrix
 
+    def windows(
+        self, past: int, past_half_life: float, future: int, future_half_life: float
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(sources, targets), one row per interaction that has an earlier one of its user: the
+        user's ``past`` interactions before it (the d-th before weighing 0.5 ** ((d-1) /
+        ``past_half_life``)) and the ``future`` from it on (the d-th after 0.5 ** (d /
+        ``future_half_life``)), by time, else by row order; both rows x items. SLIT's data
+        (Choi et al., "Session-aware Linear Item-Item Models", WWW 2021)."""
+        time = self.time if self.time is not None else np.arange(len(self), dtype=np.float64)
+        order = np.lexsort((np.arange(len(self)), time, self.user))
+        user, item = self.user[order], self.item[order]
+        n = len(order)
+
+        def part(steps: range, weight: float) -> sp.csr_matrix:
+            rows, columns, values = [], [], []
+            for step in steps:
+                if abs(step) >= n:
+                    continue
+                # row: the interaction at position t; column: the item at t + step
+                at = np.arange(max(0, -step), n - max(0, step))
+                same = user[at] == user[at + step]
+                rows.append(at[same])
+                columns.append(item[at + step][same])
+                values.append(np.full(int(same.sum()), weight ** (abs(step)), np.float32))
+            return sp.csr_matrix(
+                (
+                    np.concatenate(values) if values else np.zeros(0, np.float32),
+                    (
+                        np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                        np.concatenate(columns) if columns else np.zeros(0, np.int64),
+                    ),
+                ),
+                shape=(n, self.n_items),
+                dtype=np.float32,
+            )
+
+        # 0.5 ** ((d-1)/h) for the d-th before = (0.5 ** (1/h)) ** d / 0.5 ** (1/h)
+        back = 0.5 ** (1.0 / past_half_life)
+        sources = part(range(-1, -past - 1, -1), back) * np.float32(1.0 / back)
+        targets = part(range(future), 0.5 ** (1.0 / future_half_life))
+        has_past = np.diff(sources.indptr) > 0
+        return sp.csr_matrix(sources[has_past]), sp.csr_matrix(targets[has_past])
+
     def subset(self, rows: np.ndarray) -> Interactions:
         """These rows, on the same index."""
         return Interactions(

@@ -181,6 +181,8 @@ def defaults(family: str, config: Config) -> dict[str, Any]:
             params["similarity"] = "bm25"
         if params.get("sequence"):
             params["sequence"] = 0.0
+        if params.get("transition"):
+            params["transition"] = 0.0
     return params
 
 
