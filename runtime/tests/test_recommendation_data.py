@@ -165,9 +165,9 @@ def test_recency_halves_a_users_weights_every_half_life_from_their_latest(servic
     assert data.recency(0.0) is data.matrix
 
 
-def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighing_more():
-    # Rows out of time order: user 1 used a, b, c in that order; user 2 used b, then a.
-    data = Interactions(
+def two_users_in_order() -> Interactions:
+    """User 1 used a, b, c in that order, user 2 used b, then a (rows out of time order)."""
+    return Interactions(
         users=np.array([1, 2]),
         items=np.array(["a", "b", "c"]),
         user=np.array([0, 1, 0, 0, 1]),
@@ -175,6 +175,11 @@ def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighin
         weight=np.ones(5, dtype=np.float32),
         time=np.array([30.0, 20.0, 10.0, 20.0, 10.0]),
     )
+
+
+def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighing_more():
+    # Rows out of time order: user 1 used a, b, c in that order; user 2 used b, then a.
+    data = two_users_in_order()
     following = data.transitions(window=2, decay=0.5).toarray()
     a, b, c = 0, 1, 2
     assert following[a, b] == 1.0  # user 1: b right after a
@@ -186,14 +191,7 @@ def test_transitions_count_what_each_user_used_next_by_time_nearer_steps_weighin
 
 def test_windows_pair_each_interaction_with_the_users_past_and_future_by_time():
     # User 1 used a, b, c in that order (rows out of time order); user 2 used b, then a.
-    data = Interactions(
-        users=np.array([1, 2]),
-        items=np.array(["a", "b", "c"]),
-        user=np.array([0, 1, 0, 0, 1]),
-        item=np.array([2, 0, 0, 1, 1]),
-        weight=np.ones(5, dtype=np.float32),
-        time=np.array([30.0, 20.0, 10.0, 20.0, 10.0]),
-    )
+    data = two_users_in_order()
     sources, targets = data.windows(past=2, past_half_life=1.0, future=2, future_half_life=1.0)
     # Columns a, b, c. Rows: user 1 at b (past a), user 1 at c (past b, a), user 2 at a
     # (past b); the first interaction of each user has no past and no row.
