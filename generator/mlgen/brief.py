@@ -79,7 +79,9 @@ RECOMMEND = re.compile(
     # "suggest for each plane the top 5 ...", "the top 5 destinations it has not flown to yet"
     r"|\b(?:suggest|recommend)\w*\s+(?:to|for)\s+(?:each|every)\s+\w+\s+(?:the\s+)?(?:top[- ]?)?"
     r"\d+\b|\btop[- ]?\d+\s+\w+\s+(?:it|they|he|she|the\s+\w+)\s+(?:has|have|had)\s+"
-    r"(?:not|never)\b",
+    r"(?:not|never)\b"
+    # "which lecturers should we suggest to each student?": items offered to each person
+    r"|\bsuggest\w*\s+(?:\w+\s+){0,3}?to\s+(?:each|every)\s+\w+",
     re.IGNORECASE,
 )
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
