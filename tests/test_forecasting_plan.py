@@ -156,6 +156,14 @@ def test_the_time_column_is_never_the_value_to_forecast(tmp_path: Path) -> None:
     assert (plan.target, plan.time_column, plan.horizon) == ("gas", "quarter", 4)
 
 
+def test_predicting_the_next_quarters_of_a_series_alone_is_a_forecast(tmp_path: Path) -> None:
+    # No "forecast" in the prose: a time and one value, asked about the next four quarters.
+    gas = rdataset("datasets", "UKgas").rename(columns={"value": "gas"})
+    plan = plan_for(gas, "Predict UK gas use for the next four quarters (data.csv).", tmp_path)
+    assert (plan.kind, plan.target, plan.time_column, plan.horizon) == (
+        "forecasting", "gas", "time", 4)
+
+
 def test_series_side_by_side_in_columns_name_the_long_format(tmp_path: Path) -> None:
     # fpp2's arrivals: one column per country, as R's multivariate ts is written.
     wide = rdataset("fpp2", "arrivals")

@@ -58,9 +58,19 @@ def forecasts(brief: Brief, profile: Profile) -> bool:
     column (a year or quarter number alone is a tabular time split, not a series)."""
     if brief.kind:
         return brief.kind == "forecasting"
-    if "task" in brief.front or not FORECAST.search(brief.prose):
+    if "task" in brief.front:
         return False
-    return _time_column(brief, profile, required=False) is not None
+    time = _time_column(brief, profile, required=False)
+    if time is None:
+        return False
+    if FORECAST.search(brief.prose):
+        return True
+    # "Predict gas use for the next four quarters" over a series alone (a time and one value,
+    # each time once): no other question can be asked of it than its next values.
+    values = [c for c in profile.columns if c.name != time and not c.id_like]
+    alone = (len(values) == 1 and values[0].kind == "numeric"
+             and not profile.raw[time].duplicated().any())
+    return alone and AHEAD.search(brief.prose) is not None
 
 
 def plan_forecasting(brief: Brief, profile: Profile) -> Plan:
