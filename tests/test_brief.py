@@ -220,3 +220,12 @@ def test_an_abbreviated_column_name_is_found_from_the_words_it_shortens():
     # A column written out in full still wins over an abbreviation that also fits.
     assert Brief.parse("Predict the life expectancy.").find_target(
         ["lifeExp", "life_expectancy"]) == "life_expectancy"
+
+
+def test_inputs_named_before_the_question_are_not_the_target():
+    columns = ["created_at", "text", "source", "retweet_count"]
+    brief = Brief.parse("Predict from the text of a tweet whether it was sent from an Android "
+                        "or an iPhone (source).")
+    assert brief.find_target(columns) == "source"
+    with pytest.raises(BriefError, match="which column to predict"):
+        Brief.parse("Predict from the text of a tweet who sent it.").find_target(columns)

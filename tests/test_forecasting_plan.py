@@ -145,3 +145,48 @@ def test_windows_shrink_to_fit_short_series(tmp_path: Path) -> None:
     assert plan.horizon == 8
     assert 8 * (plan.test_windows + plan.backtest_windows) + 2 * 4 + 10 <= 50
     assert plan.test_windows + plan.backtest_windows == 4
+
+
+def test_the_time_column_is_never_the_value_to_forecast(tmp_path: Path) -> None:
+    # "Forecast quarterly ..." beside a time column "quarter": UK gas use (datasets' UKgas).
+    gas = rdataset("datasets", "UKgas")
+    frame = pd.DataFrame({"quarter": pd.date_range("1960-01-01", periods=len(gas), freq="QS")
+                          .strftime("%Y-%m-%d"), "gas": gas["value"]})
+    plan = plan_for(frame, "Forecast quarterly gas use for the next year (data.csv).", tmp_path)
+    assert (plan.target, plan.time_column, plan.horizon) == ("gas", "quarter", 4)
+
+
+def test_predicting_the_next_quarters_of_a_series_alone_is_a_forecast(tmp_path: Path) -> None:
+    # No "forecast" in the prose: a time and one value, asked about the next four quarters.
+    gas = rdataset("datasets", "UKgas").rename(columns={"value": "gas"})
+    plan = plan_for(gas, "Predict UK gas use for the next four quarters (data.csv).", tmp_path)
+    assert (plan.kind, plan.target, plan.time_column, plan.horizon) == (
+        "forecasting", "gas", "time", 4)
+
+
+def test_series_side_by_side_in_columns_name_the_long_format(tmp_path: Path) -> None:
+    # fpp2's arrivals: one column per country, as R's multivariate ts is written.
+    wide = rdataset("fpp2", "arrivals")
+    wide.insert(0, "quarter", pd.date_range("1981-01-01", periods=len(wide), freq="QS")
+                .strftime("%Y-%m-%d"))
+    named = r"several columns to forecast \(Japan, NZ, UK, US\)"
+    with pytest.raises(PlanError, match=named) as err:
+        plan_for(wide, "Forecast quarterly arrivals to Australia from Japan, NZ, the UK and "
+                 "the US for the next 8 quarters (data.csv).", tmp_path)
+    assert "melt(id_vars=['quarter'])" in str(err.value)
+
+
+def test_series_told_apart_by_several_columns_name_the_fix(tmp_path: Path) -> None:
+    # fpp2's prisonLF: one series per state, gender and legal status, no single id column.
+    prison = rdataset("fpp2", "prisonLF")
+    with pytest.raises(PlanError, match="state, gender, legal do together") as err:
+        plan_for(prison, "Forecast the count of prisoners for the next two years in every "
+                 "state, by gender and legal status (data.csv).", tmp_path)
+    assert "series_column: series" in str(err.value)
+    # The fix the message names plans a forecast per series.
+    prison["series"] = prison[["state", "gender", "legal"]].astype(str).agg("/".join, axis=1)
+    (tmp_path / "data.csv").unlink()
+    plan = plan_for(prison, "---\nseries_column: series\n---\nForecast the count of prisoners "
+                    "for the next two years (data.csv).", tmp_path)
+    assert (plan.target, plan.time_column, plan.series_column, plan.horizon) == (
+        "count", "t", "series", 8)

@@ -106,3 +106,16 @@ def test_front_matter_states_the_text_kind_and_its_columns(reviews: Path) -> Non
                     "text_categorical_columns: [product]\n---\nGrades.\n", reviews)
     assert plan.kind == "text" and plan.text_categorical_columns == ["product"]
     assert plan.rationale["text_categorical_columns"] == "stated in the brief"
+
+
+def test_the_label_is_the_column_of_classes_the_prose_names_in_words(tmp_path: Path) -> None:
+    # HHS health-data breach reports (Ecdat): several columns of classes, the prose says one of
+    # them ("type of breach", column Type.of.Breach); classes under 5 rows dropped, as the
+    # planner asks.
+    breaches = rdataset("Ecdat", "HHSCyberSecurityBreaches")
+    counts = breaches["Type.of.Breach"].value_counts()
+    breaches[breaches["Type.of.Breach"].map(counts) >= 5].to_csv(tmp_path / "breaches.csv",
+                                                                  index=False)
+    plan = plan_for("# Breach triage\n\nClassify each new breach report by its type of breach "
+                    "so it goes to the right team. The reports are in breaches.csv.\n", tmp_path)
+    assert (plan.kind, plan.target) == ("text", "Type.of.Breach")

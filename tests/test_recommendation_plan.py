@@ -209,3 +209,14 @@ def test_a_brief_suggesting_what_each_user_has_not_tried_yet_is_a_recommendation
 def test_suggesting_a_value_for_each_row_is_no_recommendation():
     assert Brief.parse("Suggest a price for each house so agents can sanity check listings."
                        ).recommends is None
+
+
+def test_asking_which_items_to_suggest_to_each_user_is_a_recommendation(tmp_path):
+    # lme4's InstEval: students' ratings (1-5) of lecturers, in the words a user would use.
+    ratings = rdataset("lme4", "InstEval", rows=20_000).rename(
+        columns={"s": "student", "d": "lecturer", "y": "rating"})
+    data = tmp_path / "ratings.csv"
+    ratings.to_csv(data, index=False)
+    plan = plan_for(data, "Which lecturers should we suggest to each student?", tmp_path)
+    assert (plan.kind, plan.user_column, plan.item_column, plan.weight_column) == (
+        "recommendation", "student", "lecturer", "rating")

@@ -80,7 +80,9 @@ RECOMMEND = re.compile(
     # "suggest for each plane the top 5 ...", "the top 5 destinations it has not flown to yet"
     r"|\b(?:suggest|recommend)\w*\s+(?:to|for)\s+(?:each|every)\s+\w+\s+(?:the\s+)?(?:top[- ]?)?"
     r"\d+\b|\btop[- ]?\d+\s+\w+\s+(?:it|they|he|she|the\s+\w+)\s+(?:has|have|had)\s+"
-    r"(?:not|never)\b",
+    r"(?:not|never)\b"
+    # "which lecturers should we suggest to each student?": items offered to each person
+    r"|\bsuggest\w*\s+(?:\w+\s+){0,3}?to\s+(?:each|every)\s+\w+",
     re.IGNORECASE,
 )
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
@@ -99,6 +101,7 @@ PARENTHESES = re.compile(r"\(([^()\n]{1,80})\)")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
 POSSESSIVE = re.compile(r"['\u2019]s$", re.IGNORECASE)
 INPUTS_CUE = re.compile(r"\b(?:from|using|given|based\s+on|out\s+of)\b", re.IGNORECASE)
+QUESTION = re.compile(r"\b(?:whether|which|what|who|how|if)\b", re.IGNORECASE)
 # "(affairs > 0)", "delay of more than 15 minutes", "at least one visit": a yes/no question
 # asked of a number (data.positive_when). Words for small numbers, and the comparisons.
 NUMBER_WORDS = {
@@ -293,6 +296,15 @@ class Brief:
             # (Salary, in thousands)", where the words after the verb name someone else.
             end = SENTENCE_END.search(self.prose, match.end())
             sentence = self.prose[match.start() : end.start() if end else len(self.prose)]
+            if INPUTS_CUE.match(match.group(1)):
+                # The inputs first: "predict from the text of a tweet whether it was sent from
+                # an Android (source)". The target is named after the question word, if at all.
+                asked = QUESTION.search(sentence, match.start(1) - match.start())
+                for aside in PARENTHESES.finditer(sentence[asked.end() :] if asked else ""):
+                    found = _longest_column_prefix(re.split(r"[,;:]", aside.group(1))[0], columns)
+                    if found is not None:
+                        return found
+                continue
             # Asides after "from", "using", ... describe the inputs: "predict price from size
             # (sqft)" asks for price.
             inputs = INPUTS_CUE.search(sentence)

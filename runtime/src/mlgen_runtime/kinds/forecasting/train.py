@@ -49,6 +49,7 @@ from ...registry import (
 from .data import Panel, read_panel, section
 from .forecaster import Forecaster, keep_steps, load_forecaster, save_forecaster
 from .metrics import (
+    HIGHER_IS_BETTER,
     METRICS,
     TEST,
     conformal_quantiles,
@@ -563,9 +564,32 @@ def summary(result: ForecastResult) -> str:
         lines.append(result.comparison.summary())
     lines.append(result.decision.verdict)
     if not result.decision.beats_baseline:
-        lines.append(
-            f"The model does not beat seasonal naive on {primary}. Check the frequency and "
-            "season length, the covariates and the horizon; `train` exits 1 until it does."
-        )
+        test = result.baseline_comparison
+        model, naive = result.metrics[primary], meta["baseline_metrics"].get(primary)
+        higher = HIGHER_IS_BETTER.get(primary, False)
+        if meta["model_family"] == BASELINE:
+            # The backtests chose the baseline itself: it cannot beat itself on the test.
+            lines.append(
+                f"The backtests chose seasonal naive itself: no candidate beat it on {primary} "
+                "over the backtest windows, so there is no model better than the baseline to "
+                "promote; `train` exits 1 until one is. Check the frequency and season length, "
+                "the covariates and the horizon, or give more history."
+            )
+        elif naive is not None and (model > naive if higher else model < naive):
+            # Better, but the test cannot tell: a short series' few test windows.
+            n = min(test.n_champion, test.n_challenger)
+            lines.append(
+                f"The model scores better than seasonal naive on {primary} ({model:.4f} vs "
+                f"{naive:.4f}), but the test holds only {n} paired test errors, too few to "
+                f"tell the two apart at alpha {test.alpha}; `train` exits 1 until they do. "
+                "Give the test more windows (forecasting.test_windows) or more history, or "
+                "promote this version by hand (`promote VERSION --force --reason TEXT`)."
+            )
+        else:
+            lines.append(
+                f"The model does not beat seasonal naive on {primary}. Check the frequency "
+                "and season length, the covariates and the horizon; `train` exits 1 until "
+                "it does."
+            )
     return "\n".join(lines)
 
