@@ -70,6 +70,13 @@ def test_prose_names_the_target(prose, target):
          ["rownames", "deny", "pirat", "hirat"], "deny"),
         ("Estimate the probability that a woman participates in the labour force.",
          ["rownames", "participation", "income", "age", "education"], "participation"),
+        ("Predict survival of Titanic passengers.",
+         ["rownames", "survived", "sex", "age", "passengerClass"], "survived"),
+        # A compound's last noun is what it asks for.
+        ("Predict the monthly credit card expenditure of card holders.",
+         ["rownames", "card", "reports", "share", "expenditure"], "expenditure"),
+        ("Predict the card of holders with high expenditure.",
+         ["rownames", "card", "reports", "share", "expenditure"], "card"),
         # Two columns share the stem: no guess.
         ("Estimate how a participant participates.",
          ["participation", "participants", "age"], None),

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from mlgen.errors import DataError
 from mlgen.profile import profile_file, profile_frame, read_frame
+from realdata import rdataset
 
 
 def _frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -152,3 +153,15 @@ def test_header_only_empty_missing_and_unreadable_files(tmp_path: Path):
     (tmp_path / "data.xlsx").write_bytes(b"PK")
     with pytest.raises(DataError, match="not .csv, .parquet or .pq"):
         read_frame(tmp_path / "data.xlsx")
+
+
+def test_the_null_of_mysql_dumps_is_missing_as_the_service_reads_it(tmp_path):
+    """Ecdat's HHSCyberSecurityBreaches: ``\\N`` (892 of 1,151 descriptions) is missing, so
+    the column is judged on the descriptions it has, as the runtime's loader reads them."""
+    frame = rdataset("Ecdat", "HHSCyberSecurityBreaches")
+    path = tmp_path / "breaches.csv"
+    frame.to_csv(path, index=False)
+    column = profile_file(path).column("Web.Description")
+    missing = frame["Web.Description"].isna() | (frame["Web.Description"] == "\\N")
+    assert missing.sum() == 942  # 892 marked, 50 empty
+    assert column.missing_rate == pytest.approx(942 / 1151, abs=1e-4)

@@ -125,6 +125,12 @@ TRAILING = {
     "or lower": "<=", "or under": "<=", "and below": "<=", "and under": "<=",
 }
 NONZERO = re.compile(r"\b(?:non-?zero|positive)\b", re.IGNORECASE)
+# Words that end a noun phrase: what follows them names something else.
+LINKING_WORDS = frozenset({
+    "of", "for", "in", "on", "at", "by", "from", "with", "per", "to", "using", "given", "who",
+    "that", "which", "when", "where", "whether", "if", "over", "during", "after", "before",
+    "next", "each", "every", "and", "or", "is", "are", "was", "were", "will",
+})
 TARGET_IS = re.compile(r"\btarget(?:\s+column)?\s*(?:is|=|:)\s*[`\"']?([\w .-]{1,64})", re.I)
 FIX_EXAMPLE = "---\ndata: data.csv\ntarget: churned\n---\nPredict which customers churn."
 
@@ -405,13 +411,30 @@ def _longest_column_prefix(phrase: str, columns: Sequence[str]) -> str | None:
     """
     words = phrase.strip().split()
     for start in range(min(len(words), 4)):
-        for size in range(min(len(words) - start, 6), 0, -1):
-            run = words[start : start + size]
-            if any(POSSESSIVE.search(word) for word in run):
-                continue
-            found = _match_column(" ".join(run), columns) or _abbreviated(run, columns)
-            if found is not None:
-                return found
+        found = _run_at(words, start, columns)
+        if found is not None:
+            column, end = found
+            # A compound's last noun is its head: "credit card expenditure" asks for
+            # expenditure, not card. The next one or two words, before any linking word.
+            for later in range(end, min(end + 2, len(words))):
+                if words[later].lower() in LINKING_WORDS:
+                    break
+                head = _run_at(words, later, columns)
+                if head is not None and head[0] != column:
+                    return head[0]
+            return column
+    return None
+
+
+def _run_at(words: Sequence[str], start: int, columns: Sequence[str]) -> tuple[str, int] | None:
+    """The column the longest run of words from ``start`` names, and where the run ends."""
+    for size in range(min(len(words) - start, 6), 0, -1):
+        run = words[start : start + size]
+        if any(POSSESSIVE.search(word) for word in run):
+            continue
+        found = _match_column(" ".join(run), columns) or _abbreviated(run, columns)
+        if found is not None:
+            return found, start + size
     return None
 
 
@@ -419,17 +442,20 @@ def _stem_column(phrase: str, columns: Sequence[str]) -> str | None:
     """The one column a word of ``phrase`` is another form of ("participates" for
     participation, "defaulted" for default): a shared start of 6 or more letters and at
     least three quarters of the shorter word. The last resort of :meth:`Brief.find_target`."""
-    words = [re.sub(r"\W", "", word.lower()) for word in phrase.split()]
-    found = set()
-    for column in columns:
-        name = column.lower()
-        if not re.fullmatch(r"[a-z]+", name):
-            continue
-        for word in words:
-            shared = len(os.path.commonprefix([word, name]))
-            if shared >= 6 and shared >= 0.75 * min(len(word), len(name)):
-                found.add(column)
-    return found.pop() if len(found) == 1 else None
+    names = [(column, column.lower()) for column in columns]
+    names = [(column, name) for column, name in names if re.fullmatch(r"[a-z]+", name)]
+    # The first word that is a form of some column decides ("survival of passengers" is
+    # survived, though "passengers" is a form of passengerClass too); two columns: no guess.
+    for word in (re.sub(r"\W", "", word.lower()) for word in phrase.split()):
+        found = {
+            column
+            for column, name in names
+            if (shared := len(os.path.commonprefix([word, name]))) >= 6
+            and shared >= 0.75 * min(len(word), len(name))
+        }
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
 
 
 def _abbreviated(words: Sequence[str], columns: Sequence[str]) -> str | None:

