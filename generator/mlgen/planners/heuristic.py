@@ -169,9 +169,10 @@ class _Draft:
             and self._numeric(self.target)
             and YES_NO_QUESTION.search(self.brief.prose)
         ):
-            # "Predict whether a person had an affair (affairs > 0)" over a count: neither a
-            # regression nor a class per count is what was asked, and the service cannot derive
-            # a yes/no column yet. Say so rather than plan the wrong question.
+            # "Predict whether a person had affairs" over a count, with no comparison that
+            # says where yes starts (_yes_no_of_a_number found none): neither a regression
+            # nor a class per count is what was asked. Say how to ask it rather than plan
+            # the wrong question.
             values = list(counts)
             what = (
                 f"a number with {len(values)} values ({', '.join(map(str, values[:6]))}"
