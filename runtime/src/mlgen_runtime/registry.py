@@ -129,6 +129,12 @@ class RegisteredRun:
     def run_id(self) -> str:
         return self.metadata["run_id"]
 
+    @property
+    def baseline_serves(self) -> bool:
+        """Whether the kind serves its baseline as the champion after a run whose model did
+        not beat it (the forecasting kind's seasonal naive); a Dummy never serves."""
+        return False
+
 
 def use_store(config: Config) -> str:
     """Point MLflow at the configured tracking store; returns its URI."""

@@ -64,7 +64,7 @@ class ProblemKind(Protocol):
     ) -> Any:
         """One tracked training run; the result has a ``summary()``-able form (see ``summary``)
         and a ``decision`` (:class:`..registry.Decision`): the CLI exits 1 when it says the
-        model does not beat its baseline."""
+        model does not beat its baseline, unless the result's ``baseline_serves``."""
 
     def summary(self, result: Any) -> str:
         """What a person reads after training."""

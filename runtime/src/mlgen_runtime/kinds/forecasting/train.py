@@ -88,6 +88,14 @@ class ForecastResult(RegisteredRun):
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
+    # When the gate refused this run's model against seasonal naive and seasonal naive serves
+    # (registered and promoted as the first champion by this run, or already the champion):
+    # that version and what became of it.
+    baseline_served: tuple[str, Decision] | None = None
+
+    @property
+    def baseline_serves(self) -> bool:
+        return self.baseline_served is not None
 
 
 def settings(config: Config, panel: Panel) -> dict[str, Any]:
@@ -307,7 +315,81 @@ def train(
     )
     if promote and decision.promote:
         apply_promotion(config, metadata["model_version"], decision.reason, forecaster)
-    return ForecastResult(forecaster, metadata, decision, comparison, against_baseline)
+    served = None
+    if promote and not decision.beats_baseline:
+        served = _serve_baseline(
+            config, current, forecaster, decision, panel, horizon, baseline_test, started
+        )
+    return ForecastResult(forecaster, metadata, decision, comparison, against_baseline, served)
+
+
+def _serve_baseline(
+    config: Config,
+    current: Any | None,
+    candidate: Forecaster,
+    decision: Decision,
+    panel: Panel,
+    horizon: int,
+    baseline_test: Windows,
+    started: float,
+) -> tuple[str, Decision] | None:
+    """Seasonal naive as the first champion, when nothing beat it significantly.
+
+    Seasonal naive is a forecaster, not a placeholder: a service that must forecast from its
+    first day serves it until a model beats it on the test windows by the paired test (a
+    later `train` or `retrain` goes through the gate as usual). With no champion yet, it is
+    registered (unless this run's model is seasonal naive itself, chosen by the backtests)
+    and promoted; a champion that is seasonal naive already keeps serving. A champion of
+    another family is left alone: the gate kept it, and this run is a failed training.
+    """
+    meta = candidate.metadata
+    chosen = meta["model_family"]
+    if current is not None:
+        family = MlflowClient().get_run(current.run_id).data.params.get("family")
+        if family != BASELINE:
+            return None
+        return str(current.version), Decision(
+            False, f"seasonal naive v{current.version} keeps serving: {decision.reason}",
+            beats_baseline=False,
+        )
+    why = (
+        f"first model: seasonal naive serves until a model beats it significantly; "
+        f"v{meta['model_version']} ({chosen}): {decision.reason}"
+    )
+    if chosen == BASELINE:
+        version = str(meta["model_version"])
+        apply_promotion(config, version, why, candidate)
+        return version, Decision(True, why, beats_baseline=False)
+    fc = section(config)
+    width = calibrate(config, BASELINE, panel, horizon)
+    bounds = width[None, :] * baseline_test.scales[:, None]
+    metrics = forecast_metrics(
+        baseline_test.actual, baseline_test.forecast, baseline_test.scales,
+        baseline_test.forecast - bounds, baseline_test.forecast + bounds,
+    )
+    final = fit(BASELINE, config, panel)
+    keep = keep_steps(final, panel.season_length)
+    metadata = {
+        **meta,
+        "model_family": BASELINE,
+        "strategy": None,
+        "metrics": metrics,
+        "leaderboard": [{**row, "chosen": row["family"] == BASELINE}
+                        for row in meta["leaderboard"]],
+        "reference": reference(panel, baseline_test),
+        "served_instead_of": {"version": str(meta["model_version"]), "family": chosen,
+                              "reason": decision.reason},
+    }
+    for key in ("model_version", "run_id"):
+        metadata.pop(key, None)
+    naive = Forecaster(
+        final, {key: s.tail(keep) for key, s in panel.series.items()}, _scales(panel), width,
+        fc.interval_level, panel.frequency, metadata,
+    )
+    metadata = _log_run(config, naive, time.perf_counter() - started)
+    version = str(metadata["model_version"])
+    apply_promotion(config, version, why, naive)
+    return version, Decision(True, why, beats_baseline=False)
 
 
 def reference(panel: Panel, tested: Windows) -> dict[str, Any]:
@@ -479,6 +561,17 @@ def apply_promotion(config: Config, version: str, reason: str, forecaster: Forec
     )
 
 
+def _against_naive(metadata: dict[str, Any]) -> str:
+    p_value = f"{TEST}, p={metadata['baseline_test']['p_value']:.3g}"
+    instead = metadata.get("served_instead_of")
+    if instead is None:
+        return f"Against seasonal naive: {p_value}."
+    return (
+        f"Seasonal naive serves as the first champion: the run's model, v{instead['version']} "
+        f"({instead['family']}), did not beat it significantly ({p_value}): {instead['reason']}."
+    )
+
+
 def model_card(config: Config, metadata: dict[str, Any]) -> str:
     """MODEL_CARD.md of a forecaster, from its metadata."""
     primary = metadata["primary_metric"]
@@ -513,7 +606,7 @@ def model_card(config: Config, metadata: dict[str, Any]) -> str:
             + (f"{baseline[name]:.4f} |" if name in baseline else "|")
             for name in METRICS
         ),
-        f"Against seasonal naive: {TEST}, p={metadata['baseline_test']['p_value']:.3g}.",
+        _against_naive(metadata),
         "",
         f"## Candidates (mean backtest {primary})",
         "| family | backtest |",
@@ -567,13 +660,23 @@ def summary(result: ForecastResult) -> str:
         test = result.baseline_comparison
         model, naive = result.metrics[primary], meta["baseline_metrics"].get(primary)
         higher = HIGHER_IS_BETTER.get(primary, False)
+        served = result.baseline_served
+        if served is not None:
+            version, outcome = served
+            lines.append(outcome.verdict if outcome.promote else outcome.reason)
+            until = (
+                f"seasonal naive (v{version}) serves, and `train` exits 0; a later `train` or "
+                "`retrain` replaces it when a model beats it significantly"
+            )
+        else:
+            until = "`train` exits 1 until one does"
         if meta["model_family"] == BASELINE:
             # The backtests chose the baseline itself: it cannot beat itself on the test.
             lines.append(
                 f"The backtests chose seasonal naive itself: no candidate beat it on {primary} "
                 "over the backtest windows, so there is no model better than the baseline to "
-                "promote; `train` exits 1 until one is. Check the frequency and season length, "
-                "the covariates and the horizon, or give more history."
+                f"promote; {until}. Check the frequency and season length, the covariates and "
+                "the horizon, or give more history."
             )
         elif naive is not None and (model > naive if higher else model < naive):
             # Better, but the test cannot tell: a short series' few test windows.
@@ -581,15 +684,14 @@ def summary(result: ForecastResult) -> str:
             lines.append(
                 f"The model scores better than seasonal naive on {primary} ({model:.4f} vs "
                 f"{naive:.4f}), but the test holds only {n} paired test errors, too few to "
-                f"tell the two apart at alpha {test.alpha}; `train` exits 1 until they do. "
-                "Give the test more windows (forecasting.test_windows) or more history, or "
-                "promote this version by hand (`promote VERSION --force --reason TEXT`)."
+                f"tell the two apart at alpha {test.alpha}; {until}. Give the test more "
+                "windows (forecasting.test_windows) or more history, or promote this version "
+                "by hand (`promote --version VERSION --force --reason TEXT`)."
             )
         else:
             lines.append(
-                f"The model does not beat seasonal naive on {primary}. Check the frequency "
-                "and season length, the covariates and the horizon; `train` exits 1 until "
-                "it does."
+                f"The model does not beat seasonal naive on {primary}; {until}. Check the "
+                "frequency and season length, the covariates and the horizon."
             )
     return "\n".join(lines)
 
