@@ -167,3 +167,30 @@ def test_a_spent_budget_skips_the_families_not_reached_and_keeps_the_first(train
     assert [trial.family for trial in trials] == ["popularity"]
     unbounded = search(config, train_part, held_out, items, deadline=time.monotonic() + 3600)
     assert {trial.family for trial in unbounded} == {"popularity", "item_knn", "als", "bpr"}
+
+
+@pytest.mark.parametrize(
+    ("candidates", "served"),
+    [
+        # Popularity chosen on validation: the run's own version serves.
+        (["popularity"], "1"),
+        # A model not significantly better than popularity: it stays a challenger (v1) and
+        # popularity is registered (v2) and served.
+        (["bpr"], "2"),
+    ],
+)
+def test_popularity_serves_when_no_model_beats_it(tmp_path, ratings, capsys, candidates, served):
+    # A new service must answer from its first day; popularity is a real recommender, and a
+    # model that does not beat it significantly must not be promoted on noise.
+    settings = {"recommendation": {**SETTINGS["recommendation"], "candidates": candidates,
+                                   "trials": 1}}
+    config = write_service(tmp_path, ratings, settings)
+    assert main(["--root", str(config.root), "train"]) == 0
+    told = capsys.readouterr().out
+    assert f"popularity (v{served}) serves, and `train` exits 0" in told, told
+    assert "promoted to champion: first model: popularity serves" in told, told
+    champion = load_recommender(fallback_dir(config, CHAMPION_DIR))
+    assert champion.metadata["model_family"] == "popularity"
+    assert champion.metadata["model_version"] == served
+    card = config.resolve("MODEL_CARD.md").read_text()
+    assert ("Popularity serves as the first champion" in card) == (served == "2")

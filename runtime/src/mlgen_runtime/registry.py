@@ -341,6 +341,58 @@ def decide(
     return Decision(True, f"{versus}: significantly better ({significance})")
 
 
+def serve_baseline(
+    current: Any | None,
+    decision: Decision,
+    candidate: tuple[str, str],
+    baseline: tuple[str, str],
+    register: Callable[[], str],
+    promote: Callable[[str, str], object],
+) -> tuple[str, Decision] | None:
+    """The baseline as the first champion, for a kind whose baseline is a real model (a
+    forecaster's seasonal naive, a recommender's popularity), when ``decision`` refused the
+    run's model against it.
+
+    Promoting a model that is not significantly better than its baseline would be promoting on
+    noise; leaving a new service without a champion fails a user whose service must answer.
+    So the baseline serves until a model beats it by the paired test (a later `train` or
+    `retrain` goes through the gate as usual). With no champion yet, it is registered
+    (``register()``, its version; unless the run's model is the baseline itself, chosen on
+    validation) and promoted with the reason; a champion of the baseline's family keeps
+    serving; a champion of another family is left alone (None: the gate kept it, and the run
+    is a failed training). ``candidate`` and ``baseline`` are (version, family) and (family,
+    the name people read)."""
+    version, family = candidate
+    baseline_family, label = baseline
+    if current is not None:
+        if MlflowClient().get_run(current.run_id).data.params.get("family") != baseline_family:
+            return None
+        return str(current.version), Decision(
+            False, f"{label} v{current.version} keeps serving: {decision.reason}",
+            beats_baseline=False,
+        )
+    why = (
+        f"first model: {label} serves until a model beats it significantly; v{version} "
+        f"({family}): {decision.reason}"
+    )
+    served = version if family == baseline_family else register()
+    promote(served, why)
+    return served, Decision(True, why, beats_baseline=False)
+
+
+def served_instead(metadata: dict[str, Any], label: str) -> str:
+    """The model card's sentence on a baseline serving as the first champion (serve_baseline
+    wrote ``served_instead_of`` into its metadata); empty for any other version."""
+    instead = metadata.get("served_instead_of")
+    if not instead:
+        return ""
+    return (
+        f"{label[:1].upper()}{label[1:]} serves as the first champion: the run's model, "
+        f"v{instead['version']} ({instead['family']}), did not beat it significantly: "
+        f"{instead['reason']}."
+    )
+
+
 def promote(
     config: Config,
     version: str | int,

@@ -44,6 +44,8 @@ from ...registry import (
     promote_with,
     read_version,
     register_version,
+    serve_baseline,
+    served_instead,
     setup,
 )
 from .data import Panel, read_panel, section
@@ -333,63 +335,46 @@ def _serve_baseline(
     baseline_test: Windows,
     started: float,
 ) -> tuple[str, Decision] | None:
-    """Seasonal naive as the first champion, when nothing beat it significantly.
-
-    Seasonal naive is a forecaster, not a placeholder: a service that must forecast from its
-    first day serves it until a model beats it on the test windows by the paired test (a
-    later `train` or `retrain` goes through the gate as usual). With no champion yet, it is
-    registered (unless this run's model is seasonal naive itself, chosen by the backtests)
-    and promoted; a champion that is seasonal naive already keeps serving. A champion of
-    another family is left alone: the gate kept it, and this run is a failed training.
-    """
+    """Seasonal naive as the first champion when nothing beat it significantly
+    (registry.serve_baseline): registered as its own version, calibrated like any winner,
+    refitted on all the data."""
     meta = candidate.metadata
-    chosen = meta["model_family"]
-    if current is not None:
-        family = MlflowClient().get_run(current.run_id).data.params.get("family")
-        if family != BASELINE:
-            return None
-        return str(current.version), Decision(
-            False, f"seasonal naive v{current.version} keeps serving: {decision.reason}",
-            beats_baseline=False,
+
+    def register() -> str:
+        fc = section(config)
+        width = calibrate(config, BASELINE, panel, horizon)
+        bounds = width[None, :] * baseline_test.scales[:, None]
+        metrics = forecast_metrics(
+            baseline_test.actual, baseline_test.forecast, baseline_test.scales,
+            baseline_test.forecast - bounds, baseline_test.forecast + bounds,
         )
-    why = (
-        f"first model: seasonal naive serves until a model beats it significantly; "
-        f"v{meta['model_version']} ({chosen}): {decision.reason}"
+        final = fit(BASELINE, config, panel)
+        keep = keep_steps(final, panel.season_length)
+        metadata = {
+            **{k: v for k, v in meta.items() if k not in ("model_version", "run_id")},
+            "model_family": BASELINE,
+            "strategy": None,
+            "metrics": metrics,
+            "leaderboard": [{**row, "chosen": row["family"] == BASELINE}
+                            for row in meta["leaderboard"]],
+            "reference": reference(panel, baseline_test),
+            "served_instead_of": {"version": str(meta["model_version"]),
+                                  "family": meta["model_family"], "reason": decision.reason},
+        }
+        naive = Forecaster(
+            final, {key: s.tail(keep) for key, s in panel.series.items()}, _scales(panel),
+            width, fc.interval_level, panel.frequency, metadata,
+        )
+        registered = _log_run(config, naive, time.perf_counter() - started)
+        served[str(registered["model_version"])] = naive
+        return str(registered["model_version"])
+
+    served = {str(meta["model_version"]): candidate}
+    return serve_baseline(
+        current, decision, (str(meta["model_version"]), meta["model_family"]),
+        (BASELINE, "seasonal naive"), register,
+        lambda version, why: apply_promotion(config, version, why, served[version]),
     )
-    if chosen == BASELINE:
-        version = str(meta["model_version"])
-        apply_promotion(config, version, why, candidate)
-        return version, Decision(True, why, beats_baseline=False)
-    fc = section(config)
-    width = calibrate(config, BASELINE, panel, horizon)
-    bounds = width[None, :] * baseline_test.scales[:, None]
-    metrics = forecast_metrics(
-        baseline_test.actual, baseline_test.forecast, baseline_test.scales,
-        baseline_test.forecast - bounds, baseline_test.forecast + bounds,
-    )
-    final = fit(BASELINE, config, panel)
-    keep = keep_steps(final, panel.season_length)
-    metadata = {
-        **meta,
-        "model_family": BASELINE,
-        "strategy": None,
-        "metrics": metrics,
-        "leaderboard": [{**row, "chosen": row["family"] == BASELINE}
-                        for row in meta["leaderboard"]],
-        "reference": reference(panel, baseline_test),
-        "served_instead_of": {"version": str(meta["model_version"]), "family": chosen,
-                              "reason": decision.reason},
-    }
-    for key in ("model_version", "run_id"):
-        metadata.pop(key, None)
-    naive = Forecaster(
-        final, {key: s.tail(keep) for key, s in panel.series.items()}, _scales(panel), width,
-        fc.interval_level, panel.frequency, metadata,
-    )
-    metadata = _log_run(config, naive, time.perf_counter() - started)
-    version = str(metadata["model_version"])
-    apply_promotion(config, version, why, naive)
-    return version, Decision(True, why, beats_baseline=False)
 
 
 def reference(panel: Panel, tested: Windows) -> dict[str, Any]:
@@ -562,14 +547,8 @@ def apply_promotion(config: Config, version: str, reason: str, forecaster: Forec
 
 
 def _against_naive(metadata: dict[str, Any]) -> str:
-    p_value = f"{TEST}, p={metadata['baseline_test']['p_value']:.3g}"
-    instead = metadata.get("served_instead_of")
-    if instead is None:
-        return f"Against seasonal naive: {p_value}."
-    return (
-        f"Seasonal naive serves as the first champion: the run's model, v{instead['version']} "
-        f"({instead['family']}), did not beat it significantly ({p_value}): {instead['reason']}."
-    )
+    tested = f"Against seasonal naive: {TEST}, p={metadata['baseline_test']['p_value']:.3g}."
+    return " ".join(filter(None, [tested, served_instead(metadata, "seasonal naive")]))
 
 
 def model_card(config: Config, metadata: dict[str, Any]) -> str:

@@ -46,6 +46,8 @@ from ...registry import (
     promote_with,
     read_version,
     register_version,
+    serve_baseline,
+    served_instead,
     setup,
 )
 from .data import Interactions, ItemMetadata, read_interactions, relevant, section, split
@@ -92,6 +94,13 @@ class RecommendationResult(RegisteredRun):
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
+    # When the gate refused this run's model against popularity and popularity serves
+    # (registry.serve_baseline): that version and what became of it.
+    baseline_served: tuple[str, Decision] | None = None
+
+    @property
+    def baseline_serves(self) -> bool:
+        return self.baseline_served is not None
 
 
 def prepare(
@@ -326,7 +335,57 @@ def train(
     )
     if promote and decision.promote:
         apply_promotion(config, metadata["model_version"], decision.reason, model.recommender)
-    return RecommendationResult(model.recommender, metadata, decision, comparison, against_baseline)
+    served = None
+    if promote and not decision.beats_baseline:
+        served = _serve_baseline(
+            config, current, metadata, decision, (model.recommender, baseline.recommender),
+            started,
+        )
+    return RecommendationResult(
+        model.recommender, metadata, decision, comparison, against_baseline, served
+    )
+
+
+def _serve_baseline(
+    config: Config,
+    current: Any | None,
+    metadata: dict[str, Any],
+    decision: Decision,
+    models: tuple[Recommender, Recommender],
+    started: float,
+) -> tuple[str, Decision] | None:
+    """Popularity as the first champion when no model beat it significantly
+    (registry.serve_baseline): the popularity model of this run's test, fitted on the same
+    rows as the run's model, as its own version. ``models``: the run's and popularity."""
+    model, popularity = models
+    recommenders = {str(metadata["model_version"]): model}
+
+    def register() -> str:
+        registered = _log_run(
+            config,
+            popularity,
+            {
+                **{k: v for k, v in metadata.items() if k not in ("model_version", "run_id")},
+                "model_family": BASELINE,
+                "params": {},
+                "metrics": metadata["baseline_metrics"],
+                "leaderboard": [{**row, "chosen": row["family"] == BASELINE}
+                                for row in metadata["leaderboard"]],
+                "served_instead_of": {"version": str(metadata["model_version"]),
+                                      "family": metadata["model_family"],
+                                      "reason": decision.reason},
+            },
+            [],
+            time.perf_counter() - started,
+        )
+        recommenders[str(registered["model_version"])] = popularity
+        return str(registered["model_version"])
+
+    return serve_baseline(
+        current, decision, (str(metadata["model_version"]), metadata["model_family"]),
+        (BASELINE, "popularity"), register,
+        lambda version, why: apply_promotion(config, version, why, recommenders[version]),
+    )
 
 
 def _decide(
@@ -565,6 +624,7 @@ def model_card(config: Config, metadata: dict[str, Any]) -> str:
         f"| catalogue coverage | {metrics['coverage']:.4f} | | {baseline['coverage']:.4f} |",
         f"| popularity bias | {metrics['popularity_bias']:.4f} | | "
         f"{baseline['popularity_bias']:.4f} |",
+        *filter(None, [served_instead(metadata, "popularity")]),
         "",
         "## Candidates (best trial of each family)",
         f"| family | trials | validation {primary}@{k} | test {primary}@{k} |",
@@ -628,10 +688,19 @@ def summary(result: RecommendationResult) -> str:
         lines.append(result.comparison.summary())
     lines.append(result.decision.verdict)
     if not result.decision.beats_baseline:
+        served = result.baseline_served
+        if served is not None:
+            lines.append(served[1].verdict if served[1].promote else served[1].reason)
+            until = (
+                f"popularity (v{served[0]}) serves, and `train` exits 0; a later `train` or "
+                "`retrain` replaces it when a model beats it significantly"
+            )
+        else:
+            until = "`train` exits 1 until a model beats popularity"
         lines.append(
             f"The model does not beat popularity on {primary}@{k}. Check that the user and item "
             "columns are right, that there are enough interactions per user, and the split; "
-            "`train` exits 1 until a model beats popularity."
+            f"{until}."
         )
         if meta["split"] == "time" and meta["evaluated_users"] < FEW_USERS:
             lines.append(
