@@ -66,10 +66,14 @@ def forecasts(brief: Brief, profile: Profile) -> bool:
     if FORECAST.search(brief.prose):
         return True
     # "Predict gas use for the next four quarters" over a series alone (a time and one value,
-    # each time once): no other question can be asked of it than its next values.
+    # each time once), or over series side by side (a time, one label naming the series and one
+    # value: "where will the sugar price go in the next six months?" of each market's price):
+    # no other question can be asked of it than its next values.
     values = [c for c in profile.columns if c.name != time and not c.id_like]
-    alone = (len(values) == 1 and values[0].kind == "numeric"
-             and not profile.raw[time].duplicated().any())
+    numbers = [c for c in values if c.kind == "numeric"]
+    series = [c.name for c in values if c.kind != "numeric"]
+    alone = (len(numbers) == 1 and len(series) <= 1
+             and not profile.raw.duplicated([*series, time]).any())
     return alone and AHEAD.search(brief.prose) is not None
 
 
