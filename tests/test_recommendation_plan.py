@@ -220,3 +220,16 @@ def test_asking_which_items_to_suggest_to_each_user_is_a_recommendation(tmp_path
     plan = plan_for(data, "Which lecturers should we suggest to each student?", tmp_path)
     assert (plan.kind, plan.user_column, plan.item_column, plan.weight_column) == (
         "recommendation", "student", "lecturer", "rating")
+
+
+def test_a_day_of_the_month_is_no_time_to_split_on(tmp_path: Path) -> None:
+    # ratdat's rodent captures: plots and species, dated by year, month and day columns. The
+    # day of the month (1-31) orders nothing, so no time split is planned on it.
+    captures = rdataset("ratdat", "complete", rows=5000)
+    data = tmp_path / "captures.csv"
+    captures[["record_id", "month", "day", "year", "plot_id", "species_id"]].to_csv(
+        data, index=False)
+    plan = plan_for(data, "Recommend for each plot the top 5 species it has not had yet.",
+                    tmp_path)
+    assert (plan.user_column, plan.item_column) == ("plot_id", "species_id")
+    assert plan.time_column == ""

@@ -34,6 +34,10 @@ ITEM_NAME = re.compile(
     re.I,
 )
 TIME_NAME = re.compile(r"time|date|^ts$|timestamp|created|when|day|^at$|_at$", re.I)
+DATE_PART = re.compile(
+    r"(?:year|day|month|week|hour|minute|second|quarter|weekday|dow|day_?of_?(?:week|month|year))s?",
+    re.I,
+)
 WEIGHT_NAME = re.compile(
     r"rating|score|stars?$|count|qty|quantity|plays?$|play_?count|clicks?|views?|duration|"
     r"minutes|seconds|listens?|times|freq|frequency|amount|weight|units",
@@ -183,8 +187,13 @@ class _Draft:
             if c.name not in roles | attributes and not c.constant and not c.mostly_missing
         ]
         dates = [c for c in usable if c.kind == "datetime"]
+        # A day of the month or a month of the year beside other parts of a date orders
+        # nothing: the 3rd comes before the 20th in every month (ratdat's captures). A day
+        # alone may count days.
+        parts = [c.name for c in self.profile.columns if DATE_PART.fullmatch(c.name)]
         stamps = [
             c for c in usable if c.kind == "numeric" and c.integer and TIME_NAME.search(c.name)
+            and not (len(parts) > 1 and c.name in parts)
         ]
         chosen = (dates or stamps or [None])[0]
         if chosen is None:
