@@ -233,3 +233,20 @@ def test_a_day_of_the_month_is_no_time_to_split_on(tmp_path: Path) -> None:
                     tmp_path)
     assert (plan.user_column, plan.item_column) == ("plot_id", "species_id")
     assert plan.time_column == ""
+
+
+def test_a_refusal_names_the_user_column_it_found(tmp_path: Path) -> None:
+    # gt's pizzaplace: the order id is found, the pizza's column (name) is not: the message
+    # says so, and which lines to add. "also ordered" asks for recommendations.
+    orders = rdataset("gt", "pizzaplace", rows=5000)
+    data = tmp_path / "orders.csv"
+    orders.to_csv(data, index=False)
+    with pytest.raises(PlanError, match='user column would be "id"') as err:
+        plan_for(data, "People who ordered one pizza also ordered which others?", tmp_path)
+    assert "item_column: <one of:" in str(err.value)
+    (tmp_path / "brief.md").write_text(f"---\ndata: {data}\nuser_column: id\nitem_column: name\n"
+                                       "---\nPeople who ordered one pizza also ordered which "
+                                       "others?")
+    parsed = Brief.load(tmp_path / "brief.md")
+    plan = get_planner().plan(parsed, profile_file(parsed.data_path()))
+    assert (plan.kind, plan.user_column, plan.item_column) == ("recommendation", "id", "name")

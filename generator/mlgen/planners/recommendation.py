@@ -133,10 +133,14 @@ class _Draft:
             item = item or (named[0] if named else None)
         if user is None or item is None:
             shown = ", ".join(self.profile.column_names[:30])
+            # Say which one was found ("id" for the orders of pizzaplace), so the user names
+            # only the other.
+            found = (f' The user column would be "{user}" (an id repeated over rows); no other '
+                     "column looks like the items." if user else "")
             raise PlanError(
                 "The brief asks for recommendations, but no two columns of the data look like "
-                "user and item ids (repeated over many rows). Name them in the front matter:\n"
-                f"  user_column: <one of: {shown}>\n  item_column: <one of: {shown}>"
+                f"user and item ids (repeated over many rows).{found} Name them in the front "
+                f"matter:\n  user_column: <one of: {shown}>\n  item_column: <one of: {shown}>"
             )
         frame = self.profile.frame
         per_user = len(frame) / max(1, frame[user].nunique())
