@@ -238,7 +238,7 @@ def test_a_day_of_the_month_is_no_time_to_split_on(tmp_path: Path) -> None:
 def test_a_refusal_names_the_user_column_it_found(tmp_path: Path) -> None:
     # gt's pizzaplace: the order id is found, the pizza's column (name) is not: the message
     # says so, and which lines to add. "also ordered" asks for recommendations.
-    orders = rdataset("gt", "pizzaplace", rows=5000)
+    orders = rdataset("gt", "pizzaplace")
     data = tmp_path / "orders.csv"
     orders.to_csv(data, index=False)
     with pytest.raises(PlanError, match='user column would be "id"') as err:
