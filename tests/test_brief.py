@@ -279,3 +279,17 @@ def test_the_target_is_the_column_whose_value_the_brief_names():
     values["device"] = ["Android", "iPhone"]
     with pytest.raises(BriefError, match="which column to predict"):
         brief.find_target([*columns, "device"], values)
+
+
+def test_a_folder_the_prose_names_is_the_data(tmp_path):
+    # "The recordings are in clips/": a folder of audio clips, named with its slash.
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "brief.md").write_text("Which word does the speaker say? The recordings are in "
+                                       "clips/.\n")
+    assert Brief.load(tmp_path / "brief.md").data_path() == tmp_path / "clips"
+    # A file named in the prose still wins, and a folder that does not exist is no data.
+    (tmp_path / "brief.md").write_text("Clips in clips/, labels in labels.csv.\n")
+    assert Brief.load(tmp_path / "brief.md").data_path() == tmp_path / "labels.csv"
+    (tmp_path / "brief.md").write_text("Recordings are in missing/.\n")
+    with pytest.raises(BriefError, match="does not name a data file"):
+        Brief.load(tmp_path / "brief.md").data_path()

@@ -87,6 +87,8 @@ RECOMMEND = re.compile(
 )
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
 DATA_FILE = re.compile(r"[\w./\\~-]+\.(?:csv|parquet|pq)\b", re.IGNORECASE)
+# A folder the prose names with its trailing slash ("clips/"): a folder of audio clips.
+DATA_FOLDER = re.compile(r"(?<![\w/.~-])([\w.~-][\w./~-]*/)(?=[\s,;:)]|\.?$|\.\s)", re.M)
 PREDICT = re.compile(
     r"\b(?:predict|predicts|predicting|forecast|forecasting|estimate|estimating|classify|"
     r"flag|flags|flagging|detect|detects|detecting|identify|identifying|spot|spotting|"
@@ -258,10 +260,18 @@ class Brief:
             candidate = Path(str(self.front["data"])).expanduser()
         else:
             mention = DATA_FILE.search(self.prose)
+            folder = next((found for found in DATA_FOLDER.findall(self.prose)
+                           if (self.folder / Path(found).expanduser()).is_dir()), None)
+            if not mention and folder:
+                # A folder of clips the prose names ("the recordings are in clips/").
+                candidate = Path(folder).expanduser()
+                return candidate if candidate.is_absolute() else (self.folder / candidate)
             if not mention:
                 raise BriefError(
                     "The brief does not name a data file. Add this front-matter line (or pass "
-                    "--data PATH):\n  data: path/to/your_data.csv"
+                    "--data PATH):\n  data: path/to/your_data.csv\n(a CSV or Parquet file; for "
+                    "audio, a folder of clips, which the prose may also name with its slash: "
+                    "clips/)"
                 )
             candidate = Path(mention.group(0)).expanduser()
         return candidate if candidate.is_absolute() else (self.folder / candidate)
