@@ -197,7 +197,8 @@ def test_a_forecast_over_quarters_written_as_text_says_how_to_write_them(tmp_pat
     # a forecast is asked. Planned as a table, it was split at random; now the fix is named,
     # and with ISO dates the same brief is a forecast per state.
     takings = rdataset("fpp3", "aus_accommodation")
-    brief = "Hotel takings by state in data.csv. Forecast takings for each state over the next year."
+    brief = ("Hotel takings by state in data.csv. Forecast takings for each state over the next "
+             "year.")
     with pytest.raises(PlanError, match=r"\"Date\" holds text such as '1998 Q1'.*ISO dates"):
         plan_for(takings, brief, tmp_path)
     takings["Date"] = pd.PeriodIndex(takings["Date"].str.replace(" ", ""), freq="Q").to_timestamp()
