@@ -250,3 +250,14 @@ def test_a_refusal_names_the_user_column_it_found(tmp_path: Path) -> None:
     parsed = Brief.load(tmp_path / "brief.md")
     plan = get_planner().plan(parsed, profile_file(parsed.data_path()))
     assert (plan.kind, plan.user_column, plan.item_column) == ("recommendation", "id", "name")
+
+
+def test_the_users_are_the_column_the_brief_recommends_to_each_of(tmp_path: Path) -> None:
+    # openintro's Seattle pet licences: "each zip code" names zip_code, though no column is
+    # called user or customer (the planner took the pets' names before).
+    pets = rdataset("openintro", "seattlepets", rows=8000)
+    data = tmp_path / "pets.csv"
+    pets.to_csv(data, index=False)
+    plan = plan_for(data, "Suggest breeds similar to the ones each zip code already licenses.",
+                    tmp_path)
+    assert (plan.kind, plan.user_column) == ("recommendation", "zip_code")

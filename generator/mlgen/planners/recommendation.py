@@ -52,6 +52,7 @@ TOP_NOUN = re.compile(r"\btop[- ]?\d{1,3}\s+(?:new\s+|other\s+)?([a-z]\w+)", re.
 NEXT_ITEM = re.compile(
     r"\bnext\s+(?:item|product|song|track|movie|film|purchase|book|video|episode|order)s?\b", re.I
 )
+EACH = re.compile(r"\b(?:each|every|per)\s+([a-z][a-z ]{0,40})", re.I)
 # Items share this much of their rows' metadata value at least (a few typos are tolerated).
 CONSTANT_SHARE = 0.98
 MIN_IDS = 5
@@ -119,7 +120,8 @@ class _Draft:
 
     def _users_and_items(self) -> None:
         ids = self._ids()
-        user = self._stated("user_column") or _best(ids, USER_NAME)
+        user = (self._stated("user_column") or _each_named(self.brief.prose, ids)
+                or _best(ids, USER_NAME))
         others = [c for c in ids if c.name != user]
         item = self._stated("item_column") or _best(others, ITEM_NAME) or _ranked_in(
             self.brief.prose, others
@@ -386,6 +388,19 @@ def _ranked_in(prose: str, columns: list[ColumnProfile]) -> str | None:
             prefix = word.startswith(name) or (len(stem) >= 3 and name.startswith(stem))
             if len(name) >= 3 and prefix:
                 return column.name
+    return None
+
+
+def _each_named(prose: str, columns: list[ColumnProfile]) -> str | None:
+    """The column the prose recommends to ("for each zip code", "to every store"): one to
+    three words after each, every or per that spell an id column's name (zip_code)."""
+    keys = {re.sub(r"[\W_]+", "", c.name.lower()): c.name for c in columns}
+    for match in EACH.finditer(prose):
+        words = match.group(1).lower().split()
+        for size in range(min(3, len(words)), 0, -1):
+            found = keys.get("".join(words[:size]))
+            if found is not None:
+                return found
     return None
 
 
