@@ -261,3 +261,11 @@ def test_the_users_are_the_column_the_brief_recommends_to_each_of(tmp_path: Path
     plan = plan_for(data, "Suggest breeds similar to the ones each zip code already licenses.",
                     tmp_path)
     assert (plan.kind, plan.user_column) == ("recommendation", "zip_code")
+    # "each lecturer's page" names whose page it is, not who is recommended to.
+    ratings = tmp_path / "ratings.csv"
+    pd.DataFrame({"student": [s for s in range(40) for _ in range(5)],
+                  "lecturer": [1000 + (s * 7 + k) % 30 for s in range(40) for k in range(5)],
+                  "rating": 4}).to_csv(ratings, index=False)
+    plan = plan_for(ratings, "Students who liked this lecturer also liked: show similar "
+                    "lecturers on each lecturer's page.", tmp_path)
+    assert (plan.user_column, plan.item_column) == ("student", "lecturer")

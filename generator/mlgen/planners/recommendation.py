@@ -53,6 +53,7 @@ NEXT_ITEM = re.compile(
     r"\bnext\s+(?:item|product|song|track|movie|film|purchase|book|video|episode|order)s?\b", re.I
 )
 EACH = re.compile(r"\b(?:each|every|per)\s+([a-z][a-z ]{0,40})", re.I)
+POSSESSIVE_AFTER = re.compile(r"['\u2019]s?\b")
 # Items share this much of their rows' metadata value at least (a few typos are tolerated).
 CONSTANT_SHARE = 0.98
 MIN_IDS = 5
@@ -399,7 +400,9 @@ def _each_named(prose: str, columns: list[ColumnProfile]) -> str | None:
         words = match.group(1).lower().split()
         for size in range(min(3, len(words)), 0, -1):
             found = keys.get("".join(words[:size]))
-            if found is not None:
+            # An owner is the page, not the user: "similar lecturers on each lecturer's page".
+            end = prose.find(words[size - 1], match.start(1)) + len(words[size - 1])
+            if found is not None and not POSSESSIVE_AFTER.match(prose, end):
                 return found
     return None
 
