@@ -236,3 +236,60 @@ def test_inputs_named_before_the_question_are_not_the_target():
     assert brief.find_target(columns) == "source"
     with pytest.raises(BriefError, match="which column to predict"):
         Brief.parse("Predict from the text of a tweet who sent it.").find_target(columns)
+
+
+HMDA = ["deny", "pirat", "hirat", "lvrat", "chist", "single", "hschool"]
+SWISS = ["participation", "income", "age", "education", "youngkids", "oldkids", "foreign"]
+
+
+def test_a_question_names_the_target_without_a_verb_of_predicting():
+    # AER HMDA's users ask, they do not say "predict": "denied" is a form of deny.
+    assert Brief.parse("Which applicants are likely to be denied?").find_target(HMDA) == "deny"
+    asked = Brief.parse("We need to know which applicants are likely to be denied a mortgage.")
+    assert asked.find_target(HMDA) == "deny"
+    # The last column the question names, before its inputs.
+    assert Brief.parse("Which resumes get a call back?").find_target(["name", "call"]) == "call"
+    births = Brief.parse("Which babies are born with low birth weight?")
+    assert births.find_target(["weight", "lowbirthweight", "habit"]) == "lowbirthweight"
+
+
+def test_model_is_a_verb_at_a_sentence_start_and_a_noun_after_the():
+    brief = Brief.parse(
+        "Model participation in the labour force. The model uses age, education and income."
+    )
+    assert brief.find_target(SWISS) == "participation"
+    # "the model uses age" names age as an input, never as the target.
+    with pytest.raises(BriefError, match="which column to predict"):
+        Brief.parse("The data is swiss.csv. The model uses age and income.").find_target(SWISS)
+    assert Brief.parse("We want to model churn.").find_target(["churn", "age"]) == "churn"
+
+
+def test_a_verb_form_of_a_short_name_is_the_column():
+    # "votes" is vote: names too short for the shared-prefix rule.
+    brief = Brief.parse("Predict who votes, from income, education, age and sex.")
+    assert brief.find_target(["state", "vote", "income", "education", "age", "female"]) == "vote"
+
+
+def test_the_target_is_the_column_whose_value_the_brief_names():
+    brief = Brief.parse("Detect which tweets were written on an Android.")
+    columns = ["created_at", "text", "source", "retweet_count"]
+    values = {"source": ["Twitter for Android", "Twitter for iPhone"]}
+    assert brief.find_target(columns, values) == "source"
+    # Two columns holding the word: no guess, the error names the fix.
+    values["device"] = ["Android", "iPhone"]
+    with pytest.raises(BriefError, match="which column to predict"):
+        brief.find_target([*columns, "device"], values)
+
+
+def test_a_folder_the_prose_names_is_the_data(tmp_path):
+    # "The recordings are in clips/": a folder of audio clips, named with its slash.
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "brief.md").write_text("Which word does the speaker say? The recordings are in "
+                                       "clips/.\n")
+    assert Brief.load(tmp_path / "brief.md").data_path() == tmp_path / "clips"
+    # A file named in the prose still wins, and a folder that does not exist is no data.
+    (tmp_path / "brief.md").write_text("Clips in clips/, labels in labels.csv.\n")
+    assert Brief.load(tmp_path / "brief.md").data_path() == tmp_path / "labels.csv"
+    (tmp_path / "brief.md").write_text("Recordings are in missing/.\n")
+    with pytest.raises(BriefError, match="does not name a data file"):
+        Brief.load(tmp_path / "brief.md").data_path()

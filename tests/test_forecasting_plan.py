@@ -190,3 +190,18 @@ def test_series_told_apart_by_several_columns_name_the_fix(tmp_path: Path) -> No
                     "for the next two years (data.csv).", tmp_path)
     assert (plan.target, plan.time_column, plan.series_column, plan.horizon) == (
         "count", "t", "series", 8)
+
+
+def test_a_forecast_over_quarters_written_as_text_says_how_to_write_them(tmp_path: Path) -> None:
+    # fpp3's aus_accommodation writes its quarters "1998 Q1": no column parses as dates, and
+    # a forecast is asked. Planned as a table, it was split at random; now the fix is named,
+    # and with ISO dates the same brief is a forecast per state.
+    takings = rdataset("fpp3", "aus_accommodation")
+    brief = ("Hotel takings by state in data.csv. Forecast takings for each state over the next "
+             "year.")
+    with pytest.raises(PlanError, match=r"\"Date\" holds text such as '1998 Q1'.*ISO dates"):
+        plan_for(takings, brief, tmp_path)
+    takings["Date"] = pd.PeriodIndex(takings["Date"].str.replace(" ", ""), freq="Q").to_timestamp()
+    plan = plan_for(takings, brief, tmp_path)
+    assert (plan.kind, plan.target, plan.series_column, plan.horizon) == (
+        "forecasting", "Takings", "State", 4)

@@ -119,3 +119,16 @@ def test_the_label_is_the_column_of_classes_the_prose_names_in_words(tmp_path: P
     plan = plan_for("# Breach triage\n\nClassify each new breach report by its type of breach "
                     "so it goes to the right team. The reports are in breaches.csv.\n", tmp_path)
     assert (plan.kind, plan.target) == ("text", "Type.of.Breach")
+
+
+def test_the_label_is_named_in_words_with_words_between_and_at_a_sentence_end(
+    tmp_path: Path,
+) -> None:
+    # openintro's wildlife strikes: "how many birds were struck" says birds_struck, though
+    # two words sit between and a full stop follows it; the remarks are the text.
+    birds = rdataset("openintro", "birds")
+    birds[["remarks", "phase_of_flt", "sky", "birds_seen", "birds_struck"]].to_csv(
+        tmp_path / "strikes.csv", index=False)
+    plan = plan_for("# Strikes\n\nReports in strikes.csv. Classify each report's remarks by how "
+                    "many birds were struck.\n", tmp_path)
+    assert (plan.kind, plan.target, plan.text_column) == ("text", "birds_struck", "remarks")

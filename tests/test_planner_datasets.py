@@ -306,3 +306,60 @@ def test_flagging_rows_where_a_number_passes_a_limit_is_a_yes_no_question(tmp_pa
     plan = plan_for(frame, with_front("crim", prose), tmp_path)
     assert (plan.task, plan.positive_when) == ("binary_classification", "> 1")
     assert "yes for 174 of 506 rows" in plan.rationale["positive_when"]
+
+
+def test_hmda_a_question_names_the_target(tmp_path):
+    # "Which applicants are likely to be denied?": no verb of predicting; denied is deny.
+    plan = plan_for(rdataset("AER", "HMDA"),
+                    "Applications in data.csv. Which applicants are likely to be denied?", tmp_path)
+    assert (plan.kind, plan.target, plan.task) == ("tabular", "deny", "binary_classification")
+
+
+def test_swisslabor_model_as_a_verb_and_the_model_as_a_noun(tmp_path):
+    brief = ("Swiss women, in data.csv.\n\nModel participation in the labour force. The model "
+             "uses age, education, income and the number of children.")
+    plan = plan_for(rdataset("AER", "SwissLabor"), brief, tmp_path)
+    assert (plan.target, plan.task) == ("participation", "binary_classification")
+    assert "age" in features(plan)
+
+
+def test_tweets_the_target_is_the_column_whose_value_is_named(tmp_path):
+    # dslabs' trump_tweets, the two phones: "written on an Android" names a value of source,
+    # and the question is asked of the tweets: the text kind, the text as the input.
+    tweets = rdataset("dslabs", "trump_tweets")
+    tweets = tweets[tweets["source"].isin(["Twitter for Android", "Twitter for iPhone"])]
+    plan = plan_for(tweets[["created_at", "text", "source", "retweet_count"]],
+                    "Tweets in data.csv. Detect which tweets were written on an Android.", tmp_path)
+    assert (plan.kind, plan.target, plan.text_column) == ("text", "source", "text")
+
+
+def test_ukgas_how_much_will_be_used_over_the_next_year_is_a_forecast(tmp_path):
+    plan = plan_for(rdataset("datasets", "UKgas"),
+                    "Quarterly gas use in data.csv. How much gas will the UK use over the next "
+                    "year?", tmp_path)
+    assert (plan.kind, plan.target, plan.time_column, plan.horizon) == (
+        "forecasting", "value", "time", 4)
+
+
+def test_sugar_prices_side_by_side_asked_about_the_next_months_is_a_forecast(tmp_path):
+    # stevedata's sugar_price: a date, the market and its price; no "forecast" said.
+    plan = plan_for(rdataset("stevedata", "sugar_price"),
+                    "Sugar prices in data.csv. Where will the sugar price go in the next six "
+                    "months?", tmp_path)
+    assert (plan.kind, plan.target, plan.series_column, plan.horizon) == (
+        "forecasting", "value", "category", 6)
+
+
+def test_a_review_read_to_answer_whether_is_the_text_kind(tmp_path):
+    # modeldata's fine-food reviews: "from the text of a review whether ..." reads the text;
+    # "great" is a label of score, and the product id the sentence names is no label.
+    reviews = rdataset("modeldata", "training_data")
+    plan = plan_for(reviews, "Reviews in data.csv. Predict from the text of a review whether the "
+                    "customer rated the product great.", tmp_path)
+    assert (plan.kind, plan.target, plan.text_column) == ("text", "score", "review")
+    # Without the text as the input, a tabular question stays tabular.
+    frame = rdataset("AER", "HMDA")
+    frame["note"] = [f"the applicant filed form {i} on time and in full" for i in range(len(frame))]
+    plan = plan_for(frame, "Predict whether an application in data.csv is denied (deny).",
+                    tmp_path)
+    assert (plan.kind, plan.target) == ("tabular", "deny")

@@ -220,3 +220,52 @@ def test_asking_which_items_to_suggest_to_each_user_is_a_recommendation(tmp_path
     plan = plan_for(data, "Which lecturers should we suggest to each student?", tmp_path)
     assert (plan.kind, plan.user_column, plan.item_column, plan.weight_column) == (
         "recommendation", "student", "lecturer", "rating")
+
+
+def test_a_day_of_the_month_is_no_time_to_split_on(tmp_path: Path) -> None:
+    # ratdat's rodent captures: plots and species, dated by year, month and day columns. The
+    # day of the month (1-31) orders nothing, so no time split is planned on it.
+    captures = rdataset("ratdat", "complete", rows=5000)
+    data = tmp_path / "captures.csv"
+    captures[["record_id", "month", "day", "year", "plot_id", "species_id"]].to_csv(
+        data, index=False)
+    plan = plan_for(data, "Recommend for each plot the top 5 species it has not had yet.",
+                    tmp_path)
+    assert (plan.user_column, plan.item_column) == ("plot_id", "species_id")
+    assert plan.time_column == ""
+
+
+def test_a_refusal_names_the_user_column_it_found(tmp_path: Path) -> None:
+    # gt's pizzaplace: the order id is found, the pizza's column (name) is not: the message
+    # says so, and which lines to add. "also ordered" asks for recommendations.
+    orders = rdataset("gt", "pizzaplace")
+    data = tmp_path / "orders.csv"
+    orders.to_csv(data, index=False)
+    with pytest.raises(PlanError, match='user column would be "id"') as err:
+        plan_for(data, "People who ordered one pizza also ordered which others?", tmp_path)
+    assert "item_column: <one of:" in str(err.value)
+    (tmp_path / "brief.md").write_text(f"---\ndata: {data}\nuser_column: id\nitem_column: name\n"
+                                       "---\nPeople who ordered one pizza also ordered which "
+                                       "others?")
+    parsed = Brief.load(tmp_path / "brief.md")
+    plan = get_planner().plan(parsed, profile_file(parsed.data_path()))
+    assert (plan.kind, plan.user_column, plan.item_column) == ("recommendation", "id", "name")
+
+
+def test_the_users_are_the_column_the_brief_recommends_to_each_of(tmp_path: Path) -> None:
+    # openintro's Seattle pet licences: "each zip code" names zip_code, though no column is
+    # called user or customer (the planner took the pets' names before).
+    pets = rdataset("openintro", "seattlepets", rows=8000)
+    data = tmp_path / "pets.csv"
+    pets.to_csv(data, index=False)
+    plan = plan_for(data, "Suggest breeds similar to the ones each zip code already licenses.",
+                    tmp_path)
+    assert (plan.kind, plan.user_column) == ("recommendation", "zip_code")
+    # "each lecturer's page" names whose page it is, not who is recommended to.
+    ratings = tmp_path / "ratings.csv"
+    pd.DataFrame({"student": [s for s in range(40) for _ in range(5)],
+                  "lecturer": [1000 + (s * 7 + k) % 30 for s in range(40) for k in range(5)],
+                  "rating": 4}).to_csv(ratings, index=False)
+    plan = plan_for(ratings, "Students who liked this lecturer also liked: show similar "
+                    "lecturers on each lecturer's page.", tmp_path)
+    assert (plan.user_column, plan.item_column) == ("student", "lecturer")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -74,7 +74,7 @@ IMBALANCE_WORDS = ("imbalanced", "imbalance", "rare", "fraud", "anomal")
 RECOMMEND = re.compile(
     r"\brecommend\w*|\bsuggest(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?(?:related|similar|other|"
     r"complementary)\b|\balso\s+(?:used|bought|liked|watched|listened|played|read|viewed|"
-    r"purchased|added|chose)\b|\bnext\s+(?:item|product|song|track|movie|film|purchase|book)s?\b"
+    r"purchased|added|chose|ordered|booked|rented|downloaded)\b|\bnext\s+(?:item|product|song|track|movie|film|purchase|book)s?\b"
     r"|\btop[- ]?\d+\s+(?:\w+\s+){0,3}?(?:for|per)\s+(?:each|every)\b"
     r"|\b(?:related|similar)\s+items\b"
     # "suggest for each plane the top 5 ...", "the top 5 destinations it has not flown to yet"
@@ -87,11 +87,16 @@ RECOMMEND = re.compile(
 )
 REGRESSION_WORDS = ("price", "how much", "how many", "amount", "revenue", "cost", "estimate the")
 DATA_FILE = re.compile(r"[\w./\\~-]+\.(?:csv|parquet|pq)\b", re.IGNORECASE)
+# A folder the prose names with its trailing slash ("clips/"): a folder of audio clips.
+DATA_FOLDER = re.compile(r"(?<![\w/.~-])([\w.~-][\w./~-]*/)(?=[\s,;:)]|\.?$|\.\s)", re.M)
 PREDICT = re.compile(
     r"\b(?:predict|predicts|predicting|forecast|forecasting|estimate|estimating|classify|"
     r"flag|flags|flagging|detect|detects|detecting|identify|identifying|spot|spotting|"
     # "a model of survived", "a classifier for deny"
-    r"(?:model|classifier|predictor|regressor)\s+(?:of|for))\s+"
+    r"(?:model|classifier|predictor|regressor)\s+(?:of|for)"
+    # "Model participation in the labour force", "we want to model churn": the verb, at a
+    # sentence's start or after "to" ("the model uses age" is the noun, and names no target)
+    r"|(?:(?<=^)|(?<=\n)|(?<=[.!?]\s)|(?<=\bto\s))model)\s+"
     r"(?:the\s+|whether\s+|if\s+|a\s+|an\s+|which\s+)?[`\"']?"
     r"((?:[^\n.,;:()`\"'\u2019]|['\u2019]s\b){1,80})",
     re.IGNORECASE,
@@ -130,6 +135,18 @@ LINKING_WORDS = frozenset({
     "of", "for", "in", "on", "at", "by", "from", "with", "per", "to", "using", "given", "who",
     "that", "which", "when", "where", "whether", "if", "over", "during", "after", "before",
     "next", "each", "every", "and", "or", "is", "are", "was", "were", "will",
+})
+# A question the brief asks ("Which applicants are likely to be denied?"): it may name the
+# target without a verb of predicting.
+# Asked outright or inside a sentence ("we need to know which applicants are denied").
+QUESTION_SENTENCE = re.compile(
+    r"(?:^|(?<=[.!?:\n]))\s*([^.!?\n]{3,200}\?)|\b((?:which|whether|who)\s[^.!?\n]{3,200})", re.I
+)
+# Words that name no value of a column ("written on an Android": Android may).
+PLAIN_WORDS = frozenset({
+    "the", "a", "an", "of", "for", "in", "on", "at", "by", "from", "with", "to", "which", "who",
+    "what", "whether", "if", "was", "were", "is", "are", "be", "been", "will", "and", "or", "not",
+    "written", "sent", "made", "their", "its", "his", "her", "they", "it", "likely", "each",
 })
 TARGET_IS = re.compile(r"\btarget(?:\s+column)?\s*(?:is|=|:)\s*[`\"']?([\w .-]{1,64})", re.I)
 FIX_EXAMPLE = "---\ndata: data.csv\ntarget: churned\n---\nPredict which customers churn."
@@ -243,10 +260,18 @@ class Brief:
             candidate = Path(str(self.front["data"])).expanduser()
         else:
             mention = DATA_FILE.search(self.prose)
+            folder = next((found for found in DATA_FOLDER.findall(self.prose)
+                           if (self.folder / Path(found).expanduser()).is_dir()), None)
+            if not mention and folder:
+                # A folder of clips the prose names ("the recordings are in clips/").
+                candidate = Path(folder).expanduser()
+                return candidate if candidate.is_absolute() else (self.folder / candidate)
             if not mention:
                 raise BriefError(
                     "The brief does not name a data file. Add this front-matter line (or pass "
-                    "--data PATH):\n  data: path/to/your_data.csv"
+                    "--data PATH):\n  data: path/to/your_data.csv\n(a CSV or Parquet file; for "
+                    "audio, a folder of clips, which the prose may also name with its slash: "
+                    "clips/)"
                 )
             candidate = Path(mention.group(0)).expanduser()
         return candidate if candidate.is_absolute() else (self.folder / candidate)
@@ -284,8 +309,12 @@ class Brief:
                          rf"(?:\s+\w+){{0,2}}?\s+{NONZERO.pattern}", self.prose, re.IGNORECASE)
         return "> 0" if near else None
 
-    def find_target(self, columns: Sequence[str]) -> str:
-        """The column to predict: front matter ``target``, else what the prose says to predict."""
+    def find_target(
+        self, columns: Sequence[str], values: Mapping[str, Sequence[str]] | None = None
+    ) -> str:
+        """The column to predict: front matter ``target``, else what the prose says to predict
+        (a verb of predicting, a question, or a value of a column of few labels that the brief
+        names: ``values`` maps such columns to their labels)."""
         if "target" in self.front:
             wanted = str(self.front["target"])
             found = _match_column(wanted, columns)
@@ -326,6 +355,23 @@ class Brief:
             found = _stem_column(match.group(1), columns)
             if found is not None:
                 return found
+        # No verb of predicting names a column: a question may ("Which applicants are likely
+        # to be denied?" asks for deny). The last column it names, before its inputs.
+        for match in QUESTION_SENTENCE.finditer(self.prose):
+            question = match.group(1) or match.group(2)
+            inputs = INPUTS_CUE.search(question)
+            found = _last_column(question[: inputs.start()] if inputs else question, columns)
+            if found is not None:
+                return found
+        # Or the question names a value of the target ("Detect which tweets were written on
+        # an Android": Android is a value of source), in a verb's phrase or a question.
+        if values:
+            phrases = [m.group(0) for m in PREDICT.finditer(self.prose)]
+            phrases += [m.group(1) or m.group(2) for m in QUESTION_SENTENCE.finditer(self.prose)]
+            for phrase in phrases:
+                found = _valued_column(phrase, values)
+                if found is not None:
+                    return found
         shown = ", ".join(list(columns)[:30])
         raise BriefError(
             "The brief does not say which column to predict. Add this front-matter line:\n"
@@ -452,10 +498,55 @@ def _stem_column(phrase: str, columns: Sequence[str]) -> str | None:
             for column, name in names
             if (shared := len(os.path.commonprefix([word, name]))) >= 6
             and shared >= 0.75 * min(len(word), len(name))
+            or _inflects(word, name)
         }
         if found:
             return found.pop() if len(found) == 1 else None
     return None
+
+
+def _inflects(word: str, name: str) -> bool:
+    """Whether ``word`` is ``name`` with an English ending: votes, voted and voting for vote,
+    denied and denies for deny, participates for participate. Names of 3+ letters only."""
+    if len(name) < 3 or not word.startswith(name[:-1]):
+        return False
+    stem = name[:-1] if name.endswith("e") or name.endswith("y") else name
+    forms = {name + "s", name + "es", stem + "ed", stem + "ing", name + "d"}
+    if name.endswith("y"):
+        forms |= {stem + "ied", stem + "ies"}
+    return word in forms
+
+
+def _last_column(phrase: str, columns: Sequence[str]) -> str | None:
+    """The column named last in ``phrase``, by its name (or a run of words that spells it,
+    "low birth weight" for lowbirthweight), else by a form of it ("denied" for deny)."""
+    words = [re.sub(r"^\W+|\W+$", "", word) for word in phrase.split()]
+    words = [word for word in words if word]
+    found: tuple[int, str] | None = None
+    for start in range(len(words)):
+        run = _run_at(words, start, columns)
+        if run is not None and (found is None or run[1] > found[0]):
+            found = (run[1], run[0])
+    if found is not None:
+        return found[1]
+    for word in reversed(words):
+        stem = _stem_column(word, columns)
+        if stem is not None:
+            return stem
+    return None
+
+
+def _valued_column(phrase: str, values: Mapping[str, Sequence[str]]) -> str | None:
+    """The one column a word of ``phrase`` is a label of, or a word of a label of ("an
+    Android" for source, whose labels include "Twitter for Android"); None if several."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z][\w-]{2,}", phrase)} - PLAIN_WORDS
+    found = set()
+    for column, labels in values.items():
+        tokens = {str(label).lower() for label in labels}
+        tokens |= {t.lower() for label in labels for t in re.findall(r"[\w-]+", str(label))}
+        if words & tokens:
+            found.add(column)
+    return found.pop() if len(found) == 1 else None
 
 
 def _abbreviated(words: Sequence[str], columns: Sequence[str]) -> str | None:

@@ -104,6 +104,10 @@ class TargetProfile:
         return min(self.class_counts.values()) / sum(self.class_counts.values())
 
 
+# Columns of at most this many labels are what a brief may name by a label.
+MAX_LABELS = 50
+
+
 @dataclass(frozen=True)
 class Profile:
     """A data file's sample, its columns, and facts derived from them."""
@@ -122,6 +126,16 @@ class Profile:
 
     def column(self, name: str) -> ColumnProfile:
         return next(c for c in self.columns if c.name == name)
+
+    @cached_property
+    def labels(self) -> dict[str, list[str]]:
+        """The labels of each column of a few labels (2 to 50, not numbers): what a brief can
+        name a target by ("written on an Android" names a value of source)."""
+        return {
+            col.name: [str(v) for v in self.frame[col.name].dropna().unique()]
+            for col in self.columns
+            if col.kind in ("categorical", "boolean") and 2 <= col.n_unique <= MAX_LABELS
+        }
 
     @cached_property
     def clip_column(self) -> str | None:

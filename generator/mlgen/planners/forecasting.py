@@ -62,15 +62,39 @@ def forecasts(brief: Brief, profile: Profile) -> bool:
         return False
     time = _time_column(brief, profile, required=False)
     if time is None:
+        if FORECAST.search(brief.prose):
+            _refuse_unparsed_times(profile)
         return False
     if FORECAST.search(brief.prose):
         return True
     # "Predict gas use for the next four quarters" over a series alone (a time and one value,
-    # each time once): no other question can be asked of it than its next values.
+    # each time once), or over series side by side (a time, one label naming the series and one
+    # value: "where will the sugar price go in the next six months?" of each market's price):
+    # no other question can be asked of it than its next values.
     values = [c for c in profile.columns if c.name != time and not c.id_like]
-    alone = (len(values) == 1 and values[0].kind == "numeric"
-             and not profile.raw[time].duplicated().any())
+    numbers = [c for c in values if c.kind == "numeric"]
+    series = [c.name for c in values if c.kind != "numeric"]
+    alone = (len(numbers) == 1 and len(series) <= 1
+             and not profile.raw.duplicated([*series, time]).any())
     return alone and AHEAD.search(brief.prose) is not None
+
+
+def _refuse_unparsed_times(profile: Profile) -> None:
+    """A forecast asked of data whose time column is text that does not parse as dates
+    (fpp3's quarters, "1998 Q1"): say how to write the times, rather than plan a table whose
+    random split would test the past on the future."""
+    for column in profile.columns:
+        if column.kind not in ("categorical", "text") or not TIME_NAME.search(column.name):
+            continue
+        values = profile.raw[column.name].dropna().astype(str)
+        if values.empty or pd.to_datetime(values, errors="coerce", format="mixed").notna().any():
+            continue
+        raise PlanError(
+            f'The brief asks for a forecast, but the time column "{column.name}" holds text '
+            f"such as {values.iloc[0]!r} that does not parse as a date. Write the times as ISO "
+            "dates (1998-01-01 for the first quarter of 1998, 1998-04-01 for the second), or "
+            "state `task: regression` for a table without a time order."
+        )
 
 
 def plan_forecasting(brief: Brief, profile: Profile) -> Plan:

@@ -69,7 +69,7 @@ class HeuristicPlanner:
             return plan_audio(brief, profile)
         if reads(brief, profile):
             return plan_text(brief, profile)
-        target = brief.find_target(profile.column_names)
+        target = brief.find_target(profile.column_names, profile.labels)
         draft = _Draft(brief, profile, target)
         draft.decide()
         plan = Plan.build(draft.values | {"rationale": draft.why})

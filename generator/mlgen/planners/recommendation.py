@@ -34,6 +34,10 @@ ITEM_NAME = re.compile(
     re.I,
 )
 TIME_NAME = re.compile(r"time|date|^ts$|timestamp|created|when|day|^at$|_at$", re.I)
+DATE_PART = re.compile(
+    r"(?:year|day|month|week|hour|minute|second|quarter|weekday|dow|day_?of_?(?:week|month|year))s?",
+    re.I,
+)
 WEIGHT_NAME = re.compile(
     r"rating|score|stars?$|count|qty|quantity|plays?$|play_?count|clicks?|views?|duration|"
     r"minutes|seconds|listens?|times|freq|frequency|amount|weight|units",
@@ -48,6 +52,8 @@ TOP_NOUN = re.compile(r"\btop[- ]?\d{1,3}\s+(?:new\s+|other\s+)?([a-z]\w+)", re.
 NEXT_ITEM = re.compile(
     r"\bnext\s+(?:item|product|song|track|movie|film|purchase|book|video|episode|order)s?\b", re.I
 )
+EACH = re.compile(r"\b(?:each|every|per)\s+([a-z][a-z ]{0,40})", re.I)
+POSSESSIVE_AFTER = re.compile(r"['\u2019]s?\b")
 # Items share this much of their rows' metadata value at least (a few typos are tolerated).
 CONSTANT_SHARE = 0.98
 MIN_IDS = 5
@@ -115,7 +121,8 @@ class _Draft:
 
     def _users_and_items(self) -> None:
         ids = self._ids()
-        user = self._stated("user_column") or _best(ids, USER_NAME)
+        user = (self._stated("user_column") or _each_named(self.brief.prose, ids)
+                or _best(ids, USER_NAME))
         others = [c for c in ids if c.name != user]
         item = self._stated("item_column") or _best(others, ITEM_NAME) or _ranked_in(
             self.brief.prose, others
@@ -129,10 +136,14 @@ class _Draft:
             item = item or (named[0] if named else None)
         if user is None or item is None:
             shown = ", ".join(self.profile.column_names[:30])
+            # Say which one was found ("id" for the orders of pizzaplace), so the user names
+            # only the other.
+            found = (f' The user column would be "{user}" (an id repeated over rows); no other '
+                     "column looks like the items." if user else "")
             raise PlanError(
                 "The brief asks for recommendations, but no two columns of the data look like "
-                "user and item ids (repeated over many rows). Name them in the front matter:\n"
-                f"  user_column: <one of: {shown}>\n  item_column: <one of: {shown}>"
+                f"user and item ids (repeated over many rows).{found} Name them in the front "
+                f"matter:\n  user_column: <one of: {shown}>\n  item_column: <one of: {shown}>"
             )
         frame = self.profile.frame
         per_user = len(frame) / max(1, frame[user].nunique())
@@ -183,8 +194,13 @@ class _Draft:
             if c.name not in roles | attributes and not c.constant and not c.mostly_missing
         ]
         dates = [c for c in usable if c.kind == "datetime"]
+        # A day of the month or a month of the year beside other parts of a date orders
+        # nothing: the 3rd comes before the 20th in every month (ratdat's captures). A day
+        # alone may count days.
+        parts = [c.name for c in self.profile.columns if DATE_PART.fullmatch(c.name)]
         stamps = [
             c for c in usable if c.kind == "numeric" and c.integer and TIME_NAME.search(c.name)
+            and not (len(parts) > 1 and c.name in parts)
         ]
         chosen = (dates or stamps or [None])[0]
         if chosen is None:
@@ -373,6 +389,21 @@ def _ranked_in(prose: str, columns: list[ColumnProfile]) -> str | None:
             prefix = word.startswith(name) or (len(stem) >= 3 and name.startswith(stem))
             if len(name) >= 3 and prefix:
                 return column.name
+    return None
+
+
+def _each_named(prose: str, columns: list[ColumnProfile]) -> str | None:
+    """The column the prose recommends to ("for each zip code", "to every store"): one to
+    three words after each, every or per that spell an id column's name (zip_code)."""
+    keys = {re.sub(r"[\W_]+", "", c.name.lower()): c.name for c in columns}
+    for match in EACH.finditer(prose):
+        words = match.group(1).lower().split()
+        for size in range(min(3, len(words)), 0, -1):
+            found = keys.get("".join(words[:size]))
+            # An owner is the page, not the user: "similar lecturers on each lecturer's page".
+            end = prose.find(words[size - 1], match.start(1)) + len(words[size - 1])
+            if found is not None and not POSSESSIVE_AFTER.match(prose, end):
+                return found
     return None
 
 

@@ -24,17 +24,37 @@ TEXTS = re.compile(r"\b(?:texts?|reviews?|tickets?|messages?|e-?mails?|comments?
                    r"posts?|documents?|complaints?|feedback|sentences?|descriptions?|"
                    r"transcripts?|notes?|articles?|headlines?|reports?|summar(?:y|ies))\b", re.I)
 RARE = 0.10
+# A label column holds at most this many classes.
+MAX_CLASSES = 100
 MIN_WORDS = 4
 
 
 def reads(brief: Brief, profile: Profile) -> bool:
     """Whether the brief asks for the text kind: stated (``kind``), else no tabular task is
-    stated, the prose asks to classify texts, and the data has a free-text column."""
+    stated, the data has a free-text column, and the prose asks to classify texts or asks a
+    question of them ("predict from the text of a review whether ...", "detect which tweets
+    ...", "from the remarks, predict ..." where remarks is the text column)."""
     if brief.kind:
         return brief.kind == "text"
-    if "task" in brief.front or not (SORT.search(brief.prose) and TEXTS.search(brief.prose)):
+    if "task" in brief.front:
         return False
-    return _text_column(brief, profile) is not None
+    text = _text_column(brief, profile)
+    if text is None:
+        return False
+    if SORT.search(brief.prose) and TEXTS.search(brief.prose):
+        return True
+    return _asks_of_texts(brief.prose, text)
+
+
+def _asks_of_texts(prose: str, text: str) -> bool:
+    """Whether the prose reads the texts to answer its question: the texts are what a
+    prediction is made from ("from the text of a review", "using the remarks"), or what the
+    question is about ("which tweets", "whether a review")."""
+    name = r"[\s_.-]+".join(re.escape(w) for w in re.split(r"[\W_]+", text) if w)
+    noun = rf"(?:{TEXTS.pattern}|\b{name}\b)" if name else TEXTS.pattern
+    inputs = rf"\b(?:from|using|given|based\s+on|by\s+reading)\s+(?:[\w']+\s+){{0,3}}?{noun}"
+    about = rf"\b(?:which|whether|if)\s+(?:the\s+|a\s+|an\s+)?{noun}"
+    return re.search(f"{inputs}|{about}", prose, re.I) is not None
 
 
 def plan_text(brief: Brief, profile: Profile) -> Plan:
@@ -95,11 +115,16 @@ def _text_column(brief: Brief, profile: Profile) -> str | None:
 
 def _label(brief: Brief, profile: Profile, text: str) -> str:
     try:
-        return brief.find_target([c for c in profile.column_names if c != text])
+        # The label holds classes: a column of a different value on nearly every row (a
+        # product id the review names) is no label, whatever the brief calls it.
+        columns = [c.name for c in profile.columns if c.name != text and (
+            "target" in brief.front or (not c.id_like and 2 <= c.n_unique <= MAX_CLASSES))]
+        labels = {c: v for c, v in profile.labels.items() if c in columns}
+        return brief.find_target(columns, labels)
     except BriefError:
         candidates = [c.name for c in profile.columns
                       if c.name != text and c.kind in ("categorical", "boolean")
-                      and not c.id_like and 2 <= c.n_unique <= 100]
+                      and not c.id_like and 2 <= c.n_unique <= MAX_CLASSES]
         if len(candidates) == 1:
             return candidates[0]
         # "Classify each report by its type of breach" beside a column Type.of.Breach: the one
@@ -114,9 +139,11 @@ def _label(brief: Brief, profile: Profile, text: str) -> str:
 
 
 def _says_name(prose: str, column: str) -> bool:
-    """Whether the prose says a column's name as words (Type.of.Breach: "type of breach")."""
+    """Whether the prose says a column's name as words (Type.of.Breach: "type of breach"), in
+    its order with at most two words between ("how many birds were struck": birds_struck)."""
     words = [w for w in re.split(r"[\W_]+", column) if w]
     if not words:
         return False
-    phrase = r"[\s_.-]+".join(re.escape(w) for w in words)
-    return re.search(rf"(?<![\w.-]){phrase}(?![\w.-])", prose, re.I) is not None
+    phrase = r"[\s_.-]+(?:\w+\s+){0,2}?".join(re.escape(w) for w in words)
+    # A full stop ends the sentence, not the name, unless a word follows it (Type.of).
+    return re.search(rf"(?<![\w.-]){phrase}(?![\w-]|\.\w)", prose, re.I) is not None
