@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlgen.jinja_cache import compiled_once
 from mlgen.verify import build_requirements
 from support import (
     AUDIO_EXTRA,
@@ -20,6 +22,15 @@ from support import (
     install_runtime,
     render,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_templates_once() -> Iterator[None]:
+    """The tests render the template ~150 times in one process: each Jinja source is compiled
+    once (mlgen.jinja_cache, as mlgen's own renders do; test_template_render checks that the
+    bytes rendered are the same)."""
+    with compiled_once():
+        yield
 
 
 @pytest.fixture(scope="session")

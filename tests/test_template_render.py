@@ -473,3 +473,36 @@ def test_invalid_recommendation_answers_are_refused_with_a_reason(
         render(tmp_path / "bad", {"kind": "recommendation", **answers})
     assert message in str(excinfo.value)
     assert not (tmp_path / "bad" / "configs").exists(), "a refused render writes nothing"
+
+
+def test_compiling_each_template_source_once_renders_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mlgen's renders (and this test session) compile each Jinja source once
+    # (mlgen.jinja_cache). A service rendered with Jinja's own compile and one rendered from
+    # the cache must be the same files, byte for byte.
+    import jinja2
+    from mlgen import jinja_cache
+
+    answers = {"project_name": "cache-check", "package_name": "cache_check",
+               "kind": "forecasting"}
+    with jinja_cache.compiled_once():
+        warm = render(tmp_path / "warm", answers)
+        assert jinja_cache._cache, "the renders compile through the cache"
+        monkeypatch.setattr(jinja2.Environment, "compile", jinja_cache._original)
+        cold = render(tmp_path / "cold", answers)
+        monkeypatch.undo()
+        again = render(tmp_path / "again", answers)
+
+    def files(root: Path) -> dict[str, bytes]:
+        # Copier commits a dirty checkout before rendering it: only that commit id differs.
+        return {str(p.relative_to(root)): re.sub(rb"(?m)^_commit: .*$", b"", p.read_bytes())
+                for p in sorted(root.rglob("*")) if p.is_file() and ".git" not in p.parts}
+
+    assert files(warm) == files(cold) == files(again)
+    # Syntax settings are part of the key: one source under other delimiters is compiled anew.
+    with jinja_cache.compiled_once():
+        plain = jinja2.Environment().from_string("{{ x }} [[ x ]]").render(x=1)
+        square = jinja2.Environment(variable_start_string="[[", variable_end_string="]]")
+        assert (plain, square.from_string("{{ x }} [[ x ]]").render(x=1)) == ("1 [[ x ]]",
+                                                                               "{{ x }} 1")

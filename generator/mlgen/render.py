@@ -23,6 +23,7 @@ import pandas as pd
 from mlgen import __version__
 from mlgen.brief import Brief
 from mlgen.errors import RenderError
+from mlgen.jinja_cache import compiled_once
 from mlgen.plan import Plan
 from mlgen.profile import Profile
 from mlgen.store import ensure_store
@@ -97,16 +98,17 @@ def _copier(destination: Path, answers: dict) -> None:
     # records a git source and commit that `mlgen update` / `copier update` can use later.
     store, tag = ensure_store()
     try:
-        copier.run_copy(
-            str(store),
-            str(destination),
-            data=answers,
-            defaults=True,
-            unsafe=False,
-            quiet=True,
-            overwrite=True,
-            vcs_ref=tag,
-        )
+        with compiled_once():
+            copier.run_copy(
+                str(store),
+                str(destination),
+                data=answers,
+                defaults=True,
+                unsafe=False,
+                quiet=True,
+                overwrite=True,
+                vcs_ref=tag,
+            )
     except (ValueError, copier.errors.CopierError) as exc:
         raise RenderError(f"Copier could not render the plan: {exc}") from exc
 

@@ -29,6 +29,7 @@ import yaml
 
 from mlgen.environment import child_env
 from mlgen.errors import UpdateError, VerifyError
+from mlgen.jinja_cache import compiled_once
 from mlgen.migrations import MIGRATIONS, Rename, keep_retired, parse_template_version, rendered
 from mlgen.store import default_store_path, ensure_store
 from mlgen.verify import reinstall
@@ -272,7 +273,8 @@ def update_service(
     from_ref = str(answers["_commit"])
     if to is None and Path(answers["_src_path"]).resolve() == default_store_path():
         _, to = ensure_store()
-    with tempfile.TemporaryDirectory(prefix="mlgen-update-") as tmp:
+    # Three renders of one template: Jinja compiles each source once (jinja_cache).
+    with tempfile.TemporaryDirectory(prefix="mlgen-update-") as tmp, compiled_once():
         previous = render_previous(answers, Path(tmp) / "previous")
         deleted = {rel for rel in rendered(previous) if not (root / rel).exists()}
         try:
