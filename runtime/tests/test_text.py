@@ -88,6 +88,46 @@ def test_same_seed_and_data_give_the_same_metrics(tmp_path: Path, reviews: Path,
     assert again.metadata["metrics"] == trained[1].metadata["metrics"]
 
 
+def test_the_served_model_is_refitted_on_all_rows_and_the_gate_judges_the_evaluated_one(
+    trained, reviews: Path
+):
+    from mlgen_runtime.kinds import kind_of
+
+    config, result = trained
+    meta = result.metadata
+    folder = champion_dir(config) / "model"
+    served, evaluated = load_pipeline(folder), load_pipeline(folder, evaluated=True)
+    assert meta["served_model"]["fitted_on"] == "all labelled rows"
+    assert meta["served_model"]["rows"] == ROWS == sum(meta["rows"].values())
+    # Two fits on different rows: their vocabularies differ.
+    words = [model.named_steps["features"].named_transformers_["text"]
+             .transformer_list[0][1].vocabulary_ for model in (served, evaluated)]
+    assert words[0] != words[1]
+    # The test metrics are the evaluated model's, on the rows it was not fitted on.
+    rows = pd.read_csv(reviews)
+    split = kind_of(config).split(rows, config)
+    test = rows.iloc[split.test]
+    assert (evaluated.predict(test[COLUMNS]) == test.score).mean() == pytest.approx(
+        meta["metrics"]["accuracy"])
+    # The next training re-scores the champion's evaluated model, not the refit that saw
+    # these test rows: the champion's value is its own held-out accuracy, bit for bit.
+    again = train(config, promote=False)
+    assert again.comparison is not None
+    assert again.comparison.champion_value == meta["metrics"]["accuracy"]
+    card = config.resolve(config.paths.model_card).read_text()
+    assert f"refitted on all {ROWS} labelled rows" in card
+
+
+def test_without_the_refit_the_evaluated_model_serves(tmp_path: Path, reviews: Path):
+    config = write_config(tmp_path, reviews, refit_on_all_rows=False)
+    result = train(config)
+    assert result.metadata["served_model"]["fitted_on"] == "train + validation"
+    assert "refit_on_all_rows is off" in result.metadata["served_model"]["reason"]
+    folder = champion_dir(config) / "model"
+    assert not (folder / "evaluated.skops").exists()
+    assert load_pipeline(folder, evaluated=True).classes_.tolist() == ["great", "other"]
+
+
 def test_bad_data_is_refused_naming_the_column(tmp_path: Path, reviews: Path):
     with pytest.raises(DataValidationError, match="'comment'"):
         train(write_config(tmp_path / "a", reviews, text_column="comment"))
