@@ -351,6 +351,10 @@ class TextConfig(_Section):
     # Balanced: on the fine-food reviews (35% of one class) it raised validation accuracy from
     # 0.788 to 0.815 (docs/benchmarks.md, issue 16).
     class_weight: Literal["none", "balanced"] = "balanced"
+    # Serve the chosen settings refitted on every labelled row (train + validation + test),
+    # after the evaluated model (train + validation) has been judged on the test rows; the
+    # bundle keeps both, and the gate compares evaluated models only (kinds/text/train.py).
+    refit_on_all_rows: bool = True
     max_chars: int = Field(20_000, ge=1)
     primary_metric: Literal["accuracy", "f1_macro"] = "accuracy"
     test_size: float = Field(0.2, gt=0.0, lt=0.5)
