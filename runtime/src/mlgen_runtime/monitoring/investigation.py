@@ -55,6 +55,8 @@ class Observed:
     times: pd.Series | None
     labelled: bool
     source: str
+    # The model version that served the latest logged row (None for a data file).
+    served_version: str | None = None
 
     def windows(self, count: int, min_rows: int) -> list[Window]:
         """Consecutive windows of equal row counts (as many as ``count``, each at least
@@ -235,7 +237,7 @@ def from_log(config: Config, since: str, log_path: str | Path | None = None) -> 
     """The service's logged predictions of the last ``since`` with their inputs, and the
     outcomes fed back for them (``POST /feedback``) where there are any."""
     from .database import describe, is_url
-    from .performance import FEEDBACK_DB_ENV, read_log
+    from .performance import FEEDBACK_DB_ENV, read_log, served_version
 
     duration = parse_since(since)
     source = log_path or feedback_db_path(config)
@@ -255,7 +257,13 @@ def from_log(config: Config, since: str, log_path: str | Path | None = None) -> 
     times = pd.to_datetime(frame.pop(LOGGED_AT), unit="s", utc=True)
     target = config.data.target
     labelled = target in frame.columns and frame[target].notna().any()
-    return Observed(frame, times, bool(labelled), f"the prediction log {path} (last {since})")
+    return Observed(
+        frame,
+        times,
+        bool(labelled),
+        f"the prediction log {path} (last {since})",
+        served_version(source, after),
+    )
 
 
 def feedback_db_path(config: Config) -> str | None:
