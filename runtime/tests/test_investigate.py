@@ -357,3 +357,23 @@ def test_the_champion_that_served_the_log_is_loaded_from_its_exported_folder(ser
     )
     # A data file names no serving version: the registry's champion, as before.
     assert served_champion(service, observed).source == "registry"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"region": ["south", "west"], "age": [30, 41]}),
+        pd.DataFrame({"region": pd.array(["south", None, ""], dtype="string"), "n": [1, 2, 3]}),
+        pd.DataFrame({"a": ["x,y", "q"], "b": [1, 2]}),
+        pd.DataFrame({"a": ['say "hi"', "x\ny"]}),
+        pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64"), "f": [0.1, np.nan, 1e20]}),
+        pd.DataFrame({"b": [True, False], "mixed": ["x", 1]}),
+        pd.DataFrame({"a,b": ["x"], 'q"': ["y"]}),
+    ],
+)
+def test_the_retrain_file_is_written_as_pandas_writes_it(frame, tmp_path):
+    from mlgen_runtime.monitoring.investigation import write_csv
+
+    write_csv(frame, tmp_path / "fast.csv")
+    frame.to_csv(tmp_path / "pandas.csv", index=False)
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
