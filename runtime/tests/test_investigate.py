@@ -319,3 +319,61 @@ def test_the_log_is_read_column_by_column_whatever_features_each_request_logged(
     assert frame["region"].tolist() == ["south", "west", "north"]
     assert frame["insurance"].fillna("-").tolist() == ["-", "-", "yes"]
     assert frame["__logged_at__"].is_monotonic_increasing
+
+
+def test_the_champion_that_served_the_log_is_loaded_from_its_exported_folder(service, tmp_path):
+    """When the latest logged row was served by the exported champion's version, that folder
+    is investigated (no MLflow import, no tracking store); any other version goes to the
+    registry. Both hold the same pipeline: same probabilities, same report header."""
+    from dataclasses import replace
+
+    from mlgen_runtime.bundle import load_metadata
+    from mlgen_runtime.fallback import CHAMPION_DIR, fallback_dir
+    from mlgen_runtime.monitoring.performance import FeedbackStore, served_version
+    from mlgen_runtime.monitoring.tabular_investigation import served_champion
+    from mlgen_runtime.serving.predictor import Scores
+
+    version = str(load_metadata(fallback_dir(service, CHAMPION_DIR))["model_version"])
+    store = FeedbackStore(tmp_path / "log.sqlite", capacity=10, window=10)
+    for number, served_by in enumerate(["0", version]):
+        store.record(f"r{number}", served_by, Scores(["yes"], None, ["yes"], [0.5]), {"age": [1]})
+    store.close()
+    assert served_version(tmp_path / "log.sqlite", 0.0) == version
+    assert served_version(tmp_path / "log.sqlite", 4e9) is None
+
+    rows = pd.read_csv(service.data.path).head(200)
+    observed = from_file(service, service.data.path)
+    exported = served_champion(service, replace(observed, served_version=version))
+    registered = served_champion(service, replace(observed, served_version="999"))
+    assert (exported.source, registered.source) == ("file", "registry")
+    assert (exported.model_name, exported.model_version) == (
+        registered.model_name,
+        registered.model_version,
+    )
+    features = [f["name"] for f in exported.features]
+    np.testing.assert_array_equal(
+        exported.pipeline.predict_proba(rows[features]),
+        registered.pipeline.predict_proba(rows[features]),
+    )
+    # A data file names no serving version: the registry's champion, as before.
+    assert served_champion(service, observed).source == "registry"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"region": ["south", "west"], "age": [30, 41]}),
+        pd.DataFrame({"region": pd.array(["south", None, ""], dtype="string"), "n": [1, 2, 3]}),
+        pd.DataFrame({"a": ["x,y", "q"], "b": [1, 2]}),
+        pd.DataFrame({"a": ['say "hi"', "x\ny"]}),
+        pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64"), "f": [0.1, np.nan, 1e20]}),
+        pd.DataFrame({"b": [True, False], "mixed": ["x", 1]}),
+        pd.DataFrame({"a,b": ["x"], 'q"': ["y"]}),
+    ],
+)
+def test_the_retrain_file_is_written_as_pandas_writes_it(frame, tmp_path):
+    from mlgen_runtime.monitoring.investigation import write_csv
+
+    write_csv(frame, tmp_path / "fast.csv")
+    frame.to_csv(tmp_path / "pandas.csv", index=False)
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()

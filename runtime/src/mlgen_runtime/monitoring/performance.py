@@ -418,6 +418,19 @@ def read_log(path: str | Path, after: float, target: str) -> Any:
     return frame
 
 
+def served_version(path: str | Path, after: float) -> str | None:
+    """The model version that served the latest record logged at or after ``after`` (epoch
+    seconds), or None when there is none: one row by the primary key."""
+    db = Database(path, read_only=True)
+    try:
+        row = db.execute(
+            "SELECT model_version FROM served WHERE at >= ? ORDER BY last DESC LIMIT 1", (after,)
+        ).fetchone()
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
 def _logged_inputs(logged: list[str]) -> tuple[dict[str, Any], np.ndarray]:
     """The logged requests' inputs (``{feature: [value per record]}`` each) as columns, and
     each request's record count.
