@@ -91,8 +91,20 @@ def _investigate(config: Config, args: argparse.Namespace) -> int:
             "Say what to investigate: --since 30d (the service's logged predictions) or "
             "--data recent.csv (a data file), not both."
         )
-    observed = from_file(config, args.data) if args.data else from_log(config, args.since, args.log)
-    investigation = kind_of(config).investigate(config, observed)
+    kind = kind_of(config)
+    prepared = None
+    if args.data:
+        observed = from_file(config, args.data)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # SQLite and the JSON parser release the GIL: the kind's imports and training data
+        # load on the other core while the log is read (a million records: ~10 s of CPU).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            reading = pool.submit(from_log, config, args.since, args.log)
+            prepared = kind.prepare_investigation(config)
+            observed = reading.result()
+    investigation = kind.investigate(config, observed, prepared)
     if args.out:
         out_dir = Path(args.out)
     else:

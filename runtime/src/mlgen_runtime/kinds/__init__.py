@@ -83,7 +83,15 @@ class ProblemKind(Protocol):
     def model_card_sections(self, config: Config, metadata: dict[str, Any]) -> list[str]:
         """Markdown sections this kind adds to the model card."""
 
-    def investigate(self, config: Config, observed: Observed) -> Investigation:
+    def prepare_investigation(self, config: Config) -> Any:
+        """What ``investigate`` needs that does not depend on the rows under investigation
+        (imports, the training data), passed back to it as ``prepared``: cli.py runs it while
+        it reads the prediction log in a thread (SQLite and the JSON parser let the other core
+        work)."""
+
+    def investigate(
+        self, config: Config, observed: Observed, prepared: Any = None
+    ) -> Investigation:
         """Why the champion got worse on ``observed``: the sections of ``investigate``'s report
         (monitoring/investigation.py holds the rows, the false-alarm budget and the report)."""
 

@@ -63,7 +63,12 @@ class KindPackage:
         decision: Decision = self._module("train").promote_version(config, version, reason, force)
         return decision
 
-    def investigate(self, config: Config, observed: Observed) -> Investigation:
+    def prepare_investigation(self, config: Config) -> Any:
+        return None
+
+    def investigate(
+        self, config: Config, observed: Observed, prepared: Any = None
+    ) -> Investigation:
         # cli.py refuses the command first (unsupported_commands); a direct call is refused too.
         raise refusal(self.name, self.unsupported_commands, "investigate")
 

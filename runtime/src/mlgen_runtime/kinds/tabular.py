@@ -104,10 +104,17 @@ class TabularKind:
         """Scores Parquet partitions for ``score`` (batch.py), on any engine."""
         return TabularBatchScorer(bundle, keep=[config.data.id_column or ""])
 
-    def investigate(self, config: Config, observed: Observed) -> Investigation:
+    def prepare_investigation(self, config: Config) -> Any:
+        from ..monitoring.tabular_investigation import prepare
+
+        return prepare(config)
+
+    def investigate(
+        self, config: Config, observed: Observed, prepared: Any = None
+    ) -> Investigation:
         from ..monitoring.tabular_investigation import investigate
 
-        return investigate(config, observed)
+        return investigate(config, observed, history=prepared)
 
     def commands(self) -> list[Command]:
         return []

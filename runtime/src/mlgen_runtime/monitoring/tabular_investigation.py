@@ -75,12 +75,32 @@ BOOTSTRAP_ROWS = 20_000
 RETRAIN_FILE = "retrain.csv"
 
 
-def investigate(config: Config, observed: Observed, bundle: Bundle | None = None) -> Investigation:
-    """The tabular kind's report on ``observed``."""
+def prepare(config: Config) -> pd.DataFrame:
+    """Ahead of :func:`investigate` (cli.py runs this while the log is read in a thread): the
+    modules a report imports as it goes, and the training data (its ``history``), which do not
+    depend on the rows under investigation."""
+    import matplotlib.pyplot  # noqa: F401  (the plots)
+    import sklearn.isotonic  # noqa: F401  (the calibration)
+
+    from ..data import load_training_data
+    from . import retrain_backtest  # noqa: F401  (the recommendation's backtest)
+
+    return load_training_data(config)
+
+
+def investigate(
+    config: Config,
+    observed: Observed,
+    bundle: Bundle | None = None,
+    history: pd.DataFrame | None = None,
+) -> Investigation:
+    """The tabular kind's report on ``observed`` (``history``: the training data, when
+    :func:`prepare` read it already)."""
     from ..data import load_training_data, split
 
     bundle = bundle or served_champion(config, observed)
-    history = load_training_data(config)
+    if history is None:
+        history = load_training_data(config)
     return TabularInvestigation(
         config, bundle, observed, history, split(history, config).test
     ).run()
