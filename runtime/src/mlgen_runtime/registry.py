@@ -129,11 +129,14 @@ class RegisteredRun:
     def run_id(self) -> str:
         return self.metadata["run_id"]
 
+    # When the gate refused the run's model against its baseline and the baseline serves
+    # (serve_baseline: a forecaster's seasonal naive, a recommender's popularity; a Dummy
+    # never serves): that version and what became of it.
+    baseline_served: tuple[str, Decision] | None = None
+
     @property
     def baseline_serves(self) -> bool:
-        """Whether the kind serves its baseline as the champion after a run whose model did
-        not beat it (the forecasting kind's seasonal naive); a Dummy never serves."""
-        return False
+        return self.baseline_served is not None
 
 
 def use_store(config: Config) -> str:
@@ -378,6 +381,21 @@ def serve_baseline(
     served = version if family == baseline_family else register()
     promote(served, why)
     return served, Decision(True, why, beats_baseline=False)
+
+
+def baseline_outcome(
+    served: tuple[str, Decision] | None, label: str, otherwise: str
+) -> tuple[list[str], str]:
+    """A training summary's words on a refused model: the line saying what
+    :func:`serve_baseline` did (none when it did nothing), and what happens until a model
+    beats the baseline (``otherwise`` when the baseline does not serve)."""
+    if served is None:
+        return [], otherwise
+    version, outcome = served
+    return [outcome.verdict if outcome.promote else outcome.reason], (
+        f"{label} (v{version}) serves, and `train` exits 0; a later `train` or `retrain` "
+        "replaces it when a model beats it significantly"
+    )
 
 
 def served_instead(metadata: dict[str, Any], label: str) -> str:

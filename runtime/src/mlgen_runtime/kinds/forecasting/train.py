@@ -37,6 +37,7 @@ from ...errors import DataValidationError, RequestError
 from ...registry import (
     Decision,
     RegisteredRun,
+    baseline_outcome,
     champion_version,
     decide,
     export_champion,
@@ -90,14 +91,7 @@ class ForecastResult(RegisteredRun):
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
-    # When the gate refused this run's model against seasonal naive and seasonal naive serves
-    # (registered and promoted as the first champion by this run, or already the champion):
-    # that version and what became of it.
     baseline_served: tuple[str, Decision] | None = None
-
-    @property
-    def baseline_serves(self) -> bool:
-        return self.baseline_served is not None
 
 
 def settings(config: Config, panel: Panel) -> dict[str, Any]:
@@ -639,16 +633,10 @@ def summary(result: ForecastResult) -> str:
         test = result.baseline_comparison
         model, naive = result.metrics[primary], meta["baseline_metrics"].get(primary)
         higher = HIGHER_IS_BETTER.get(primary, False)
-        served = result.baseline_served
-        if served is not None:
-            version, outcome = served
-            lines.append(outcome.verdict if outcome.promote else outcome.reason)
-            until = (
-                f"seasonal naive (v{version}) serves, and `train` exits 0; a later `train` or "
-                "`retrain` replaces it when a model beats it significantly"
-            )
-        else:
-            until = "`train` exits 1 until one does"
+        served, until = baseline_outcome(
+            result.baseline_served, "seasonal naive", "`train` exits 1 until one does"
+        )
+        lines.extend(served)
         if meta["model_family"] == BASELINE:
             # The backtests chose the baseline itself: it cannot beat itself on the test.
             lines.append(

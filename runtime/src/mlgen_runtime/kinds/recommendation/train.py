@@ -39,6 +39,7 @@ from ...errors import DataValidationError
 from ...registry import (
     Decision,
     RegisteredRun,
+    baseline_outcome,
     champion_version,
     decide,
     export_champion,
@@ -94,13 +95,7 @@ class RecommendationResult(RegisteredRun):
     decision: Decision
     comparison: Comparison | None
     baseline_comparison: Comparison
-    # When the gate refused this run's model against popularity and popularity serves
-    # (registry.serve_baseline): that version and what became of it.
     baseline_served: tuple[str, Decision] | None = None
-
-    @property
-    def baseline_serves(self) -> bool:
-        return self.baseline_served is not None
 
 
 def prepare(
@@ -688,15 +683,10 @@ def summary(result: RecommendationResult) -> str:
         lines.append(result.comparison.summary())
     lines.append(result.decision.verdict)
     if not result.decision.beats_baseline:
-        served = result.baseline_served
-        if served is not None:
-            lines.append(served[1].verdict if served[1].promote else served[1].reason)
-            until = (
-                f"popularity (v{served[0]}) serves, and `train` exits 0; a later `train` or "
-                "`retrain` replaces it when a model beats it significantly"
-            )
-        else:
-            until = "`train` exits 1 until a model beats popularity"
+        served, until = baseline_outcome(
+            result.baseline_served, "popularity", "`train` exits 1 until a model beats popularity"
+        )
+        lines.extend(served)
         lines.append(
             f"The model does not beat popularity on {primary}@{k}. Check that the user and item "
             "columns are right, that there are enough interactions per user, and the split; "
