@@ -23,7 +23,8 @@ from mlgen_runtime.config import Config, load_config
 from mlgen_runtime.errors import DataValidationError
 from mlgen_runtime.kinds.forecasting import fastpath
 from mlgen_runtime.kinds.forecasting.data import read_panel
-from mlgen_runtime.kinds.forecasting.serving import create_app
+from mlgen_runtime.kinds.forecasting.models import Prepared
+from mlgen_runtime.kinds.forecasting.serving import create_app, load_champion
 from mlgen_runtime.kinds.forecasting.train import apply_promotion, summary, train
 from mlgen_runtime.serving.fastpath import PARITY_TOLERANCE, parity_error
 
@@ -256,6 +257,45 @@ def test_half_hourly_demand_with_temperature_direct_lightgbm(
         answer = client.post("/forecast", json={"horizon": 48, "future_covariates": future})
         assert [p["mean"] for p in answer.json()["forecasts"]] == own.mean.tolist()
     assert "served by LightGBM itself: its ONNX graph differs" in caplog.text
+    monkeypatch.undo()
+    check_tables(config)
+
+
+def check_tables(config: Config) -> None:
+    """A stored series is served from a table of its rows' scores over the covariates'
+    intervals (fastpath.Tabulated), which must answer as the scorer does bit for bit."""
+    forecaster = load_champion(config)
+    assert fastpath.compile_scorer(forecaster.model, forecaster.histories, 48)[0] == "onnx"
+    report = fastpath.compile_tables(forecaster)
+    assert report["intervals"]["workday"] == 2 and report["intervals"]["temperature"] > 10
+    times, table = forecaster.prepared[""]
+    assert isinstance(table, fastpath.Tabulated) and len(times) == 48
+    rows = forecaster.model.prepare(forecaster.histories[""], 48)
+    assert type(rows) is Prepared
+    thresholds = dict(zip(table.columns, table.thresholds, strict=True))
+    rng = np.random.default_rng(7)
+    # Values at, below and above the float32 thresholds the graph compares with, as doubles
+    # (the request's own precision), and values drawn across the range.
+    temperature = thresholds["temperature"].astype("float64")
+    edges = np.concatenate([temperature, np.nextafter(temperature, -np.inf),
+                            np.nextafter(temperature, np.inf)])
+    spread = rng.uniform(temperature[0] - 5, temperature[-1] + 5, 480)
+    for values in (*np.array_split(rng.permutation(edges), 8), *spread.reshape(10, 48)):
+        future = {"temperature": np.resize(values, 48), "workday": rng.integers(0, 2, 48) * 1.0}
+        assert np.array_equal(table.forecast(future, 48), rows.forecast(future, 48))
+        assert np.array_equal(table.forecast(future, 12), rows.forecast(future, 12))
+    # A missing value is left to the scorer (each split's own missing-value rule).
+    gap = {"temperature": np.full(48, np.nan), "workday": np.ones(48)}
+    assert np.array_equal(table.forecast(gap, 48), rows.forecast(gap, 48))
+    # A table that does not answer as the scorer is not served.
+    again = load_champion(config)
+    fastpath.compile_scorer(again.model, again.histories, 48)
+    real = fastpath._representatives
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastpath, "_representatives", lambda points: real(points) + 0.5)
+        refused = fastpath.compile_tables(again)
+    assert refused == {"reason": "the table differs from the scorer"}
+    assert again.tabulate is None and "" not in again.prepared
 
 
 def test_many_series_one_global_model(tmp_path: Path) -> None:

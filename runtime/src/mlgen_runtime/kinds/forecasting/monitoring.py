@@ -129,6 +129,10 @@ class ForecastMonitor:
         self.served: OrderedDict[tuple[str, int], tuple[float, float, float, float, str]]
         self.served = OrderedDict()
         self.claimed: set[tuple[str, int]] = set()
+        # Forecasts served since feedback last came (record), and their steps.
+        self.pending: deque[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, str]]
+        self.pending = deque()
+        self.pending_steps = 0
         self.outcomes: deque[Outcome] = deque(maxlen=config.serving.feedback_window)
         reference = forecaster.metadata.get("reference") or {}
         self.reference = np.asarray(reference.get("residuals") or [0.0])
@@ -140,24 +144,41 @@ class ForecastMonitor:
         self.lock = threading.Lock()
 
     def record(self, series_id: str, forecast: Forecast, scale: float, version: str) -> None:
+        """Remember a served forecast. Its steps are indexed when feedback next needs them
+        (:meth:`_index`): a request costs one append, not a dictionary update per step."""
+        steps = len(forecast.mean)
         with self.lock:
+            self.pending.append((
+                series_id, forecast.times.asi8, forecast.mean, forecast.lower, forecast.upper,
+                scale, version,
+            ))
+            self.pending_steps += steps
+            # Forecasts older than the last `capacity` steps served would leave the index
+            # as soon as they entered it.
+            while self.pending_steps - len(self.pending[0][2]) >= self.capacity:
+                self.pending_steps -= len(self.pending.popleft()[2])
+
+    def _index(self) -> None:
+        """Index the pending forecasts' steps by (series, time), oldest first, so each key
+        holds the latest forecast served for it (and may take feedback again)."""
+        while self.pending:
+            series_id, times, means, lows, highs, scale, version = self.pending.popleft()
             for time, mean, low, high in zip(
-                forecast.times.asi8.tolist(),
-                forecast.mean.tolist(),
-                forecast.lower.tolist(),
-                forecast.upper.tolist(),
-                strict=True,
+                times.tolist(), means.tolist(), lows.tolist(), highs.tolist(), strict=True
             ):
                 key = (series_id, time)
                 self.served.pop(key, None)
                 self.served[key] = (mean, low, high, scale, version)
                 self.claimed.discard(key)
-            while len(self.served) > self.capacity:
-                self.served.popitem(last=False)
+        self.pending_steps = 0
+        while len(self.served) > self.capacity:
+            key, _ = self.served.popitem(last=False)
+            self.claimed.discard(key)
 
     def feedback(self, series_id: str, time: pd.Timestamp, value: float) -> Outcome:
         key = (series_id, time.value)
         with self.lock:
+            self._index()
             if key in self.claimed:
                 raise FeedbackError(
                     "duplicate", f"series {series_id!r} at {time} already has its actual value"

@@ -53,7 +53,7 @@ from ...serving.routes import (
 )
 from ...serving.schemas import COMPONENTS
 from .data import Series, series_key
-from .fastpath import compile_scorer
+from .fastpath import compile_scorer, compile_tables
 from .forecaster import Forecast, Forecaster, load_forecaster
 from .monitoring import DRIFT_SIGNALS, LIVE_METRICS, ForecastMetrics, ForecastMonitor
 
@@ -204,6 +204,8 @@ class ServedForecaster:
         path, self.compiled = compile_scorer(
             forecaster.model, forecaster.histories, forecaster.max_horizon
         )
+        # Then the stored series' scores as tables over their covariates' intervals.
+        self.compiled["tables"] = compile_tables(forecaster)
         self.serving_path = path or SERVING_PATH
         self.stored: dict[str, tuple[Forecast, list[dict[str, Any]]]] = {}
         # A stored series' forecast times as text (the same for every request about it).
