@@ -153,9 +153,12 @@ def test_bad_data_stops_training_with_a_message_naming_the_column(tmp_path, rati
     config = write_service(
         tmp_path, ratings, {"recommendation": {**SETTINGS["recommendation"], "user_column": "user"}}
     )
+    before = sorted(config.root.rglob("*"))
     assert main(["--root", str(config.root), "train"]) == 2
     error = capsys.readouterr().err
     assert "recommendation.user_column 'user' is not a column" in error
+    # Nothing is written for a run that could not start: no tracking store, no artifacts.
+    assert sorted(config.root.rglob("*")) == before
 
 
 def test_a_spent_budget_skips_the_families_not_reached_and_keeps_the_first(trained, ratings):

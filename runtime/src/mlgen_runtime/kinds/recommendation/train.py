@@ -224,10 +224,11 @@ def train(
         + rec.time_budget_seconds
         - min(LOGGING_SECONDS, rec.time_budget_seconds / 4)
     )
-    # The store first, inside the budget: creating a new SQLite store (its migrations) takes
-    # ~5 s of CPU, which the logging reserve did not cover.
-    setup(config)
+    # The data first, so a bad file stops the run before anything is written; then the
+    # store, inside the budget: creating a new SQLite store (its migrations) takes ~5 s of
+    # CPU, which the logging reserve did not cover.
     path, data, items = prepare(config, data_path)
+    setup(config)
     parts = split(data, config)
     train_part = data.subset(parts.train)
     all_trials = search(config, train_part, data.subset(parts.validation), items, trials, deadline)
